@@ -1,0 +1,22 @@
+"""The request context every interaction receives: who calls, with which scopes, for which center."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    base_url: str  # e.g. http://127.0.0.1:8080/fhir, no trailing slash
+    caller: str = "anonymous"
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset({"system/*.*"}))
+    center: str | None = None  # center code (e.g. FR-POI) when the caller is scoped to one center
+    handling_strict: bool = False  # Prefer: handling=strict
+
+    def url(self, *parts: str) -> str:
+        return "/".join([self.base_url, *parts])
+
+    @classmethod
+    def system(cls, base_url: str = "http://localhost/fhir") -> RequestContext:
+        """A context for the server's own work (start-up loading, reindex, CLI)."""
+        return cls(base_url=base_url, caller="system")

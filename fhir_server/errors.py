@@ -1,0 +1,117 @@
+"""Errors as exceptions that carry OperationOutcome issues.
+
+See https://hl7.org/fhir/R4/operationoutcome.html. The HTTP status of each error class is mapped in exactly
+one place (``fhir_server.api.errors``); domain code only raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One OperationOutcome.issue."""
+
+    severity: str  # fatal | error | warning | information
+    code: str  # IssueType, e.g. invalid, structure, required, value, not-found, conflict
+    diagnostics: str
+    expression: tuple[str, ...] = ()
+
+    def to_fhir(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"severity": self.severity, "code": self.code, "diagnostics": self.diagnostics}
+        if self.expression:
+            out["expression"] = list(self.expression)
+        return out
+
+
+def operation_outcome(issues: list[Issue] | tuple[Issue, ...]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
+
+
+class FhirError(Exception):
+    """Base class: a client-visible failure described by OperationOutcome issues."""
+
+    def __init__(self, diagnostics: str | None = None, *, code: str = "processing",
+                 issues: list[Issue] | None = None, expression: tuple[str, ...] = (),
+                 headers: dict[str, str] | None = None) -> None:
+        if issues is None:
+            issues = [Issue("error", code, diagnostics or self.__class__.__name__, expression)]
+        self.issues = issues
+        self.headers = headers or {}
+        super().__init__(diagnostics or "; ".join(i.diagnostics for i in issues))
+
+    def outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.issues)
+
+
+class InvalidRequest(FhirError):
+    """400: malformed or invalid input."""
+
+
+class NotFound(FhirError):
+    """404: unknown type, id or version."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "not-found"), **kw)
+
+
+class Gone(FhirError):
+    """410: the resource was deleted."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "deleted"), **kw)
+
+
+class MethodNotAllowed(FhirError):
+    """405."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
+
+
+class NotAcceptable(FhirError):
+    """406: no acceptable response format."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
+
+
+class UnsupportedMediaType(FhirError):
+    """415: request body format not supported."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
+
+
+class Conflict(FhirError):
+    """409: a version or identity conflict."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "conflict"), **kw)
+
+
+class PreconditionFailed(FhirError):
+    """412: If-Match stale, or a conditional matched several resources."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "conflict"), **kw)
+
+
+class PayloadTooLarge(FhirError):
+    """413."""
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "too-costly"), **kw)
+
+
+class UnprocessableEntity(FhirError):
+    """422: the resource is well formed but breaks a profile or a business rule."""
+
+
+class NotModified(FhirError):
+    """304: conditional read, the client's copy is current (not an error for the client)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__("not modified", code="informational", headers=headers)

@@ -1,0 +1,60 @@
+"""FHIR JSON in and out without losing anything.
+
+Decimal precision is significant in FHIR (https://hl7.org/fhir/R4/datatypes.html#decimal): ``1.50`` must come
+back as ``1.50``. Bodies are parsed with ``decimal.Decimal`` for every JSON number with a fraction or exponent,
+stored in MongoDB as Decimal128 (which keeps the exponent), and written back verbatim through
+``orjson.Fragment``.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from typing import Any
+
+import orjson
+
+from fhir_server.errors import InvalidRequest
+
+_DECODER = json.JSONDecoder(parse_float=decimal.Decimal)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_constant=_reject_constant)
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON, keeping decimals exact. Raises InvalidRequest (400) on malformed input."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
+        return _STRICT_DECODER.decode(text)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"Body is not UTF-8: {exc}", code="structure") from exc
+    except ValueError as exc:
+        raise InvalidRequest(f"Malformed JSON: {exc}", code="structure") from exc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return orjson.Fragment(_decimal_text(value))
+    # bson.Decimal128 without importing bson here
+    to_decimal = getattr(value, "to_decimal", None)
+    if to_decimal is not None:
+        return orjson.Fragment(_decimal_text(to_decimal()))
+    raise TypeError(f"Cannot serialise {type(value).__name__}")
+
+
+def _decimal_text(value: decimal.Decimal) -> str:
+    # Fixed-point keeps "0.0000001" as sent (str() would give "1E-7"); a positive exponent keeps E notation.
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent <= 0:
+        return format(value, "f")
+    return str(value)
+
+
+def dumps(value: Any, *, pretty: bool = False) -> bytes:
+    option = orjson.OPT_INDENT_2 if pretty else 0
+    return orjson.dumps(value, default=_default, option=option)

@@ -1,0 +1,42 @@
+"""Server configuration, read from the environment (prefix ``FHIR_``); see the README's table."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
+
+    # MongoDB. Without a URI the server starts its own single-node replica set under data_dir.
+    mongodb_uri: str | None = None
+    mongodb_db: str = "fhir"
+    data_dir: Path = Path(".data")
+    mongod_port: int = 27117
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str | None = None  # public base, e.g. https://registry.example/fhir; default from the request
+    max_body_bytes: int = 16 * 1024 * 1024
+    workers: int = 1
+
+    # Search and paging
+    default_count: int = 20
+    max_count: int = 1000
+    history_default_count: int = 50
+
+    # Conformance resources loaded at start (profiles/ of the repository)
+    profiles_dir: Path = Path(__file__).resolve().parent.parent / "profiles"
+
+    # Bulk export
+    export_dir: Path = Path(".data/export")
+    export_ttl_seconds: int = 3600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""MongoDB storage: documents, indexes, transactions, and the one access checkpoint."""

