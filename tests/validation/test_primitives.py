@@ -1,0 +1,304 @@
+"""Wire-format checks of fhir_server.validation.primitives (https://hl7.org/fhir/R4/json.html)."""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server.validation.primitives import check_primitive_types
+
+EXAMPLES = Path("/work/shared/fhir-r4-examples")
+
+PATIENT: dict[str, Any] = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "identifier": [{"system": "https://cml-registry.eu/fhir/sid/patient", "value": "FR-POI-0042"}],
+    "gender": "female",
+    "birthDate": "1956-03-01",
+    "active": True,
+}
+OBSERVATION: dict[str, Any] = {
+    "resourceType": "Observation",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+    "valueQuantity": {"value": decimal.Decimal("350.0"), "unit": "10*9/L"},
+    "component": [
+        {"code": {"text": "a"}, "valueInteger": 3},
+        {"code": {"text": "b"}, "valueQuantity": {"value": decimal.Decimal("1.50")}},
+    ],
+}
+
+
+def patient(**changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(PATIENT)
+    out.update(changes)
+    return out
+
+
+def observation(**changes: Any) -> dict[str, Any]:
+    out = copy.deepcopy(OBSERVATION)
+    out.update(changes)
+    return out
+
+
+def expressions(resource: dict[str, Any]) -> list[str]:
+    return [e for i in check_primitive_types(resource) for e in i.expression]
+
+
+def codes(resource: dict[str, Any]) -> list[str]:
+    return [i.code for i in check_primitive_types(resource)]
+
+
+def test_valid_resources_have_no_issues() -> None:
+    assert check_primitive_types(patient()) == []
+    assert check_primitive_types(observation()) == []
+
+
+def test_boolean_given_as_string_is_an_error() -> None:
+    assert expressions(patient(active="true")) == ["Patient.active"]
+    assert codes(patient(active="true")) == ["structure"]
+
+
+def test_integer_given_as_string_is_an_error() -> None:
+    obs = observation()
+    obs["component"][0]["valueInteger"] = "3"
+    assert expressions(obs) == ["Observation.component[0].valueInteger"]
+
+
+def test_integer_given_as_boolean_is_an_error() -> None:
+    obs = observation()
+    obs["component"][0]["valueInteger"] = True
+    assert expressions(obs) == ["Observation.component[0].valueInteger"]
+
+
+def test_integer_given_as_decimal_is_an_error() -> None:
+    obs = observation()
+    obs["component"][0]["valueInteger"] = decimal.Decimal("3.0")
+    assert expressions(obs) == ["Observation.component[0].valueInteger"]
+
+
+def test_integer_out_of_range_is_an_error() -> None:
+    obs = observation()
+    obs["component"][0]["valueInteger"] = 2**31
+    assert codes(obs) == ["value"]
+
+
+def test_positive_int_zero_is_an_error() -> None:
+    p = patient(multipleBirthInteger=0)
+    assert check_primitive_types(p) == []  # integer allows 0
+    group = {"resourceType": "Group", "type": "person", "actual": True, "quantity": -1}
+    assert expressions(group) == ["Group.quantity"]  # unsignedInt
+
+
+def test_decimal_given_as_string_is_an_error() -> None:
+    obs = observation()
+    obs["component"][1]["valueQuantity"]["value"] = "1.50"
+    assert expressions(obs) == ["Observation.component[1].valueQuantity.value"]
+
+
+def test_decimal_accepts_decimal_int_and_float() -> None:
+    for v in (decimal.Decimal("1.50"), 2, 2.5):
+        assert check_primitive_types(observation(valueQuantity={"value": v})) == []
+
+
+def test_decimal_nan_is_an_error() -> None:
+    assert codes(observation(valueQuantity={"value": decimal.Decimal("NaN")})) == ["value"]
+
+
+def test_date_given_as_number_is_an_error() -> None:
+    assert expressions(patient(birthDate=1956)) == ["Patient.birthDate"]
+
+
+def test_malformed_date_is_an_error() -> None:
+    assert codes(patient(birthDate="01/03/1956")) == ["value"]
+
+
+def test_impossible_calendar_date_is_an_error() -> None:
+    assert codes(patient(birthDate="1957-02-29")) == ["value"]
+    assert check_primitive_types(patient(birthDate="1956-02-29")) == []
+
+
+def test_partial_dates_are_valid() -> None:
+    assert check_primitive_types(patient(birthDate="1956")) == []
+    assert check_primitive_types(patient(birthDate="1956-03")) == []
+
+
+def test_datetime_with_time_needs_a_timezone() -> None:
+    assert codes(observation(effectiveDateTime="2007-05-01T10:00:00")) == ["value"]
+    assert check_primitive_types(observation(effectiveDateTime="2007-05-01T10:00:00+02:00")) == []
+
+
+def test_instant_needs_full_precision() -> None:
+    assert expressions(observation(issued="2007-05-01")) == ["Observation.issued"]
+
+
+def test_empty_string_is_an_error() -> None:
+    p = patient()
+    p["identifier"][0]["value"] = ""
+    assert expressions(p) == ["Patient.identifier[0].value"]
+
+
+def test_code_with_leading_whitespace_is_an_error() -> None:
+    obs = observation()
+    obs["code"]["coding"][0]["code"] = " 777-3"
+    assert expressions(obs) == ["Observation.code.coding[0].code"]
+
+
+def test_id_with_invalid_characters_is_an_error() -> None:
+    assert expressions(patient(id="p_1")) == ["Patient.id"]
+
+
+def test_uri_with_space_is_an_error() -> None:
+    p = patient()
+    p["identifier"][0]["system"] = "https://cml registry"
+    assert codes(p) == ["value"]
+
+
+def test_single_value_where_array_expected_is_an_error() -> None:
+    p = patient(identifier={"value": "x"})
+    assert expressions(p) == ["Patient.identifier"]
+
+
+def test_array_where_single_value_expected_is_an_error() -> None:
+    assert expressions(patient(gender=["female"])) == ["Patient.gender"]
+
+
+def test_empty_array_is_an_error() -> None:
+    assert codes(patient(identifier=[])) == ["structure"]
+
+
+def test_empty_object_is_an_error() -> None:
+    assert expressions(observation(valueQuantity={})) == ["Observation.valueQuantity"]
+
+
+def test_null_value_is_an_error() -> None:
+    assert codes(patient(gender=None)) == ["structure"]
+
+
+def test_unknown_element_is_reported() -> None:
+    assert expressions(patient(favouriteColour="blue")) == ["Patient.favouriteColour"]
+
+
+def test_unknown_element_in_datatype_is_reported() -> None:
+    p = patient()
+    p["identifier"][0]["label"] = "x"
+    assert expressions(p) == ["Patient.identifier[0].label"]
+
+
+def test_two_choice_types_are_an_error() -> None:
+    both = patient(deceasedBoolean=False, deceasedDateTime="2007")
+    assert expressions(both) == ["Patient.deceasedDateTime"]
+
+
+def test_missing_required_element_is_an_error() -> None:
+    obs = observation()
+    del obs["status"]
+    assert expressions(obs) == ["Observation.status"]
+    assert codes(obs) == ["required"]
+
+
+def test_required_element_with_only_extension_is_accepted() -> None:
+    obs = observation()
+    del obs["status"]
+    obs["_status"] = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                     "valueCode": "unknown"}]}
+    assert check_primitive_types(obs) == []
+
+
+def test_required_choice_missing_is_an_error() -> None:
+    ext = {"url": "https://cml-registry.eu/fhir/StructureDefinition/prospective-study"}
+    # Extension.value[x] is 0..1, so an extension without value is fine for the wire format.
+    assert check_primitive_types(patient(extension=[ext])) == []
+    assert expressions(patient(extension=[{"valueBoolean": True}])) == ["Patient.extension[0].url"]
+
+
+def test_extension_value_type_is_checked() -> None:
+    ext = {"url": "https://cml-registry.eu/fhir/StructureDefinition/prospective-study", "valueBoolean": "yes"}
+    assert expressions(patient(extension=[ext])) == ["Patient.extension[0].valueBoolean"]
+
+
+def test_required_binding_on_code_is_checked() -> None:
+    assert codes(patient(gender="F")) == ["code-invalid"]
+    assert expressions(observation(status="done")) == ["Observation.status"]
+
+
+def test_required_binding_on_codeable_concept_is_checked() -> None:
+    cond: dict[str, Any] = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                           "code": "cured"}]}}
+    assert expressions(cond) == ["Condition.clinicalStatus.coding[0].code"]
+    cond["clinicalStatus"]["coding"][0]["code"] = "resolved"
+    assert check_primitive_types(cond) == []
+
+
+def test_required_binding_ignores_codings_of_other_systems() -> None:
+    cond = {"resourceType": "Condition", "subject": {"reference": "Patient/p1"},
+            "clinicalStatus": {"coding": [{"system": "http://example.org/local", "code": "cured"}]}}
+    assert check_primitive_types(cond) == []
+
+
+def test_medication_statement_status_is_checked() -> None:
+    ms = {"resourceType": "MedicationStatement", "status": "finished", "subject": {"reference": "Patient/p"},
+          "medicationCodeableConcept": {"text": "imatinib"}}
+    assert expressions(ms) == ["MedicationStatement.status"]
+
+
+def test_primitive_extension_sibling_is_checked() -> None:
+    p = patient(_birthDate={"extension": [{"url": "http://x", "valueDateTime": "1956-03-01T25:00:00Z"}]})
+    assert expressions(p) == ["Patient.birthDate.extension[0].valueDateTime"]
+
+
+def test_primitive_extension_of_unknown_element_is_an_error() -> None:
+    assert codes(patient(_nickname={"id": "a"})) == ["structure"]
+
+
+def test_primitive_extension_array_may_carry_nulls() -> None:
+    p = patient(name=[{"given": ["Ann", None], "_given": [None, {"extension": [
+        {"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "masked"}]}]}])
+    assert check_primitive_types(p) == []
+
+
+def test_null_in_primitive_array_without_extension_is_an_error() -> None:
+    p = patient(name=[{"given": ["Ann", None]}])
+    assert expressions(p) == ["Patient.name[0].given[1]"]
+
+
+def test_contained_resources_are_checked() -> None:
+    med = {"resourceType": "Medication", "id": "m", "status": "in-use"}
+    ms = {"resourceType": "MedicationStatement", "status": "active", "subject": {"reference": "Patient/p"},
+          "medicationReference": {"reference": "#m"}, "contained": [med]}
+    assert expressions(ms) == ["MedicationStatement.contained[0].status"]
+
+
+def test_contained_resource_without_type_is_an_error() -> None:
+    assert codes(patient(contained=[{"id": "x"}])) == ["structure"]
+
+
+def test_narrative_div_must_be_xhtml() -> None:
+    assert expressions(patient(text={"status": "generated", "div": "hello"})) == ["Patient.text.div"]
+
+
+def test_resource_without_resource_type_is_an_error() -> None:
+    assert codes({"id": "x"}) == ["structure"]
+
+
+def test_every_issue_is_an_error_with_an_expression() -> None:
+    issues = check_primitive_types(patient(active="true", gender="F", birthDate=3))
+    assert len(issues) == 3
+    assert all(i.severity == "error" and len(i.expression) == 1 for i in issues)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_official_examples_have_no_errors(path: Path) -> None:
+    with path.open() as f:
+        resource = json.load(f, parse_float=decimal.Decimal)
+    assert check_primitive_types(resource) == []
+
+
+def test_all_138_official_examples_are_present() -> None:
+    assert len(list(EXAMPLES.glob("*.json"))) == 138
