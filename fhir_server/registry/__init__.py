@@ -1,0 +1,1 @@
+"""Registry-specific computations (risk scores) over plain values; no storage, no HTTP."""
