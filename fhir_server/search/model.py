@@ -1,0 +1,238 @@
+"""Parsed search objects (the output of :mod:`.parse`, the input of :mod:`.compile`).
+
+Spec: https://hl7.org/fhir/R4/search.html (parameter types, modifiers, prefixes, chaining, ``_has``,
+result parameters: https://hl7.org/fhir/R4/search.html#return).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from urllib.parse import quote
+
+from fhir_server.search.registry import SearchParam
+from fhir_server.search.values import DateRange
+
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+@dataclass(frozen=True)
+class TokenValue:
+    """``[system]|[code]``, ``|[code]``, ``[system]|``, ``[code]``; ``system`` is None when no ``|`` was
+    given, ``""`` for an explicit "no system" (``|code``).
+
+    For ``:of-type``: ``type_system|type_code|value``."""
+
+    raw: str
+    code: str | None
+    system: str | None = None
+    type_system: str | None = None
+    type_code: str | None = None
+
+
+@dataclass(frozen=True)
+class StringValue:
+    raw: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DateValue:
+    raw: str
+    prefix: str
+    range: DateRange
+
+
+@dataclass(frozen=True)
+class NumberValue:
+    """A number or quantity search value; ``lo``/``hi`` is the implicit precision range of ``value``."""
+
+    raw: str
+    prefix: str
+    value: Decimal
+    lo: Decimal
+    hi: Decimal
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    """``Type/id``, ``id``, an absolute URL, or a canonical ``url|version``; for ``:identifier`` a token."""
+
+    raw: str
+    type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    url: str | None = None
+    identifier: TokenValue | None = None
+
+
+@dataclass(frozen=True)
+class UriValue:
+    raw: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class MissingValue:
+    raw: str
+    missing: bool
+
+
+@dataclass(frozen=True)
+class CompositeValue:
+    raw: str
+    parts: tuple[Value, ...]
+
+
+Value = (TokenValue | StringValue | DateValue | NumberValue | ReferenceValue | UriValue | MissingValue
+         | CompositeValue)
+
+
+@dataclass(frozen=True)
+class TerminologyRequest:
+    """A code set the caller must resolve before compiling (token ``:below/:above/:in/:not-in``).
+
+    ``direction`` is ``below``/``above`` (``system``+``code`` given) or ``in`` (``value_set`` given; also used
+    for ``:not-in``). Resolve to a set of ``(system, code)`` pairs; pass them to ``compile_search``.
+    """
+
+    direction: str
+    system: str | None = None
+    code: str | None = None
+    value_set: str | None = None
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One search parameter occurrence (an AND term); ``values`` are OR-ed.
+
+    Chained (``subject:Patient.name=x``): ``chain`` holds one inner clause per target type (the parameter
+    ``name`` may have a different definition on each type); ``values`` is then empty.
+    """
+
+    name: str  # as rendered in the applied query, e.g. "code:text", "subject:Patient.name"
+    param: SearchParam
+    modifier: str | None
+    values: tuple[Value, ...] = ()
+    chain: tuple[tuple[str, Clause], ...] = ()
+    terminology: tuple[TerminologyRequest, ...] = ()
+
+    def render_values(self) -> str:
+        inner = self
+        while inner.chain:
+            inner = inner.chain[0][1]
+        return ",".join(escape_value(v.raw) for v in inner.values)
+
+
+@dataclass(frozen=True)
+class HasClause:
+    """``_has:Source:param:...=x``: resources referenced by ``source_type`` resources (via ``param``) that
+    match ``inner`` (a Clause, or another HasClause when nested)."""
+
+    name: str
+    source_type: str
+    param: SearchParam
+    inner: Clause | HasClause
+
+    def render_values(self) -> str:
+        return self.inner.render_values()
+
+
+@dataclass(frozen=True)
+class SortKey:
+    code: str  # "_id", "_lastUpdated" or a parameter code
+    descending: bool
+    param: SearchParam | None = None
+
+    def render(self) -> str:
+        return ("-" if self.descending else "") + self.code
+
+
+@dataclass(frozen=True)
+class Include:
+    """``_include``/``_revinclude`` = ``Source:param[:Target]`` (``param == "*"`` for all references)."""
+
+    source_type: str
+    param_code: str
+    target_type: str | None = None
+    iterate: bool = False
+    reverse: bool = False
+
+    def render(self) -> tuple[str, str]:
+        name = ("_revinclude" if self.reverse else "_include") + (":iterate" if self.iterate else "")
+        value = f"{self.source_type}:{self.param_code}" + (f":{self.target_type}" if self.target_type else "")
+        return name, value
+
+
+@dataclass(frozen=True)
+class ParsedSearch:
+    resource_type: str | None
+    clauses: tuple[Clause | HasClause, ...] = ()
+    types: tuple[str, ...] = ()  # _type (system search)
+    sort: tuple[SortKey, ...] = ()
+    count: int | None = None
+    total: str | None = None  # none | estimate | accurate
+    summary: str | None = None  # true | false | text | data | count
+    elements: tuple[str, ...] = ()
+    includes: tuple[Include, ...] = ()
+    ignored: tuple[tuple[str, str], ...] = ()  # (parameter name, reason)
+    now: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def revincludes(self) -> tuple[Include, ...]:
+        return tuple(i for i in self.includes if i.reverse)
+
+    def terminology_requests(self) -> list[TerminologyRequest]:
+        return [request for clause in _walk(self.clauses) for request in clause.terminology]
+
+    def applied_pairs(self) -> list[tuple[str, str]]:
+        """The parameters actually applied, in canonical form (for the Bundle ``self`` link)."""
+        pairs = [(c.name, c.render_values()) for c in self.clauses]
+        if self.types:
+            pairs.append(("_type", ",".join(self.types)))
+        if self.sort:
+            pairs.append(("_sort", ",".join(k.render() for k in self.sort)))
+        if self.count is not None:
+            pairs.append(("_count", str(self.count)))
+        for key, value in (("_total", self.total), ("_summary", self.summary)):
+            if value is not None:
+                pairs.append((key, value))
+        if self.elements:
+            pairs.append(("_elements", ",".join(self.elements)))
+        pairs.extend(i.render() for i in self.includes)
+        return pairs
+
+    def applied_query(self) -> str:
+        """URL-encoded query string of :meth:`applied_pairs`."""
+        safe = ":|,$/*-._~"
+        return "&".join(f"{quote(k, safe=safe)}={quote(v, safe=safe)}" for k, v in self.applied_pairs())
+
+
+def _walk(clauses: tuple[Clause | HasClause, ...]) -> list[Clause]:
+    out: list[Clause] = []
+    for clause in clauses:
+        if isinstance(clause, HasClause):
+            out.extend(_walk((clause.inner,)))
+            continue
+        out.append(clause)
+        out.extend(_walk(tuple(inner for _type, inner in clause.chain)))
+    return out
+
+
+def escape_value(raw: str) -> str:
+    """Escape ``,`` in one value (search.html#escaping); ``raw`` keeps ``\\|`` and ``\\$`` as received."""
+    out: list[str] = []
+    index = 0
+    while index < len(raw):
+        ch = raw[index]
+        if ch == "\\" and index + 1 < len(raw):
+            out.append(raw[index:index + 2])
+            index += 2
+            continue
+        out.append("\\," if ch == "," else ch)
+        index += 1
+    return "".join(out)

@@ -1,0 +1,210 @@
+"""The search parameter registry: which parameters exist for each resource type, and how to evaluate them.
+
+Spec: https://hl7.org/fhir/R4/search.html#standard (common parameters),
+https://hl7.org/fhir/R4/searchparameter.html (definitions) and
+https://hl7.org/fhir/R4/compartmentdefinition-patient.html (Patient compartment).
+The R4 definitions come from ``data/search-parameters-r4.json`` (``scripts/extract_search_parameters.py``);
+SearchParameter resources created at runtime are added with :meth:`SearchParameterRegistry.add_or_replace`.
+FHIRPath expressions are compiled once per (parameter, resource type) and cached.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from fhir_server.errors import InvalidRequest
+from fhir_server.search.fhirpath import CompiledBranch, compile_expression
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+GENERIC_BASES = frozenset({"Resource", "DomainResource"})
+PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite", "quantity", "uri",
+                         "special"})
+# Parameters answered from top-level document fields, never extracted into ``sp``.
+TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
+
+IndexSpec = list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One component of a composite parameter (``SearchParameter.component``)."""
+
+    definition: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """A search parameter definition (the fields of ``SearchParameter`` that the engine uses)."""
+
+    url: str
+    code: str
+    base: tuple[str, ...]
+    type: str
+    expression: str | None = None
+    target: tuple[str, ...] = ()
+    modifier: tuple[str, ...] = ()
+    comparator: tuple[str, ...] = ()
+    multiple_or: bool | None = None
+    multiple_and: bool | None = None
+    components: tuple[Component, ...] = ()
+    name: str | None = None
+
+    @property
+    def indexed(self) -> bool:
+        """True when values are extracted into ``sp`` at write time."""
+        return bool(self.expression) and self.code not in TOP_LEVEL_PARAMS and self.type != "special"
+
+    @classmethod
+    def from_resource(cls, resource: Mapping[str, Any]) -> SearchParam:
+        """Build from a SearchParameter resource; raises ``InvalidRequest`` when it cannot be used."""
+        missing = [k for k in ("url", "code", "base", "type") if not resource.get(k)]
+        if missing:
+            raise InvalidRequest(f"SearchParameter lacks {', '.join(missing)}", code="required")
+        if resource["type"] not in PARAM_TYPES:
+            raise InvalidRequest(f"SearchParameter.type {resource['type']!r} is unknown", code="value")
+        components = tuple(Component(c["definition"], c["expression"]) for c in resource.get("component", ()))
+        return cls(
+            url=resource["url"], code=resource["code"], base=tuple(resource["base"]), type=resource["type"],
+            expression=resource.get("expression"), target=tuple(resource.get("target", ())),
+            modifier=tuple(resource.get("modifier", ())), comparator=tuple(resource.get("comparator", ())),
+            multiple_or=resource.get("multipleOr"), multiple_and=resource.get("multipleAnd"),
+            components=components, name=resource.get("name"),
+        )
+
+
+@dataclass
+class _Caches:
+    by_type: dict[str, Mapping[str, SearchParam]] = field(default_factory=dict)
+    branches: dict[tuple[str, str], list[CompiledBranch]] = field(default_factory=dict)
+
+
+class SearchParameterRegistry:
+    """Search parameters by URL, with per-type views and compiled expressions (thread-safe reads)."""
+
+    def __init__(self, parameters: Iterable[SearchParam] = (),
+                 compartments: Mapping[str, Mapping[str, list[str]]] | None = None) -> None:
+        self._by_url: dict[str, SearchParam] = {}
+        self._lock = threading.Lock()
+        self._caches = _Caches()
+        self._compartments = {k: dict(v) for k, v in (compartments or {}).items()}
+        for parameter in parameters:
+            self._by_url[parameter.url] = parameter
+
+    @classmethod
+    def load_default(cls) -> SearchParameterRegistry:
+        """The R4 parameters of the supported types, plus the Patient compartment."""
+        raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
+        patient = json.loads((DATA_DIR / "compartment-patient.json").read_text(encoding="utf-8"))
+        return cls((SearchParam.from_resource(r) for r in raw), {"Patient": patient})
+
+    def add_or_replace(self, search_parameter: Mapping[str, Any]) -> SearchParam:
+        """Register a SearchParameter resource (replacing any with the same URL). Validates its expression."""
+        parameter = SearchParam.from_resource(search_parameter)
+        self._check_expression(parameter)
+        with self._lock:
+            self._by_url[parameter.url] = parameter
+            self._caches = _Caches()
+        return parameter
+
+    def remove(self, url: str) -> bool:
+        with self._lock:
+            removed = self._by_url.pop(url, None) is not None
+            self._caches = _Caches()
+        return removed
+
+    def all(self) -> list[SearchParam]:
+        return list(self._by_url.values())
+
+    def by_url(self, url: str) -> SearchParam | None:
+        return self._by_url.get(url)
+
+    def for_type(self, resource_type: str) -> Mapping[str, SearchParam]:
+        """Code -> parameter for ``resource_type``, including Resource/DomainResource ones (later wins)."""
+        caches = self._caches
+        cached = caches.by_type.get(resource_type)
+        if cached is None:
+            view: dict[str, SearchParam] = {}
+            for parameter in self._by_url.values():
+                if resource_type in parameter.base or GENERIC_BASES & set(parameter.base):
+                    view[parameter.code] = parameter
+            cached = MappingProxyType(view)
+            caches.by_type[resource_type] = cached
+        return cached
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        return self.for_type(resource_type).get(code)
+
+    def branches(self, parameter: SearchParam, resource_type: str) -> list[CompiledBranch]:
+        """Compiled expression branches of ``parameter`` that apply to ``resource_type`` (cached)."""
+        return self._compiled(parameter.url, parameter.expression or "", resource_type)
+
+    def component_branches(self, parameter: SearchParam, index: int) -> list[CompiledBranch]:
+        """Compiled expression of a composite's component ``index`` (relative to the composite's element)."""
+        component = parameter.components[index]
+        return self._compiled(f"{parameter.url}#{index}", component.expression, "")
+
+    def component_param(self, parameter: SearchParam, index: int, resource_type: str) -> SearchParam | None:
+        """The definition a component refers to (falls back to a same-URL lookup in the type's view)."""
+        url = parameter.components[index].definition
+        found = self._by_url.get(url)
+        if found is not None:
+            return found
+        tail = url.rsplit("/", 1)[-1]
+        return next((p for p in self.for_type(resource_type).values() if p.url.endswith("/" + tail)), None)
+
+    def _compiled(self, key: str, expression: str, resource_type: str) -> list[CompiledBranch]:
+        caches = self._caches
+        cache_key = (key, resource_type)
+        found = caches.branches.get(cache_key)
+        if found is None:
+            try:
+                found = compile_expression(expression, resource_type) if expression else []
+            except Exception:  # an unusable expression indexes nothing rather than failing writes
+                found = []
+            caches.branches[cache_key] = found
+        return found
+
+    def _check_expression(self, parameter: SearchParam) -> None:
+        expressions = [parameter.expression or ""] + [c.expression for c in parameter.components]
+        for expression in expressions:
+            if not expression:
+                continue
+            try:
+                for resource_type in parameter.base:
+                    for branch in compile_expression(expression, resource_type):
+                        branch.evaluate({"resourceType": resource_type}, {})  # some errors show only here
+            except Exception as exc:
+                raise InvalidRequest(
+                    f"SearchParameter {parameter.url}: expression {expression!r} cannot be compiled: {exc}",
+                    code="invalid") from exc
+
+    def compartment_params(self, compartment_type: str, resource_type: str) -> list[str]:
+        """Codes of the parameters linking ``resource_type`` to a ``compartment_type`` compartment."""
+        return list(self._compartments.get(compartment_type, {}).get(resource_type, ()))
+
+    def index_specs(self, resource_type: str) -> list[IndexSpec]:
+        """MongoDB index key lists for the collection ``resource_type`` (a handful, far below 64).
+
+        A wildcard index on ``sp`` serves any single-parameter query; compound indexes cover the hot paths.
+        Compound indexes never combine two different ``sp`` arrays (MongoDB refuses "parallel arrays"); the
+        fields of one parameter's entries share one array, so ``(sp.identifier.c, sp.identifier.s)`` is legal.
+        """
+        params = self.for_type(resource_type)
+        specs: list[IndexSpec] = [[("sp.$**", 1)], [("lastUpdated", 1), ("_id", 1)]]
+        hot = [
+            ("identifier", [("sp.identifier.c", 1), ("sp.identifier.s", 1)]),
+            ("code", [("sp.code.c", 1), ("sp.code.s", 1)]),
+            ("subject", [("sp.subject.r", 1), ("lastUpdated", 1)]),
+            ("patient", [("sp.patient.r", 1), ("lastUpdated", 1)]),
+            ("url", [("sp.url", 1)]),
+            ("date", [("sp.date.lo", 1), ("sp.date.hi", 1)]),
+        ]
+        specs.extend(spec for code, spec in hot if code in params and params[code].indexed)
+        return specs
