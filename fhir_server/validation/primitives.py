@@ -144,7 +144,7 @@ def _checkers(primitives: dict[str, dict[str, Any]]) -> dict[str, Checker]:
     return out
 
 
-def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker]]:
+def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker], frozenset[str]]:
     data = json.loads(path.read_text())
     checkers = _checkers(data["primitives"])
     valuesets = {url: {s: frozenset(c) for s, c in systems.items()}
@@ -173,10 +173,10 @@ def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker]]:
                 required.append(name)
         types[key] = TypeInfo(rows, tuple(required),
                               tuple((c, tuple(choices[c])) for c in sorted(choice_min)), key in resources)
-    return types, checkers
+    return types, checkers, frozenset(valuesets)
 
 
-TYPES, CHECKERS = _load(DATA)
+TYPES, CHECKERS, REQUIRED_VALUE_SETS = _load(DATA)
 
 
 def check_primitive_types(resource: dict[str, Any]) -> list[Issue]:

@@ -1,0 +1,65 @@
+"""The set of conformance resources a validator works with.
+
+A :class:`ConformanceSnapshot` holds StructureDefinitions (the R4 base ones built in, plus the registry's or
+any published later) and a :class:`~fhir_server.terminology.Terminology` over CodeSystems, ValueSets and
+ConceptMaps, all keyed by canonical url and ``url|version``
+(https://hl7.org/fhir/R4/references.html#canonical).
+The server builds one from storage and replaces it when a conformance resource changes; it is immutable after
+construction, so it can be shared by concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fhir_server.terminology import Terminology, split_canonical
+from fhir_server.validation.core import core_definitions
+from fhir_server.validation.snapshot import generate_snapshot
+
+Json = dict[str, Any]
+TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+
+
+class ConformanceSnapshot:
+    """StructureDefinitions and terminology by canonical url (``url`` or ``url|version``)."""
+
+    def __init__(self, resources: Iterable[Json], include_core: bool = True) -> None:
+        resources = list(resources)
+        self._sds: dict[str, Json] = dict(core_definitions()) if include_core else {}
+        self._versioned: dict[str, Json] = {}
+        for r in resources:
+            if r.get("resourceType") == "StructureDefinition" and r.get("url"):
+                self._sds[r["url"]] = r
+                if r.get("version"):
+                    self._versioned[f"{r['url']}|{r['version']}"] = r
+        self._complete_snapshots()
+        self.terminology = Terminology(r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES)
+
+    @classmethod
+    def from_package_dir(cls, directory: str) -> ConformanceSnapshot:
+        """Convenience for tests and tools: every ``*.json`` resource of a directory (e.g. ``profiles/``)."""
+        import json
+        from pathlib import Path
+
+        files = sorted(Path(directory).glob("*.json"))
+        loaded = (json.loads(p.read_text()) for p in files)
+        return cls(r for r in loaded if isinstance(r, dict) and "resourceType" in r)
+
+    def _complete_snapshots(self) -> None:
+        """Generate the snapshot of StructureDefinitions published with a differential only."""
+        for url, sd in list(self._sds.items()):
+            if "snapshot" not in sd:
+                self._sds[url] = generate_snapshot(sd, self.structure_definition)
+
+    def structure_definition(self, canonical: str) -> Json | None:
+        url, version = split_canonical(canonical)
+        if version is not None:
+            return self._versioned.get(canonical)
+        sd = self._sds.get(url)
+        if sd is not None and "snapshot" not in sd:
+            sd = self._sds[url] = generate_snapshot(sd, self.structure_definition)
+        return sd
+
+    def structure_definitions(self) -> list[Json]:
+        return list(self._sds.values())
