@@ -1,7 +1,7 @@
 """Errors as exceptions that carry OperationOutcome issues.
 
-See https://hl7.org/fhir/R4/operationoutcome.html. The HTTP status of each error class is mapped in exactly
-one place (``fhir_server.api.errors``); domain code only raises.
+See https://hl7.org/fhir/R4/operationoutcome.html. Each error class names its HTTP status
+(``FhirError.status``), the one mapping; ``fhir_server.api.errors`` turns errors into responses.
 """
 
 from __future__ import annotations
@@ -31,7 +31,13 @@ def operation_outcome(issues: list[Issue] | tuple[Issue, ...]) -> dict[str, Any]
 
 
 class FhirError(Exception):
-    """Base class: a client-visible failure described by OperationOutcome issues."""
+    """Base class: a client-visible failure described by OperationOutcome issues.
+
+    ``status`` is the HTTP status of the class: the one mapping from errors to statuses, used by the API and by
+    batch/transaction response entries alike.
+    """
+
+    status = 500
 
     def __init__(self, diagnostics: str | None = None, *, code: str = "processing",
                  issues: list[Issue] | None = None, expression: tuple[str, ...] = (),
@@ -49,9 +55,13 @@ class FhirError(Exception):
 class InvalidRequest(FhirError):
     """400: malformed or invalid input."""
 
+    status = 400
+
 
 class NotFound(FhirError):
     """404: unknown type, id or version."""
+
+    status = 404
 
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "not-found"), **kw)
@@ -60,12 +70,16 @@ class NotFound(FhirError):
 class Gone(FhirError):
     """410: the resource was deleted."""
 
+    status = 410
+
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "deleted"), **kw)
 
 
 class MethodNotAllowed(FhirError):
     """405."""
+
+    status = 405
 
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
@@ -74,12 +88,16 @@ class MethodNotAllowed(FhirError):
 class NotAcceptable(FhirError):
     """406: no acceptable response format."""
 
+    status = 406
+
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
 
 
 class UnsupportedMediaType(FhirError):
     """415: request body format not supported."""
+
+    status = 415
 
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "not-supported"), **kw)
@@ -88,12 +106,16 @@ class UnsupportedMediaType(FhirError):
 class Conflict(FhirError):
     """409: a version or identity conflict."""
 
+    status = 409
+
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "conflict"), **kw)
 
 
 class PreconditionFailed(FhirError):
     """412: If-Match stale, or a conditional matched several resources."""
+
+    status = 412
 
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "conflict"), **kw)
@@ -102,6 +124,8 @@ class PreconditionFailed(FhirError):
 class PayloadTooLarge(FhirError):
     """413."""
 
+    status = 413
+
     def __init__(self, diagnostics: str, **kw: Any) -> None:
         super().__init__(diagnostics, code=kw.pop("code", "too-costly"), **kw)
 
@@ -109,9 +133,13 @@ class PayloadTooLarge(FhirError):
 class UnprocessableEntity(FhirError):
     """422: the resource is well formed but breaks a profile or a business rule."""
 
+    status = 422
+
 
 class NotModified(FhirError):
     """304: conditional read, the client's copy is current (not an error for the client)."""
+
+    status = 304
 
     def __init__(self, headers: dict[str, str]) -> None:
         super().__init__("not modified", code="informational", headers=headers)

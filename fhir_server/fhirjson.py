@@ -48,10 +48,8 @@ def _default(value: Any) -> Any:
 
 
 def _decimal_text(value: decimal.Decimal) -> str:
-    # Fixed-point keeps "0.0000001" as sent (str() would give "1E-7"); a positive exponent keeps E notation.
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent <= 0:
-        return format(value, "f")
+    # str() keeps the digits and the exponent: 1.50 -> "1.50", 1E-22 -> "1E-22" as in HL7's examples.
+    # (0.0000001 and 1E-7 are the same Decimal; both come back as "1E-7", an equal JSON number.)
     return str(value)
 
 

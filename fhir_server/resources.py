@@ -7,13 +7,14 @@ pydantic models coerce, and required bindings). Nothing invalid reaches storage.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_server.errors import InvalidRequest, Issue, NotFound
+from fhir_server.validation.primitives import check_primitive_types
 
 CLINICAL_TYPES = (
     "Patient", "Organization", "Condition", "MedicationStatement", "Observation", "Procedure", "Group",
@@ -30,7 +31,7 @@ def require_supported_type(resource_type: str) -> None:
                        code="not-supported")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
@@ -72,18 +73,10 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
         _model(resource_type).model_validate(resource)
     except ValidationError as exc:
         issues += _pydantic_issues(resource_type, exc)
-    issues += _primitive_issues(resource)
+    issues += check_primitive_types(resource)
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
         raise InvalidRequest(issues=_dedupe(errors))
-
-
-def _primitive_issues(resource: dict[str, Any]) -> list[Issue]:
-    try:
-        from fhir_server.validation.primitives import check_primitive_types
-    except ImportError:  # pragma: no cover - the module ships with the package
-        return []
-    return check_primitive_types(resource)
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:

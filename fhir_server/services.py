@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from fhir_server.conformance import ConformanceCache
+from fhir_server.context import RequestContext
+from fhir_server.operations import OperationRegistry
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
@@ -21,18 +24,36 @@ class Services:
     client: AsyncMongoClient
     store: ResourceStore
     search_parameters: SearchParameterRegistry
+    conformance: ConformanceCache
+    operations: OperationRegistry = field(default_factory=OperationRegistry)
 
     def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Search index values of a resource, extracted at write time and stored with it."""
         return extract_index_values(self.search_parameters, resource)
 
+    async def after_commit(self, results: Any) -> None:
+        """Committed SearchParameter changes take effect for this process's next writes and searches."""
+        items = results if isinstance(results, list) else [results]
+        if any(getattr(getattr(r, "version", None), "type", None) == "SearchParameter" for r in items):
+            await self.reload_search_parameters()
+
+    async def reload_search_parameters(self) -> None:
+        registry = SearchParameterRegistry.load_default()
+        for doc in await self.store.find(RequestContext.system(), "SearchParameter", {}):
+            registry.add_or_replace(doc["resource"])
+        self.search_parameters = registry
+
     @classmethod
     async def start(cls, settings: Settings, uri: str) -> Services:
         client = connect(uri)
         store = ResourceStore(client[settings.mongodb_db])
-        registry = SearchParameterRegistry.load_default()
-        services = cls(settings, client, store, registry)
+        services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store))
+        await services.reload_search_parameters()
+        registry = services.search_parameters
         await store.ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
+        from fhir_server.interactions.catalog import register_operations
+
+        register_operations(services.operations)
         return services
 
     async def close(self) -> None:

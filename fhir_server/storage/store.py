@@ -195,7 +195,8 @@ class ResourceStore:
             if history:
                 await self.db[HISTORY].insert_many(history, ordered=True, session=session)
         except DuplicateKeyError as exc:
-            raise Conflict(f"A resource with this id already exists: {exc.details and exc.details.get('keyValue')}") from exc
+            key = exc.details.get("keyValue") if exc.details else None
+            raise Conflict(f"A resource with this id already exists: {key}") from exc
 
     async def claim(self, key: str, owner: str, session: AsyncClientSession) -> None:
         """Touch the claim document of a conditional create's criteria inside the transaction.

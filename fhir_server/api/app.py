@@ -1,0 +1,47 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fhir_server import __version__
+from fhir_server.api.errors import install_error_handlers
+from fhir_server.api.routes import router
+from fhir_server.services import Services
+from fhir_server.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app. With ``services`` given (tests) it uses them; otherwise it connects to
+    ``settings.mongodb_uri`` at start-up and disconnects at shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        if not settings.mongodb_uri:
+            raise RuntimeError("FHIR_MONGODB_URI is not set (use `fhir-server serve`, which starts a mongod)")
+        app.state.services = await Services.start(settings, settings.mongodb_uri)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(title="ifp-fhir", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    if services is not None:
+        app.state.services = services
+    install_error_handlers(app)
+    app.include_router(router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For ``uvicorn --factory fhir_server.api.app:app_factory`` (several workers)."""
+    return create_app()

@@ -1,0 +1,24 @@
+"""Building the RequestContext and reading FHIR request headers (Prefer, If-*)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from fhir_server.context import RequestContext
+from fhir_server.settings import Settings
+
+
+def prefer(request: Request) -> dict[str, str]:
+    """``Prefer: return=minimal, handling=strict`` -> {"return": "minimal", "handling": "strict"}."""
+    out: dict[str, str] = {}
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(","):
+            key, _, value = part.strip().partition("=")
+            if key:
+                out[key.strip().lower()] = value.strip().strip('"')
+    return out
+
+
+def request_context(request: Request, settings: Settings) -> RequestContext:
+    base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
+    return RequestContext(base_url=base.rstrip("/"), handling_strict=prefer(request).get("handling") == "strict")

@@ -1,0 +1,87 @@
+"""Content negotiation (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, XML refused with 406/415."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fhir_server import fhirjson
+from fhir_server.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+
+FHIR_JSON = "application/fhir+json"
+JSON_PATCH = "application/json-patch+json"
+_JSON_TYPES = {FHIR_JSON, "application/json", "application/json+fhir", "json", "text/json"}
+_FORMAT_ALIASES = {"json": FHIR_JSON, "application/json": FHIR_JSON, "application/fhir+json": FHIR_JSON,
+                   "application/json+fhir": FHIR_JSON}
+
+
+def _media_types(header: str) -> list[tuple[str, float]]:
+    out = []
+    for part in header.split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        if not pieces[0]:
+            continue
+        q = 1.0
+        for p in pieces[1:]:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        out.append((pieces[0].lower(), q))
+    return out
+
+
+def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JSON,)) -> str:
+    """The media type to answer with, from ``_format`` (which wins) or ``Accept``; 406 when none fits."""
+    fmt = request.query_params.get("_format")
+    if fmt:
+        wanted = _FORMAT_ALIASES.get(fmt.strip().lower(), fmt.strip().lower())
+        if wanted in offered:
+            return wanted
+        raise NotAcceptable(f"_format '{fmt}' is not supported; this server speaks {', '.join(offered)}")
+    accept = request.headers.get("accept")
+    if not accept:
+        return offered[0]
+    for media_type, q in sorted(_media_types(accept), key=lambda t: -t[1]):
+        if q <= 0:
+            continue
+        if media_type in ("*/*", "application/*"):
+            return offered[0]
+        if media_type in _JSON_TYPES and FHIR_JSON in offered:
+            return FHIR_JSON
+        if media_type in offered:
+            return media_type
+    raise NotAcceptable(f"None of the accepted media types ({accept}) is supported; use {FHIR_JSON}")
+
+
+async def read_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
+    """The request body parsed as JSON (decimals exact), after media-type and size checks."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    allowed = {JSON_PATCH} if patch else _JSON_TYPES
+    if content_type and content_type not in allowed:
+        expected = JSON_PATCH if patch else FHIR_JSON
+        raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
+    return fhirjson.loads(await read_raw_body(request, max_bytes))
+
+
+async def read_raw_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"The body ({declared} bytes) exceeds the limit of {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  *, pretty: bool = False) -> Response:
+    content = b"" if body is None else fhirjson.dumps(body, pretty=pretty)
+    media_type = f"{FHIR_JSON}; charset=utf-8"
+    return Response(content, status_code=status, headers=headers, media_type=media_type if body is not None else None)

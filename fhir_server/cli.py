@@ -1,0 +1,83 @@
+"""The ``fhir-server`` command: ``serve`` (and, with later modules, ``import-csv``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from fhir_server.settings import Settings, get_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+_COMMANDS: dict[str, tuple[Command, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+def command(name: str, configure: Callable[[argparse.ArgumentParser], None]) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = (fn, configure)
+        return fn
+    return register
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default FHIR_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default FHIR_PORT or 8080)")
+    parser.add_argument("--workers", type=int, default=None, help="uvicorn worker processes")
+
+
+@command("serve", _serve_args)
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve http://HOST:PORT/fhir; start a local mongod unless FHIR_MONGODB_URI is set."""
+    import uvicorn
+
+    from fhir_server.storage.mongod import LocalMongod
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    mongod: LocalMongod | None = None
+    if not settings.mongodb_uri:
+        mongod = LocalMongod(settings.data_dir.resolve(), settings.mongod_port)
+        print(f"Starting MongoDB (replica set) under {settings.data_dir}/ on port {settings.mongod_port} ...")
+        mongod.start()
+        os.environ["FHIR_MONGODB_URI"] = mongod.uri
+        get_settings.cache_clear()
+    print(f"FHIR server on http://{host}:{port}/fhir  (Ctrl-C to stop)")
+    try:
+        uvicorn.run("fhir_server.api.app:app_factory", factory=True, host=host, port=port, workers=workers,
+                    log_level="info", access_log=False)
+    finally:
+        if mongod is not None:
+            print("Stopping MongoDB ...")
+            mongod.stop()
+    return 0
+
+
+def _load_plugins() -> None:
+    """Modules that add sub-commands register them on import."""
+    import importlib
+
+    for module in ("fhir_server.legacy_import",):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _load_plugins()
+    parser = argparse.ArgumentParser(prog="fhir-server", description="IFP registry FHIR R4 server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, configure) in _COMMANDS.items():
+        configure(sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0]))
+    args = parser.parse_args(argv)
+    fn, _ = _COMMANDS[args.command]
+    return fn(args, get_settings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""transaction and batch (https://hl7.org/fhir/R4/http.html#transaction, https://hl7.org/fhir/R4/bundle.html).
+
+A transaction is all-or-nothing: one MongoDB multi-document transaction, re-run by the driver on transient
+conflicts. Inside it, in the spec's order: DELETE, then POST (``ifNoneExist`` resolved in the transaction's
+snapshot), PUT/PATCH, then GET. ``urn:uuid`` fullUrls and conditional references (``Patient?identifier=s|v``)
+are resolved and rewritten before anything is stored. A batch runs every entry on its own, each with its own
+status and OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from fhir_server import fhirjson
+from fhir_server.context import RequestContext
+from fhir_server.errors import FhirError, InvalidRequest, Issue, NotFound, PreconditionFailed
+from fhir_server.interactions import read as read_interaction
+from fhir_server.interactions.create import create
+from fhir_server.interactions.delete import conditional_delete, delete
+from fhir_server.interactions.patch import parse_patch, patch
+from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.unit_of_work import UnitOfWork, new_id, normalized_criteria, run_in_transaction
+from fhir_server.interactions.update import update
+from fhir_server.resources import check_structure, require_supported_type
+from fhir_server.services import Services
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_TYPE_ID = re.compile(r"^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_TYPE_ID_VERSION = re.compile(r"^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})/_history/([^/]+)$")
+
+
+@dataclass
+class Entry:
+    index: int
+    full_url: str | None
+    method: str
+    url: str  # relative to the base: "Patient", "Patient/1", "Patient?identifier=..."
+    resource: dict[str, Any] | None
+    if_none_exist: str | None
+    if_match: str | None
+    if_none_match: str | None
+
+    @property
+    def path(self) -> str:
+        return self.url.split("?", 1)[0].strip("/")
+
+    @property
+    def query(self) -> str:
+        return self.url.split("?", 1)[1] if "?" in self.url else ""
+
+    @property
+    def resource_type(self) -> str:
+        return self.path.split("/", 1)[0]
+
+    @property
+    def label(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+async def process_bundle(ctx: RequestContext, services: Services, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidRequest("POST to the base takes a Bundle of type transaction or batch", code="invalid")
+    kind = body.get("type")
+    if kind not in ("transaction", "batch"):
+        raise InvalidRequest(f"Bundle.type must be transaction or batch, not '{kind}'", code="value",
+                             expression=("Bundle.type",))
+    raw_entries = body.get("entry", [])
+    if not isinstance(raw_entries, list):
+        raise InvalidRequest("Bundle.entry must be an array", code="structure", expression=("Bundle.entry",))
+    if kind == "batch":
+        return await BatchProcessor(ctx, services).run(raw_entries)
+    entries = [_parse_entry(ctx, i, raw) for i, raw in enumerate(raw_entries)]
+    return await TransactionProcessor(ctx, services, entries).run()
+
+
+# -- entry parsing -----------------------------------------------------------------------------------------
+
+
+def _parse_entry(ctx: RequestContext, index: int, raw: Any) -> Entry:
+    label = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{label} must be an object", code="structure", expression=(label,))
+    request = raw.get("request")
+    if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+        raise InvalidRequest(f"{label}.request needs a method and a url", code="required",
+                             expression=(f"{label}.request",))
+    method = str(request["method"]).upper()
+    if method not in _ORDER:
+        raise InvalidRequest(f"{label}.request.method '{method}' is not supported", code="not-supported",
+                             expression=(f"{label}.request.method",))
+    url = _relative_url(ctx, str(request["url"]))
+    entry = Entry(index, raw.get("fullUrl"), method, url, raw.get("resource"), request.get("ifNoneExist"),
+                  request.get("ifMatch"), request.get("ifNoneMatch"))
+    _check_entry(entry)
+    return entry
+
+
+def _relative_url(ctx: RequestContext, url: str) -> str:
+    if url.startswith(ctx.base_url + "/"):
+        return url[len(ctx.base_url) + 1:]
+    return url.lstrip("/")
+
+
+def _check_entry(entry: Entry) -> None:
+    try:
+        require_supported_type(entry.resource_type)
+        if entry.method in ("POST", "PUT"):
+            if entry.resource is None:
+                raise InvalidRequest(f"{entry.method} needs a resource", code="required")
+            expected_id = None
+            match = _TYPE_ID.match(entry.path)
+            if entry.method == "PUT" and match and not entry.query:
+                expected_id = match.group(2)
+                if isinstance(entry.resource, dict) and entry.resource.get("id") is None:
+                    raise InvalidRequest("PUT needs the resource to carry the id of the url", code="required")
+            check_structure(entry.resource, entry.resource_type, expected_id)
+        if entry.method == "POST" and entry.path != entry.resource_type:
+            raise InvalidRequest(f"POST url must be a resource type, not '{entry.url}'", code="invalid")
+        if entry.method in ("DELETE", "PATCH") and not (_TYPE_ID.match(entry.path) or entry.query):
+            raise InvalidRequest(f"{entry.method} url needs an id or search criteria", code="invalid")
+        if entry.method == "PATCH" and not _TYPE_ID.match(entry.path):
+            raise InvalidRequest("Conditional PATCH is not supported; name the resource", code="not-supported")
+    except FhirError as exc:
+        raise _at_entry(exc, entry) from exc
+
+
+def _at_entry(exc: FhirError, entry: Entry) -> FhirError:
+    """The same error, its issues located at the entry (diagnostics prefixed, expression under the entry)."""
+    located = []
+    for issue in exc.issues:
+        expression = tuple(f"{entry.label}.resource.{e}" if not e.startswith("Bundle") else e
+                           for e in issue.expression) or (entry.label,)
+        located.append(Issue(issue.severity, issue.code,
+                             f"{entry.label} ({entry.method} {entry.url}): {issue.diagnostics}", expression))
+    exc.issues = located
+    return exc
+
+
+def _patch_document(entry: Entry) -> Any:
+    """A PATCH entry carries its JSON Patch as a Binary resource (https://hl7.org/fhir/R4/http.html#patch)."""
+    binary = entry.resource
+    if not isinstance(binary, dict) or binary.get("resourceType") != "Binary" or "data" not in binary:
+        raise InvalidRequest("A PATCH entry's resource is a Binary with a base64 JSON Patch", code="invalid")
+    try:
+        return fhirjson.loads(base64.b64decode(binary["data"]))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"The Binary's data is not base64 JSON: {exc}", code="invalid") from exc
+
+
+# -- references --------------------------------------------------------------------------------------------
+
+
+def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
+    """Replace every Reference.reference for which ``resolve`` gives a new value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                new = resolve(value)
+                if new is not None:
+                    node[key] = new
+            else:
+                rewrite_references(value, resolve)
+    elif isinstance(node, list):
+        for item in node:
+            rewrite_references(item, resolve)
+    return node
+
+
+def collect_references(node: Any, out: set[str]) -> set[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                out.add(value)
+            else:
+                collect_references(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            collect_references(item, out)
+    return out
+
+
+def _is_conditional_reference(reference: str) -> bool:
+    return "?" in reference and not reference.startswith(("urn:", "http:", "https:", "#"))
+
+
+# -- transaction -------------------------------------------------------------------------------------------
+
+
+class TransactionProcessor:
+    def __init__(self, ctx: RequestContext, services: Services, entries: list[Entry]) -> None:
+        self.ctx = ctx
+        self.services = services
+        self.entries = entries
+
+    async def run(self) -> dict[str, Any]:
+        self._check_unique_full_urls()
+        results = await self.services.store.run_transaction(self._attempt)
+        await self.services.after_commit([r for r in results if r is not None])
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [self._response_entry(entry, result) for entry, result in zip(self.entries, results, strict=True)],
+        }
+
+    def _check_unique_full_urls(self) -> None:
+        seen: dict[str, int] = {}
+        for entry in self.entries:
+            if entry.full_url:
+                if entry.full_url in seen:
+                    raise InvalidRequest(f"{entry.label}.fullUrl '{entry.full_url}' repeats entry "
+                                         f"{seen[entry.full_url]}", code="invalid",
+                                         expression=(f"{entry.label}.fullUrl",))
+                seen[entry.full_url] = entry.index
+
+    def _response_entry(self, entry: Entry, result: InteractionResult) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if entry.method in ("GET", "HEAD") and result.resource is not None:
+            out["resource"] = result.resource
+        out["response"] = result.response_entry(self.ctx)
+        return out
+
+    async def _attempt(self, session: AsyncClientSession) -> list[InteractionResult]:
+        uow = UnitOfWork(self.ctx, self.services, session)
+        state = _TransactionState(uow, self.entries)
+        return await state.execute()
+
+
+class _TransactionState:
+    """One attempt of a transaction; rebuilt from the parsed entries whenever the driver re-runs it."""
+
+    def __init__(self, uow: UnitOfWork, entries: list[Entry]) -> None:
+        self.uow = uow
+        self.entries = entries
+        self.resources = {e.index: copy.deepcopy(e.resource) for e in entries}
+        self.results: dict[int, InteractionResult] = {}
+        self.id_map: dict[str, str] = {}  # fullUrl -> Type/id
+        self.criteria_map: dict[str, str] = {}  # normalized conditional criteria -> Type/id
+        self.post_ids: dict[int, str] = {}  # entries to create -> new id
+        self.targets: dict[tuple[str, str], int] = {}  # resources written -> entry index
+
+    async def execute(self) -> list[InteractionResult]:
+        by_order = sorted(self.entries, key=lambda e: (_ORDER[e.method], e.index))
+        for entry in (e for e in by_order if e.method == "DELETE"):
+            await self._guard(entry, self._delete(entry))
+        await self.uow.flush()
+        for entry in (e for e in by_order if e.method == "POST"):
+            await self._guard(entry, self._resolve_post(entry))
+        for entry in (e for e in by_order if e.method == "PUT"):
+            await self._guard(entry, self._resolve_put_identity(entry))
+        await self._resolve_conditional_references()
+        for entry in self.entries:
+            if entry.method in ("POST", "PUT") and self.resources[entry.index] is not None:
+                await self._guard(entry, self._rewrite(entry))
+        for entry in (e for e in by_order if e.method == "POST" and e.index in self.post_ids):
+            await self._guard(entry, self._create(entry))
+        for entry in (e for e in by_order if e.method in ("PUT", "PATCH")):
+            await self._guard(entry, self._put_or_patch(entry))
+        await self.uow.flush()
+        for entry in (e for e in by_order if e.method in ("GET", "HEAD")):
+            await self._guard(entry, self._get(entry))
+        return [self.results.get(e.index) or InteractionResult(200) for e in self.entries]
+
+    async def _guard(self, entry: Entry, step: Any) -> None:
+        try:
+            await step
+        except FhirError as exc:
+            raise _at_entry(exc, entry) from exc
+
+    def _claim_target(self, entry: Entry, resource_type: str, resource_id: str) -> None:
+        key = (resource_type, resource_id)
+        if key in self.targets:
+            raise InvalidRequest(
+                f"{resource_type}/{resource_id} is also the target of Bundle.entry[{self.targets[key]}]; a "
+                "transaction may change a resource only once", code="business-rule")
+        self.targets[key] = entry.index
+
+    # DELETE
+    async def _delete(self, entry: Entry) -> None:
+        match = _TYPE_ID.match(entry.path)
+        if match and not entry.query:
+            self._claim_target(entry, match.group(1), match.group(2))
+            self.results[entry.index] = await delete(self.uow, match.group(1), match.group(2))
+        else:
+            self.results[entry.index] = await conditional_delete(self.uow, entry.resource_type, entry.query)
+
+    # POST: identity first (ifNoneExist in this transaction's snapshot), creation after references are known
+    async def _resolve_post(self, entry: Entry) -> None:
+        resource_type = entry.resource_type
+        key = normalized_criteria(resource_type, entry.if_none_exist) if entry.if_none_exist else None
+        if key and key in self.criteria_map:  # the same conditional create twice in one Bundle: one resource
+            self._map(entry, self.criteria_map[key])
+            return
+        if entry.if_none_exist:
+            matches = await self.uow.matches(resource_type, entry.if_none_exist)
+            if len(matches) > 1:
+                raise PreconditionFailed(f"ifNoneExist '{entry.if_none_exist}' matches {len(matches)} resources")
+            if matches:
+                existing = await self.uow.current(resource_type, matches[0]["_id"])
+                self._map(entry, f"{resource_type}/{matches[0]['_id']}", key)
+                self.results[entry.index] = InteractionResult(200, existing.resource if existing else None,
+                                                              existing)
+                self.resources[entry.index] = None
+                return
+        resource_id = new_id()
+        self.post_ids[entry.index] = resource_id
+        self._map(entry, f"{resource_type}/{resource_id}", key)
+
+    def _map(self, entry: Entry, reference: str, key: str | None = None) -> None:
+        if entry.full_url:
+            self.id_map[entry.full_url] = reference
+        if key:
+            self.criteria_map[key] = reference
+
+    async def _resolve_put_identity(self, entry: Entry) -> None:
+        match = _TYPE_ID.match(entry.path)
+        if match and not entry.query:
+            self._map(entry, f"{match.group(1)}/{match.group(2)}")
+            return
+        key = normalized_criteria(entry.resource_type, entry.query)
+        matches = await self.uow.matches(entry.resource_type, entry.query)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"Conditional update '{entry.url}' matches {len(matches)} resources")
+        resource = self.resources[entry.index] or {}
+        target = matches[0]["_id"] if matches else resource.get("id") or new_id()
+        if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
+            await self.uow.claim(entry.resource_type, entry.query, f"{entry.resource_type}/{target}")
+        resource["id"] = target
+        self._map(entry, f"{entry.resource_type}/{target}", key)
+
+    async def _resolve_conditional_references(self) -> None:
+        wanted: set[str] = set()
+        for entry in self.entries:
+            if entry.method in ("POST", "PUT"):
+                collect_references(self.resources[entry.index], wanted)
+        for reference in sorted(r for r in wanted if _is_conditional_reference(r)):
+            resource_type, _, query = reference.partition("?")
+            try:
+                require_supported_type(resource_type)
+                key = normalized_criteria(resource_type, query)
+            except FhirError as exc:
+                raise InvalidRequest(f"Invalid conditional reference '{reference}': {exc}", code="invalid") from exc
+            if key in self.criteria_map:
+                self.id_map[reference] = self.criteria_map[key]
+                continue
+            matches = await self.uow.matches(resource_type, query)
+            if len(matches) > 1:
+                raise PreconditionFailed(f"Conditional reference '{reference}' matches {len(matches)} resources")
+            if not matches:
+                raise NotFound(f"Conditional reference '{reference}' matches no resource")
+            self.id_map[reference] = f"{resource_type}/{matches[0]['_id']}"
+
+    async def _rewrite(self, entry: Entry) -> None:
+        def resolve(reference: str) -> str | None:
+            if reference in self.id_map:
+                return self.id_map[reference]
+            if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
+                raise InvalidRequest(f"Reference '{reference}' names no entry of this Bundle", code="not-found")
+            return None
+
+        rewrite_references(self.resources[entry.index], resolve)
+
+    async def _create(self, entry: Entry) -> None:
+        resource = self.resources[entry.index]
+        assert resource is not None
+        resource_id = self.post_ids[entry.index]
+        self._claim_target(entry, entry.resource_type, resource_id)
+        if entry.if_none_exist:
+            await self.uow.claim(entry.resource_type, entry.if_none_exist, f"{entry.resource_type}/{resource_id}")
+        resource.pop("id", None)
+        self.results[entry.index] = await create(self.uow, resource, assigned_id=resource_id)
+
+    async def _put_or_patch(self, entry: Entry) -> None:
+        if entry.method == "PATCH":
+            match = _TYPE_ID.match(entry.path)
+            assert match
+            self._claim_target(entry, match.group(1), match.group(2))
+            operations = parse_patch(_patch_document(entry))
+            self.results[entry.index] = await patch(self.uow, match.group(1), match.group(2), operations,
+                                                    if_match=entry.if_match)
+            return
+        resource = self.resources[entry.index]
+        assert resource is not None
+        target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource['id']}"
+        resource_type, resource_id = target.split("/", 1)
+        self._claim_target(entry, resource_type, resource_id)
+        self.results[entry.index] = await update(self.uow, resource, resource_id, if_match=entry.if_match)
+
+    async def _get(self, entry: Entry) -> None:
+        self.results[entry.index] = await get_entry(self.uow.ctx, self.uow.services, entry, self.uow.session)
+
+
+async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
+                    session: AsyncClientSession | None) -> InteractionResult:
+    """A GET entry: read, vread or search, seeing the transaction's own writes when in one."""
+    from fhir_server.interactions import search as search_interaction
+
+    versioned = _TYPE_ID_VERSION.match(entry.path)
+    if versioned:
+        result = await read_interaction.vread(ctx, services, *versioned.groups())
+        return result
+    match = _TYPE_ID.match(entry.path)
+    if match and not entry.query:
+        current = await services.store.current(ctx, match.group(1), match.group(2), session=session)
+        if current is None:
+            raise NotFound(f"{entry.path} is not known")
+        if current.deleted:
+            return InteractionResult(410, None, current)
+        return InteractionResult(200, current.resource, current)
+    params = parse_qsl(entry.query, keep_blank_values=True)
+    resource_type = entry.resource_type if entry.path else None
+    bundle = await search_interaction.search(ctx, services, resource_type, params, session=session)
+    return InteractionResult(200, bundle, None)
+
+
+# -- batch -------------------------------------------------------------------------------------------------
+
+
+class BatchProcessor:
+    """Every entry on its own: its own transaction, its own status; one failure does not stop the others."""
+
+    def __init__(self, ctx: RequestContext, services: Services) -> None:
+        self.ctx = ctx
+        self.services = services
+
+    async def run(self, raw_entries: list[Any]) -> dict[str, Any]:
+        out = []
+        for index, raw in enumerate(raw_entries):
+            out.append(await self._one(index, raw))
+        return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
+
+    async def _one(self, index: int, raw: Any) -> dict[str, Any]:
+        try:
+            entry = _parse_entry(self.ctx, index, raw)
+            result = await self._execute(entry)
+        except FhirError as exc:
+            return {"response": InteractionResult(exc.status, outcome=exc.outcome()).response_entry(self.ctx)}
+        out: dict[str, Any] = {}
+        if entry.method in ("GET", "HEAD") and result.resource is not None:
+            out["resource"] = result.resource
+        out["response"] = result.response_entry(self.ctx)
+        return out
+
+    async def _execute(self, entry: Entry) -> InteractionResult:
+        if entry.method in ("GET", "HEAD"):
+            return await get_entry(self.ctx, self.services, entry, None)
+        for reference in collect_references(entry.resource, set()):
+            if reference.startswith("urn:uuid:"):
+                raise InvalidRequest(f"A batch entry cannot reference another entry ('{reference}')",
+                                     code="invalid")
+        results = await run_in_transaction(
+            self.ctx, self.services, lambda uow: _TransactionState(uow, [entry]).execute())
+        await self.services.after_commit(results)
+        return results[0]

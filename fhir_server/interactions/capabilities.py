@@ -1,0 +1,89 @@
+"""The CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html), generated from what the
+server really serves: the supported types, the interactions routed for them, the search parameter registry
+and the operation registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server import FHIR_VERSION, __version__
+from fhir_server.context import RequestContext
+from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.services import Services
+
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                     "create", "search-type")
+SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude")
+
+
+def capability_statement(ctx: RequestContext, services: Services) -> dict[str, Any]:
+    registry = services.search_parameters
+    resources = [_resource(t, services) for t in SUPPORTED_TYPES]
+    system_ops = [spec for spec in services.operations.all() if "system" in spec.levels]
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-25",
+        "publisher": "IFP registry",
+        "kind": "instance",
+        "software": {"name": "ifp-fhir", "version": __version__},
+        "implementation": {"description": "IFP registry FHIR R4 server", "url": ctx.base_url},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json", "application/fhir+json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
+            "searchParam": [_search_param(p) for p in _common_params(registry)],
+            "operation": [_operation(spec) for spec in system_ops],
+        }],
+    }
+
+
+def _common_params(registry: Any) -> list[Any]:
+    return [p for code, p in sorted(registry.for_type("Patient").items()) if code.startswith("_")]
+
+
+def _resource(resource_type: str, services: Services) -> dict[str, Any]:
+    params = services.search_parameters.for_type(resource_type)
+    references = sorted(code for code, p in params.items() if _type_of(p) == "reference")
+    ops = [spec for spec in services.operations.all()
+           if spec.levels & {"type", "instance"} and (spec.types is None or resource_type in spec.types)]
+    return {
+        "type": resource_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": True,
+        "conditionalCreate": True,
+        "conditionalRead": "full-support",
+        "conditionalUpdate": True,
+        "conditionalDelete": "single",
+        "referencePolicy": ["literal", "local"],
+        "searchInclude": ["*", *(f"{resource_type}:{code}" for code in references)],
+        "searchRevInclude": ["*"],
+        "searchParam": [_search_param(p) for _, p in sorted(params.items())],
+        "operation": [_operation(spec) for spec in ops],
+    }
+
+
+def _type_of(param: Any) -> str:
+    return str(getattr(param, "type", None) or param.get("type"))
+
+
+def _search_param(param: Any) -> dict[str, Any]:
+    get = (lambda k: getattr(param, k, None)) if not isinstance(param, dict) else param.get
+    out = {"name": get("code"), "type": get("type")}
+    if get("url"):
+        out["definition"] = get("url")
+    return out
+
+
+def _operation(spec: Any) -> dict[str, Any]:
+    out = {"name": spec.name, "definition": spec.definition or f"http://hl7.org/fhir/OperationDefinition/{spec.name}"}
+    if spec.documentation:
+        out["documentation"] = spec.documentation
+    return out

@@ -1,0 +1,10 @@
+"""Every FHIR operation the server offers, registered in one place (routes and CapabilityStatement use it)."""
+
+from __future__ import annotations
+
+from fhir_server.operations import OperationRegistry
+
+
+def register_operations(registry: OperationRegistry) -> None:
+    """Each operation module contributes its OperationSpec(s) here."""
+    return None

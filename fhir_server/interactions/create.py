@@ -1,0 +1,35 @@
+"""create and conditional create (https://hl7.org/fhir/R4/http.html#create, #ccreate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.errors import PreconditionFailed
+from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.unit_of_work import UnitOfWork, new_id
+from fhir_server.interactions.write import stage_version
+from fhir_server.storage.documents import StoredVersion
+
+
+async def create(uow: UnitOfWork, resource: dict[str, Any], *, if_none_exist: str | None = None,
+                 assigned_id: str | None = None) -> InteractionResult:
+    """Create ``resource`` (already structurally checked) with a server-assigned id.
+
+    With ``If-None-Exist`` the criteria are evaluated inside the transaction: one match -> 200 with the
+    existing resource and nothing written; several -> 412; none -> create, and touch the criteria's claim
+    document so that a concurrent identical create conflicts and is re-run (see ``ResourceStore.claim``).
+    """
+    resource_type = resource["resourceType"]
+    resource_id = assigned_id or new_id()
+    if if_none_exist:
+        existing = await uow.matches(resource_type, if_none_exist)
+        if len(existing) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist '{if_none_exist}' matches {len(existing)} {resource_type} resources")
+        if existing:
+            doc = existing[0]
+            version = StoredVersion.from_current(resource_type, doc)
+            return InteractionResult(200, version.resource, version)
+        await uow.claim(resource_type, if_none_exist, f"{resource_type}/{resource_id}")
+    version = stage_version(uow, resource, resource_id, "POST", None)
+    return InteractionResult(201, version.resource, version)

@@ -1,0 +1,94 @@
+"""history at instance, type and system level (https://hl7.org/fhir/R4/http.html#history).
+
+Newest first, keyset-paged on (lastUpdated, history key): a page link names the last entry it showed, so
+pages stay correct while new versions arrive (they are newer and never shift older pages).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import InvalidRequest, NotFound
+from fhir_server.interactions.dates import parse_instant_param
+from fhir_server.resources import require_supported_type
+from fhir_server.services import Services
+from fhir_server.storage.documents import StoredVersion, instant
+
+_HISTORY_PARAMS = {"_since", "_count", "_page", "_format", "_pretty"}
+
+
+def _encode_page(version: StoredVersion) -> str:
+    key = [instant(version.last_updated), f"{version.type}/{version.id}/{version.vid}"]
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def _decode_page(token: str) -> tuple[datetime, str]:
+    try:
+        at, key = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return datetime.fromisoformat(at), str(key)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"Invalid _page token '{token}'", code="invalid", expression=("_page",)) from exc
+
+
+def _count(params: dict[str, str], services: Services) -> int:
+    raw = params.get("_count")
+    if raw is None:
+        return services.settings.history_default_count
+    if not raw.isdigit():
+        raise InvalidRequest(f"Invalid _count '{raw}'", code="invalid", expression=("_count",))
+    return min(int(raw), services.settings.max_count)
+
+
+async def history(ctx: RequestContext, services: Services, resource_type: str | None,
+                  resource_id: str | None, params: list[tuple[str, str]]) -> dict[str, Any]:
+    if resource_type is not None:
+        require_supported_type(resource_type)
+    args = dict(params)
+    unknown = sorted(set(args) - _HISTORY_PARAMS)
+    if unknown and ctx.handling_strict:
+        raise InvalidRequest(f"Unknown history parameter(s): {', '.join(unknown)}", code="not-supported")
+    since = parse_instant_param("_since", args["_since"]) if "_since" in args else None
+    count = _count(args, services)
+    after = _decode_page(args["_page"]) if "_page" in args else None
+    if resource_id is not None and resource_type is not None \
+            and await services.store.current(ctx, resource_type, resource_id) is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    versions = await services.store.history(ctx, resource_type, resource_id, since=since, after_key=after,
+                                            limit=count + 1)
+    page, more = versions[:count], len(versions) > count
+    base = ctx.url(*[p for p in (resource_type, resource_id) if p], "_history")
+    kept = [(k, v) for k, v in params if k in ("_since", "_count")]
+    links = [{"relation": "self", "url": _with_query(base, params if not unknown else kept)}]
+    if more and page:
+        links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(page[-1]))])})
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "link": links,
+        "entry": [_entry(ctx, v) for v in page],
+    }
+
+
+def _with_query(base: str, params: list[tuple[str, str]]) -> str:
+    return f"{base}?{urlencode(params)}" if params else base
+
+
+def _entry(ctx: RequestContext, version: StoredVersion) -> dict[str, Any]:
+    url = ctx.url(version.type, version.id)
+    entry: dict[str, Any] = {"fullUrl": url}
+    if version.resource is not None:
+        entry["resource"] = version.resource
+    method = version.method if version.method in ("POST", "PUT", "DELETE") else "PUT"  # PATCH is an update
+    request_url = version.type if method == "POST" else f"{version.type}/{version.id}"
+    entry["request"] = {"method": method, "url": request_url}
+    status = {"POST": "201 Created", "PUT": "200 OK", "DELETE": "204 No Content"}[method]
+    if method == "PUT" and version.vid == 1:
+        status = "201 Created"
+    entry["response"] = {"status": status, "etag": version.etag, "lastModified": instant(version.last_updated)}
+    return entry

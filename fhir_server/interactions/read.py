@@ -1,0 +1,49 @@
+"""read and vread (https://hl7.org/fhir/R4/http.html#read, #vread), with conditional read (304)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import Gone, NotFound, NotModified
+from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.versioning import parse_etag
+from fhir_server.resources import require_supported_type
+from fhir_server.services import Services
+
+
+async def read(ctx: RequestContext, services: Services, resource_type: str, resource_id: str, *,
+               if_none_match: str | None = None, if_modified_since: datetime | None = None) -> InteractionResult:
+    require_supported_type(resource_type)
+    current = await services.store.current(ctx, resource_type, resource_id)
+    if current is None:
+        raise NotFound(f"{resource_type}/{resource_id} is not known")
+    if current.deleted:
+        raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": current.etag})
+    result = InteractionResult(200, current.resource, current)
+    if if_none_match is not None and _etag_matches(if_none_match, current.vid):
+        raise NotModified(result.headers(ctx, with_location=False))
+    if if_modified_since is not None and current.last_updated.replace(microsecond=0) <= if_modified_since:
+        raise NotModified(result.headers(ctx, with_location=False))
+    return result
+
+
+def _etag_matches(header: str, vid: int) -> bool:
+    return any(tag.strip() == "*" or parse_etag(tag) == vid for tag in header.split(","))
+
+
+async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
+                version_id: str) -> InteractionResult:
+    require_supported_type(resource_type)
+    if not version_id.isdigit():
+        raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
+    version = await services.store.version(ctx, resource_type, resource_id, int(version_id))
+    if version is None:
+        if await services.store.current(ctx, resource_type, resource_id) is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+    if version.deleted:
+        raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion",
+                   headers={"ETag": version.etag})
+    return InteractionResult(200, version.resource, version)
+

@@ -1,0 +1,330 @@
+"""search: executes what ``fhir_server.search`` parsed and compiled (https://hl7.org/fhir/R4/search.html).
+
+Chained parameters and ``_has`` become sub-queries whose results turn into ``$in`` filters; ``_include`` and
+``_revinclude`` fetch by id; paging is keyset (a ``_page`` token names the boundary row, so pages stay
+correct while data changes). Every read goes through ``ResourceStore`` and so through the access filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from fhir_server.context import RequestContext
+from fhir_server.errors import InvalidRequest, Issue, operation_outcome
+from fhir_server.interactions.shaping import select_elements, summarize
+from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
+from fhir_server.search import (
+    CompiledSearch,
+    ParsedSearch,
+    after_filter,
+    compile_search,
+    decode_page_token,
+    encode_page_token,
+    parse_search,
+    sort_values,
+)
+from fhir_server.search.compile import IncludePlan
+from fhir_server.services import Services
+from fhir_server.storage.access import restrict
+
+Session = AsyncClientSession | None
+PAGE = "_page"
+_MAX_INCLUDE_ROUNDS = 4
+_RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
+                            "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
+
+
+@dataclass
+class Page:
+    docs: list[dict[str, Any]]
+    next_values: list[Any] | None
+    prev_values: list[Any] | None
+
+
+# -- filters -----------------------------------------------------------------------------------------------
+
+
+async def _expansions(ctx: RequestContext, services: Services, parsed: ParsedSearch) -> dict[Any, Any]:
+    """Code sets for :below/:above/:in/:not-in, from CodeSystems and ValueSets stored on the server."""
+    requests = parsed.terminology_requests()
+    if not requests:
+        return {}
+    from fhir_server.interactions.terminology_support import expand_request
+
+    return {request: await expand_request(ctx, services, request) for request in requests}
+
+
+async def resolve_filter(ctx: RequestContext, services: Services, compiled: CompiledSearch,
+                         session: Session = None) -> dict[str, Any]:
+    """The compiled filter with chains and ``_has`` resolved into ``$in`` terms (recursively)."""
+    terms = [compiled.filter] if compiled.filter else []
+    for chain in compiled.chains:
+        ids_by_type: dict[str, list[str]] = {}
+        for target_type, inner in chain.targets:
+            inner_filter = await resolve_filter(ctx, services, inner, session)
+            docs = await services.store.find(ctx, target_type, inner_filter, projection={"_id": 1},
+                                             session=session)
+            ids_by_type[target_type] = [d["_id"] for d in docs]
+        terms.append(chain.join_filter(ids_by_type))
+    for has in compiled.has:
+        inner_filter = await resolve_filter(ctx, services, has.inner, session)
+        sources = await services.store.find(ctx, has.source_type, inner_filter, projection=has.projection,
+                                            session=session)
+        terms.append(has.join_filter(has.referenced_ids(sources)))
+    if not terms:
+        return {}
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+def compartment_filter(services: Services, compartment: tuple[str, str], resource_type: str) -> dict[str, Any]:
+    """Resources of ``resource_type`` in the compartment ``Patient/{id}`` (compartmentdefinition-patient)."""
+    kind, ident = compartment
+    if resource_type == kind:
+        return {"_id": ident}
+    params = services.search_parameters.compartment_params(kind, resource_type)
+    if not params:
+        return {"_id": {"$in": []}}
+    ref = f"{kind}/{ident}"
+    terms = [{f"sp.{p}.r": ref} for p in params]
+    return terms[0] if len(terms) == 1 else {"$or": terms}
+
+
+def _parse(ctx: RequestContext, services: Services, resource_type: str | None, params: Iterable[tuple[str, str]],
+           *, strict: bool) -> ParsedSearch:
+    return parse_search(services.search_parameters, resource_type, params, strict=strict,
+                        base_url=ctx.base_url, max_count=services.settings.max_count)
+
+
+async def compiled_filter(ctx: RequestContext, services: Services, resource_type: str,
+                          params: list[tuple[str, str]], session: Session = None) -> dict[str, Any]:
+    """The MongoDB filter of a search (for streaming consumers such as bulk export's ``_typeFilter``)."""
+    parsed = _parse(ctx, services, resource_type, params, strict=True)
+    compiled = compile_search(parsed, expansions=await _expansions(ctx, services, parsed),
+                              registry=services.search_parameters)
+    return await resolve_filter(ctx, services, compiled, session)
+
+
+async def find_matching(ctx: RequestContext, services: Services, resource_type: str,
+                        params: list[tuple[str, str]], *, session: Session = None,
+                        limit: int = 0) -> list[dict[str, Any]]:
+    """Current documents matching conditional criteria. Strict: an unknown parameter would widen the match,
+    so it is an error, as are result parameters."""
+    result_params = sorted({name for name, _ in params if name.split(":")[0] in
+                            {p.split(":")[0] for p in _RESULT_PARAMS}})
+    if result_params:
+        raise InvalidRequest(f"Conditional criteria cannot use {', '.join(result_params)}", code="invalid")
+    query = await compiled_filter(ctx, services, resource_type, params, session)
+    return await services.store.find(ctx, resource_type, query, limit=limit, projection={"sp": 0},
+                                     session=session)
+
+
+# -- the search interaction --------------------------------------------------------------------------------
+
+
+async def search(ctx: RequestContext, services: Services, resource_type: str | None,
+                 params: list[tuple[str, str]], *, compartment: tuple[str, str] | None = None,
+                 session: Session = None) -> dict[str, Any]:
+    page_token = next((v for k, v in params if k == PAGE), None)
+    criteria = [(k, v) for k, v in params if k != PAGE]
+    parsed = _parse(ctx, services, resource_type, criteria, strict=ctx.handling_strict)
+    compiled = compile_search(parsed, expansions=await _expansions(ctx, services, parsed),
+                              registry=services.search_parameters)
+    types = [resource_type] if resource_type else list(parsed.types or SUPPORTED_TYPES)
+    for t in types:
+        require_supported_type(t)
+    query = await resolve_filter(ctx, services, compiled, session)
+    filters = {t: restrict(query, compartment_filter(services, compartment, t)) if compartment else query
+               for t in types}
+    count = parsed.count if parsed.count is not None else services.settings.default_count
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    total = await _total(ctx, services, parsed, filters, page_token, session)
+    if total is not None:
+        bundle["total"] = total
+    if parsed.summary == "count":
+        bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
+        return bundle
+    page = await _page(ctx, services, filters, compiled, count, page_token, session)
+    entries = [_entry(ctx, doc, "match", parsed) for doc in page.docs]
+    entries += [_entry(ctx, doc, "include", parsed)
+                for doc in await _includes(ctx, services, compiled.includes, page.docs, session)]
+    if parsed.ignored:
+        entries.append(_ignored_outcome(parsed))
+    bundle["link"] = _links(ctx, resource_type, compartment, parsed, compiled, page, page_token)
+    bundle["entry"] = entries
+    return bundle
+
+
+async def _total(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
+                 page_token: str | None, session: Session) -> int | None:
+    """``_total``: none -> omitted; accurate/estimate -> counted; default -> counted on the first page."""
+    mode = parsed.total
+    if mode == "none" or (mode is None and page_token is not None and parsed.summary != "count"):
+        return None
+    total = 0
+    for t, query in filters.items():
+        total += await services.store.count(ctx, t, query, session=session)
+    return total
+
+
+def _projection(compiled: CompiledSearch) -> dict[str, int]:
+    fields = {"resource": 1, "vid": 1, "lastUpdated": 1}
+    for field, _ in compiled.sort:
+        fields[field] = 1
+    for plan in compiled.includes:
+        if not plan.reverse:
+            for code in plan.codes:
+                fields[f"sp.{code}"] = 1
+    return fields
+
+
+async def _page(ctx: RequestContext, services: Services, filters: dict[str, Any], compiled: CompiledSearch,
+                count: int, token: str | None, session: Session) -> Page:
+    sort = compiled.sort
+    backwards = False
+    boundary: dict[str, Any] = {}
+    if token:
+        values, meta = decode_page_token(token, sort)
+        backwards = meta.get("d") == "prev"
+        order = [(f, -d) for f, d in sort] if backwards else sort
+        boundary = after_filter(order, values)
+    order = [(f, -d) for f, d in sort] if backwards else list(sort)
+    docs: list[dict[str, Any]] = []
+    for t, query in filters.items():
+        found = await services.store.find(ctx, t, restrict(query, boundary), sort=order, limit=count + 1,
+                                          projection=_projection(compiled), session=session)
+        docs += found
+    if len(filters) > 1:  # system search: merge the per-type pages in sort order
+        docs.sort(key=lambda d: _sort_key(sort_values(d, order), order))
+    more = len(docs) > count
+    docs = docs[:count]
+    if backwards:
+        docs.reverse()
+        return Page(docs, sort_values(docs[-1], sort) if docs else None,
+                    sort_values(docs[0], sort) if docs and more else None)
+    return Page(docs, sort_values(docs[-1], sort) if docs and more else None,
+                sort_values(docs[0], sort) if docs and token else None)
+
+
+def _sort_key(values: list[Any], order: list[tuple[str, int]]) -> tuple[Any, ...]:
+    key: list[Any] = []
+    for value, (_, direction) in zip(values, order, strict=True):
+        present = value is not None
+        comparable = value.to_decimal() if hasattr(value, "to_decimal") else value
+        if direction >= 0:
+            key.append((present, _Reversible(comparable, False) if present else None))
+        else:
+            key.append((not present, _Reversible(comparable, True) if present else None))
+    return tuple(key)
+
+
+class _Reversible:
+    __slots__ = ("reverse", "value")
+
+    def __init__(self, value: Any, reverse: bool) -> None:
+        self.value = value
+        self.reverse = reverse
+
+    def __lt__(self, other: _Reversible) -> bool:
+        return bool(other.value < self.value) if self.reverse else bool(self.value < other.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversible) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+async def _includes(ctx: RequestContext, services: Services, plans: tuple[IncludePlan, ...],
+                    matches: list[dict[str, Any]], session: Session) -> list[dict[str, Any]]:
+    if not plans or not matches:
+        return []
+    seen = {f"{d['resource']['resourceType']}/{d['_id']}" for d in matches}
+    included: list[dict[str, Any]] = []
+    frontier = matches
+    for round_number in range(_MAX_INCLUDE_ROUNDS):
+        active = [p for p in plans if round_number == 0 or p.iterate]
+        found = await _include_round(ctx, services, active, frontier, seen, session)
+        if not found:
+            break
+        included += found
+        frontier = found
+    return included
+
+
+async def _include_round(ctx: RequestContext, services: Services, plans: list[IncludePlan],
+                         frontier: list[dict[str, Any]], seen: set[str], session: Session) -> list[dict[str, Any]]:
+    wanted: dict[str, set[str]] = {}
+    found: list[dict[str, Any]] = []
+    for plan in (p for p in plans if not p.reverse):
+        for doc in frontier:
+            if doc["resource"]["resourceType"] != plan.source_type:
+                continue
+            for kind, ident in plan.targets(doc):
+                if kind in SUPPORTED_TYPES and f"{kind}/{ident}" not in seen:
+                    wanted.setdefault(kind, set()).add(ident)
+    projection = {"resource": 1, "vid": 1, "lastUpdated": 1, "sp": 1}
+    for kind, ids in wanted.items():
+        for doc in await services.store.find(ctx, kind, {"_id": {"$in": sorted(ids)}}, projection=projection,
+                                             session=session):
+            _add(doc, seen, found)
+    refs = [f"{d['resource']['resourceType']}/{d['_id']}" for d in frontier]
+    for plan in (p for p in plans if p.reverse):
+        if plan.source_type not in SUPPORTED_TYPES:
+            continue
+        for doc in await services.store.find(ctx, plan.source_type, plan.reverse_filter(refs),
+                                             projection=projection, session=session):
+            _add(doc, seen, found)
+    return found
+
+
+def _add(doc: dict[str, Any], seen: set[str], found: list[dict[str, Any]]) -> None:
+    key = f"{doc['resource']['resourceType']}/{doc['_id']}"
+    if key not in seen:
+        seen.add(key)
+        found.append(doc)
+
+
+# -- Bundle assembly ---------------------------------------------------------------------------------------
+
+
+def _entry(ctx: RequestContext, doc: dict[str, Any], mode: str, parsed: ParsedSearch) -> dict[str, Any]:
+    resource = doc["resource"]
+    if mode == "match":
+        resource = select_elements(summarize(resource, parsed.summary), parsed.elements)
+    return {"fullUrl": ctx.url(resource["resourceType"], doc["_id"]), "resource": resource,
+            "search": {"mode": mode}}
+
+
+def _ignored_outcome(parsed: ParsedSearch) -> dict[str, Any]:
+    issues = [Issue("warning", "not-supported", f"Parameter '{name}' was ignored: {reason}", (name,))
+              for name, reason in parsed.ignored]
+    return {"resource": operation_outcome(issues), "search": {"mode": "outcome"}}
+
+
+def _url(ctx: RequestContext, resource_type: str | None, compartment: tuple[str, str] | None,
+         parsed: ParsedSearch, page: str | None) -> str:
+    parts = [*compartment, resource_type or ""] if compartment else [resource_type or ""]
+    base = ctx.url(*[p for p in parts if p]) if any(parts) else ctx.base_url
+    query = parsed.applied_query()
+    if page:
+        query = f"{query}&{urlencode({PAGE: page})}" if query else urlencode({PAGE: page})
+    return f"{base}?{query}" if query else base
+
+
+def _links(ctx: RequestContext, resource_type: str | None, compartment: tuple[str, str] | None,
+           parsed: ParsedSearch, compiled: CompiledSearch, page: Page, token: str | None) -> list[dict[str, str]]:
+    links = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, token)}]
+    if token:
+        links.append({"relation": "first", "url": _url(ctx, resource_type, compartment, parsed, None)})
+    if page.prev_values is not None:
+        prev = encode_page_token(page.prev_values, compiled.sort, meta={"d": "prev"})
+        links.append({"relation": "previous", "url": _url(ctx, resource_type, compartment, parsed, prev)})
+    if page.next_values is not None:
+        nxt = encode_page_token(page.next_values, compiled.sort)
+        links.append({"relation": "next", "url": _url(ctx, resource_type, compartment, parsed, nxt)})
+    return links

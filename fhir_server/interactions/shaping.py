@@ -1,0 +1,74 @@
+"""Result shaping: ``_summary`` and ``_elements`` (https://hl7.org/fhir/R4/search.html#summary, #elements).
+
+A shaped resource is marked with the SUBSETTED tag, as the spec requires.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
+             "display": "Resource encoded in summary mode"}
+_ALWAYS = ("resourceType", "id", "meta")
+
+
+@cache
+def _element_names(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(summary elements, mandatory elements) of a type, as JSON names (choice types expanded)."""
+    model = get_fhir_model_class(resource_type)
+    summary: set[str] = set()
+    mandatory: set[str] = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if not extra.get("element_property"):
+            continue
+        json_name = field.alias or name
+        if extra.get("summary_element_property"):
+            summary.add(json_name)
+        if extra.get("element_required"):
+            mandatory.add(json_name)
+    return frozenset(summary), frozenset(mandatory)
+
+
+def _keep(resource: dict[str, Any], names: set[str] | frozenset[str]) -> dict[str, Any]:
+    out = {}
+    for key, value in resource.items():
+        bare = key[1:] if key.startswith("_") else key
+        if key in _ALWAYS or bare in names:
+            out[key] = value
+    return _tag_subsetted(out)
+
+
+def _tag_subsetted(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    tags = list(meta.get("tag") or [])
+    if not any(t.get("code") == "SUBSETTED" for t in tags):
+        tags.append(SUBSETTED)
+    meta["tag"] = tags
+    resource["meta"] = meta
+    return resource
+
+
+def summarize(resource: dict[str, Any], mode: str | None) -> dict[str, Any]:
+    if mode in (None, "false"):
+        return resource
+    resource_type = resource["resourceType"]
+    summary, mandatory = _element_names(resource_type)
+    if mode == "true":
+        return _keep(resource, summary)
+    if mode == "text":
+        return _keep(resource, {"text"} | mandatory)
+    if mode == "data":
+        return _tag_subsetted({k: v for k, v in resource.items() if k != "text"})
+    return resource
+
+
+def select_elements(resource: dict[str, Any], elements: tuple[str, ...]) -> dict[str, Any]:
+    if not elements:
+        return resource
+    _, mandatory = _element_names(resource["resourceType"])
+    wanted = {e.split(".", 1)[-1] if "." in e else e for e in elements}
+    return _keep(resource, wanted | mandatory)

@@ -1,0 +1,104 @@
+"""A unit of work: the writes of one request or one transaction Bundle, inside one MongoDB transaction.
+
+Writes are staged and flushed in bulk (one insert per collection), and flushed before any query so that the
+transaction's own reads see them. Reads of a single resource look at the staged writes first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from fhir_server.conformance import bump_epoch
+from fhir_server.context import RequestContext
+from fhir_server.errors import InvalidRequest
+from fhir_server.resources import CONFORMANCE_TYPES
+from fhir_server.services import Services
+from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
+
+T = TypeVar("T")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def query_params(query: str) -> list[tuple[str, str]]:
+    """``identifier=s|v&_count=1`` -> [("identifier", "s|v"), ("_count", "1")]; bare '?' tolerated."""
+    query = query.lstrip("?")
+    if not query:
+        raise InvalidRequest("A conditional interaction needs search criteria", code="invalid")
+    return parse_qsl(query, keep_blank_values=True)
+
+
+def normalized_criteria(resource_type: str, query: str) -> str:
+    """One spelling per set of criteria: the key of a conditional create's claim."""
+    return f"{resource_type}?{urlencode(sorted(query_params(query)))}"
+
+
+class UnitOfWork:
+    def __init__(self, ctx: RequestContext, services: Services, session: AsyncClientSession) -> None:
+        self.ctx = ctx
+        self.services = services
+        self.session = session
+        self.last_updated = now_ms()
+        self._staged: dict[tuple[str, str], ResourceWrite] = {}
+        self._unflushed: list[ResourceWrite] = []
+
+    @property
+    def store(self) -> Any:
+        return self.services.store
+
+    async def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        staged = self._staged.get((resource_type, resource_id))
+        if staged is not None:
+            return StoredVersion(staged.type, staged.id, staged.vid, staged.last_updated, staged.deleted,
+                                 staged.resource, staged.method)
+        return await self.store.current(self.ctx, resource_type, resource_id, session=self.session)
+
+    async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
+        """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""
+        from fhir_server.interactions.search import find_matching
+
+        await self.flush()
+        return await find_matching(self.ctx, self.services, resource_type, query_params(query),
+                                   session=self.session, limit=limit)
+
+    async def claim(self, resource_type: str, query: str, owner: str) -> None:
+        await self.store.claim(normalized_criteria(resource_type, query), owner, self.session)
+
+    def touched(self, resource_type: str, resource_id: str) -> bool:
+        return (resource_type, resource_id) in self._staged
+
+    def stage(self, write: ResourceWrite) -> StoredVersion:
+        self._staged[(write.type, write.id)] = write
+        self._unflushed.append(write)
+        return StoredVersion(write.type, write.id, write.vid, write.last_updated, write.deleted,
+                             write.resource, write.method)
+
+    async def flush(self) -> None:
+        if self._unflushed:
+            writes, self._unflushed = self._unflushed, []
+            await self.store.apply(self.ctx, writes, self.session)
+            if any(w.type in CONFORMANCE_TYPES for w in writes):
+                await bump_epoch(self.store, self.session)
+
+    def staged_writes(self) -> list[ResourceWrite]:
+        return list(self._staged.values())
+
+
+async def run_in_transaction(ctx: RequestContext, services: Services,
+                             work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run ``work`` in a fresh unit of work inside one MongoDB transaction (re-run on transient errors)."""
+
+    async def attempt(session: AsyncClientSession) -> T:
+        uow = UnitOfWork(ctx, services, session)
+        result = await work(uow)
+        await uow.flush()
+        return result
+
+    return await services.store.run_transaction(attempt)

@@ -1,0 +1,62 @@
+"""update, update-as-create and conditional update (https://hl7.org/fhir/R4/http.html#update, #cond-update)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.errors import InvalidRequest, PreconditionFailed
+from fhir_server.interactions.create import create
+from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.unit_of_work import UnitOfWork
+from fhir_server.interactions.versioning import content_equal, parse_etag
+from fhir_server.interactions.write import stage_version
+from fhir_server.storage.documents import StoredVersion
+
+
+def check_if_match(current: StoredVersion | None, if_match: str | None) -> None:
+    if if_match is None:
+        return
+    expected = parse_etag(if_match)
+    if current is None or current.deleted or current.vid != expected:
+        found = "no current version" if current is None or current.deleted else f'W/"{current.vid}"'
+        raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({found})")
+
+
+async def update(uow: UnitOfWork, resource: dict[str, Any], resource_id: str, *,
+                 if_match: str | None = None, method: str = "PUT") -> InteractionResult:
+    """Store ``resource`` as the next version of ``resource_id``; create it with this id if it is new.
+
+    Resubmitting identical content (an EHR retry) stores no new version and answers 200 with the current one.
+    """
+    resource_type = resource["resourceType"]
+    current = await uow.current(resource_type, resource_id)
+    check_if_match(current, if_match)
+    if current is not None and not current.deleted and content_equal(current.resource, _as_stored(resource, current)):
+        return InteractionResult(200, current.resource, current)
+    version = stage_version(uow, resource, resource_id, method, current)
+    status = 201 if current is None or current.deleted else 200
+    return InteractionResult(status, version.resource, version)
+
+
+def _as_stored(resource: dict[str, Any], current: StoredVersion) -> dict[str, Any]:
+    return {**resource, "id": current.id}
+
+
+async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria: str, *,
+                             if_match: str | None = None) -> InteractionResult:
+    resource_type = resource["resourceType"]
+    matches = await uow.matches(resource_type, criteria)
+    if len(matches) > 1:
+        raise PreconditionFailed(f"Conditional update '{criteria}' matches {len(matches)} resources")
+    body_id = resource.get("id")
+    if matches:
+        match_id = matches[0]["_id"]
+        if body_id is not None and body_id != match_id:
+            raise InvalidRequest(
+                f"The resource id '{body_id}' differs from the id '{match_id}' of the resource the criteria "
+                "match", code="invalid", expression=(f"{resource_type}.id",))
+        return await update(uow, resource, match_id, if_match=if_match)
+    if body_id is not None:  # update-as-create with the client's id, claimed like a conditional create
+        await uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")
+        return await update(uow, resource, body_id, if_match=if_match)
+    return await create(uow, resource, if_none_exist=criteria)

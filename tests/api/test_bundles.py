@@ -1,0 +1,208 @@
+"""transaction and batch Bundles (https://hl7.org/fhir/R4/http.html#transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import httpx
+
+from tests.conftest import FHIR_JSON, body, parse, patient, post, unique
+
+PATIENT_SYSTEM = "https://cml-registry.eu/fhir/sid/patient"
+RECORD_SYSTEM = "https://cml-registry.eu/fhir/sid/record"
+
+
+def _entry(resource: dict[str, Any], method: str, url: str, full_url: str | None = None,
+           **request: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"resource": resource, "request": {"method": method, "url": url, **request}}
+    if full_url:
+        entry["fullUrl"] = full_url
+    return entry
+
+
+def _observation(subject: str, record: str, value: float = 7.5) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final",
+            "identifier": [{"system": RECORD_SYSTEM, "value": record}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+            "subject": {"reference": subject}, "valueQuantity": {"value": value, "unit": "10*9/L"}}
+
+
+def _patient_bundle(pseudonym: str) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(pseudonym), "POST", "Patient", "urn:uuid:11111111-1111-4111-8111-111111111111",
+               ifNoneExist=f"identifier={PATIENT_SYSTEM}|{pseudonym}"),
+        _entry(_observation("urn:uuid:11111111-1111-4111-8111-111111111111", f"{pseudonym}/1"), "POST",
+               "Observation", "urn:uuid:22222222-2222-4222-8222-222222222222",
+               ifNoneExist=f"identifier={RECORD_SYSTEM}|{pseudonym}/1"),
+    ]}
+
+
+async def _submit(client: httpx.AsyncClient, bundle: dict[str, Any]) -> httpx.Response:
+    return await client.post("/fhir", content=body(bundle), headers={"Content-Type": FHIR_JSON})
+
+
+async def test_transaction_creates_and_rewrites_urn_uuid_references(client: httpx.AsyncClient) -> None:
+    r = await _submit(client, _patient_bundle(unique()))
+    assert r.status_code == 200, r.text
+    response = parse(r)
+    assert response["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    patient_location = response["entry"][0]["response"]["location"]
+    patient_id = patient_location.split("/")[-3]
+    obs_id = response["entry"][1]["response"]["location"].split("/")[-3]
+    obs = parse(await client.get(f"/fhir/Observation/{obs_id}"))
+    assert obs["subject"]["reference"] == f"Patient/{patient_id}"
+    assert response["entry"][0]["response"]["etag"] == 'W/"1"'
+
+
+async def test_replayed_transaction_creates_nothing_new(client: httpx.AsyncClient) -> None:
+    bundle = _patient_bundle(unique())
+    first = parse(await _submit(client, bundle))
+    second = parse(await _submit(client, bundle))
+    assert [e["response"]["status"] for e in second["entry"]] == ["200 OK", "200 OK"]
+    assert [e["response"]["location"] for e in second["entry"]] == [e["response"]["location"] for e in first["entry"]]
+
+
+async def test_concurrent_replays_of_a_transaction_create_one_of_each(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    bundle = _patient_bundle(pseudonym)
+    responses = await asyncio.gather(*[_submit(client, bundle) for _ in range(8)])
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    found = parse(await client.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"))
+    assert len(found["entry"]) == 1
+    observations = parse(await client.get(f"/fhir/Observation?identifier={RECORD_SYSTEM}|{pseudonym}/1"))
+    assert len(observations["entry"]) == 1
+
+
+async def test_transaction_is_all_or_nothing(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    bundle = _patient_bundle(pseudonym)
+    bundle["entry"].append(_entry({"resourceType": "Observation", "status": "not-a-status",
+                                   "code": {"text": "x"}}, "POST", "Observation"))
+    r = await _submit(client, bundle)
+    assert r.status_code == 400
+    outcome = parse(r)
+    assert any("Bundle.entry[2]" in (i.get("expression") or [""])[0] for i in outcome["issue"])
+    found = parse(await client.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"))
+    assert found.get("entry", []) == []
+
+
+async def test_transaction_failing_precondition_rolls_back_earlier_entries(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    existing = parse(await post(client, "Patient", patient(unique())))
+    bundle = _patient_bundle(pseudonym)
+    bundle["entry"].append(_entry({**existing, "gender": "male"}, "PUT", f"Patient/{existing['id']}",
+                                  ifMatch='W/"7"'))
+    r = await _submit(client, bundle)
+    assert r.status_code == 412
+    found = parse(await client.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"))
+    assert found.get("entry", []) == []
+
+
+async def test_transaction_resolves_conditional_reference_to_stored_resource(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    stored = parse(await post(client, "Patient", patient(pseudonym)))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(_observation(f"Patient?identifier={PATIENT_SYSTEM}|{pseudonym}", f"{pseudonym}/9"), "POST",
+               "Observation")]}
+    response = parse(await _submit(client, bundle))
+    obs_id = response["entry"][0]["response"]["location"].split("/")[-3]
+    obs = parse(await client.get(f"/fhir/Observation/{obs_id}"))
+    assert obs["subject"]["reference"] == f"Patient/{stored['id']}"
+
+
+async def test_transaction_resolves_conditional_reference_to_entry_of_same_bundle(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(pseudonym), "POST", "Patient", ifNoneExist=f"identifier={PATIENT_SYSTEM}|{pseudonym}"),
+        _entry(_observation(f"Patient?identifier={PATIENT_SYSTEM}|{pseudonym}", f"{pseudonym}/2"), "POST",
+               "Observation")]}
+    response = parse(await _submit(client, bundle))
+    patient_id = response["entry"][0]["response"]["location"].split("/")[-3]
+    obs_id = response["entry"][1]["response"]["location"].split("/")[-3]
+    assert parse(await client.get(f"/fhir/Observation/{obs_id}"))["subject"]["reference"] == f"Patient/{patient_id}"
+
+
+async def test_conditional_reference_matching_nothing_fails_the_transaction(client: httpx.AsyncClient) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(_observation(f"Patient?identifier={PATIENT_SYSTEM}|{unique()}", unique()), "POST", "Observation")]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 404
+
+
+async def test_unknown_urn_uuid_reference_is_400(client: httpx.AsyncClient) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(_observation("urn:uuid:99999999-9999-4999-8999-999999999999", unique()), "POST", "Observation")]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 400
+
+
+async def test_two_changes_of_one_resource_fail_the_transaction(client: httpx.AsyncClient) -> None:
+    existing = parse(await post(client, "Patient", patient(unique())))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry({**existing, "gender": "male"}, "PUT", f"Patient/{existing['id']}"),
+        _entry({**existing, "gender": "other"}, "PUT", f"Patient/{existing['id']}")]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 400
+    assert parse(await client.get(f"/fhir/Patient/{existing['id']}"))["meta"]["versionId"] == "1"
+
+
+async def test_transaction_processes_delete_before_post_and_get_last(client: httpx.AsyncClient) -> None:
+    doomed = parse(await post(client, "Patient", patient(unique())))
+    pseudonym = unique()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"}},
+        _entry(patient(pseudonym), "POST", "Patient"),
+        {"request": {"method": "DELETE", "url": f"Patient/{doomed['id']}"}},
+    ]}
+    response = parse(await _submit(client, bundle))
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["200 OK", "201 Created", "204 No Content"]
+    assert len(response["entry"][0]["resource"]["entry"]) == 1  # the GET saw the POST
+    assert (await client.get(f"/fhir/Patient/{doomed['id']}")).status_code == 410
+
+
+async def test_transaction_put_and_patch_entries(client: httpx.AsyncClient) -> None:
+    existing = parse(await post(client, "Patient", patient(unique())))
+    other = parse(await post(client, "Patient", patient(unique())))
+    patch_doc = base64.b64encode(b'[{"op":"replace","path":"/gender","value":"male"}]').decode()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry({**existing, "active": True}, "PUT", f"Patient/{existing['id']}", ifMatch='W/"1"'),
+        _entry({"resourceType": "Binary", "contentType": "application/json-patch+json", "data": patch_doc},
+               "PATCH", f"Patient/{other['id']}")]}
+    response = parse(await _submit(client, bundle))
+    assert [e["response"]["status"] for e in response["entry"]] == ["200 OK", "200 OK"]
+    assert parse(await client.get(f"/fhir/Patient/{existing['id']}"))["active"] is True
+    assert parse(await client.get(f"/fhir/Patient/{other['id']}"))["gender"] == "male"
+
+
+async def test_batch_runs_entries_independently(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        _entry(patient(pseudonym), "POST", "Patient"),
+        _entry({"resourceType": "Patient", "birthDate": "never"}, "POST", "Patient"),
+        {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+    ]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 200
+    response = parse(r)
+    assert response["type"] == "batch-response"
+    assert [e["response"]["status"].split()[0] for e in response["entry"]] == ["201", "400", "404"]
+    assert response["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    found = parse(await client.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"))
+    assert len(found["entry"]) == 1
+
+
+async def test_bundle_of_other_type_is_400(client: httpx.AsyncClient) -> None:
+    r = await _submit(client, {"resourceType": "Bundle", "type": "collection", "entry": []})
+    assert r.status_code == 400
+
+
+async def test_entry_without_request_is_400(client: httpx.AsyncClient) -> None:
+    r = await _submit(client, {"resourceType": "Bundle", "type": "transaction",
+                               "entry": [{"resource": patient(unique())}]})
+    assert r.status_code == 400
+    assert parse(r)["issue"][0]["expression"] == ["Bundle.entry[0].request"]

@@ -1,0 +1,121 @@
+"""Version-aware interactions: If-Match, If-None-Match, If-Modified-Since, Prefer
+(https://hl7.org/fhir/R4/http.html#concurrency, #cread, #ops)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import parse, patient, post, put, unique
+
+
+async def test_if_match_current_version_updates(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}, **{"If-Match": 'W/"1"'})
+    assert r.status_code == 200
+
+
+async def test_if_match_stale_version_is_412(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    r = await put(client, f"Patient/{created['id']}", {**created, "gender": "other"}, **{"If-Match": 'W/"1"'})
+    assert r.status_code == 412
+    assert parse(r)["resourceType"] == "OperationOutcome"
+
+
+async def test_if_match_on_delete_is_not_needed_but_stale_patch_is_412(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    r = await client.patch(f"/fhir/Patient/{created['id']}",
+                           content=b'[{"op":"replace","path":"/gender","value":"other"}]',
+                           headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
+    assert r.status_code == 412
+
+
+async def test_if_none_match_current_etag_is_304(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.get(f"/fhir/Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})
+    assert r.status_code == 304
+    assert r.content == b""
+
+
+async def test_if_none_match_old_etag_returns_resource(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    r = await client.get(f"/fhir/Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})
+    assert r.status_code == 200
+
+
+async def test_if_modified_since_after_last_update_is_304(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.get(f"/fhir/Patient/{created['id']}",
+                         headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+    assert r.status_code == 304
+
+
+async def test_if_modified_since_before_last_update_returns_resource(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.get(f"/fhir/Patient/{created['id']}",
+                         headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+    assert r.status_code == 200
+
+
+async def test_prefer_return_minimal_has_no_body(client: httpx.AsyncClient) -> None:
+    r = await post(client, "Patient", patient(unique()), Prefer="return=minimal")
+    assert r.status_code == 201
+    assert r.content == b""
+    assert r.headers["Location"]
+
+
+async def test_prefer_return_operation_outcome(client: httpx.AsyncClient) -> None:
+    r = await post(client, "Patient", patient(unique()), Prefer="return=OperationOutcome")
+    assert r.status_code == 201
+    assert parse(r)["resourceType"] == "OperationOutcome"
+
+
+async def test_prefer_return_representation_is_default(client: httpx.AsyncClient) -> None:
+    r = await post(client, "Patient", patient(unique()), Prefer="return=representation")
+    assert parse(r)["resourceType"] == "Patient"
+
+
+async def test_patch_applies_json_patch_as_new_version(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.patch(f"/fhir/Patient/{created['id']}",
+                           content=b'[{"op":"replace","path":"/gender","value":"male"},'
+                                   b'{"op":"add","path":"/active","value":true}]',
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 200
+    patched = parse(r)
+    assert patched["gender"] == "male" and patched["active"] is True
+    assert patched["meta"]["versionId"] == "2"
+
+
+async def test_patch_producing_invalid_resource_is_400(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.patch(f"/fhir/Patient/{created['id']}",
+                           content=b'[{"op":"add","path":"/birthDate","value":"not-a-date"}]',
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 400
+    assert (await client.get(f"/fhir/Patient/{created['id']}")).json()["meta"]["versionId"] == "1"
+
+
+async def test_patch_with_failing_test_op_is_422(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.patch(f"/fhir/Patient/{created['id']}",
+                           content=b'[{"op":"test","path":"/gender","value":"male"}]',
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 422
+
+
+async def test_patch_with_wrong_content_type_is_415(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.patch(f"/fhir/Patient/{created['id']}", content=b'[]',
+                           headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 415
+
+
+async def test_patch_changing_id_is_400(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.patch(f"/fhir/Patient/{created['id']}",
+                           content=b'[{"op":"replace","path":"/id","value":"other"}]',
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 400

@@ -1,0 +1,110 @@
+"""Shared fixtures: one real mongod (single-node replica set) per test session, the app over real HTTP
+semantics through httpx's ASGI transport, and helpers to build FHIR requests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server import fhirjson
+from fhir_server.api.app import create_app
+from fhir_server.services import Services
+from fhir_server.settings import Settings
+from fhir_server.storage.mongod import LocalMongod, free_port
+
+DATA = Path(__file__).parent / "data"
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-r4-examples"
+BASE = "http://testserver/fhir"
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    """A real mongod for the whole session, or the one named by FHIR_TEST_MONGODB_URI."""
+    given = os.environ.get("FHIR_TEST_MONGODB_URI")
+    if given:
+        yield given
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="ifp-fhir-test-"))
+    mongod = LocalMongod(data_dir, free_port(), cache_gb=0.5)
+    mongod.start()
+    try:
+        yield mongod.uri
+    finally:
+        mongod.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(mongo_uri: str) -> Settings:
+    return Settings(mongodb_uri=mongo_uri, mongodb_db=f"test_{uuid.uuid4().hex[:8]}", max_body_bytes=1_000_000)
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings, mongo_uri: str) -> AsyncIterator[Services]:
+    svc = await Services.start(settings, mongo_uri)
+    try:
+        yield svc
+    finally:
+        await svc.client.drop_database(settings.mongodb_db)
+        await svc.close()
+
+
+@pytest.fixture(scope="session")
+async def client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                 headers={"Accept": FHIR_JSON}) as c:
+        yield c
+
+
+@pytest.fixture
+async def empty_db(services: Services) -> AsyncIterator[None]:
+    """For tests that count what the store holds: start from no resources (indexes stay)."""
+    db = services.store.db
+    for name in await db.list_collection_names():
+        await db[name].delete_many({})
+    await services.reload_search_parameters()
+    yield
+
+
+def body(value: Any) -> bytes:
+    return fhirjson.dumps(value)
+
+
+def parse(response: httpx.Response) -> Any:
+    return fhirjson.loads(response.content)
+
+
+def unique(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return fhirjson.loads((EXAMPLES / name).read_bytes())  # type: ignore[no-any-return]
+
+
+async def post(client: httpx.AsyncClient, path: str, resource: Any, **headers: str) -> httpx.Response:
+    return await client.post(f"/fhir/{path}", content=body(resource),
+                             headers={"Content-Type": FHIR_JSON, **headers})
+
+
+async def put(client: httpx.AsyncClient, path: str, resource: Any, **headers: str) -> httpx.Response:
+    return await client.put(f"/fhir/{path}", content=body(resource), headers={"Content-Type": FHIR_JSON, **headers})
+
+
+def patient(identifier: str | None = None, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {"resourceType": "Patient", "gender": "female", "birthDate": "1960-04-02"}
+    if identifier:
+        resource["identifier"] = [{"system": "https://cml-registry.eu/fhir/sid/patient", "value": identifier}]
+    resource.update(extra)
+    return resource
