@@ -247,9 +247,7 @@ def test_absolute_and_canonical_references(registry: SearchParameterRegistry) ->
         "code": {"text": "x"},
         "subject": {"reference": "http://other.org/fhir/Patient/9"},
     }
-    assert extract_index_values(registry, obs)["subject"] == [
-        {"u": "http://other.org/fhir/Patient/9", "t": "Patient"}
-    ]
+    assert extract_index_values(registry, obs)["subject"] == [{"u": "http://other.org/fhir/Patient/9", "t": "Patient"}]
     sd = {
         "resourceType": "StructureDefinition",
         "url": f"{B}/StructureDefinition/ifp-patient",

@@ -73,9 +73,7 @@ def test_escaped_comma_is_part_of_the_value(registry: SearchParameterRegistry) -
 def test_token_not_excludes_matching_and_keeps_resources_without_the_element(
     registry: SearchParameterRegistry,
 ) -> None:
-    assert compiled(registry, "Patient", [("gender:not", "male")]).filter == {
-        "$nor": [{"sp.gender.c": "male"}]
-    }
+    assert compiled(registry, "Patient", [("gender:not", "male")]).filter == {"$nor": [{"sp.gender.c": "male"}]}
 
 
 def test_token_text_is_a_normalized_starts_with(registry: SearchParameterRegistry) -> None:
@@ -87,16 +85,12 @@ def test_token_text_is_a_normalized_starts_with(registry: SearchParameterRegistr
 def test_token_of_type(registry: SearchParameterRegistry) -> None:
     c = compiled(registry, "Patient", [("identifier:of-type", "urn:idtype|PSEUDO|FR-1")])
     assert c.filter == {
-        "sp.identifier": {
-            "$elemMatch": {"c": "FR-1", "ty": {"$elemMatch": {"s": "urn:idtype", "c": "PSEUDO"}}}
-        }
+        "sp.identifier": {"$elemMatch": {"c": "FR-1", "ty": {"$elemMatch": {"s": "urn:idtype", "c": "PSEUDO"}}}}
     }
 
 
 def test_token_below_needs_a_resolved_code_set(registry: SearchParameterRegistry) -> None:
-    parsed = parse_search(
-        registry, "Observation", [("value-concept:below", f"{B}/CodeSystem/r|failure")], strict=True
-    )
+    parsed = parse_search(registry, "Observation", [("value-concept:below", f"{B}/CodeSystem/r|failure")], strict=True)
     request = TerminologyRequest("below", system=f"{B}/CodeSystem/r", code="failure")
     assert parsed.terminology_requests() == [request]
     with pytest.raises(InvalidRequest):
@@ -114,24 +108,18 @@ def test_string_default_is_accent_and_case_insensitive_starts_with(registry: Sea
 
 
 def test_string_contains_and_exact(registry: SearchParameterRegistry) -> None:
-    assert compiled(registry, "Patient", [("name:contains", "mar")]).filter == {
-        "sp.name.n": {"$regex": "mar"}
-    }
+    assert compiled(registry, "Patient", [("name:contains", "mar")]).filter == {"sp.name.n": {"$regex": "mar"}}
     assert compiled(registry, "Patient", [("name:exact", "Lévêque")]).filter == {"sp.name.x": "Lévêque"}
 
 
 def test_reference_type_id(registry: SearchParameterRegistry) -> None:
-    assert compiled(registry, "Observation", [("subject", "Patient/p1")]).filter == {
-        "sp.subject.r": "Patient/p1"
-    }
+    assert compiled(registry, "Observation", [("subject", "Patient/p1")]).filter == {"sp.subject.r": "Patient/p1"}
 
 
 def test_reference_bare_id_uses_the_single_target_type(registry: SearchParameterRegistry) -> None:
     assert compiled(registry, "Observation", [("patient", "p1")]).filter == {"sp.patient.r": "Patient/p1"}
     assert compiled(registry, "Observation", [("subject", "p1")]).filter == {"sp.subject.i": "p1"}
-    assert compiled(registry, "Observation", [("subject:Patient", "p1")]).filter == {
-        "sp.subject.r": "Patient/p1"
-    }
+    assert compiled(registry, "Observation", [("subject:Patient", "p1")]).filter == {"sp.subject.r": "Patient/p1"}
 
 
 def test_reference_own_base_url_is_made_relative(registry: SearchParameterRegistry) -> None:
@@ -183,12 +171,8 @@ def test_date_prefixes_compare_ranges(
 
 
 def test_last_updated_is_compared_on_the_document_instant(registry: SearchParameterRegistry) -> None:
-    c = compiled(
-        registry, "Patient", [("_lastUpdated", "ge2020-01-01T00:00:00Z"), ("_lastUpdated", "lt2020-02")]
-    )
-    assert c.filter == {
-        "$and": [{"lastUpdated": {"$gte": utc(2020, 1, 1)}}, {"lastUpdated": {"$lt": utc(2020, 2, 1)}}]
-    }
+    c = compiled(registry, "Patient", [("_lastUpdated", "ge2020-01-01T00:00:00Z"), ("_lastUpdated", "lt2020-02")])
+    assert c.filter == {"$and": [{"lastUpdated": {"$gte": utc(2020, 1, 1)}}, {"lastUpdated": {"$lt": utc(2020, 2, 1)}}]}
 
 
 def test_id_is_the_document_id(registry: SearchParameterRegistry) -> None:
@@ -197,12 +181,8 @@ def test_id_is_the_document_id(registry: SearchParameterRegistry) -> None:
 
 
 def test_missing_true_and_false(registry: SearchParameterRegistry) -> None:
-    assert compiled(registry, "Patient", [("birthdate:missing", "true")]).filter == {
-        "sp.birthdate": {"$exists": False}
-    }
-    assert compiled(registry, "Patient", [("birthdate:missing", "false")]).filter == {
-        "sp.birthdate": {"$exists": True}
-    }
+    assert compiled(registry, "Patient", [("birthdate:missing", "true")]).filter == {"sp.birthdate": {"$exists": False}}
+    assert compiled(registry, "Patient", [("birthdate:missing", "false")]).filter == {"sp.birthdate": {"$exists": True}}
 
 
 def test_number_and_quantity_values_are_exact_decimals(registry: SearchParameterRegistry) -> None:
@@ -219,9 +199,7 @@ def test_number_and_quantity_values_are_exact_decimals(registry: SearchParameter
     }
     c = compiled(registry, "Observation", [("value-quantity", "gt0.1||%")])
     assert c.filter == {
-        "sp.value-quantity": {
-            "$elemMatch": {"vh": {"$gt": Decimal128("0.1")}, "$or": [{"c": "%"}, {"u": "%"}]}
-        }
+        "sp.value-quantity": {"$elemMatch": {"vh": {"$gt": Decimal128("0.1")}, "$or": [{"c": "%"}, {"u": "%"}]}}
     }
 
 
@@ -249,9 +227,7 @@ def test_chain_compiles_an_inner_search_per_target_type(registry: SearchParamete
     assert [(t, inner.filter) for t, inner in chain.targets] == [
         ("Patient", {"sp.identifier": {"$elemMatch": {"s": "s", "c": "v"}}})
     ]
-    assert chain.join_filter({"Patient": ["p2", "p1"]}) == {
-        "sp.subject.r": {"$in": ["Patient/p1", "Patient/p2"]}
-    }
+    assert chain.join_filter({"Patient": ["p2", "p1"]}) == {"sp.subject.r": {"$in": ["Patient/p1", "Patient/p2"]}}
 
 
 def test_chain_of_two_levels(registry: SearchParameterRegistry) -> None:
@@ -259,9 +235,7 @@ def test_chain_of_two_levels(registry: SearchParameterRegistry) -> None:
     ((inner_type, inner),) = c.chains[0].targets
     assert inner_type == "Patient"
     assert inner.chains[0].outer_field == "sp.organization.r"
-    assert inner.chains[0].targets[0][1].filter == {
-        "sp.identifier": {"$elemMatch": {"s": "s", "c": "FR-POI"}}
-    }
+    assert inner.chains[0].targets[0][1].filter == {"sp.identifier": {"$elemMatch": {"s": "s", "c": "FR-POI"}}}
 
 
 def test_chain_without_type_uses_the_targets_having_the_parameter(registry: SearchParameterRegistry) -> None:
@@ -346,9 +320,7 @@ def test_result_parameters_are_parsed(registry: SearchParameterRegistry) -> None
 
 
 def test_system_search_with_type(registry: SearchParameterRegistry) -> None:
-    parsed = parse_search(
-        registry, None, [("_type", "Patient,Observation"), ("_lastUpdated", "gt2020")], strict=True
-    )
+    parsed = parse_search(registry, None, [("_type", "Patient,Observation"), ("_lastUpdated", "gt2020")], strict=True)
     assert parsed.types == ("Patient", "Observation")
     assert compile_search(parsed).filter == {"lastUpdated": {"$gte": utc(2021, 1, 1)}}
 
