@@ -34,6 +34,10 @@ def generate_snapshot(sd: Json, resolve: SdResolver) -> Json:
     if "snapshot" not in base:
         base = generate_snapshot(base, resolve)
     elements = [copy.deepcopy(e) for e in base["snapshot"]["element"]]
+    for e in elements:
+        # Invariants the base defines itself carry no source; mark them as the base's (not the profile's).
+        for c in e.get("constraint", []):
+            c.setdefault("source", base.get("url", ""))
     for diff in sd.get("differential", {}).get("element", []):
         eid = diff.get("id") or diff["path"]
         index = _locate(elements, eid, resolve)
