@@ -331,7 +331,7 @@ class _TransactionState:
         resource = self.resources[entry.index] or {}
         target = matches[0]["_id"] if matches else resource.get("id") or new_id()
         if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
-            await self.uow.claim(entry.resource_type, entry.query, f"{entry.resource_type}/{target}")
+            self.uow.claim(entry.resource_type, entry.query, f"{entry.resource_type}/{target}")
         resource["id"] = target
         self._map(entry, f"{entry.resource_type}/{target}", key)
 
@@ -373,7 +373,7 @@ class _TransactionState:
         resource_id = self.post_ids[entry.index]
         self._claim_target(entry, entry.resource_type, resource_id)
         if entry.if_none_exist:
-            await self.uow.claim(entry.resource_type, entry.if_none_exist, f"{entry.resource_type}/{resource_id}")
+            self.uow.claim(entry.resource_type, entry.if_none_exist, f"{entry.resource_type}/{resource_id}")
         resource.pop("id", None)
         self.results[entry.index] = await create(self.uow, resource, assigned_id=resource_id)
 

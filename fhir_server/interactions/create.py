@@ -30,6 +30,6 @@ async def create(uow: UnitOfWork, resource: dict[str, Any], *, if_none_exist: st
             doc = existing[0]
             version = StoredVersion.from_current(resource_type, doc)
             return InteractionResult(200, version.resource, version)
-        await uow.claim(resource_type, if_none_exist, f"{resource_type}/{resource_id}")
+        uow.claim(resource_type, if_none_exist, f"{resource_type}/{resource_id}")
     version = stage_version(uow, resource, resource_id, "POST", None)
     return InteractionResult(201, version.resource, version)

@@ -48,6 +48,7 @@ class UnitOfWork:
         self.last_updated = now_ms()
         self._staged: dict[tuple[str, str], ResourceWrite] = {}
         self._unflushed: list[ResourceWrite] = []
+        self._claims: list[tuple[str, str]] = []
 
     @property
     def store(self) -> Any:
@@ -68,8 +69,9 @@ class UnitOfWork:
         return await find_matching(self.ctx, self.services, resource_type, query_params(query),
                                    session=self.session, limit=limit)
 
-    async def claim(self, resource_type: str, query: str, owner: str) -> None:
-        await self.store.claim(normalized_criteria(resource_type, query), owner, self.session)
+    def claim(self, resource_type: str, query: str, owner: str) -> None:
+        """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
+        self._claims.append((normalized_criteria(resource_type, query), owner))
 
     def touched(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._staged
@@ -81,6 +83,9 @@ class UnitOfWork:
                              write.resource, write.method)
 
     async def flush(self) -> None:
+        if self._claims:
+            claims, self._claims = self._claims, []
+            await self.store.claim(claims, self.session)
         if self._unflushed:
             writes, self._unflushed = self._unflushed, []
             await self.store.apply(self.ctx, writes, self.session)

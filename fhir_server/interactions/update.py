@@ -57,6 +57,6 @@ async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria
                 "match", code="invalid", expression=(f"{resource_type}.id",))
         return await update(uow, resource, match_id, if_match=if_match)
     if body_id is not None:  # update-as-create with the client's id, claimed like a conditional create
-        await uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")
+        uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")
         return await update(uow, resource, body_id, if_match=if_match)
     return await create(uow, resource, if_none_exist=criteria)

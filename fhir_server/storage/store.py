@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -198,14 +198,16 @@ class ResourceStore:
             key = exc.details.get("keyValue") if exc.details else None
             raise Conflict(f"A resource with this id already exists: {key}") from exc
 
-    async def claim(self, key: str, owner: str, session: AsyncClientSession) -> None:
-        """Touch the claim document of a conditional create's criteria inside the transaction.
+    async def claim(self, claims: Sequence[tuple[str, str]], session: AsyncClientSession) -> None:
+        """Touch the claim document of each conditional create's criteria (key, owner) in the transaction.
 
-        Two transactions that both found no match both write this document: MongoDB lets only one commit and
-        aborts the other with a write conflict (a TransientTransactionError), so the driver re-runs it, and
-        its new snapshot sees the first one's resource. That is what makes concurrent identical conditional
-        creates produce exactly one resource.
+        Two transactions that both found no match both write the same claim document: MongoDB lets only one
+        commit and aborts the other with a write conflict (a TransientTransactionError), so the driver re-runs
+        it, and its new snapshot sees the first one's resource. That is what makes concurrent identical
+        conditional creates produce exactly one resource. One round trip for all the claims of a Bundle.
         """
-        await self.db[CLAIMS].update_one(
-            {"_id": key}, {"$set": {"owner": owner, "at": now_ms()}}, upsert=True, session=session,
-        )
+        if not claims:
+            return
+        at = now_ms()
+        ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
+        await self.db[CLAIMS].bulk_write(ops, ordered=True, session=session)

@@ -1,0 +1,68 @@
+"""Shared benchmark plumbing: a private mongod, the server in a subprocess, timing helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from fhir_server.storage.mongod import LocalMongod, free_port
+
+
+@contextmanager
+def mongod() -> Iterator[str]:
+    """FHIR_MONGODB_URI if set, else a throw-away single-node replica set."""
+    given = os.environ.get("FHIR_MONGODB_URI")
+    if given:
+        yield given
+        return
+    data = Path(tempfile.mkdtemp(prefix="ifp-bench-"))
+    server = LocalMongod(data, free_port(), cache_gb=2.0)
+    server.start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def fhir_server(uri: str, db: str, workers: int = 2) -> Iterator[str]:
+    """`fhir-server serve` in a subprocess against ``uri``; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_MAX_COUNT": "1000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}/fhir"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    p50 = statistics.median(ordered)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return p50, p95

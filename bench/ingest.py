@@ -1,0 +1,134 @@
+"""Ingest benchmark (issue #2, item 11): registry patients as transaction Bundles, C concurrent clients.
+
+Prints resources/s through the server (HTTP, validation, index extraction, one MongoDB transaction per
+Bundle) and through raw PyMongo (the same stored documents, one transaction per Bundle with one insert per
+collection, same concurrency) in the same run, and their ratio.
+
+    .venv/bin/python bench/ingest.py --patients 2000 --clients 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fhir_server, mongod
+from fhir_server import fhirjson
+from fhir_server.search import SearchParameterRegistry, extract_index_values
+from fhir_server.storage.client import connect
+from fhir_server.storage.documents import ResourceWrite, now_ms
+from fhir_server.synthetic import registry_bundle
+
+
+def make_bundles(patients: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [registry_bundle(i, rng)[0] for i in range(patients)]
+
+
+async def run_clients(items: list[Any], clients: int, work: Any) -> float:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await work(queue.get_nowait())
+
+    start = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(clients)])
+    return time.perf_counter() - start
+
+
+async def through_server(base: str, bundles: list[dict[str, Any]], clients: int) -> float:
+    payloads = [fhirjson.dumps(b) for b in bundles]
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async def submit(payload: bytes) -> None:
+            r = await client.post(base, content=payload, headers={"Content-Type": "application/fhir+json"})
+            if r.status_code != 200:
+                raise RuntimeError(f"transaction failed: {r.status_code} {r.text[:500]}")
+        return await run_clients(payloads, clients, submit)
+
+
+def stored_documents(bundles: list[dict[str, Any]]) -> list[list[ResourceWrite]]:
+    """What the server stores for each Bundle (ids assigned, references as-is, index values extracted)."""
+    registry = SearchParameterRegistry.load_default()
+    out = []
+    for bundle in bundles:
+        at = now_ms()
+        writes = []
+        for entry in bundle["entry"]:
+            resource = dict(entry["resource"])
+            resource["id"] = str(uuid.uuid4())
+            writes.append(ResourceWrite(resource["resourceType"], resource["id"], 1, at, "POST", resource,
+                                        extract_index_values(registry, resource)))
+        out.append(writes)
+    return out
+
+
+async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[ResourceWrite]], clients: int) -> float:
+    client = connect(uri)
+    db = client[db_name]
+    from pymongo.read_concern import ReadConcern
+
+    from fhir_server.storage.client import MAJORITY
+
+    async def insert(writes: list[ResourceWrite]) -> None:
+        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for w in writes:
+            by_type[w.type].append(w.current_document())
+
+        async def txn(session: Any) -> None:
+            for kind, docs in by_type.items():
+                await db[kind].insert_many(docs, session=session)
+            await db["history"].insert_many([w.history_document() for w in writes], session=session)
+
+        async with client.start_session() as session:
+            await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
+
+    for kind in {w.type for ws in per_bundle for w in ws} | {"history"}:
+        await db.create_collection(kind)
+    try:
+        return await run_clients(per_bundle, clients, insert)
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
+    parser.add_argument("--seed", type=int, default=2008)
+    args = parser.parse_args()
+
+    bundles = make_bundles(args.patients, args.seed)
+    resources = sum(len(b["entry"]) for b in bundles)
+    print(f"{args.patients} patients, {resources} resources ({resources / args.patients:.1f} per Bundle), "
+          f"{args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores")
+    with mongod() as uri:
+        db = f"bench_ingest_{uuid.uuid4().hex[:6]}"
+        with fhir_server(uri, db, args.workers) as base:
+            server_s = asyncio.run(through_server(base, bundles, args.clients))
+        raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(bundles), args.clients))
+    server_rate, raw_rate = resources / server_s, resources / raw_s
+    print(f"server : {server_rate:8.0f} resources/s  ({server_s:.1f} s, {args.patients / server_s:.0f} Bundles/s)")
+    print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
+    print(f"ratio  : server = {server_rate / raw_rate:.2f} x raw PyMongo")
+
+
+if __name__ == "__main__":
+    main()
