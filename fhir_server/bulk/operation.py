@@ -1,0 +1,223 @@
+"""``$export`` (system, ``Patient`` type, ``Group`` instance) and ``$export-poll-status`` (GET, DELETE).
+
+Bulk Data Access IG 2.0, https://hl7.org/fhir/uv/bulkdata/STU2/export.html:
+
+* kick-off (#bulk-data-kick-off-request): ``Prefer: respond-async`` required (400), ``Accept`` JSON (406);
+  ``202 Accepted`` with ``Content-Location: [base]/$export-poll-status?_jobId=<id>``.
+* status (#bulk-data-status-request): ``202`` with ``X-Progress`` and ``Retry-After`` while running; ``200``
+  with the JSON manifest (``transactionTime``, ``request``, ``requiresAccessToken``, ``output``, ``error``)
+  and ``Expires`` when done; ``500`` with an OperationOutcome when the export failed; ``404`` for unknown,
+  cancelled or expired jobs.
+* delete (#bulk-data-delete-request): ``202``; the export stops, its files are removed, later polls are 404.
+
+Files are served by ``fhir_server.api.bulk_files`` at ``[base]/_export/<job>/files/<Type>-<n>.ndjson``.
+``requiresAccessToken`` is false: file URLs are unguessable (128-bit job id), and the file route still checks
+the caller. Jobs are only visible to the caller that started them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir_server import fhirjson
+from fhir_server.bulk import runner
+from fhir_server.bulk.jobs import FAILED, IN_PROGRESS, ExportJob, JobStore, new_job_id
+from fhir_server.bulk.ndjson import is_job_id, remove_job_files
+from fhir_server.bulk.params import (
+    ExportParams,
+    check_kickoff_headers,
+    collect_params,
+    filter_pairs,
+    parse_export_params,
+)
+from fhir_server.bulk.scope import GROUP, PATIENT, SYSTEM, resolve_types
+from fhir_server.context import RequestContext
+from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, operation_outcome
+from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
+from fhir_server.search.parse import parse_search
+from fhir_server.services import Services
+from fhir_server.storage.documents import instant, now_ms
+
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+RETRY_AFTER_SECONDS = 2
+MANIFEST_MEDIA_TYPE = "application/json"
+
+
+def register(registry: OperationRegistry) -> None:
+    """Add the export operations to ``registry`` (idempotent: specs already present are not added again)."""
+    specs = [
+        OperationSpec("export", kickoff, frozenset({"system"}), definition=f"{BULK}/export",
+                      documentation="Bulk Data system-level export (all resource types)"),
+        OperationSpec("export", kickoff, frozenset({"type"}), types=frozenset({"Patient"}),
+                      definition=f"{BULK}/patient-export",
+                      documentation="Bulk Data export of the Patient compartment of all patients"),
+        OperationSpec("export", kickoff, frozenset({"instance"}), types=frozenset({"Group"}),
+                      definition=f"{BULK}/group-export",
+                      documentation="Bulk Data export of the Patient compartment of the Group's members"),
+        OperationSpec("export-poll-status", poll_status, frozenset({"system"}),
+                      methods=frozenset({"GET", "DELETE"}),
+                      documentation="Status (GET) or cancellation (DELETE) of a bulk export; see Content-Location"),
+    ]
+    present = {(s.name, tuple(sorted(s.levels)), s.types) for s in registry.all()}
+    for spec in specs:
+        if (spec.name, tuple(sorted(spec.levels)), spec.types) not in present:
+            registry.register(spec)
+
+
+# -- kick-off ------------------------------------------------------------------------------------------------
+
+
+async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest) -> OperationResponse:
+    """Validate, record the job, start it in the background and answer 202 with the status URL."""
+    lenient = check_kickoff_headers(op.headers)
+    params = parse_export_params(collect_params(op), lenient=lenient)
+    level = _level(op)
+    types, dropped = resolve_types(services.search_parameters, level, params.types, lenient=lenient)
+    type_filters, dropped_filters = check_type_filters(ctx, services, types, params)
+    if level == GROUP:
+        await _require_group(ctx, services, op.resource_id or "")
+    await purge_expired(services)
+    job = _new_job(ctx, services, op, level, types, params, type_filters)
+    await JobStore(services.store.db).insert(job)
+    runner.start(services, job)
+    notes = [*params.ignored, *dropped, *dropped_filters]
+    return OperationResponse(202, _accepted_outcome(job, notes), headers={"Content-Location": status_url(ctx, job.id)})
+
+
+def _level(op: OperationRequest) -> str:
+    if op.level == "system":
+        return SYSTEM
+    if op.level == "type":
+        return PATIENT
+    return GROUP
+
+
+def check_type_filters(ctx: RequestContext, services: Services, types: tuple[str, ...],
+                       params: ExportParams) -> tuple[dict[str, list[str]], list[str]]:
+    """Each ``_typeFilter`` must name an exported type and be a valid search of it, so that mistakes are a
+    synchronous 400 rather than a failed job. The search is parsed strictly even under lenient handling: an
+    ignored unknown parameter would widen the filter and export more than was asked."""
+    kept: dict[str, list[str]] = {}
+    dropped: list[str] = []
+    for resource_type, queries in params.type_filters.items():
+        if resource_type not in types:
+            if not params.lenient:
+                raise InvalidRequest(f"_typeFilter names {resource_type}, which this export does not include",
+                                     code="invalid", expression=("_typeFilter",))
+            dropped.append(f"_typeFilter for {resource_type}")
+            continue
+        for query in queries:
+            parse_search(services.search_parameters, resource_type, filter_pairs(query),
+                         strict=True, base_url=ctx.base_url)
+        kept[resource_type] = list(queries)
+    return kept, dropped
+
+
+async def _require_group(ctx: RequestContext, services: Services, group_id: str) -> None:
+    group = await services.store.current(ctx, "Group", group_id)
+    if group is None:
+        raise NotFound(f"Group/{group_id} is not known")
+    if group.deleted:
+        raise Gone(f"Group/{group_id} was deleted")
+
+
+def _new_job(ctx: RequestContext, services: Services, op: OperationRequest, level: str, types: tuple[str, ...],
+             params: ExportParams, type_filters: dict[str, list[str]]) -> ExportJob:
+    now = now_ms()
+    return ExportJob(
+        id=new_job_id(), level=level, request=request_url(ctx, op), types=list(types), transaction_time=now,
+        expires=now + timedelta(seconds=services.settings.export_ttl_seconds), base_url=ctx.base_url,
+        caller=ctx.caller, scopes=sorted(ctx.scopes), center=ctx.center, group_id=op.resource_id,
+        since=params.since, type_filters=type_filters, output_format=params.output_format,
+    )
+
+
+def request_url(ctx: RequestContext, op: OperationRequest) -> str:
+    """The kick-off URL for the manifest's ``request`` (a POST's parameters are not repeated in it)."""
+    parts = [p for p in (op.resource_type, op.resource_id) if p]
+    url = ctx.url(*parts, "$export")
+    if op.method == "GET" and op.params:
+        url += "?" + urlencode(op.params)
+    return url
+
+
+def status_url(ctx: RequestContext, job_id: str) -> str:
+    return ctx.url("$export-poll-status") + "?" + urlencode({"_jobId": job_id})
+
+
+def file_url(ctx: RequestContext, job_id: str, name: str) -> str:
+    return ctx.url("_export", job_id, "files", name)
+
+
+def _accepted_outcome(job: ExportJob, notes: list[str]) -> dict[str, Any]:
+    issues = [Issue("information", "informational", f"Export {job.id} accepted; poll the Content-Location")]
+    issues += [Issue("warning", "not-supported", f"Ignored (Prefer: handling=lenient): {n}") for n in notes]
+    return operation_outcome(issues)
+
+
+# -- status and cancellation ---------------------------------------------------------------------------------
+
+
+async def poll_status(ctx: RequestContext, services: Services, op: OperationRequest) -> OperationResponse:
+    """GET: progress or manifest; DELETE: cancel and remove the files."""
+    job = await visible_job(ctx, services, op.param("_jobId"))
+    if op.method == "DELETE":
+        return await cancel(services, job)
+    if job.status == IN_PROGRESS and not runner.running_here(job.id):
+        job = await JobStore(services.store.db).fail_if_stale(job) or job
+    if job.status == IN_PROGRESS:
+        return OperationResponse(202, None, headers={
+            "X-Progress": job.progress[:100], "Retry-After": str(RETRY_AFTER_SECONDS)})
+    if job.status == FAILED:
+        outcome = operation_outcome([Issue("error", "exception", job.message or "The export failed")])
+        return OperationResponse(500, outcome)
+    return OperationResponse(200, fhirjson.dumps(manifest(ctx, job)), media_type=MANIFEST_MEDIA_TYPE,
+                             headers={"Expires": format_datetime(job.expires.astimezone(UTC), usegmt=True)})
+
+
+async def visible_job(ctx: RequestContext, services: Services, job_id: str | None) -> ExportJob:
+    """The caller's job, or 404 (unknown, cancelled, expired - which is then purged - or someone else's)."""
+    if not job_id or not is_job_id(job_id):
+        raise NotFound("No such export job (missing or malformed _jobId)")
+    store = JobStore(services.store.db)
+    job = await store.get(job_id)
+    if job is None or job.caller != ctx.caller or job.center != ctx.center:
+        raise NotFound(f"No export job {job_id} (unknown, cancelled or expired)")
+    if job.status != IN_PROGRESS and job.expires <= now_ms():
+        await purge(services, job.id)
+        raise NotFound(f"Export job {job_id} has expired")
+    return job
+
+
+async def cancel(services: Services, job: ExportJob) -> OperationResponse:
+    """export.html#bulk-data-delete-request: 202; the job document goes, so every later poll is a 404 and the
+    running task (here or in another process) stops at its next heartbeat."""
+    await purge(services, job.id)
+    runner.cancel_here(job.id)
+    outcome = operation_outcome([Issue("information", "informational", f"Export {job.id} cancelled and deleted")])
+    return OperationResponse(202, outcome)
+
+
+def manifest(ctx: RequestContext, job: ExportJob) -> dict[str, Any]:
+    """The complete-status body (export.html#response---complete-status)."""
+    return {
+        "transactionTime": instant(job.transaction_time),
+        "request": job.request,
+        "requiresAccessToken": False,
+        "output": [{"type": f.type, "url": file_url(ctx, job.id, f.name), "count": f.count} for f in job.output],
+        "error": [],
+    }
+
+
+async def purge(services: Services, job_id: str) -> None:
+    await JobStore(services.store.db).remove(job_id)
+    remove_job_files(services.settings.export_dir, job_id)
+
+
+async def purge_expired(services: Services) -> None:
+    """Housekeeping at each kick-off: expired jobs lose their document and their files."""
+    for job_id in await JobStore(services.store.db).expired(now_ms()):
+        await purge(services, job_id)

@@ -1,0 +1,344 @@
+"""Bulk Data export over HTTP (Bulk Data Access IG 2.0, export.html), against the real mongod."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server import fhirjson
+from fhir_server.bulk import jobs, runner
+from fhir_server.bulk.jobs import JOBS, ExportJob, JobStore
+from fhir_server.services import Services
+from fhir_server.storage.documents import now_ms
+from tests.bulk import data
+from tests.bulk.conftest import (
+    ASYNC,
+    create,
+    download,
+    export,
+    finish,
+    ids,
+    job_id_of,
+    kickoff,
+    local,
+)
+from tests.conftest import FHIR_JSON
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+async def registry(client: httpx.AsyncClient, n: int = 2) -> dict[str, Any]:
+    """An organization, ``n`` patients each with a registration, a lab and a diagnosis."""
+    org = await create(client, data.organization())
+    patients, observations, conditions = [], [], []
+    for i in range(n):
+        p = await create(client, data.patient(f"FR-POI-{i:04d}"))
+        patients.append(p)
+        reason = "toxicity" if i % 2 == 0 else "no-chr-3m"
+        observations.append(await create(client, data.registration(p["id"], reason)))
+        observations.append(await create(client, data.lab(p["id"])))
+        conditions.append(await create(client, data.diagnosis(p["id"])))
+    return {"org": org, "patients": patients, "observations": observations, "conditions": conditions}
+
+
+# -- kick-off ------------------------------------------------------------------------------------------------
+
+
+async def test_kickoff_answers_202_with_a_status_url(bulk: httpx.AsyncClient) -> None:
+    response = await bulk.get("/fhir/$export", headers=ASYNC)
+    assert response.status_code == 202
+    location = response.headers["content-location"]
+    assert location.startswith("http://testserver/fhir/$export-poll-status?_jobId=")
+    assert fhirjson.loads(response.content)["resourceType"] == "OperationOutcome"
+    await runner.wait(job_id_of(location))
+
+
+async def test_kickoff_without_prefer_respond_async_is_400(bulk: httpx.AsyncClient) -> None:
+    response = await bulk.get("/fhir/$export")
+    assert response.status_code == 400
+    outcome = fhirjson.loads(response.content)
+    assert "respond-async" in outcome["issue"][0]["diagnostics"]
+    assert (await bulk.get("/fhir/Patient/$export")).status_code == 400
+    assert (await bulk.get("/fhir/Patient/$export", headers={"Prefer": "return=minimal"})).status_code == 400
+
+
+async def test_kickoff_refuses_a_non_json_accept(bulk: httpx.AsyncClient) -> None:
+    response = await bulk.get("/fhir/$export", headers={**ASYNC, "Accept": "application/fhir+xml"})
+    assert response.status_code == 406
+
+
+@pytest.mark.parametrize("fmt", ["application/fhir+ndjson", "application/ndjson", "ndjson"])
+async def test_ndjson_output_format_aliases_are_accepted(bulk: httpx.AsyncClient, fmt: str) -> None:
+    location = await kickoff(bulk, f"$export?_outputFormat={fmt}")
+    assert (await finish(bulk, location))["output"] == []
+
+
+@pytest.mark.parametrize("fmt", ["application/fhir+json", "text/csv", "parquet"])
+async def test_unsupported_output_format_is_400(bulk: httpx.AsyncClient, fmt: str) -> None:
+    response = await bulk.get("/fhir/$export", params={"_outputFormat": fmt}, headers=ASYNC)
+    assert response.status_code == 400
+    assert "_outputFormat" in response.text
+
+
+async def test_unknown_type_and_bad_since_and_bad_type_filter_are_400(bulk: httpx.AsyncClient) -> None:
+    for params in ({"_type": "Encounter"}, {"_since": "yesterday"}, {"_typeFilter": "Observation"},
+                   {"_typeFilter": "Observation?no-such-param=1"}, {"_type": "Patient", "_typeFilter":
+                   "Observation?code=1"}, {"patient": "Patient/1"}):
+        response = await bulk.get("/fhir/$export", params=params, headers=ASYNC)
+        assert response.status_code == 400, (params, response.text)
+
+
+async def test_lenient_handling_ignores_unsupported_types(bulk: httpx.AsyncClient) -> None:
+    await create(bulk, data.patient("FR-POI-0001"))
+    response = await bulk.get("/fhir/$export", params={"_type": "Patient,Encounter"},
+                              headers={"Prefer": "respond-async, handling=lenient"})
+    assert response.status_code == 202
+    assert "Encounter" in response.text  # the warning in the OperationOutcome
+    files = await download(bulk, await finish(bulk, response.headers["content-location"]))
+    assert set(files) == {"Patient"}
+
+
+async def test_patient_export_outside_the_compartment_is_400(bulk: httpx.AsyncClient) -> None:
+    response = await bulk.get("/fhir/Patient/$export", params={"_type": "Organization"}, headers=ASYNC)
+    assert response.status_code == 400
+
+
+# -- status and manifest -------------------------------------------------------------------------------------
+
+
+async def test_polling_gives_202_with_progress_then_the_manifest(bulk: httpx.AsyncClient,
+                                                               gate: asyncio.Event) -> None:
+    made = await registry(bulk)
+    location = await kickoff(bulk, "$export")
+    running = await bulk.get(local(location))
+    assert running.status_code == 202
+    assert running.headers["x-progress"]
+    assert int(running.headers["retry-after"]) > 0
+    gate.set()
+    manifest = await finish(bulk, location)
+    assert manifest["request"] == "http://testserver/fhir/$export"
+    assert manifest["requiresAccessToken"] is False
+    assert manifest["error"] == []
+    assert manifest["transactionTime"] >= made["observations"][-1]["meta"]["lastUpdated"]
+    assert {item["type"]: item["count"] for item in manifest["output"]} == {
+        "Patient": 2, "Organization": 1, "Observation": 4, "Condition": 2}
+
+
+async def test_system_export_contains_exactly_the_stored_resources(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 3)
+    files = await export(bulk, "$export")
+    assert ids(files["Patient"]) == ids(made["patients"])
+    assert ids(files["Observation"]) == ids(made["observations"])
+    assert ids(files["Condition"]) == ids(made["conditions"])
+    assert ids(files["Organization"]) == {made["org"]["id"]}
+    by_id = {r["id"]: r for r in files["Observation"]}
+    for stored in made["observations"]:
+        assert by_id[stored["id"]] == stored  # meta included, nothing lost
+
+
+async def test_decimals_keep_their_precision_in_ndjson(bulk: httpx.AsyncClient) -> None:
+    p = await create(bulk, data.patient("FR-POI-0001"))
+    await create(bulk, data.lab(p["id"], value="1.50"))
+    manifest = await finish(bulk, await kickoff(bulk, "$export?_type=Observation"))
+    raw = (await bulk.get(local(manifest["output"][0]["url"]))).content
+    assert b'"value":1.50' in raw
+
+
+async def test_deleted_resources_are_not_exported(bulk: httpx.AsyncClient) -> None:
+    kept = await create(bulk, data.patient("FR-POI-0001"))
+    gone = await create(bulk, data.patient("FR-POI-0002"))
+    assert (await bulk.delete(f"/fhir/Patient/{gone['id']}")).status_code in (200, 204)
+    files = await export(bulk, "$export")
+    assert ids(files["Patient"]) == {kept["id"]}
+
+
+async def test_type_parameter_limits_the_types(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk)
+    files = await export(bulk, "$export?_type=Patient,Condition")
+    assert set(files) == {"Patient", "Condition"}
+    assert ids(files["Condition"]) == ids(made["conditions"])
+
+
+async def test_since_exports_only_what_changed_after_it(bulk: httpx.AsyncClient) -> None:
+    old = await create(bulk, data.patient("FR-POI-0001"))
+    await asyncio.sleep(0.01)
+    new = await create(bulk, data.patient("FR-POI-0002"))
+    since = old["meta"]["lastUpdated"]
+    response = await bulk.get("/fhir/$export", params={"_since": since, "_type": "Patient"}, headers=ASYNC)
+    assert response.status_code == 202
+    files = await download(bulk, await finish(bulk, response.headers["content-location"]))
+    assert ids(files["Patient"]) == {new["id"]}
+
+
+async def test_type_filter_restricts_its_type_only(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 4)
+    toxicity = f"Observation?value-concept={data.REASON}|toxicity"
+    response = await bulk.get("/fhir/$export", params={"_typeFilter": toxicity}, headers=ASYNC)
+    assert response.status_code == 202, response.text
+    files = await download(bulk, await finish(bulk, response.headers["content-location"]))
+    expected = {o["id"] for o in made["observations"]
+                if o.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code") == "toxicity"}
+    assert len(expected) == 2
+    assert ids(files["Observation"]) == expected
+    assert ids(files["Patient"]) == ids(made["patients"])  # no _typeFilter for Patient: all of them
+
+
+async def test_several_type_filters_of_one_type_are_ored(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 2)
+    params: list[tuple[str, str | int | float | bool | None]] = [
+        ("_type", "Observation"), ("_typeFilter", f"Observation?value-concept={data.REASON}|toxicity"),
+        ("_typeFilter", "Observation?code=http://loinc.org|777-3")]
+    response = await bulk.get("/fhir/$export", params=params, headers=ASYNC)
+    files = await download(bulk, await finish(bulk, response.headers["content-location"]))
+    labs = {o["id"] for o in made["observations"] if "valueQuantity" in o}
+    toxic = {o["id"] for o in made["observations"]
+             if o.get("valueCodeableConcept", {}).get("coding", [{}])[0].get("code") == "toxicity"}
+    assert ids(files["Observation"]) == labs | toxic
+
+
+async def test_post_kickoff_takes_a_parameters_body(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk)
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "_type", "valueString": "Condition"},
+        {"name": "_outputFormat", "valueString": "application/fhir+ndjson"}]}
+    response = await bulk.post("/fhir/$export", content=fhirjson.dumps(body),
+                               headers={**ASYNC, "Content-Type": FHIR_JSON})
+    assert response.status_code == 202, response.text
+    manifest = await finish(bulk, response.headers["content-location"])
+    assert manifest["request"] == "http://testserver/fhir/$export"
+    files = await download(bulk, manifest)
+    assert ids(files["Condition"]) == ids(made["conditions"])
+
+
+async def test_large_types_are_split_into_several_files(bulk: httpx.AsyncClient,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "MAX_PER_FILE", 2)
+    made = await registry(bulk, 5)
+    manifest = await finish(bulk, await kickoff(bulk, "$export?_type=Patient"))
+    assert [item["count"] for item in manifest["output"]] == [2, 2, 1]
+    files = await download(bulk, manifest)
+    assert ids(files["Patient"]) == ids(made["patients"])
+
+
+# -- levels --------------------------------------------------------------------------------------------------
+
+
+async def test_patient_level_export_is_the_patient_compartment(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk)
+    await create(bulk, {"resourceType": "Observation", "status": "final", "code": {"text": "no subject"}})
+    files = await export(bulk, "Patient/$export")
+    assert set(files) == {"Patient", "Observation", "Condition"}  # no Organization: outside the compartment
+    assert ids(files["Observation"]) == ids(made["observations"])
+    assert ids(files["Patient"]) == ids(made["patients"])
+
+
+async def test_group_level_export_is_limited_to_the_members(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 3)
+    member = made["patients"][0]
+    group = await create(bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": [
+        {"entity": {"reference": f"Patient/{member['id']}"}},
+        {"entity": {"reference": f"Patient/{made['patients'][1]['id']}"}, "inactive": True}]})
+    manifest = await finish(bulk, await kickoff(bulk, f"Group/{group['id']}/$export"))
+    assert manifest["request"] == f"http://testserver/fhir/Group/{group['id']}/$export"
+    files = await download(bulk, manifest)
+    ref = f"Patient/{member['id']}"
+    assert ids(files["Patient"]) == {member["id"]}
+    assert ids(files["Observation"]) == {o["id"] for o in made["observations"] if o["subject"]["reference"] == ref}
+    assert ids(files["Condition"]) == {c["id"] for c in made["conditions"] if c["subject"]["reference"] == ref}
+    assert ids(files["Group"]) == {group["id"]}  # the Group is in its member's compartment
+    assert "Organization" not in files
+
+
+async def test_group_export_of_an_unknown_group_is_404(bulk: httpx.AsyncClient) -> None:
+    response = await bulk.get("/fhir/Group/nope/$export", headers=ASYNC)
+    assert response.status_code == 404
+
+
+# -- cancel, expiry, failures --------------------------------------------------------------------------------
+
+
+async def test_delete_cancels_a_running_export_and_removes_its_files(
+        bulk: httpx.AsyncClient, services: Services, gate: asyncio.Event) -> None:
+    await registry(bulk)
+    location = await kickoff(bulk, "$export")
+    job_id = job_id_of(location)
+    deleted = await bulk.delete(local(location))
+    assert deleted.status_code == 202
+    gate.set()
+    await runner.wait(job_id)
+    assert (await bulk.get(local(location))).status_code == 404
+    assert not (services.settings.export_dir / job_id).exists()
+    assert await services.store.db[JOBS].count_documents({"_id": job_id}) == 0
+
+
+async def test_delete_of_a_completed_export_removes_its_files(bulk: httpx.AsyncClient,
+                                                            services: Services) -> None:
+    await registry(bulk)
+    location = await kickoff(bulk, "$export")
+    manifest = await finish(bulk, location)
+    job_dir: Path = services.settings.export_dir / job_id_of(location)
+    assert job_dir.is_dir()
+    assert (await bulk.delete(local(location))).status_code == 202
+    assert not job_dir.exists()
+    assert (await bulk.get(local(location))).status_code == 404
+    assert (await bulk.get(local(manifest["output"][0]["url"]))).status_code == 404
+    assert (await bulk.delete(local(location))).status_code == 404
+
+
+async def test_an_expired_export_is_404_and_purged(bulk: httpx.AsyncClient, services: Services) -> None:
+    await registry(bulk)
+    location = await kickoff(bulk, "$export")
+    manifest = await finish(bulk, location)
+    job_id = job_id_of(location)
+    await services.store.db[JOBS].update_one({"_id": job_id}, {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
+    assert (await bulk.get(local(manifest["output"][0]["url"]))).status_code == 404
+    assert (await bulk.get(local(location))).status_code == 404
+    assert not (services.settings.export_dir / job_id).exists()
+    assert await services.store.db[JOBS].count_documents({"_id": job_id}) == 0
+
+
+async def test_expired_jobs_are_swept_at_the_next_kickoff(bulk: httpx.AsyncClient, services: Services) -> None:
+    first = await kickoff(bulk, "$export")
+    await finish(bulk, first)
+    await services.store.db[JOBS].update_one({"_id": job_id_of(first)},
+                                             {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
+    await finish(bulk, await kickoff(bulk, "$export"))
+    assert await services.store.db[JOBS].count_documents({"_id": job_id_of(first)}) == 0
+
+
+async def test_a_job_whose_process_died_fails_on_the_next_poll(bulk: httpx.AsyncClient,
+                                                               services: Services) -> None:
+    now = now_ms()
+    job = ExportJob(id="0" * 32, level="system", request="http://testserver/fhir/$export", types=["Patient"],
+                    transaction_time=now, expires=now + timedelta(hours=1), base_url="http://testserver/fhir",
+                    caller="anonymous", scopes=["system/*.*"], owner="elsewhere:1:dead")
+    await JobStore(services.store.db).insert(job)
+    status = f"/fhir/$export-poll-status?_jobId={job.id}"
+    assert (await bulk.get(status)).status_code == 202  # heartbeat still fresh
+    stale = now_ms() - timedelta(seconds=jobs.STALE_AFTER_SECONDS + 1)
+    await services.store.db[JOBS].update_one({"_id": job.id}, {"$set": {"heartbeat": stale}})
+    response = await bulk.get(status)
+    assert response.status_code == 500
+    assert "stopped responding" in fhirjson.loads(response.content)["issue"][0]["diagnostics"]
+
+
+async def test_unknown_or_malformed_job_ids_are_404(bulk: httpx.AsyncClient) -> None:
+    assert (await bulk.get("/fhir/$export-poll-status?_jobId=" + "f" * 32)).status_code == 404
+    assert (await bulk.get("/fhir/$export-poll-status?_jobId=../../etc")).status_code == 404
+    assert (await bulk.get("/fhir/$export-poll-status")).status_code == 404
+    assert (await bulk.get("/fhir/_export/" + "f" * 32 + "/files/Patient-1.ndjson")).status_code == 404
+
+
+async def test_file_names_outside_the_manifest_are_404(bulk: httpx.AsyncClient) -> None:
+    await create(bulk, data.patient("FR-POI-0001"))
+    location = await kickoff(bulk, "$export")
+    await finish(bulk, location)
+    base = f"/fhir/_export/{job_id_of(location)}/files/"
+    assert (await bulk.get(base + "Patient-1.ndjson")).status_code == 200
+    assert (await bulk.get(base + "Patient-2.ndjson")).status_code == 404
+    assert (await bulk.get(base + "..%2F..%2Fsecret")).status_code == 404
