@@ -431,3 +431,15 @@ def test_pattern_matching_is_a_subset_match() -> None:
 def test_base_resource_profile_validates(validator: ProfileValidator) -> None:
     issues = validator.validate(resource("patient"), "http://hl7.org/fhir/StructureDefinition/Patient")
     assert issues == []
+
+
+def test_registration_reason_not_recorded_uses_data_absent_reason(validator: ProfileValidator) -> None:
+    absent = concept("http://terminology.hl7.org/CodeSystem/data-absent-reason", "unknown")
+    assert errors(validator, "registration",
+                  lambda r: r.pop("valueCodeableConcept") and r.update(dataAbsentReason=absent)) == []
+
+
+def test_registration_reason_missing_without_data_absent_reason(validator: ProfileValidator) -> None:
+    issues = errors(validator, "registration", lambda r: r.pop("valueCodeableConcept"))
+    assert where(issues) == ["Observation"]
+    assert "ifp-reg-3" in issues[0].diagnostics
