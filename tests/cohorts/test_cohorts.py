@@ -13,7 +13,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, NotFound
 from fhir_server.services import Services
 from tests.bulk import data
-from tests.bulk.conftest import bulk, create, export, ids  # noqa: F401 (the fixture)
+from tests.bulk.conftest import create, export, ids
 from tests.conftest import FHIR_JSON
 
 pytestmark = pytest.mark.usefixtures("empty_db")
