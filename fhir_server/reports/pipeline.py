@@ -1,0 +1,300 @@
+"""The MongoDB aggregation behind ``$registry-report`` (data-contract.md, "The registry report").
+
+One pipeline, run through ``ResourceStore.aggregate`` on ``Patient`` (whose first stage is the access
+filter). ``$unionWith`` brings in the registration, decision and Sokal Observations, the CML Conditions and the
+imatinib MedicationStatements, each behind the store's ``lookup_filter``; every document is reduced to a few
+fields keyed by its patient, then ``$group`` makes one row per patient, ``$lookup`` adds the center
+Organization (country, center code), the filters apply, and ``$facet`` computes every section. Medians are
+computed in the database (MongoDB 6.0 has no ``$median``): values are collected with ``$push``, sorted with
+``$sortArray`` and the middle element(s) picked. Only the facet results (a few dozen small documents) reach
+Python.
+
+Read from ``resource.*`` only. Definitions:
+
+* registered patient: a Patient with at least one registration Observation (ifp-concepts#registration-reason);
+  registration date = the earliest such ``effectiveDateTime`` (the period filter applies to it);
+* reason (Tab. 1): the ifp-registration-reason code in ``statusReason`` of the patient's latest *stopped*
+  imatinib period; a stopped period without one, or no stopped period, is ``not-recorded`` (ifp-imatinib);
+* age at diagnosis: completed years from ``Patient.birthDate`` to the CML Condition's ``onsetDateTime``;
+* imatinib duration: days from the earliest imatinib ``effectivePeriod.start`` to the ``end`` of the latest
+  stopped period, in months of 365.25/12 days; daily dose at stop = doseQuantity x frequency / period of
+  that period (periodUnit h, d, wk, mo);
+* decision: the earliest ifp-decision Observation; Sokal group: interpretation of the earliest sokal-score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.context import RequestContext
+from fhir_server.reports.model import Filters
+from fhir_server.reports.terminology import ReportCodes
+from fhir_server.storage.store import ResourceStore
+from fhir_server.synthetic import ATC, BASE, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
+
+CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
+REASON_SYSTEM = f"{BASE}/CodeSystem/ifp-registration-reason"
+DECISION_SYSTEM = f"{BASE}/CodeSystem/ifp-decision"
+PHASE_SYSTEM = f"{BASE}/CodeSystem/ifp-disease-phase"
+RESPONSE_SYSTEM = f"{BASE}/CodeSystem/ifp-response"
+PROSPECTIVE_URL = f"{BASE}/StructureDefinition/prospective-study"
+CENTER_SYSTEM = f"{BASE}/sid/center"
+IMATINIB_CODES = ("L01EA01", "L01XE01")  # L01XE01: the pre-2022 ATC code (ConceptMap atc-pre-2022)
+DAYS_PER_UNIT = {"h": 1 / 24, "d": 1, "wk": 7, "mo": DAYS_PER_MONTH}
+COUNTED = ("sex", "country", "prospective", "reason", "group", "decision", "month")
+
+Expr = Any
+
+
+# -- expression helpers ------------------------------------------------------------------------------------
+
+
+def code_in(concept: Expr, system: str) -> Expr:
+    """The first code of ``system`` in a CodeableConcept expression (null when none)."""
+    matching = {"$filter": {"input": {"$ifNull": ["$$cc.coding", []]}, "as": "c",
+                            "cond": {"$eq": ["$$c.system", system]}}}
+    return {"$let": {"vars": {"cc": concept},
+                     "in": {"$first": {"$map": {"input": matching, "as": "c", "in": "$$c.code"}}}}}
+
+
+def first(array: Expr) -> Expr:
+    """The first element of an array expression, null when missing or empty."""
+    return {"$first": {"$ifNull": [array, []]}}
+
+
+def day(value: Expr) -> Expr:
+    """The date part (YYYY-MM-DD, or shorter when partial) of a FHIR date/dateTime string."""
+    return {"$cond": [{"$eq": [{"$type": value}, "string"]}, {"$substrBytes": [value, 0, 10]}, None]}
+
+
+def to_date(value: Expr) -> Expr:
+    return {"$dateFromString": {"dateString": value, "format": "%Y-%m-%d", "onError": None, "onNull": None}}
+
+
+def part(value: Expr, start: int, length: int, default: int | None) -> Expr:
+    return {"$convert": {"input": {"$substrBytes": [value, start, length]}, "to": "int", "onError": default,
+                         "onNull": default}}
+
+
+def median(values: Expr) -> Expr:
+    """Median of a numeric array: sorted with ``$sortArray``, middle element or mean of the two."""
+    return {"$let": {
+        "vars": {"v": {"$sortArray": {"input": values, "sortBy": 1}}, "n": {"$size": values}},
+        "in": {"$switch": {"branches": [
+            {"case": {"$eq": ["$$n", 0]}, "then": None},
+            {"case": {"$eq": [{"$mod": ["$$n", 2]}, 1]},
+             "then": {"$arrayElemAt": ["$$v", {"$toInt": {"$floor": {"$divide": ["$$n", 2]}}}]}},
+        ], "default": {"$divide": [{"$add": [
+            {"$arrayElemAt": ["$$v", {"$toInt": {"$subtract": [{"$divide": ["$$n", 2]}, 1]}}]},
+            {"$arrayElemAt": ["$$v", {"$toInt": {"$divide": ["$$n", 2]}}]}]}, 2]}}},
+    }}
+
+
+def patient_key() -> Expr:
+    """``Patient/<id>`` from ``resource.subject.reference`` (relative or absolute)."""
+    found = {"$regexFind": {"input": {"$ifNull": ["$resource.subject.reference", ""]},
+                            "regex": "Patient/[A-Za-z0-9.-]+$"}}
+    return {"$ifNull": [{"$getField": {"field": "match", "input": found}}, None]}
+
+
+# -- branches: one small document per source resource ------------------------------------------------------
+
+
+def _patients() -> list[dict[str, Any]]:
+    org = {"$regexFind": {"input": {"$ifNull": ["$resource.managingOrganization.reference", ""]},
+                          "regex": "Organization/([A-Za-z0-9.-]+)$"}}
+    prospective = first({"$filter": {"input": {"$ifNull": ["$resource.extension", []]}, "as": "e",
+                                     "cond": {"$eq": ["$$e.url", PROSPECTIVE_URL]}}})
+    return [{"$project": {
+        "_id": 0, "pid": {"$concat": ["Patient/", "$_id"]}, "isPatient": {"$literal": True},
+        "sex": {"$ifNull": ["$resource.gender", "unknown"]}, "birth": "$resource.birthDate",
+        "org": first({"$getField": {"field": "captures", "input": org}}),
+        "prosp": {"$getField": {"field": "valueBoolean", "input": prospective}},
+    }}]
+
+
+def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+    codes = ["registration-reason", "decision-after-imatinib", "sokal-score"]
+    when = day("$resource.effectiveDateTime")
+    return {"$unionWith": {"coll": "Observation", "pipeline": [
+        {"$match": store.lookup_filter(ctx, "Observation")},
+        {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
+        {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
+        {"$project": {
+            "_id": 0, "pid": patient_key(),
+            "reg": {"$cond": [{"$eq": ["$concept", "registration-reason"]}, when, "$$REMOVE"]},
+            "dec": {"$cond": [{"$eq": ["$concept", "decision-after-imatinib"]},
+                              {"e": when, "c": code_in("$resource.valueCodeableConcept", DECISION_SYSTEM)},
+                              "$$REMOVE"]},
+            "sokal": {"$cond": [{"$eq": ["$concept", "sokal-score"]},
+                                {"e": when, "c": code_in(first("$resource.interpretation"), RESPONSE_SYSTEM)},
+                                "$$REMOVE"]},
+        }},
+    ]}}
+
+
+def _conditions(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+    cml = {"$or": [{"resource.code.coding": {"$elemMatch": {"system": SNOMED, "code": "92818009"}}},
+                   {"resource.code.coding": {"$elemMatch": {"system": ICD10, "code": "C92.1"}}}]}
+    return {"$unionWith": {"coll": "Condition", "pipeline": [
+        {"$match": store.lookup_filter(ctx, "Condition")},
+        {"$match": cml},
+        {"$project": {"_id": 0, "pid": patient_key(), "dx": {
+            "e": day("$resource.onsetDateTime"),
+            "p": code_in({"$getField": {"field": "summary", "input": first("$resource.stage")}}, PHASE_SYSTEM)}}},
+    ]}}
+
+
+def _daily_dose() -> Expr:
+    """mg/day of the Dosage bound to ``$$d``: doseQuantity x frequency / (period in days)."""
+    return {"$let": {
+        "vars": {"dose": {"$getField": {"field": "doseQuantity", "input": first("$$d.doseAndRate")}},
+                 "repeat": "$$d.timing.repeat"},
+        "in": {"$divide": [
+            {"$multiply": [{"$toDouble": "$$dose.value"}, {"$ifNull": ["$$repeat.frequency", 1]}]},
+            {"$multiply": [{"$toDouble": {"$ifNull": ["$$repeat.period", 1]}},
+                           {"$switch": {"branches": [
+                               {"case": {"$eq": [{"$ifNull": ["$$repeat.periodUnit", "d"]}, unit]}, "then": days}
+                               for unit, days in DAYS_PER_UNIT.items()], "default": None}}]}]},
+    }}
+
+
+def _imatinib(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+    dose = {"$let": {"vars": {"d": first("$resource.dosage")}, "in": _daily_dose()}}
+    stopped = {"e": day("$resource.effectivePeriod.end"),
+               "r": code_in(first("$resource.statusReason"), REASON_SYSTEM), "d": dose}
+    return {"$unionWith": {"coll": "MedicationStatement", "pipeline": [
+        {"$match": store.lookup_filter(ctx, "MedicationStatement")},
+        {"$match": {"resource.medicationCodeableConcept.coding": {
+            "$elemMatch": {"system": ATC, "code": {"$in": list(IMATINIB_CODES)}}}}},
+        {"$project": {"_id": 0, "pid": patient_key(), "imaStart": day("$resource.effectivePeriod.start"),
+                      "stop": {"$cond": [{"$eq": ["$resource.status", "stopped"]}, stopped, "$$REMOVE"]}}},
+    ]}}
+
+
+# -- one row per patient -----------------------------------------------------------------------------------
+
+
+def _per_patient() -> list[dict[str, Any]]:
+    return [
+        {"$match": {"pid": {"$ne": None}}},
+        {"$group": {
+            "_id": "$pid", "isPatient": {"$max": "$isPatient"}, "sex": {"$max": "$sex"},
+            "birth": {"$max": "$birth"}, "org": {"$max": "$org"}, "prosp": {"$max": "$prosp"},
+            "reg": {"$min": "$reg"}, "dec": {"$min": "$dec"}, "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"},
+            "imaStart": {"$min": "$imaStart"}, "stop": {"$max": "$stop"},
+        }},
+        {"$match": {"isPatient": True, "reg": {"$type": "string"}}},
+    ]
+
+
+def _match_filters(filters: Filters) -> list[dict[str, Any]]:
+    """Stages applying the filters that do not need the center (period, cohort)."""
+    query: dict[str, Any] = {}
+    bounds: dict[str, str] = {}
+    if filters.period_start:
+        bounds["$gte"] = filters.period_start.isoformat()
+    if filters.period_end:
+        bounds["$lte"] = filters.period_end.isoformat()  # "reg" is the date part: the end day is included
+    if bounds:
+        query["reg"] = bounds
+    if filters.patient_ids is not None:
+        query["_id"] = {"$in": sorted(f"Patient/{pid}" for pid in filters.patient_ids)}
+    return [{"$match": query}] if query else []
+
+
+def _center(ctx: RequestContext, store: ResourceStore, filters: Filters) -> list[dict[str, Any]]:
+    center_code = first({"$map": {"input": {"$filter": {
+        "input": {"$ifNull": ["$resource.identifier", []]}, "as": "i",
+        "cond": {"$eq": ["$$i.system", CENTER_SYSTEM]}}}, "as": "i", "in": "$$i.value"}})
+    stages: list[dict[str, Any]] = [
+        {"$lookup": {"from": "Organization", "localField": "org", "foreignField": "_id", "as": "center",
+                     "pipeline": [{"$match": store.lookup_filter(ctx, "Organization")},
+                                  {"$project": {"_id": 0, "country": first("$resource.address.country"),
+                                                "code": center_code}}]}},
+        {"$set": {"center": first("$center")}},
+        {"$set": {"country": {"$ifNull": ["$center.country", "unknown"]},
+                  "centerCode": {"$ifNull": ["$center.code", "unknown"]}}},
+    ]
+    query: dict[str, Any] = {}
+    if filters.countries:
+        query["country"] = {"$in": sorted(filters.countries)}
+    if filters.centers:
+        query["centerCode"] = {"$in": sorted(filters.centers)}
+    return stages + ([{"$match": query}] if query else [])
+
+
+def _age() -> Expr:
+    onset = "$dx.e"
+    years = {"$subtract": [part(onset, 0, 4, None), part("$birth", 0, 4, None)]}
+    before = {"$lt": [{"$add": [{"$multiply": [part(onset, 5, 2, 1), 100]}, part(onset, 8, 2, 1)]},
+                      {"$add": [{"$multiply": [part("$birth", 5, 2, 1), 100]}, part("$birth", 8, 2, 1)]}]}
+    return {"$cond": [{"$and": [{"$ne": [onset, None]}, {"$ne": ["$birth", None]}]},
+                      {"$subtract": [years, {"$cond": [before, 1, 0]}]}, None]}
+
+
+def _derived(codes: ReportCodes) -> list[dict[str, Any]]:
+    reason = {"$ifNull": ["$stop.r", NOT_RECORDED]}
+    group = {"$switch": {"branches": [
+        {"case": {"$in": ["$reason", codes.leaves_of(g) or [g]]}, "then": g} for g in codes.groups()],
+        "default": None}}
+    days = {"$dateDiff": {"startDate": to_date("$imaStart"), "endDate": to_date("$stop.e"), "unit": "day"}}
+    return [
+        {"$set": {"reason": reason, "age": _age(), "month": {"$substrBytes": ["$reg", 0, 7]},
+                  "decision": {"$ifNull": ["$dec.c", NOT_RECORDED]},
+                  "phase": {"$ifNull": ["$dx.p", "unknown"]}, "sokalGroup": {"$ifNull": ["$sokal.c", "unknown"]},
+                  "prospective": {"$switch": {"branches": [
+                      {"case": {"$eq": ["$prosp", True]}, "then": "included"},
+                      {"case": {"$eq": ["$prosp", False]}, "then": "never-included"}], "default": "unknown"}},
+                  "dose": "$stop.d",
+                  "months": {"$cond": [{"$and": ["$imaStart", "$stop.e"]},
+                                       {"$divide": [days, DAYS_PER_MONTH]}, None]}}},
+        {"$set": {"group": group}},
+    ]
+
+
+# -- sections ----------------------------------------------------------------------------------------------
+
+
+def _count_by(field: Expr) -> list[dict[str, Any]]:
+    return [{"$group": {"_id": field, "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}]
+
+
+def _stats(field: str, by: Expr = None) -> list[dict[str, Any]]:
+    return [
+        {"$match": {field: {"$type": "number"}}},
+        {"$group": {"_id": by, "v": {"$push": f"${field}"}}},
+        {"$project": {"median": median("$v"), "min": {"$min": "$v"}, "max": {"$max": "$v"}, "n": {"$size": "$v"}}},
+        {"$sort": {"_id": 1}},
+    ]
+
+
+def _facets() -> dict[str, Any]:
+    in_group = {"$match": {"group": {"$ne": None}}}
+    facets: dict[str, Any] = {name: _count_by(f"${name}") for name in COUNTED}
+    facets.update({
+        "total": [{"$count": "n"}],
+        "regRange": [{"$group": {"_id": None, "lo": {"$min": "$reg"}, "hi": {"$max": "$reg"}}}],
+        "age": _stats("age"),
+        "months": [in_group, *_stats("months", "$group")],
+        "dose": [in_group, *_stats("dose", "$group")],
+        "phase": [in_group, *_count_by({"g": "$group", "v": "$phase"})],
+        "sokal": [in_group, *_count_by({"g": "$group", "v": "$sokalGroup"})],
+    })
+    return {"$facet": facets}
+
+
+def report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
+                    codes: ReportCodes) -> list[dict[str, Any]]:
+    """The whole aggregation, to run on ``Patient`` with ``ResourceStore.aggregate``."""
+    return [
+        *_patients(), _observations(ctx, store), _conditions(ctx, store), _imatinib(ctx, store),
+        *_per_patient(), *_match_filters(filters), *_center(ctx, store, filters), *_derived(codes), _facets(),
+    ]
+
+
+async def run_report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
+                              codes: ReportCodes) -> dict[str, Any]:
+    """The ``$facet`` result: one document with a list per section."""
+    rows = await store.aggregate(ctx, "Patient", report_pipeline(ctx, store, filters, codes))
+    return rows[0] if rows else {}

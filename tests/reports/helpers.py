@@ -1,0 +1,132 @@
+"""Test helpers for the registry report: load synthetic patients over HTTP, compute the expected report
+independently from ``PatientFacts`` (plain Python, no code shared with ``fhir_server.reports``), and flatten a
+MeasureReport into ``{(group, stratifier, stratum): (count, percent, score)}`` for exact comparison."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+
+from fhir_server import fhirjson
+from fhir_server.operations import OperationRegistry
+from fhir_server.synthetic import DECISIONS, REASONS, PatientFacts, registry_cohort
+
+CONCEPTS = "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts"
+Key = tuple[str, str, str]
+Numbers = tuple[int | None, Decimal | None, Decimal | None]
+LEAVES = list(REASONS)
+GROUPS = ["failure", "toxicity"]
+
+
+def ensure_registered(registry: OperationRegistry) -> None:
+    """Register ``$registry-report`` unless the catalog already did."""
+    from fhir_server.reports import operation
+
+    if not registry.known("registry-report"):
+        operation.register(registry)
+
+
+async def load_cohort(client: httpx.AsyncClient, count: int, seed: int) -> list[tuple[PatientFacts, str]]:
+    """POST ``count`` synthetic patients (one transaction each); their facts and Patient ids."""
+    out = []
+    for bundle, facts in registry_cohort(count, seed):
+        response = await client.post("/fhir", content=fhirjson.dumps(bundle),
+                                     headers={"Content-Type": "application/fhir+json"})
+        assert response.status_code == 200, response.text
+        location = fhirjson.loads(response.content)["entry"][1]["response"]["location"]
+        out.append((facts, location.split("Patient/")[1].split("/")[0]))
+    return out
+
+
+def pct(n: int, total: int) -> Decimal:
+    return (Decimal(100 * n) / Decimal(total)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def two(value: float) -> Decimal:
+    return Decimal(repr(float(value))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def _counted(out: dict[Key, Numbers], group: str, stratifier: str, keys: Iterable[str],
+             counts: Counter[Any], total: int) -> None:
+    for key in keys:
+        out[(group, stratifier, key)] = (counts[key], pct(counts[key], total), None)
+
+
+def expected_report(facts: list[PatientFacts]) -> dict[Key, Numbers]:
+    """Every number the report must contain for these patients."""
+    total = len(facts)
+    out: dict[Key, Numbers] = {}
+    for group in ("patients", "prospective-study", "registration-reason", "failure-vs-toxicity",
+                  "imatinib-exposure", "decision-after-imatinib", "registrations-by-month"):
+        out[(group, "", "")] = (total, None, None)
+    sex = Counter(f.sex for f in facts)
+    _counted(out, "patients", "sex", sorted({"male", "female", *sex}), sex, total)
+    country = Counter(f.country for f in facts)
+    _counted(out, "patients", "country", country, country, total)
+    ages = [f.age_at_diagnosis for f in facts]
+    out[("age-at-diagnosis", "", "")] = (len(ages), None, two(statistics.median(ages)) if ages else None)
+    out[("age-at-diagnosis", "range", "min")] = (None, None, two(min(ages)) if ages else None)
+    out[("age-at-diagnosis", "range", "max")] = (None, None, two(max(ages)) if ages else None)
+    _counted(out, "prospective-study", "prospective-study", ["included", "never-included", "unknown"],
+             Counter(f.prospective for f in facts), total)
+    _counted(out, "registration-reason", "registration-reason", [*LEAVES, "not-recorded"],
+             Counter(f.reason for f in facts), total)
+    _counted(out, "failure-vs-toxicity", "group", GROUPS, Counter(f.group for f in facts), total)
+    phases = Counter(f"{f.group}|{f.phase_at_diagnosis}" for f in facts if f.group)
+    _counted(out, "failure-vs-toxicity", "phase-at-diagnosis",
+             [f"{g}|{p}" for g in GROUPS for p in ("chronic", "accelerated", "blast")], phases, total)
+    sokal = Counter(f"{f.group}|{f.sokal_group or 'unknown'}" for f in facts if f.group)
+    risk = ["low", "intermediate", "high"] + (["unknown"] if any(k.endswith("|unknown") for k in sokal) else [])
+    _counted(out, "failure-vs-toxicity", "sokal-group", [f"{g}|{r}" for g in GROUPS for r in risk], sokal, total)
+    for group in GROUPS:
+        months = [f.imatinib_months for f in facts if f.group == group and f.imatinib_months is not None]
+        doses = [f.dose_at_stop for f in facts if f.group == group and f.dose_at_stop is not None]
+        out[("imatinib-exposure", "duration-months", group)] = (
+            len(months), None, two(statistics.median(months)) if months else None)
+        out[("imatinib-exposure", "daily-dose-at-stop", group)] = (
+            len(doses), None, two(statistics.median(doses)) if doses else None)
+    decisions = Counter(f.decision or "not-recorded" for f in facts)
+    keys = list(DECISIONS) + (["not-recorded"] if decisions["not-recorded"] else [])
+    _counted(out, "decision-after-imatinib", "decision-after-imatinib", keys, decisions, total)
+    months_reg = Counter(f.registration_month for f in facts)
+    _counted(out, "registrations-by-month", "registrations-by-month", months_reg, months_reg, total)
+    return out
+
+
+def _numbers(element: dict[str, Any]) -> Numbers:
+    population = element.get("population") or [{}]
+    count = population[0].get("count")
+    score = element.get("measureScore")
+    if score is None:
+        return count, None, None
+    value = Decimal(str(score["value"]))
+    return (count, value, None) if score.get("code") == "%" else (count, None, value)
+
+
+def _stratum_key(stratum: dict[str, Any]) -> str:
+    if "component" in stratum:
+        return "|".join(c["value"]["text"] for c in stratum["component"])
+    value = stratum["value"]
+    codings = value.get("coding") or []
+    return str(codings[0]["code"] if codings else value["text"])
+
+
+def flatten(report: dict[str, Any]) -> dict[Key, Numbers]:
+    """A MeasureReport's numbers keyed by (group code, stratifier code, stratum code)."""
+    out: dict[Key, Numbers] = {}
+    for group in report["group"]:
+        code = group["code"]["coding"][0]
+        assert code["system"] == CONCEPTS
+        out[(code["code"], "", "")] = _numbers(group)
+        for stratifier in group.get("stratifier", []):
+            name = stratifier["code"][0]["coding"][0]["code"]
+            for stratum in stratifier["stratum"]:
+                key = (code["code"], name, _stratum_key(stratum))
+                assert key not in out, key
+                out[key] = _numbers(stratum)
+    return out
