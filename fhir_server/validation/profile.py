@@ -14,34 +14,23 @@ The wire format (JSON types, arrays, required core bindings) is checked by
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhirpathpy import compile as fhirpath_compile
-from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.models import models
-
 from fhir_server.errors import Issue
 from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
+from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
 from fhir_server.validation.primitives import TYPES as WIRE_TYPES
 
 Json = dict[str, Any]
 Resolver = Callable[[str], Json | None]
-R4_MODEL = models["r4"]
 CODED = frozenset({"code", "Coding", "CodeableConcept"})
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
-
-
-@functools.lru_cache(maxsize=4096)
-def compiled(expression: str) -> Callable[..., list[Any]]:
-    """A FHIRPath expression compiled once with the R4 model (choice types resolve: ``value`` -> valueX)."""
-    return fhirpath_compile(expression, R4_MODEL)
 
 
 def _upper_first(s: str) -> str:
@@ -316,10 +305,8 @@ class ProfileValidator:
     # --- invariants ---------------------------------------------------------------------------------------
     def _check_constraint(self, value: Any, constraint: Constraint, node: ElementNode, ctx: _Context,
                           path: str) -> None:
-        target = value if value is ctx.root or not isinstance(value, dict) else ResourceNode.create_node(
-            value, node.path.replace("[x]", ""))
         try:
-            result = compiled(constraint.expression)(target, {"resource": ctx.root, "rootResource": ctx.root})
+            result = expression(constraint.expression).evaluate(value, ctx.root, node.path.replace("[x]", ""))
         except Exception as e:  # a broken invariant must not take the write path down
             ctx.add("warning", "processing", f"invariant {constraint.key} could not be evaluated: {e}", path)
             return

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fhir_server.validation.profile import compiled
+from fhir_server.validation.fhirpath import expression, is_true
 
 RULES_FILE = Path(__file__).resolve().parent.parent.parent / "profiles" / "rules.json"
 Json = dict[str, Any]
@@ -30,7 +30,6 @@ def profiles_required_for(resource: Mapping[str, Any], rules: Iterable[Mapping[s
     for rule in rules:
         if rule.get("resourceType") != rtype or rule["profile"] in out:
             continue
-        result = compiled(rule.get("selector") or "true")(resource, {})
-        if result and all(r is True for r in result):
+        if is_true(expression(rule.get("selector") or "true").evaluate(resource, resource)):
             out.append(rule["profile"])
     return out
