@@ -45,6 +45,7 @@ class Row(NamedTuple):
     codes: frozenset[str] | None  # required binding of a ``code`` element
     systems: dict[str, frozenset[str]] | None  # required binding of a Coding/CodeableConcept element
     choice: str | None  # ``value`` for ``valueQuantity``
+    check: Checker | None  # the primitive's checker (None for complex types)
 
 
 class TypeInfo(NamedTuple):
@@ -164,7 +165,7 @@ def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker], frozense
             bound = valuesets.get(vs) if vs else None
             codes = frozenset().union(*bound.values()) if bound and target == "code" else None
             systems = bound if bound and target in ("Coding", "CodeableConcept") else None
-            rows[name] = Row(kind, target, is_array, codes, systems, choice)
+            rows[name] = Row(kind, target, is_array, codes, systems, choice, checkers.get(target))
             if choice:
                 choices.setdefault(choice, []).append(name)
                 if minimum:
@@ -241,18 +242,26 @@ def _element(obj: dict[str, Any], name: str, value: Any, row: Row, path: str, is
             issues.append(_issue("structure", "arrays must not be empty", f"{path}.{name}"))
             return
         for i, item in enumerate(value):
+            if row.check is not None and _primitive_ok(item, row):
+                continue
             if item is None and row.kind == PRIMITIVE and _has_extension_at(obj, name, i):
                 continue  # the value is absent but its extensions are in _name[i]
             _value(item, row, f"{path}.{name}[{i}]", issues)
     elif type(value) is list:
         issues.append(_issue("structure", "must not be a JSON array (max is 1)", f"{path}.{name}"))
-    else:
+    elif row.check is None or not _primitive_ok(value, row):
         _value(value, row, f"{path}.{name}", issues)
+
+
+def _primitive_ok(value: Any, row: Row) -> bool:
+    """Fast path: a valid primitive needs no path string (built only for issues)."""
+    assert row.check is not None
+    return row.check(value) is None and (row.codes is None or value in row.codes)
 
 
 def _value(value: Any, row: Row, path: str, issues: list[Issue]) -> None:
     if row.kind == PRIMITIVE:
-        message = CHECKERS[row.target](value)
+        message = row.check(value) if row.check is not None else None
         if message is not None:
             issues.append(_issue("structure" if "must be a JSON" in message else "value", message, path))
         elif row.codes is not None and value not in row.codes:
