@@ -1,0 +1,35 @@
+"""``GET /report``: the registry report as an HTML page for people (data-contract.md, "The registry report":
+"also offered ... as an HTML page with the table and the figure"). Same filters as ``$registry-report``
+(``period-start``, ``period-end``, ``country``, ``center``, ``cohort``) as query parameters.
+
+Include ``report_router`` in the app (outside the ``/fhir`` prefix).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from fhir_server.api.context import request_context
+from fhir_server.errors import FhirError
+from fhir_server.reports import html
+from fhir_server.reports.filters import parse_filters
+from fhir_server.reports.model import Filters
+from fhir_server.reports.operation import compute
+
+report_router = APIRouter()
+
+
+@report_router.get("/report", response_class=HTMLResponse)
+async def report_page(request: Request) -> HTMLResponse:
+    """The report page; invalid filters or an unknown cohort give an HTML error page with their status."""
+    services = request.app.state.services
+    ctx = request_context(request, services.settings)
+    filters: Filters | None = None
+    try:
+        filters = parse_filters(request.query_params.getlist)
+        report = await compute(ctx, services, filters)
+    except FhirError as exc:
+        return HTMLResponse(html.error_page(filters, str(exc)), status_code=exc.status)
+    return HTMLResponse(html.render(report, ctx.base_url))

@@ -1,0 +1,119 @@
+"""``GET /report``: the HTML page (Tab. 1, Fig. 1) with the same filters as ``$registry-report``, and a
+headless Chromium rendering of it to a PNG (skipped where /usr/bin/chromium is absent)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from fhir_server.api.app import create_app
+from fhir_server.api.report_page import report_router
+from fhir_server.services import Services
+from fhir_server.settings import Settings
+from fhir_server.storage.mongod import free_port
+from fhir_server.synthetic import PatientFacts
+from tests.reports.helpers import ensure_registered, load_cohort, pct
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _with_page(app: FastAPI) -> FastAPI:
+    if not any(getattr(r, "path", None) == "/report" for r in app.routes):
+        app.include_router(report_router)
+    return app
+
+
+@pytest.fixture
+async def page_client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = _with_page(create_app(settings, services))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+async def loaded(client: httpx.AsyncClient, services: Services, empty_db: None) -> list[PatientFacts]:
+    ensure_registered(services.operations)
+    return [f for f, _ in await load_cohort(client, 60, 1984)]
+
+
+def _cell_numbers(page: str, label: str) -> tuple[str, str]:
+    match = re.search(rf"<td>{re.escape(label)}</td><td class=\"n\">(\d+)</td><td class=\"n\">([\d.]+)</td>", page)
+    assert match, label
+    return match.group(1), match.group(2)
+
+
+async def test_page_shows_tab1_and_fig1(page_client: httpx.AsyncClient, loaded: list[PatientFacts]) -> None:
+    response = await page_client.get("/report")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    reasons = Counter(f.reason for f in loaded)
+    assert _cell_numbers(page, "Progression to accelerated phase or blast crisis") == (
+        str(reasons["progression-ap-bc"]), str(pct(reasons["progression-ap-bc"], len(loaded))))
+    assert _cell_numbers(page, "Not recorded")[0] == str(reasons["not-recorded"])
+    failures = sum(1 for f in loaded if f.group == "failure")
+    assert _cell_numbers(page, "Lack of efficacy (failure)")[0] == str(failures)
+    assert page.count("<svg") == 2 and "Fig. 1" in page
+    assert "<script" not in page and 'src="http' not in page and "@import" not in page
+
+
+async def test_page_filters(page_client: httpx.AsyncClient, loaded: list[PatientFacts]) -> None:
+    page = (await page_client.get("/report", params={"country": "FR", "period-start": "2006"})).text
+    expected = [f for f in loaded if f.country == "FR" and f.registration_date.year >= 2006]
+    assert f"Registered patients<b>{len(expected)}</b>" in page
+    assert 'value="2006-01-01"' in page and "country=FR" in page
+    bad = await page_client.get("/report", params={"period-end": "never"})
+    assert bad.status_code == 400 and "period-end" in bad.text
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[str]:
+    """The app (with the page) served by uvicorn on a free loopback port, in a thread with its own loop."""
+    app = _with_page(create_app(settings))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is not installed")
+async def test_chromium_renders_the_page(loaded: list[PatientFacts], served: str, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
+        result = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600",
+             f"{served}/report"],
+            capture_output=True, timeout=120, check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert shot.exists(), result.stderr.decode(errors="replace")[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    keep = os.environ.get("IFP_REPORT_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)
