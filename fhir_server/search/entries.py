@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from bson.decimal128 import Decimal128
@@ -90,7 +91,16 @@ def _text(value: Any) -> str | None:
 
 
 def coding_entry(coding: dict[str, Any]) -> Entry:
-    return _compact({"s": coding.get("system"), "c": coding.get("code"), "t": _text(coding.get("display"))})
+    system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+    try:
+        return dict(_coding_entry(system, code, display))
+    except TypeError:  # an unhashable (invalid) value: no cache
+        return _compact({"s": system, "c": code, "t": _text(display)})
+
+
+@lru_cache(maxsize=16384)
+def _coding_entry(system: Any, code: Any, display: Any) -> Entry:
+    return _compact({"s": system, "c": code, "t": _text(display)})
 
 
 def token_entries(value: Any, _restriction: str | None = None) -> list[Entry]:
@@ -203,9 +213,15 @@ def date_entries(value: Any, _restriction: str | None = None) -> list[Entry]:
 # -- number / quantity -----------------------------------------------------------------------------
 
 def point_entry(value: Decimal) -> Entry:
+    lo, hi, exact = _point_bounds(str(value))  # the text keeps the precision (1.50 is not 1.5)
+    return {"lo": lo, "hi": hi, "vl": exact, "vh": exact}
+
+
+@lru_cache(maxsize=16384)
+def _point_bounds(text: str) -> tuple[Decimal128, Decimal128, Decimal128]:
+    value = Decimal(text)
     lo, hi = precision_bounds(value)
-    exact = d128(value)
-    return {"lo": d128(lo), "hi": d128(hi), "vl": exact, "vh": exact}
+    return d128(lo), d128(hi), d128(value)
 
 
 def number_entries(value: Any, _restriction: str | None = None) -> list[Entry]:
@@ -271,8 +287,14 @@ def sort_key(param_type: str, values: list[Any]) -> dict[str, Any] | None:
     high = [e[fields[1]] for e in values if isinstance(e, dict) and e.get(fields[1]) is not None]
     if not low or not high:
         return None
-    return {"a": min(low, key=_order), "d": max(high, key=_order)}
+    return {"a": low[0] if len(low) == 1 else min(low, key=_order),
+            "d": high[0] if len(high) == 1 else max(high, key=_order)}
 
 
 def _order(value: Any) -> Any:
-    return value.to_decimal() if isinstance(value, Decimal128) else value
+    return _decimal_of(value.bid) if isinstance(value, Decimal128) else value
+
+
+@lru_cache(maxsize=16384)
+def _decimal_of(bid: bytes) -> Decimal:
+    return Decimal128.from_bid(bid).to_decimal()

@@ -7,18 +7,26 @@ https://hl7.org/fhir/R4/search.html#table (which element types each parameter ty
 (``{"a": <ascending key>, "d": <descending key>}``) so that keyset paging never compares against a multikey
 array. ``_id`` and ``_lastUpdated`` are not extracted: they are the document's own ``_id`` and
 ``lastUpdated``.
+
+Speed (this runs for every resource written): the parameters of a type are compiled once into a
+:class:`TypePlan`, cached on the registry until its parameters change. The plan indexes parameters by the
+top-level resource keys their expressions can read, so a resource only evaluates the parameters whose
+elements it has (an Observation has ~45 parameters and ~8 keys). Within one resource, composite components
+evaluated on the same element (``code`` of ``code-value-quantity``, ``code-value-concept``...) are computed
+once. The entries themselves are unchanged by these shortcuts.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bson.decimal128 import Decimal128
 
 from fhir_server.search import entries as E
-from fhir_server.search.fhirpath import evaluate, may_match
+from fhir_server.search.fhirpath import CompiledBranch, evaluate
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 
 SORT_KEY = "_sort"
@@ -37,21 +45,101 @@ BUILDERS: Mapping[str, Builder] = {
 }
 
 
-def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``sp`` sub-document of ``resource``: ``{code: [entries]}`` plus ``_sort`` keys."""
-    resource_type = resource["resourceType"]
-    sp: dict[str, Any] = {}
-    sort: dict[str, dict[str, Any]] = {}
-    for code, parameter in registry.for_type(resource_type).items():
+@dataclass(frozen=True)
+class ComponentPlan:
+    """One component of a composite: how to evaluate it on the composite's element, and build entries."""
+
+    key: str  # memo key within one resource: the component expression and its type
+    branches: list[CompiledBranch]
+    builder: Builder
+
+
+@dataclass(frozen=True)
+class ParamPlan:
+    position: int  # order of the parameter in ``registry.for_type`` (keeps ``sp`` key order stable)
+    code: str
+    type: str
+    branches: list[CompiledBranch]
+    builder: Builder | None
+    components: tuple[ComponentPlan, ...] | None  # composites; None when a component is unusable
+
+
+@dataclass(frozen=True)
+class TypePlan:
+    """The indexed parameters of one resource type, by the top-level keys their expressions read."""
+
+    by_key: Mapping[str, tuple[ParamPlan, ...]]
+    always: tuple[ParamPlan, ...]  # expressions whose keys are not known statically
+
+    def candidates(self, resource: Mapping[str, Any]) -> list[ParamPlan]:
+        chosen: dict[int, ParamPlan] = {plan.position: plan for plan in self.always}
+        by_key = self.by_key
+        for key in resource:
+            for plan in by_key.get(key, ()):
+                chosen[plan.position] = plan
+        return [chosen[p] for p in sorted(chosen)]
+
+
+def type_plan(registry: SearchParameterRegistry, resource_type: str) -> TypePlan:
+    """The (cached) extraction plan of ``resource_type``."""
+    return registry.derived("extract-plan", resource_type, lambda: _build_plan(registry, resource_type))
+
+
+def _build_plan(registry: SearchParameterRegistry, resource_type: str) -> TypePlan:
+    by_key: dict[str, list[ParamPlan]] = {}
+    always: list[ParamPlan] = []
+    for position, parameter in enumerate(registry.for_type(resource_type).values()):
         if not parameter.indexed:
             continue
-        values = parameter_entries(registry, parameter, resource_type, resource)
+        branches = registry.branches(parameter, resource_type)
+        if not branches:
+            continue
+        plan = ParamPlan(position, parameter.code, parameter.type, branches, BUILDERS.get(parameter.type),
+                         _component_plans(registry, parameter, resource_type)
+                         if parameter.type == "composite" else None)
+        if plan.builder is None and plan.components is None:
+            continue
+        keys: set[str] = set()
+        for branch in branches:
+            if branch.top_keys is None:
+                keys = set()
+                always.append(plan)
+                break
+            keys |= branch.top_keys
+        for key in keys:
+            by_key.setdefault(key, []).append(plan)
+    return TypePlan({k: tuple(v) for k, v in by_key.items()}, tuple(always))
+
+
+def _component_plans(registry: SearchParameterRegistry, parameter: SearchParam,
+                     resource_type: str) -> tuple[ComponentPlan, ...] | None:
+    plans: list[ComponentPlan] = []
+    for index, component in enumerate(parameter.components):
+        definition = registry.component_param(parameter, index, resource_type)
+        builder = BUILDERS.get(definition.type) if definition is not None else None
+        if definition is None or builder is None:
+            return None
+        plans.append(ComponentPlan(f"{definition.type}:{component.expression}",
+                                   registry.component_branches(parameter, index), builder))
+    return tuple(plans)
+
+
+def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``sp`` sub-document of ``resource``: ``{code: [entries]}`` plus ``_sort`` keys."""
+    sp: dict[str, Any] = {}
+    sort: dict[str, dict[str, Any]] = {}
+    memo: dict[tuple[int, str], tuple[Any, list[Entry]]] = {}
+    for plan in type_plan(registry, resource["resourceType"]).candidates(resource):
+        if plan.components is not None:
+            values = _composite(plan, plan.components, resource, memo)
+        else:
+            values = _entries(plan.branches, plan.builder, resource)  # type: ignore[arg-type]
         if not values:
             continue
-        sp[code] = values
-        key = E.sort_key(parameter.type, values)
+        sp[plan.code] = values
+        key = E.sort_key(plan.type, values)
         if key is not None:
-            sort[code] = key
+            sort[plan.code] = key
     if sort:
         sp[SORT_KEY] = sort
     return sp
@@ -59,49 +147,66 @@ def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[st
 
 def parameter_entries(registry: SearchParameterRegistry, parameter: SearchParam, resource_type: str,
                       node: Any) -> list[Entry]:
-    """Entries of one parameter for one resource."""
+    """Entries of one parameter for one resource (without the plan; for diagnostics and tests)."""
     branches = registry.branches(parameter, resource_type)
-    if not branches or not may_match(branches, node):
+    if not branches:
         return []
     if parameter.type == "composite":
-        return composite_entries(registry, parameter, resource_type, node)
+        components = _component_plans(registry, parameter, resource_type)
+        if components is None:
+            return []
+        plan = ParamPlan(0, parameter.code, parameter.type, branches, None, components)
+        return _composite(plan, components, node, {})
     builder = BUILDERS.get(parameter.type)
-    if builder is None:
-        return []
-    found = evaluate(branches, node)
-    return dedupe(itertools.chain.from_iterable(builder(value, restriction) for value, restriction in found))
+    return _entries(branches, builder, node) if builder is not None else []
 
 
-def composite_entries(registry: SearchParameterRegistry, parameter: SearchParam, resource_type: str,
-                      resource: Any) -> list[Entry]:
+def _entries(branches: list[CompiledBranch], builder: Builder, node: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for value, restriction in evaluate(branches, node):
+        out.extend(builder(value, restriction))
+    return dedupe(out)
+
+
+def _composite(plan: ParamPlan, components: tuple[ComponentPlan, ...], resource: Any,
+               memo: dict[tuple[int, str], tuple[Any, list[Entry]]]) -> list[Entry]:
     """Composite (search.html#composite): one entry per combination of component values of one element.
 
     Entry shape: ``{"k0": <entry of component 0>, "k1": <entry of component 1>, ...}``.
     """
     out: list[Entry] = []
-    for element, _restriction in evaluate(registry.branches(parameter, resource_type), resource):
+    for element, _restriction in evaluate(plan.branches, resource):
         per_component: list[list[Entry]] = []
-        for index in range(len(parameter.components)):
-            component = registry.component_param(parameter, index, resource_type)
-            builder = BUILDERS.get(component.type) if component is not None else None
-            if builder is None:
+        for component in components:
+            memo_key = (id(element), component.key)
+            cached = memo.get(memo_key)
+            if cached is None:  # the memo keeps ``element`` alive, so its id() is not reused meanwhile
+                cached = (element, _entries(component.branches, component.builder, element))
+                memo[memo_key] = cached
+            found = cached[1]
+            if not found:
                 per_component = []
                 break
-            found = evaluate(registry.component_branches(parameter, index), element)
-            per_component.append(dedupe(itertools.chain.from_iterable(builder(v, r) for v, r in found)))
+            per_component.append(found)
         for combination in itertools.product(*per_component) if per_component else ():
             out.append({f"k{i}": entry for i, entry in enumerate(combination)})
     return dedupe(out)
 
 
 def dedupe(entries: Iterable[Entry]) -> list[Entry]:
-    items = list(entries)
+    """Entries without repeats (dict equality), in first-seen order."""
+    items = entries if isinstance(entries, list) else list(entries)
     if len(items) < 2:
         return items
     seen: set[Any] = set()
     out: list[Entry] = []
     for entry in items:
-        marker = _marker(entry)
+        marker: Any
+        try:
+            marker = frozenset(entry.items()) if isinstance(entry, dict) else entry
+            hash(marker)
+        except TypeError:  # Decimal128, lists, nested entries
+            marker = _marker(entry)
         if marker not in seen:
             seen.add(marker)
             out.append(entry)
@@ -111,7 +216,7 @@ def dedupe(entries: Iterable[Entry]) -> list[Entry]:
 def _marker(entry: Entry) -> Any:
     if not isinstance(entry, dict):
         return entry
-    return tuple(sorted((k, _hashable(v)) for k, v in entry.items()))
+    return ("~", tuple(sorted((k, _hashable(v)) for k, v in entry.items())))
 
 
 def _hashable(value: Any) -> Any:

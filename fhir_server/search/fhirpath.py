@@ -36,7 +36,8 @@ _RESOLVE_IS = re.compile(r"\.where\(\s*resolve\(\)\s+is\s+([A-Za-z]+)\s*\)")
 _AS_OPERATOR = re.compile(r"\(([^()]+?)\s+as\s+([A-Za-z]+)\)")
 _AS_FUNCTION = re.compile(r"\.as\(([A-Za-z]+)\)")
 _ROOT = re.compile(r"^\(*\s*([A-Za-z]+)")
-_SIMPLE = re.compile(r"^\(?(?P<path>[A-Za-z]+(?:\.[A-Za-z]+)*)\)?(?:\.ofType\((?P<type>[A-Za-z]+)\))?$")
+_SIMPLE = re.compile(r"^\(?(?P<path>[A-Za-z]+(?:\.[A-Za-z]+)*)\)?(?:\.ofType\((?P<type>[A-Za-z]+)\)"
+                     r"(?P<rest>(?:\.[A-Za-z]+)*))?$")
 _CHOICES: dict[str, list[str]] = _R4_MODEL["choiceTypePaths"]
 
 Evaluator = Callable[..., list[Any]]
@@ -122,11 +123,18 @@ def compile_expression(expression: str, resource_type: str) -> list[CompiledBran
 
 
 class SimplePath:
-    """A dotted path with choice types, optionally ending in ``ofType(T)``, evaluated on plain dicts."""
+    """A dotted path with choice types, optionally with ``ofType(T)`` on its last element, evaluated on plain
+    dicts; after a choice element's ``ofType(T)`` of a complex type T, member steps may follow
+    (``(Observation.value).ofType(CodeableConcept).text``)."""
 
     def __init__(self, steps: list[tuple[str, tuple[str, ...]]], root: str | None) -> None:
         self.steps = steps  # (element name, choice type suffixes or ())
         self.root = root
+        # per step, the JSON keys to read (None: any ``name[X]`` choice key, found at runtime)
+        self._keys: list[tuple[str, tuple[str, ...] | None]] = [
+            (name, None if choices == ("*",) else
+             tuple(name + c[0].upper() + c[1:] for c in choices) if choices else (name,))
+            for name, choices in steps]
 
     @classmethod
     def parse(cls, text: str, resource_type: str) -> SimplePath | None:
@@ -152,6 +160,14 @@ class SimplePath:
             if not choices and not root and is_last and name == "value":
                 choices = ("*",)  # relative choice element of unknown context: match value[x] at runtime
             steps.append((name, choices))
+        rest = [n for n in (match.group("rest") or "").split(".") if n]
+        if rest:
+            if root is None or not wanted or not wanted[0].isupper():
+                return None
+            element_path = wanted
+            for name in rest:
+                element_path = f"{element_path}.{name}"
+                steps.append((name, tuple(_CHOICES.get(element_path, ()))))
         return cls(steps, root)
 
     def top_keys(self) -> frozenset[str] | None:
@@ -166,8 +182,8 @@ class SimplePath:
         if self.root is not None and (not isinstance(node, dict) or node.get("resourceType") != self.root):
             return []
         current = [node]
-        for name, choices in self.steps:
-            current = _step(current, name, choices)
+        for name, keys in self._keys:
+            current = _step(current, name, keys)
             if not current:
                 break
         return current
@@ -178,17 +194,18 @@ def _dynamic_choice_keys(node: dict[str, Any], name: str) -> list[str]:
     return [k for k in node if k.startswith(name) and len(k) > size and k[size].isupper()]
 
 
-def _step(nodes: list[Any], name: str, choices: tuple[str, ...]) -> list[Any]:
-    keys = [name + c[0].upper() + c[1:] for c in choices if c != "*"] if choices else [name]
+def _step(nodes: list[Any], name: str, keys: tuple[str, ...] | None) -> list[Any]:
     out: list[Any] = []
     for node in nodes:
         if not isinstance(node, dict):
             continue
-        for key in _dynamic_choice_keys(node, name) if choices == ("*",) else keys:
+        for key in _dynamic_choice_keys(node, name) if keys is None else keys:
             value = node.get(key)
+            if value is None:
+                continue
             if isinstance(value, list):
                 out.extend(v for v in value if v is not None)
-            elif value is not None:
+            else:
                 out.append(value)
     return out
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.search.fhirpath import CompiledBranch, compile_expression
@@ -29,6 +29,7 @@ PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "comp
 TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 IndexSpec = list[tuple[str, int]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SearchParam:
 class _Caches:
     by_type: dict[str, Mapping[str, SearchParam]] = field(default_factory=dict)
     branches: dict[tuple[str, str], list[CompiledBranch]] = field(default_factory=dict)
+    derived: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 class SearchParameterRegistry:
@@ -137,6 +139,15 @@ class SearchParameterRegistry:
             cached = MappingProxyType(view)
             caches.by_type[resource_type] = cached
         return cached
+
+    def derived(self, kind: str, key: str, build: Callable[[], T]) -> T:
+        """A value computed from the current parameters (e.g. an extraction plan), rebuilt after changes."""
+        caches = self._caches
+        found = caches.derived.get((kind, key))
+        if found is None:
+            found = build()
+            caches.derived[(kind, key)] = found
+        return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         return self.for_type(resource_type).get(code)

@@ -24,6 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from bson.decimal128 import Decimal128, create_decimal128_context
 
@@ -41,8 +42,9 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _D128_CONTEXT = create_decimal128_context()
 
 
+@lru_cache(maxsize=65536)
 def normalize_text(value: str) -> str:
-    """Case- and accent-insensitive form of a string (search.html#string)."""
+    """Case- and accent-insensitive form of a string (search.html#string). Cached: displays repeat."""
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _WHITESPACE.sub(" ", stripped.casefold()).strip()

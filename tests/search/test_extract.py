@@ -309,3 +309,37 @@ def test_registry_specific_search_parameter_is_extracted() -> None:
         "extension": [{"url": f"{B}/StructureDefinition/prospective-study", "valueBoolean": False}],
     }
     assert extract_index_values(registry, patient)["prospective-study"] == [{"c": "false"}]
+
+
+def test_value_string_reads_codeable_concept_text_without_fhirpathpy(registry: SearchParameterRegistry) -> None:
+    """``(Observation.value as CodeableConcept).text`` runs on the dictionary walker and finds the text."""
+    from fhir_server.search.fhirpath import SimplePath
+
+    param = registry.get("Observation", "value-string")
+    assert param is not None
+    assert all(isinstance(b.evaluate, SimplePath) for b in registry.branches(param, "Observation"))
+    sp = extract_index_values(registry, {"resourceType": "Observation",
+                                         "valueCodeableConcept": {"text": "Échec", "coding": [{"code": "x"}]}})
+    assert sp["value-string"] == [{"n": "echec", "x": "Échec"}]
+
+
+def test_the_extraction_plan_gives_what_each_parameter_alone_gives(registry: SearchParameterRegistry) -> None:
+    """The cached per-type plan (keys index, composite memo, caches) changes nothing: compare with evaluating
+    every parameter of the type on its own, over synthetic registry patients."""
+    from fhir_server.search.entries import sort_key
+    from fhir_server.search.extract import SORT_KEY, parameter_entries
+    from fhir_server.synthetic import registry_cohort
+
+    resources = [e["resource"] for bundle, _ in registry_cohort(15, seed=7) for e in bundle["entry"]]
+    resources.append(PATIENT)
+    for resource in resources:
+        kind = resource["resourceType"]
+        expected: dict[str, Any] = {}
+        for code, param in registry.for_type(kind).items():
+            values = parameter_entries(registry, param, kind, resource) if param.indexed else []
+            if values:
+                expected[code] = values
+        sorts = {c: k for c, v in expected.items() if (k := sort_key(registry.for_type(kind)[c].type, v))}
+        if sorts:
+            expected[SORT_KEY] = sorts
+        assert extract_index_values(registry, resource) == expected
