@@ -16,14 +16,21 @@ import orjson
 
 from fhir_server.errors import InvalidRequest
 
-_DECODER = json.JSONDecoder(parse_float=decimal.Decimal)
+_INT64 = 2**63
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-_STRICT_DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_constant=_reject_constant)
+def _parse_int(text: str) -> int | decimal.Decimal:
+    # BSON integers are 64-bit: a larger JSON integer can only be a FHIR decimal, so keep it as one.
+    value = int(text)
+    return value if -_INT64 <= value < _INT64 else decimal.Decimal(text)
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_int=_parse_int,
+                                   parse_constant=_reject_constant)
 
 
 def loads(body: bytes | str) -> Any:

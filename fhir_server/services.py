@@ -16,6 +16,7 @@ from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.settings import Settings
 from fhir_server.storage.client import connect
 from fhir_server.storage.store import ResourceStore
+from fhir_server.validation.rules import load_rules
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Services:
     search_parameters: SearchParameterRegistry
     conformance: ConformanceCache
     operations: OperationRegistry = field(default_factory=OperationRegistry)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
+    write_checks: list[Any] = field(default_factory=list)
 
     def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Search index values of a resource, extracted at write time and stored with it."""
@@ -47,13 +51,16 @@ class Services:
     async def start(cls, settings: Settings, uri: str) -> Services:
         client = connect(uri)
         store = ResourceStore(client[settings.mongodb_db])
-        services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store))
+        services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
+                       rules=load_rules(settings.profiles_dir / "rules.json"))
         await services.reload_search_parameters()
         registry = services.search_parameters
         await store.ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
         from fhir_server.interactions.catalog import register_operations
+        from fhir_server.profiles_loader import load_profiles
 
         register_operations(services.operations)
+        await load_profiles(services)
         return services
 
     async def close(self) -> None:

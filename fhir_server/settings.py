@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     max_count: int = 1000
     history_default_count: int = 50
 
+    # The registry's rule table (profiles/rules.json) enforced on every write; off gives a plain FHIR server
+    registry_rules: bool = True
     # Conformance resources loaded at start (profiles/ of the repository)
     profiles_dir: Path = Path(__file__).resolve().parent.parent / "profiles"
 

@@ -45,7 +45,10 @@ def mongo_uri() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(mongo_uri: str) -> Settings:
-    return Settings(mongodb_uri=mongo_uri, mongodb_db=f"test_{uuid.uuid4().hex[:8]}", max_body_bytes=1_000_000)
+    """A plain FHIR server: the registry's rule table is not enforced (generic FHIR behaviour, HL7's examples).
+    Profiles a resource claims in meta.profile are still validated."""
+    return Settings(mongodb_uri=mongo_uri, mongodb_db=f"test_{uuid.uuid4().hex[:8]}", max_body_bytes=1_000_000,
+                    registry_rules=False)
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +62,30 @@ async def services(settings: Settings, mongo_uri: str) -> AsyncIterator[Services
 
 
 @pytest.fixture(scope="session")
-async def client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, services)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                 headers={"Accept": FHIR_JSON}) as c:
+async def registry_services(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[Services]:
+    """A second server process's worth of services on the same database, enforcing the registry's rules."""
+    svc = await Services.start(settings.model_copy(update={"registry_rules": True}), mongo_uri)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+def _client(services: Services) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(services.settings, services))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"Accept": FHIR_JSON})
+
+
+@pytest.fixture(scope="session")
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(services) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def registry_client(registry_services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP client of the registry server (rule table enforced), sharing the database with ``client``."""
+    async with _client(registry_services) as c:
         yield c
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import copy
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,11 +20,12 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server import fhirjson
 from fhir_server.context import RequestContext
-from fhir_server.errors import FhirError, InvalidRequest, Issue, NotFound, PreconditionFailed
+from fhir_server.errors import FhirError, InvalidRequest, Issue, NotFound, PreconditionFailed, UnprocessableEntity
 from fhir_server.interactions import read as read_interaction
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import parse_patch, patch
+from fhir_server.interactions.references import collect_references, rewrite_references
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork, new_id, normalized_criteria, run_in_transaction
 from fhir_server.interactions.update import update
@@ -136,12 +136,21 @@ def _at_entry(exc: FhirError, entry: Entry) -> FhirError:
     """The same error, its issues located at the entry (diagnostics prefixed, expression under the entry)."""
     located = []
     for issue in exc.issues:
-        expression = tuple(f"{entry.label}.resource.{e}" if not e.startswith("Bundle") else e
-                           for e in issue.expression) or (entry.label,)
+        expression = tuple(_under_entry(entry, e) for e in issue.expression) or (entry.label,)
         located.append(Issue(issue.severity, issue.code,
                              f"{entry.label} ({entry.method} {entry.url}): {issue.diagnostics}", expression))
     exc.issues = located
     return exc
+
+
+def _under_entry(entry: Entry, expression: str) -> str:
+    """``Observation.code`` of entry 2 -> ``Bundle.entry[2].resource.code`` (a FHIRPath from the Bundle)."""
+    if expression.startswith("Bundle"):
+        return expression
+    head, _, rest = expression.partition(".")
+    if head == entry.resource_type or (head[:1].isupper() and "[" not in head and rest):
+        expression = rest
+    return f"{entry.label}.resource.{expression}" if expression else f"{entry.label}.resource"
 
 
 def _patch_document(entry: Entry) -> Any:
@@ -156,35 +165,6 @@ def _patch_document(entry: Entry) -> Any:
 
 
 # -- references --------------------------------------------------------------------------------------------
-
-
-def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
-    """Replace every Reference.reference for which ``resolve`` gives a new value."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                new = resolve(value)
-                if new is not None:
-                    node[key] = new
-            else:
-                rewrite_references(value, resolve)
-    elif isinstance(node, list):
-        for item in node:
-            rewrite_references(item, resolve)
-    return node
-
-
-def collect_references(node: Any, out: set[str]) -> set[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                out.add(value)
-            else:
-                collect_references(value, out)
-    elif isinstance(node, list):
-        for item in node:
-            collect_references(item, out)
-    return out
 
 
 def _is_conditional_reference(reference: str) -> bool:
@@ -245,6 +225,7 @@ class _TransactionState:
         self.criteria_map: dict[str, str] = {}  # normalized conditional criteria -> Type/id
         self.post_ids: dict[int, str] = {}  # entries to create -> new id
         self.targets: dict[tuple[str, str], int] = {}  # resources written -> entry index
+        self.invalid: list[FhirError] = []  # 422s of entries, reported together
 
     async def execute(self) -> list[InteractionResult]:
         by_order = sorted(self.entries, key=lambda e: (_ORDER[e.method], e.index))
@@ -259,10 +240,13 @@ class _TransactionState:
         for entry in self.entries:
             if entry.method in ("POST", "PUT") and self.resources[entry.index] is not None:
                 await self._guard(entry, self._rewrite(entry))
+        self._announce()
         for entry in (e for e in by_order if e.method == "POST" and e.index in self.post_ids):
             await self._guard(entry, self._create(entry))
         for entry in (e for e in by_order if e.method in ("PUT", "PATCH")):
             await self._guard(entry, self._put_or_patch(entry))
+        if self.invalid:  # every entry that breaks a profile, reported together; nothing is stored
+            raise UnprocessableEntity(issues=[issue for exc in self.invalid for issue in exc.issues])
         await self.uow.flush()
         for entry in (e for e in by_order if e.method in ("GET", "HEAD")):
             await self._guard(entry, self._get(entry))
@@ -271,8 +255,22 @@ class _TransactionState:
     async def _guard(self, entry: Entry, step: Any) -> None:
         try:
             await step
+        except UnprocessableEntity as exc:
+            self.invalid.append(_at_entry(exc, entry))
         except FhirError as exc:
             raise _at_entry(exc, entry) from exc
+
+    def _announce(self) -> None:
+        """Let validation resolve references to resources this Bundle is about to write."""
+        for entry in self.entries:
+            resource = self.resources[entry.index]
+            if resource is None or entry.method not in ("POST", "PUT"):
+                continue
+            target = self.id_map.get(entry.full_url or "")
+            if target is None and entry.method == "PUT" and resource.get("id"):
+                target = f"{entry.resource_type}/{resource['id']}"
+            if target is not None:
+                self.uow.announce(target, {**resource, "id": target.split("/", 1)[1]})
 
     def _claim_target(self, entry: Entry, resource_type: str, resource_id: str) -> None:
         key = (resource_type, resource_id)

@@ -31,5 +31,4 @@ async def create(uow: UnitOfWork, resource: dict[str, Any], *, if_none_exist: st
             version = StoredVersion.from_current(resource_type, doc)
             return InteractionResult(200, version.resource, version)
         uow.claim(resource_type, if_none_exist, f"{resource_type}/{resource_id}")
-    version = stage_version(uow, resource, resource_id, "POST", None)
-    return InteractionResult(201, version.resource, version)
+    return await stage_version(uow, resource, resource_id, "POST", None, 201)

@@ -49,6 +49,7 @@ class UnitOfWork:
         self._staged: dict[tuple[str, str], ResourceWrite] = {}
         self._unflushed: list[ResourceWrite] = []
         self._claims: list[tuple[str, str]] = []
+        self._announced: dict[str, dict[str, Any]] = {}
 
     @property
     def store(self) -> Any:
@@ -72,6 +73,18 @@ class UnitOfWork:
     def claim(self, resource_type: str, query: str, owner: str) -> None:
         """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
         self._claims.append((normalized_criteria(resource_type, query), owner))
+
+    def announce(self, reference: str, resource: dict[str, Any]) -> None:
+        """A resource this unit of work will write (a transaction's later entry): visible to validation."""
+        self._announced[reference] = resource
+
+    def pending_resource(self, reference: str) -> dict[str, Any] | None:
+        """The resource at ``Type/id`` as this unit of work will leave it, if it writes it."""
+        kind, _, ident = reference.partition("/")
+        staged = self._staged.get((kind, ident))
+        if staged is not None:
+            return staged.resource
+        return self._announced.get(reference)
 
     def touched(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._staged

