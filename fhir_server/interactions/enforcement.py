@@ -31,7 +31,9 @@ _VALIDATOR = "profile-validator"
 async def validator_for(uow: UnitOfWork) -> ProfileValidator:
     """The validator of the conformance resources in force, rebuilt only when they change."""
     cache = uow.services.conformance
-    await cache.refresh(uow.session)
+    if not uow.conformance_checked:  # once per unit of work: one epoch read per transaction, not per resource
+        await cache.refresh(uow.session)
+        uow.conformance_checked = True
     validator = cache.derived(_VALIDATOR)
     if validator is None:
         resources = [r for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap")

@@ -50,6 +50,7 @@ class UnitOfWork:
         self._unflushed: list[ResourceWrite] = []
         self._claims: list[tuple[str, str]] = []
         self._announced: dict[str, dict[str, Any]] = {}
+        self.conformance_checked = False
 
     @property
     def store(self) -> Any:
