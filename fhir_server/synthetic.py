@@ -13,8 +13,13 @@ Two halves:
   ground truth as ``PatientFacts`` so that tests can check reports independently.
 
 A stopped imatinib period whose reason was not recorded has no ``statusReason`` (the patient counts as
-``not-recorded`` in Tab. 1); its registration observation then carries a ``valueCodeableConcept`` with the
-``data-absent-reason`` extension (``unknown``) instead of a code, because the element is mandatory.
+``not-recorded`` in Tab. 1); its registration observation then has no value but ``dataAbsentReason``
+``unknown`` (profile ifp-registration, invariant ifp-reg-3; mappings/form-a-columns.md).
+
+Record ids are ``<pseudonym>/<n>`` with a fixed ``n`` per kind of record (mappings/form-a-columns.md): 1
+diagnosis, 2 imatinib, 3-7 baseline spleen/platelets/blasts/eosinophils/basophils, 8 registration, 9 decision,
+10 second-line therapy, 11 transplant; beyond Form A: 12-15 Sokal/Hasford/EUTOS/ELTS scores, 16+ response
+assessments, 20+ further imatinib periods (a dose change).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10"
 ATC = "http://www.whocc.no/atc"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
-DATA_ABSENT = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 DAYS_PER_MONTH = 365.25 / 12
 
 # Tab. 1 of the registry letter: leaf code -> (display, parent group)
@@ -59,18 +64,28 @@ PHASES: dict[str, str] = {"chronic": "Chronic phase", "accelerated": "Accelerate
                           "blast": "Blast crisis"}
 STOP_REASON = {"failure": ("266721009", "No response to treatment"),
                "toxicity": ("407563006", "Treatment not tolerated")}
-# baseline lab key -> (system, code, display, UCUM unit)
-LABS: dict[str, tuple[str, str, str, str]] = {
-    "spleen": ("{base}/CodeSystem/ifp-concepts", "spleen-size", "Spleen size below costal margin", "cm"),
-    "blasts": (LOINC, "26446-5", "Blasts/100 leukocytes in Blood", "%"),
-    "eosinophils": (LOINC, "713-8", "Eosinophils/100 leukocytes in Blood", "%"),
-    "basophils": (LOINC, "706-2", "Basophils/100 leukocytes in Blood", "%"),
-    "platelets": (LOINC, "777-3", "Platelets [#/volume] in Blood", "10*9/L"),
+# baseline lab key -> (system, code, display, UCUM unit, record number)
+LABS: dict[str, tuple[str, str, str, str, int]] = {
+    "spleen": ("{base}/CodeSystem/ifp-concepts", "spleen-size", "Spleen size below costal margin", "cm", 3),
+    "platelets": (LOINC, "777-3", "Platelets [#/volume] in Blood", "10*9/L", 4),
+    "blasts": (LOINC, "26446-5", "Blasts/100 leukocytes in Blood", "%", 5),
+    "eosinophils": (LOINC, "713-8", "Eosinophils/100 leukocytes in Blood", "%", 6),
+    "basophils": (LOINC, "706-2", "Basophils/100 leukocytes in Blood", "%", 7),
 }
+RISK_RECORDS = {"sokal": 12, "hasford": 13, "eutos": 14, "elts": 15}
+# record numbers (mappings/form-a-columns.md)
+DIAGNOSIS, IMATINIB, REGISTRATION, DECISION, SECOND_LINE, TRANSPLANT, RESPONSES, MORE_PERIODS = (
+    1, 2, 8, 9, 10, 11, 16, 20)
 TOXICITY_TYPES: dict[str, str] = {
     "165517008": "Neutropenia", "302215000": "Thrombocytopenia", "271807003": "Skin rash",
     "267038008": "Edema", "422587007": "Nausea",
 }
+
+
+def partial_date(text: str) -> date:
+    """The first day of a FHIR (partial) date: ``1960`` -> 1960-01-01, ``1960-04`` -> 1960-04-01."""
+    parts = [int(p) for p in text[:10].split("-")]
+    return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
 
 
 def canonical(base: str, kind: str, name: str) -> str:
@@ -116,7 +131,7 @@ class PatientRecord:
     center_name: str
     country: str
     sex: str  # administrative gender
-    birth_date: date
+    birth_date: str  # FHIR date, possibly partial (YYYY, YYYY-MM)
     prospective: bool | None
     diagnosis_date: date
     phase_at_diagnosis: str
@@ -130,10 +145,14 @@ class PatientRecord:
     responses: tuple[ResponseAssessment, ...] = ()
     toxicity_type: str | None = None  # SNOMED code of TOXICITY_TYPES, or free text
     toxicity_grade: int | None = None
+    second_line_atc: str | None = None
+    second_line_start: date | None = None
+    transplant_date: date | None = None
 
     @property
     def age_at_diagnosis(self) -> int:
-        return risk_scores.age_in_years(self.birth_date, self.diagnosis_date)
+        """Completed years; a partial birth date counts from its first day (as the report does)."""
+        return risk_scores.age_in_years(partial_date(self.birth_date), self.diagnosis_date)
 
     def risk(self) -> dict[str, risk_scores.RiskScore]:
         """Scores whose inputs are all present at diagnosis."""
@@ -227,7 +246,7 @@ class _BundleWriter:
         })
         return urn
 
-    def add_record(self, resource: dict[str, Any], profile: str, suffix: str) -> str:
+    def add_record(self, resource: dict[str, Any], profile: str, suffix: int) -> str:
         """A resource identified by the center's record id ``{pseudonym}/{suffix}``, about the patient."""
         value = f"{self.record.pseudonym}/{suffix}"
         system = f"{self.base}/sid/record"
@@ -252,6 +271,8 @@ def build_bundle(record: PatientRecord, *, base: str = BASE,
     _add_responses(writer)
     _add_registration(writer)
     _add_decision(writer)
+    _add_second_line(writer)
+    _add_transplant(writer)
     return writer.bundle()
 
 
@@ -271,7 +292,7 @@ def _add_patient(w: _BundleWriter, center_urn: str) -> str:
         patient["extension"] = [{"url": canonical(w.base, "StructureDefinition", "prospective-study"),
                                  "valueBoolean": r.prospective}]
     patient.update({"identifier": [{"system": system, "value": r.pseudonym}], "gender": r.sex,
-                    "birthDate": r.birth_date.isoformat(), "managingOrganization": {"reference": center_urn}})
+                    "birthDate": r.birth_date, "managingOrganization": {"reference": center_urn}})
     return w.add(patient, "ifp-patient", f"identifier={system}|{r.pseudonym}")
 
 
@@ -290,14 +311,15 @@ def _add_diagnosis(w: _BundleWriter) -> None:
         "stage": [{"summary": w.concept("ifp-disease-phase", r.phase_at_diagnosis,
                                         PHASES[r.phase_at_diagnosis])}],
     }
-    w.add_record(condition, "ifp-cml-diagnosis", "diagnosis")
+    w.add_record(condition, "ifp-cml-diagnosis", DIAGNOSIS)
 
 
 def _add_imatinib(w: _BundleWriter) -> None:
     r = w.record
     last = len(r.periods) - 1
     for i, period in enumerate(r.periods):
-        w.add_record(_imatinib_statement(w, period, i == last), "ifp-imatinib", f"imatinib-{i + 1}")
+        number = IMATINIB if i == 0 else MORE_PERIODS + i - 1
+        w.add_record(_imatinib_statement(w, period, i == last), "ifp-imatinib", number)
 
 
 def _imatinib_statement(w: _BundleWriter, period: DosePeriod, is_last: bool) -> dict[str, Any]:
@@ -329,8 +351,8 @@ def _imatinib_statement(w: _BundleWriter, period: DosePeriod, is_last: bool) -> 
 
 def _add_baseline(w: _BundleWriter) -> None:
     r = w.record
-    for key, value in r.baseline.items():
-        system, code, display, unit = LABS[key]
+    for key, value in sorted(r.baseline.items(), key=lambda kv: LABS[kv[0]][4]):
+        system, code, display, unit, number = LABS[key]
         obs = {
             "resourceType": "Observation", "status": "final",
             "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -339,14 +361,12 @@ def _add_baseline(w: _BundleWriter) -> None:
             "effectiveDateTime": r.diagnosis_date.isoformat(),
             "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
         }
-        w.add_record(obs, "ifp-baseline-lab", f"baseline-{key}")
+        w.add_record(obs, "ifp-baseline-lab", number)
 
 
 def _add_risk_scores(w: _BundleWriter) -> None:
     r = w.record
     for name, score in r.risk().items():
-        if name not in ("sokal", "elts"):
-            continue  # the Form A has Sokal; ELTS is the current standard. Hasford/EUTOS are derivable.
         obs = {
             "resourceType": "Observation", "status": "final",
             "code": w.concept("ifp-concepts", f"{name}-score"),
@@ -354,7 +374,7 @@ def _add_risk_scores(w: _BundleWriter) -> None:
             "valueQuantity": {"value": Decimal(f"{score.value:.4f}")},
             "interpretation": [w.concept("ifp-response", score.group)],
         }
-        w.add_record(obs, "ifp-risk-score", f"{name}-score")
+        w.add_record(obs, "ifp-risk-score", RISK_RECORDS[name])
 
 
 def _add_responses(w: _BundleWriter) -> None:
@@ -365,26 +385,25 @@ def _add_responses(w: _BundleWriter) -> None:
             "effectiveDateTime": response.when.isoformat(),
             "valueCodeableConcept": w.concept("ifp-response", response.value),
         }
-        w.add_record(obs, "ifp-response", f"response-{i + 1}")
+        w.add_record(obs, "ifp-response", RESPONSES + i)
 
 
 def _add_registration(w: _BundleWriter) -> None:
     r = w.record
     value: dict[str, Any]
     if r.stop_reason:
-        value = w.concept("ifp-registration-reason", r.stop_reason, REASONS[r.stop_reason][0])
+        value = {"valueCodeableConcept": w.concept("ifp-registration-reason", r.stop_reason,
+                                                   REASONS[r.stop_reason][0])}
     else:
-        value = {"extension": [{"url": DATA_ABSENT, "valueCode": "unknown"}],
-                 "text": "Reason for registration not recorded"}
+        value = {"dataAbsentReason": {"coding": [{"system": DATA_ABSENT, "code": "unknown"}]}}
     components = [{"code": w.concept("ifp-concepts", "phase-at-registration"),
                    "valueCodeableConcept": w.concept("ifp-disease-phase", r.phase_at_registration)}]
     if r.stop_reason == "toxicity":
         components += _toxicity_components(w)
     obs = {"resourceType": "Observation", "status": "final",
            "code": w.concept("ifp-concepts", "registration-reason", "Reason for registration"),
-           "effectiveDateTime": r.registration_date.isoformat(), "valueCodeableConcept": value,
-           "component": components}
-    w.add_record(obs, "ifp-registration", "registration")
+           "effectiveDateTime": r.registration_date.isoformat(), **value, "component": components}
+    w.add_record(obs, "ifp-registration", REGISTRATION)
 
 
 def _toxicity_components(w: _BundleWriter) -> list[dict[str, Any]]:
@@ -405,7 +424,28 @@ def _add_decision(w: _BundleWriter) -> None:
            "code": w.concept("ifp-concepts", "decision-after-imatinib", "Decision after imatinib"),
            "effectiveDateTime": (r.decision_date or r.registration_date).isoformat(),
            "valueCodeableConcept": w.concept("ifp-decision", r.decision, DECISIONS[r.decision])}
-    w.add_record(obs, "ifp-decision", "decision")
+    w.add_record(obs, "ifp-decision", DECISION)
+
+
+def _add_second_line(w: _BundleWriter) -> None:
+    r = w.record
+    if not r.second_line_atc:
+        return
+    statement = {"resourceType": "MedicationStatement", "status": "active",
+                 "medicationCodeableConcept": {"coding": [{"system": ATC, "code": r.second_line_atc}]},
+                 "effectivePeriod": {"start": (r.second_line_start or r.registration_date).isoformat()}}
+    w.add_record(statement, "ifp-subsequent-therapy", SECOND_LINE)
+
+
+def _add_transplant(w: _BundleWriter) -> None:
+    r = w.record
+    if not r.transplant_date:
+        return
+    procedure = {"resourceType": "Procedure", "status": "completed",
+                 "code": {"coding": [{"system": SNOMED, "code": "234336002",
+                                      "display": "Hemopoietic stem cell transplant"}]},
+                 "performedDateTime": r.transplant_date.isoformat()}
+    w.add_record(procedure, "ifp-transplant", TRANSPLANT)
 
 
 # -- synthetic patients distributed like the registry letter -----------------------------------------------
@@ -504,7 +544,7 @@ def synthetic_record(index: int, rng: random.Random) -> PatientRecord:
     decided = registered + timedelta(days=rng.randint(0, 30))
     return PatientRecord(
         pseudonym=f"{center}-{index:04d}", center=center, center_name=center_name, country=country,
-        sex="male" if rng.random() < 0.55 else "female", birth_date=birth,
+        sex="male" if rng.random() < 0.55 else "female", birth_date=birth.isoformat(),
         prospective=PROSPECTIVE[_pick(rng, {"never-included": 57, "included": 35, "unknown": 8})],
         diagnosis_date=diagnosed,
         phase_at_diagnosis=_pick(rng, {"chronic": 96, "accelerated": 3, "blast": 1}),

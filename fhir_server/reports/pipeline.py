@@ -13,8 +13,10 @@ Read from ``resource.*`` only. Definitions:
 
 * registered patient: a Patient with at least one registration Observation (ifp-concepts#registration-reason);
   registration date = the earliest such ``effectiveDateTime`` (the period filter applies to it);
-* reason (Tab. 1): the ifp-registration-reason code in ``statusReason`` of the patient's latest *stopped*
-  imatinib period; a stopped period without one, or no stopped period, is ``not-recorded`` (ifp-imatinib);
+* reason (Tab. 1): the ifp-registration-reason code of that registration Observation's value; when it has
+  none (``dataAbsentReason``), the code in ``statusReason`` of the latest *stopped* imatinib period; neither:
+  ``not-recorded`` (data contract, ifp-imatinib and ifp-registration; mappings/form-a-columns.md). In
+  conformant data the two sources agree;
 * age at diagnosis: completed years from ``Patient.birthDate`` to the CML Condition's ``onsetDateTime``;
 * imatinib duration: days from the earliest imatinib ``effectivePeriod.start`` to the ``end`` of the latest
   stopped period, in months of 365.25/12 days; daily dose at stop = doseQuantity x frequency / period of
@@ -122,7 +124,9 @@ def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
         {"$project": {
             "_id": 0, "pid": patient_key(),
-            "reg": {"$cond": [{"$eq": ["$concept", "registration-reason"]}, when, "$$REMOVE"]},
+            "reg": {"$cond": [{"$eq": ["$concept", "registration-reason"]},
+                              {"e": when, "c": code_in("$resource.valueCodeableConcept", REASON_SYSTEM)},
+                              "$$REMOVE"]},
             "dec": {"$cond": [{"$eq": ["$concept", "decision-after-imatinib"]},
                               {"e": when, "c": code_in("$resource.valueCodeableConcept", DECISION_SYSTEM)},
                               "$$REMOVE"]},
@@ -184,6 +188,7 @@ def _per_patient() -> list[dict[str, Any]]:
             "reg": {"$min": "$reg"}, "dec": {"$min": "$dec"}, "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"},
             "imaStart": {"$min": "$imaStart"}, "stop": {"$max": "$stop"},
         }},
+        {"$set": {"regReason": "$reg.c", "reg": "$reg.e"}},
         {"$match": {"isPatient": True, "reg": {"$type": "string"}}},
     ]
 
@@ -234,7 +239,7 @@ def _age() -> Expr:
 
 
 def _derived(codes: ReportCodes) -> list[dict[str, Any]]:
-    reason = {"$ifNull": ["$stop.r", NOT_RECORDED]}
+    reason = {"$ifNull": ["$regReason", "$stop.r", NOT_RECORDED]}
     group = {"$switch": {"branches": [
         {"case": {"$in": ["$reason", codes.leaves_of(g) or [g]]}, "then": g} for g in codes.groups()],
         "default": None}}

@@ -5,15 +5,21 @@ MeasureReport into ``{(group, stratifier, stratum): (count, percent, score)}`` f
 from __future__ import annotations
 
 import statistics
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 from fhir_server import fhirjson
 from fhir_server.operations import OperationRegistry
+from fhir_server.storage.mongod import free_port
 from fhir_server.synthetic import DECISIONS, REASONS, PatientFacts, registry_cohort
 
 CONCEPTS = "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts"
@@ -130,3 +136,21 @@ def flatten(report: dict[str, Any]) -> dict[Key, Numbers]:
                 assert key not in out, key
                 out[key] = _numbers(stratum)
     return out
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, in a thread with its own event loop."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -8,24 +8,20 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from fhir_server.api.app import create_app
 from fhir_server.api.report_page import report_router
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from fhir_server.storage.mongod import free_port
 from fhir_server.synthetic import PatientFacts
-from tests.reports.helpers import ensure_registered, load_cohort, pct
+from tests.reports.helpers import ensure_registered, load_cohort, pct, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -81,21 +77,9 @@ async def test_page_filters(page_client: httpx.AsyncClient, loaded: list[Patient
 
 @pytest.fixture
 def served(settings: Settings) -> Iterator[str]:
-    """The app (with the page) served by uvicorn on a free loopback port, in a thread with its own loop."""
-    app = _with_page(create_app(settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    """The app (with the page) served over real HTTP for Chromium."""
+    with serve(_with_page(create_app(settings))) as url:
+        yield url
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium) is not installed")
