@@ -29,6 +29,7 @@ from fhir_server.search import (
     sort_values,
 )
 from fhir_server.search.compile import IncludePlan
+from fhir_server.search.paging import at_filter
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
 
@@ -42,8 +43,8 @@ _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements"
 @dataclass
 class Page:
     docs: list[dict[str, Any]]
-    next_values: list[Any] | None
-    prev_values: list[Any] | None
+    next_key: tuple[list[Any], str] | None  # (sort values, type) of the row the next page starts after
+    prev_key: tuple[list[Any], str] | None
 
 
 # -- filters -----------------------------------------------------------------------------------------------
@@ -182,35 +183,52 @@ def _projection(compiled: CompiledSearch) -> dict[str, int]:
     return fields
 
 
+def _type_of(doc: dict[str, Any]) -> str:
+    return str(doc["resource"]["resourceType"])
+
+
 async def _page(ctx: RequestContext, services: Services, filters: dict[str, Any], compiled: CompiledSearch,
                 count: int, token: str | None, session: Session) -> Page:
-    sort = compiled.sort
+    """One page in keyset order. Rows are ordered by the sort fields (``_id`` last), then, when several types
+    are searched, by type name: the token keeps the last row's sort values *and* type, so rows of two types
+    with the same id are neither skipped nor repeated (ids are unique per type only)."""
+    sort = list(compiled.sort)
     backwards = False
-    boundary: dict[str, Any] = {}
+    values: list[Any] | None = None
+    last_type = ""
     if token:
         values, meta = decode_page_token(token, sort)
         backwards = meta.get("d") == "prev"
-        order = [(f, -d) for f, d in sort] if backwards else sort
-        boundary = after_filter(order, values)
-    order = [(f, -d) for f, d in sort] if backwards else list(sort)
+        last_type = str(meta.get("t", ""))
+    order = [(f, -d) for f, d in sort] if backwards else sort
     docs: list[dict[str, Any]] = []
     for t, query in filters.items():
-        found = await services.store.find(ctx, t, restrict(query, boundary), sort=order, limit=count + 1,
+        boundary: dict[str, Any] = {}
+        if values is not None:
+            boundary = after_filter(order, values)
+            if len(filters) > 1 and (t < last_type if backwards else t > last_type):
+                boundary = {"$or": [boundary, at_filter(order, values)]}
+        docs += await services.store.find(ctx, t, restrict(query, boundary), sort=order, limit=count + 1,
                                           projection=_projection(compiled), session=session)
-        docs += found
-    if len(filters) > 1:  # system search: merge the per-type pages in sort order
-        docs.sort(key=lambda d: _sort_key(sort_values(d, order), order))
+    if len(filters) > 1:  # system search: merge the per-type pages in (sort values, type) order
+        docs.sort(key=lambda d: (_sort_key(sort_values(d, order), order),
+                                 _Reversible(_type_of(d), backwards)))
     more = len(docs) > count
     docs = docs[:count]
     if backwards:
         docs.reverse()
-        return Page(docs, sort_values(docs[-1], sort) if docs else None,
-                    sort_values(docs[0], sort) if docs and more else None)
-    return Page(docs, sort_values(docs[-1], sort) if docs and more else None,
-                sort_values(docs[0], sort) if docs and token else None)
+        return Page(docs, _boundary(docs[-1], sort) if docs else None,
+                    _boundary(docs[0], sort) if docs and more else None)
+    return Page(docs, _boundary(docs[-1], sort) if docs and more else None,
+                _boundary(docs[0], sort) if docs and token else None)
+
+
+def _boundary(doc: dict[str, Any], sort: list[tuple[str, int]]) -> tuple[list[Any], str]:
+    return sort_values(doc, sort), _type_of(doc)
 
 
 def _sort_key(values: list[Any], order: list[tuple[str, int]]) -> tuple[Any, ...]:
+    """Python sort key equal to MongoDB's order of ``values`` under ``order`` (missing first ascending)."""
     key: list[Any] = []
     for value, (_, direction) in zip(values, order, strict=True):
         present = value is not None
@@ -241,8 +259,12 @@ class _Reversible:
 
 async def _includes(ctx: RequestContext, services: Services, plans: tuple[IncludePlan, ...],
                     matches: list[dict[str, Any]], session: Session) -> list[dict[str, Any]]:
+    """``_include``/``_revinclude`` (search.html#include): round 0 applies every plan to the matches, each
+    further round applies the ``:iterate`` plans to what the previous round added (at most
+    ``_MAX_INCLUDE_ROUNDS`` rounds). A resource comes once, as a match or as an include."""
     if not plans or not matches:
         return []
+    plans = _expand_wildcards(services, plans)
     seen = {f"{d['resource']['resourceType']}/{d['_id']}" for d in matches}
     included: list[dict[str, Any]] = []
     frontier = matches
@@ -267,7 +289,10 @@ async def _include_round(ctx: RequestContext, services: Services, plans: list[In
             for kind, ident in plan.targets(doc):
                 if kind in SUPPORTED_TYPES and f"{kind}/{ident}" not in seen:
                     wanted.setdefault(kind, set()).add(ident)
-    projection = {"resource": 1, "vid": 1, "lastUpdated": 1, "sp": 1}
+    projection = {"resource": 1, "vid": 1, "lastUpdated": 1}
+    for plan in plans:
+        if plan.iterate and not plan.reverse:
+            projection.update({f"sp.{code}": 1 for code in plan.codes})
     for kind, ids in wanted.items():
         for doc in await services.store.find(ctx, kind, {"_id": {"$in": sorted(ids)}}, projection=projection,
                                              session=session):
@@ -280,6 +305,21 @@ async def _include_round(ctx: RequestContext, services: Services, plans: list[In
                                              projection=projection, session=session):
             _add(doc, seen, found)
     return found
+
+
+def _expand_wildcards(services: Services, plans: tuple[IncludePlan, ...]) -> tuple[IncludePlan, ...]:
+    """``_revinclude=*``: one plan per supported type, over its reference parameters."""
+    out: list[IncludePlan] = []
+    for plan in plans:
+        if plan.source_type != "*":
+            out.append(plan)
+            continue
+        for kind in SUPPORTED_TYPES:
+            params = services.search_parameters.for_type(kind)
+            codes = tuple(sorted(c for c, p in params.items() if p.type == "reference" and p.indexed))
+            if codes:
+                out.append(IncludePlan(kind, codes, plan.target_type, plan.iterate, plan.reverse))
+    return tuple(out)
 
 
 def _add(doc: dict[str, Any], seen: set[str], found: list[dict[str, Any]]) -> None:
@@ -321,10 +361,12 @@ def _links(ctx: RequestContext, resource_type: str | None, compartment: tuple[st
     links = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, token)}]
     if token:
         links.append({"relation": "first", "url": _url(ctx, resource_type, compartment, parsed, None)})
-    if page.prev_values is not None:
-        prev = encode_page_token(page.prev_values, compiled.sort, meta={"d": "prev"})
+    if page.prev_key is not None:
+        values, kind = page.prev_key
+        prev = encode_page_token(values, compiled.sort, meta={"d": "prev", "t": kind})
         links.append({"relation": "previous", "url": _url(ctx, resource_type, compartment, parsed, prev)})
-    if page.next_values is not None:
-        nxt = encode_page_token(page.next_values, compiled.sort)
+    if page.next_key is not None:
+        values, kind = page.next_key
+        nxt = encode_page_token(values, compiled.sort, meta={"t": kind})
         links.append({"relation": "next", "url": _url(ctx, resource_type, compartment, parsed, nxt)})
     return links

@@ -1,6 +1,14 @@
 """Result shaping: ``_summary`` and ``_elements`` (https://hl7.org/fhir/R4/search.html#summary, #elements).
 
-A shaped resource is marked with the SUBSETTED tag, as the spec requires.
+* ``_summary=true``: the elements marked "summary" in the R4 definitions (``fhir.resources`` R4B models);
+  ``text``: ``text``, ``id``, ``meta`` and the mandatory top-level elements; ``data``: everything but ``text``;
+  ``count`` is handled by the executor (no entries); ``false``: the whole resource.
+* ``_elements=a,b``: those top-level elements plus the mandatory ones (search.html#elements: "servers SHOULD
+  return mandatory elements"), ``id`` and ``meta``. A choice element is named without its type
+  (``_elements=value`` keeps ``valueQuantity``); ``Type.element`` is accepted as ``element``.
+
+A shaped resource is marked with the SUBSETTED tag, as the spec requires. ``_x`` primitive extension twins
+follow their element.
 """
 
 from __future__ import annotations
@@ -16,28 +24,33 @@ _ALWAYS = ("resourceType", "id", "meta")
 
 
 @cache
-def _element_names(resource_type: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(summary elements, mandatory elements) of a type, as JSON names (choice types expanded)."""
+def _element_names(resource_type: str) -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
+    """(summary elements, mandatory elements, choice JSON name -> choice root) of a type, as JSON names."""
     model = get_fhir_model_class(resource_type)
     summary: set[str] = set()
     mandatory: set[str] = set()
+    choices: dict[str, str] = {}
     for name, field in model.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         if not extra.get("element_property"):
             continue
         json_name = field.alias or name
+        root = extra.get("one_of_many")
+        if isinstance(root, str):
+            choices[json_name] = root
         if extra.get("summary_element_property"):
             summary.add(json_name)
-        if extra.get("element_required"):
+        if extra.get("element_required") or field.is_required() or extra.get("one_of_many_required"):
             mandatory.add(json_name)
-    return frozenset(summary), frozenset(mandatory)
+    return frozenset(summary), frozenset(mandatory), choices
 
 
 def _keep(resource: dict[str, Any], names: set[str] | frozenset[str]) -> dict[str, Any]:
+    choices = _element_names(resource["resourceType"])[2]
     out = {}
     for key, value in resource.items():
         bare = key[1:] if key.startswith("_") else key
-        if key in _ALWAYS or bare in names:
+        if key in _ALWAYS or bare in names or choices.get(bare) in names:
             out[key] = value
     return _tag_subsetted(out)
 
@@ -53,10 +66,10 @@ def _tag_subsetted(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(resource: dict[str, Any], mode: str | None) -> dict[str, Any]:
-    if mode in (None, "false"):
+    """``resource`` shaped by ``_summary=mode`` (search.html#summary)."""
+    if mode in (None, "false", "count"):
         return resource
-    resource_type = resource["resourceType"]
-    summary, mandatory = _element_names(resource_type)
+    summary, mandatory, _choices = _element_names(resource["resourceType"])
     if mode == "true":
         return _keep(resource, summary)
     if mode == "text":
@@ -67,8 +80,9 @@ def summarize(resource: dict[str, Any], mode: str | None) -> dict[str, Any]:
 
 
 def select_elements(resource: dict[str, Any], elements: tuple[str, ...]) -> dict[str, Any]:
+    """``resource`` with only ``elements`` (and the mandatory ones), search.html#elements."""
     if not elements:
         return resource
-    _, mandatory = _element_names(resource["resourceType"])
+    _summary, mandatory, _choices = _element_names(resource["resourceType"])
     wanted = {e.split(".", 1)[-1] if "." in e else e for e in elements}
     return _keep(resource, wanted | mandatory)

@@ -180,7 +180,7 @@ def compile_sort(parsed: ParsedSearch) -> list[tuple[str, int]]:
 
 def _include_plan(include: Include, registry: Any) -> IncludePlan:
     codes: tuple[str, ...] = (include.param_code,)
-    if include.param_code == "*" and registry is not None:
+    if include.param_code == "*" and include.source_type != "*" and registry is not None:
         params = registry.for_type(include.source_type)
         codes = tuple(sorted(c for c, p in params.items() if p.type == "reference" and p.indexed))
     return IncludePlan(include.source_type, codes, include.target_type, include.iterate, include.reverse)

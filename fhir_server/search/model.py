@@ -163,6 +163,8 @@ class Include:
 
     def render(self) -> tuple[str, str]:
         name = ("_revinclude" if self.reverse else "_include") + (":iterate" if self.iterate else "")
+        if self.source_type == "*":
+            return name, "*"
         value = f"{self.source_type}:{self.param_code}" + (f":{self.target_type}" if self.target_type else "")
         return name, value
 

@@ -114,6 +114,14 @@ def _strictly_after(field: str, direction: int, value: Any) -> dict[str, Any] | 
     return {"$or": [{field: {"$lt": value}}, {field: None}]}
 
 
+def at_filter(sort: SortSpec, values: Sequence[Any]) -> dict[str, Any]:
+    """MongoDB filter for rows whose sort fields all equal ``values`` (ties of a merged, multi-type page)."""
+    if len(sort) != len(values):
+        raise ValueError("sort and values differ in length")
+    terms = [_equal(field, value) for (field, _), value in zip(sort, values, strict=True)]
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
 def after_filter(sort: SortSpec, values: Sequence[Any]) -> dict[str, Any]:
     """MongoDB filter for rows strictly after ``values`` in ``sort`` order (keyset ``$or`` expansion)."""
     if len(sort) != len(values):

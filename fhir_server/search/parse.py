@@ -207,6 +207,8 @@ def _parse_include(ctx: _Context, resource_type: str | None, reverse: bool, modi
         raise invalid(f"{name}: unknown modifier {modifier!r}", "not-supported")
     iterate = modifier in ("iterate", "recurse")
     if value == "*":
+        if reverse:  # every reference parameter of every type (expanded by the executor)
+            return Include("*", "*", None, iterate, reverse)
         if resource_type is None:
             ctx.unknown(f"{name}=*", "needs a resource type")
             return None
@@ -217,7 +219,9 @@ def _parse_include(ctx: _Context, resource_type: str | None, reverse: bool, modi
     source, code = parts[0], parts[1]
     target = parts[2] if len(parts) == 3 else None
     if not reverse and not iterate and resource_type is not None and source != resource_type:
-        raise invalid(f"_include: source type {source!r} is not the searched type {resource_type!r}")
+        ctx.unknown(f"{name}={value}", f"source type {source!r} is not the searched type {resource_type!r} "
+                    "(use _include:iterate to follow included resources)")
+        return None
     if code != "*":
         param = ctx.registry.get(source, code)
         if param is None or param.type != "reference":

@@ -352,7 +352,7 @@ def test_strict_rejects_unknown_parameters(registry: SearchParameterRegistry) ->
         ("_count", "-1", "invalid"),
         ("_summary", "maybe", "invalid"),
         ("identifier", "a|b|c", "invalid"),
-        ("_include", "Observation:subject", "invalid"),
+        ("_include", "Observation", "invalid"),
     ],
 )
 def test_invalid_values_are_rejected_naming_the_parameter(
@@ -363,6 +363,18 @@ def test_invalid_values_are_rejected_naming_the_parameter(
         parse_search(registry, resource_type, [(name, value)], strict=False)
     assert info.value.issues[0].code == code
     assert name.split(":")[0] in info.value.issues[0].diagnostics
+
+
+def test_include_from_another_source_type_is_ignored_when_lenient_and_rejected_when_strict(
+    registry: SearchParameterRegistry,
+) -> None:
+    """``Patient?_include=Observation:subject`` can include nothing (the matches are Patients): like an unknown
+    parameter, ignored and reported under lenient handling, 400 under strict (search.html#errors)."""
+    parsed = parse_search(registry, "Patient", [("_include", "Observation:subject")], strict=False)
+    assert parsed.includes == () and parsed.ignored[0][0] == "_include=Observation:subject"
+    with pytest.raises(InvalidRequest) as info:
+        parse_search(registry, "Patient", [("_include", "Observation:subject")], strict=True)
+    assert info.value.issues[0].code == "not-supported"
 
 
 def test_applied_query_is_canonical(registry: SearchParameterRegistry) -> None:
