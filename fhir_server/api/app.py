@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_server import __version__
+from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
+from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
 from fhir_server.services import Services
 from fhir_server.settings import Settings, get_settings
@@ -38,7 +40,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if services is not None:
         app.state.services = services
     install_error_handlers(app)
+    app.include_router(bulk_files_router)
     app.include_router(router)
+    app.include_router(report_router)
     return app
 
 

@@ -7,4 +7,8 @@ from fhir_server.operations import OperationRegistry
 
 def register_operations(registry: OperationRegistry) -> None:
     """Each operation module contributes its OperationSpec(s) here."""
-    return None
+    from fhir_server.interactions import risk, terminology_ops, validate
+
+    validate.register(registry)
+    terminology_ops.register(registry)
+    risk.register(registry)
