@@ -5,6 +5,14 @@ Every write of a conformance resource increments an epoch counter in the same Mo
 (``UnitOfWork.flush``). Before judging a submission, a process reads the epoch (one indexed ``find_one``) and
 reloads its cache when the epoch moved, so the very next submission after a terminology maintainer's PUT is
 judged by the new version, in every server process, without a restart.
+
+Versions (https://hl7.org/fhir/R4/references.html#canonical): several resources may share a canonical url
+with different versions; a bare url means the current one (highest ``active`` version, see
+``terminology.service.currency_key``) and ``url|version`` that exact version. A maintainer may publish a new
+version as a new resource or as an update of the same resource; in the latter case the earlier version only
+survives in history, so versions found there whose ``url|version`` no current resource carries are kept as
+*superseded*: resolvable by ``url|version`` only (retired versions stay resolvable), never current. Versions
+of a deleted resource are dropped.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
-from fhir_server.storage.documents import COUNTERS
+from fhir_server.storage.documents import COUNTERS, HISTORY
 from fhir_server.storage.store import ResourceStore
 from fhir_server.terminology.service import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
+KINDS = (*TERMINOLOGY_TYPES, "StructureDefinition")
 EPOCH_ID = "conformance-epoch"
 
 
@@ -28,6 +37,7 @@ class ConformanceCache:
         self.store = store
         self._epoch: int | None = None
         self._resources: dict[str, list[dict[str, Any]]] = {}
+        self._superseded: dict[str, list[dict[str, Any]]] = {}
         self._terminology: Terminology | None = None
         self._lock = asyncio.Lock()
         self._derived: dict[str, Any] = {}
@@ -45,16 +55,42 @@ class ConformanceCache:
                 return
             ctx = RequestContext.system()
             loaded: dict[str, list[dict[str, Any]]] = {}
-            for kind in (*TERMINOLOGY_TYPES, "StructureDefinition"):
+            live: set[tuple[str, str]] = set()
+            for kind in KINDS:
                 docs = await self.store.find(ctx, kind, {}, projection={"resource": 1}, session=session)
                 loaded[kind] = [d["resource"] for d in docs]
+                live.update((kind, d["_id"]) for d in docs)
             self._resources = loaded
-            self._terminology = Terminology(r for k in TERMINOLOGY_TYPES for r in loaded[k])
+            self._superseded = await self._load_superseded(loaded, live, session)
+            self._terminology = Terminology((r for k in TERMINOLOGY_TYPES for r in loaded[k]),
+                                            (r for k in TERMINOLOGY_TYPES for r in self._superseded[k]))
             self._derived = {}
             self._epoch = epoch
 
+    async def _load_superseded(self, loaded: dict[str, list[dict[str, Any]]], live: set[tuple[str, str]],
+                               session: AsyncClientSession | None) -> dict[str, list[dict[str, Any]]]:
+        """Earlier versions (from history) of live resources whose url|version no current resource holds."""
+        current = {(kind, r.get("url"), r.get("version")) for kind, rs in loaded.items() for r in rs}
+        out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        seen: set[tuple[str, str, str]] = set()
+        cursor = self.store.db[HISTORY].find(
+            {"type": {"$in": list(KINDS)}, "deleted": False, "resource.version": {"$exists": True}},
+            {"type": 1, "id": 1, "resource": 1}, sort=[("vid", -1)], session=session)
+        async for doc in cursor:
+            kind, resource = doc["type"], doc["resource"]
+            key = (kind, resource.get("url"), resource.get("version"))
+            if (kind, doc["id"]) not in live or key in current or key in seen or not resource.get("url"):
+                continue
+            seen.add(key)
+            out[kind].append(resource)
+        return out
+
     def resources(self, kind: str) -> list[dict[str, Any]]:
         return self._resources.get(kind, [])
+
+    def superseded(self, kind: str) -> list[dict[str, Any]]:
+        """Earlier versions replaced in storage, resolvable by ``url|version`` only."""
+        return self._superseded.get(kind, [])
 
     async def terminology(self, session: AsyncClientSession | None = None) -> Terminology:
         await self.refresh(session)

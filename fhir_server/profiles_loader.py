@@ -3,8 +3,11 @@
 Each conformance resource is identified by its canonical ``url`` and ``version``: if the store already holds
 that url|version, nothing is written (a restart changes nothing, and a newer version published by a
 terminology maintainer is never overwritten by the file); otherwise it is created, at the file's id when
-that id is free. Concurrent starts of several processes are safe: the create is conditional
-(``url=…&version=…``) and so claims its criteria in the transaction.
+that id is free. A url|version found only in history (replaced in place by a newer version, or deleted by
+a maintainer) is not created again either: a restart must not resurrect what a maintainer superseded (the
+earlier version stays resolvable by url|version from history, see ``fhir_server.conformance``). Concurrent
+starts of several processes are safe: the create is conditional (``url=…&version=…``) and so claims its
+criteria in the transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.resources import CONFORMANCE_TYPES, check_structure
 from fhir_server.services import Services
+from fhir_server.storage.documents import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,10 @@ async def _load_one(ctx: RequestContext, services: Services, resource: dict[str,
     kind, wanted_id = resource["resourceType"], resource.get("id")
 
     async def work(uow: UnitOfWork) -> bool:
+        if "version" in resource and await uow.store.db[HISTORY].find_one(
+                {"type": kind, "resource.url": resource["url"], "resource.version": resource["version"]},
+                {"_id": 1}, session=uow.session):
+            return False
         free = wanted_id is not None and await uow.current(kind, wanted_id) is None
         assigned = wanted_id if free else None
         result = await create(uow, resource, if_none_exist=criteria, assigned_id=assigned)

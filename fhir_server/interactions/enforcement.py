@@ -6,6 +6,10 @@ in force *in this transaction's snapshot* (so a terminology maintainer's new Val
 submission, in every server process). Errors -> 422 listing every issue; warnings travel with the write's
 OperationOutcome. References are resolved within the unit of work (a transaction Bundle's own entries) and
 then the store.
+
+:func:`validation_issues` is the whole judgement without raising; the write path (:func:`check_write`) and
+``$validate`` (``interactions/validate.py``, https://hl7.org/fhir/R4/resource-operation-validate.html) both use it,
+so an OperationOutcome from ``$validate`` lists exactly what a write of the same resource would report.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ if TYPE_CHECKING:
 Resolver = Callable[[str], dict[str, Any] | None]
 WriteCheck = Callable[["UnitOfWork", dict[str, Any], Resolver], Awaitable[list[Issue]]]
 _VALIDATOR = "profile-validator"
+# Checks every server process runs on every validated write besides ``services.write_checks``: operation
+# modules add theirs when the catalog registers them (``register_operations`` receives no Services).
+WRITE_CHECKS: list[WriteCheck] = []
+
+
+def add_write_check(check: WriteCheck) -> None:
+    """Run ``check`` on every validated write of every Services instance of this process (idempotent)."""
+    if check not in WRITE_CHECKS:
+        WRITE_CHECKS.append(check)
 
 
 async def validator_for(uow: UnitOfWork) -> ProfileValidator:
@@ -37,8 +50,10 @@ async def validator_for(uow: UnitOfWork) -> ProfileValidator:
     validator = cache.derived(_VALIDATOR)
     if validator is None:
         resources = [r for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap")
-                     for r in cache.resources(kind)]
-        validator = ProfileValidator(ConformanceSnapshot(resources))
+                          for r in cache.resources(kind)]
+        superseded = [r for kind in ("StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap")
+                      for r in cache.superseded(kind)]
+        validator = ProfileValidator(ConformanceSnapshot(resources, superseded=superseded))
         cache.remember(_VALIDATOR, validator)
     return validator
 
@@ -81,18 +96,33 @@ async def resolver_for(uow: UnitOfWork, resource: dict[str, Any]) -> Resolver:
     return found.get
 
 
-async def check_write(uow: UnitOfWork, resource: dict[str, Any]) -> list[Issue]:
-    """Validate ``resource`` for storage; raise UnprocessableEntity (422) on errors, return the warnings."""
+async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_profiles: tuple[str, ...] = (),
+                            only_extra: bool = False) -> list[Issue]:
+    """Every issue a write of ``resource`` would meet: the rule table's and the claimed profiles (unless
+    ``only_extra``), ``extra_profiles`` (e.g. ``$validate``'s ``profile`` parameter; an unknown one is an
+    error), and the extra write checks (``services.write_checks``). Raises nothing, stores nothing."""
     validator = await validator_for(uow)
-    profiles, issues = profiles_to_check(uow, resource, validator)
-    extra_checks = uow.services.write_checks
+    profiles: list[str] = []
+    issues: list[Issue] = []
+    if not only_extra:
+        profiles, issues = profiles_to_check(uow, resource, validator)
+    for extra in extra_profiles:
+        if extra not in profiles:
+            profiles.append(extra)  # the validator reports an unknown profile as an error
+    extra_checks = [*WRITE_CHECKS, *uow.services.write_checks]
     if not profiles and not extra_checks:
         return issues
-    resolve = await resolver_for(uow, resource)
+    resolve = await resolver_for(uow, resource) if profiles else uow.pending_resource
     for profile in profiles:
         issues += validator.validate(resource, profile, resolve)
     for check in extra_checks:
         issues += await check(uow, resource, resolve)
+    return issues
+
+
+async def check_write(uow: UnitOfWork, resource: dict[str, Any]) -> list[Issue]:
+    """Validate ``resource`` for storage; raise UnprocessableEntity (422) on errors, return the warnings."""
+    issues = await validation_issues(uow, resource)
     if any(i.severity in ("error", "fatal") for i in issues):
         raise UnprocessableEntity(issues=issues)
     return issues

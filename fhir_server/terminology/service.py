@@ -2,8 +2,10 @@
 
 Pure: build a :class:`Terminology` from resource dicts (the server loads them from storage and rebuilds the
 object when a new version is published), then call $lookup, $subsumes, $expand, $validate-code and $translate
-equivalents (https://hl7.org/fhir/R4/terminology-service.html). Canonical references may carry ``|version``;
-without it, the highest version wins (https://hl7.org/fhir/R4/references.html#canonical).
+equivalents (https://hl7.org/fhir/R4/terminology-service.html). Canonical references may carry ``|version``,
+which picks that version (retired or superseded ones included); without it, the *current* version is used:
+the highest version among those with status ``active``, else among ``draft``, else among the rest
+(https://hl7.org/fhir/R4/references.html#canonical, https://hl7.org/fhir/R4/valueset-definitions.html#ValueSet.status).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def _version_key(version: str | None) -> tuple[Any, ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-]", version))
 
 
+_STATUS_RANK = {"active": 2, "draft": 1}
+
+
+def currency_key(resource: Json) -> tuple[Any, ...]:
+    """Order of the versions of one canonical url: the greatest is current (active before draft before
+    retired/unknown, then the highest version in natural order)."""
+    return (_STATUS_RANK.get(resource.get("status") or "", 0), _version_key(resource.get("version")))
+
+
 def split_canonical(canonical: str) -> tuple[str, str | None]:
     url, _, version = canonical.partition("|")
     return url, version or None
@@ -62,11 +73,17 @@ def split_canonical(canonical: str) -> tuple[str, str | None]:
 class Terminology:
     """Indexes CodeSystems, ValueSets and ConceptMaps by canonical url and version."""
 
-    def __init__(self, resources: Iterable[Json]) -> None:
+    def __init__(self, resources: Iterable[Json], superseded: Iterable[Json] = ()) -> None:
+        """``resources`` are the versions in force; ``superseded`` are earlier versions kept only so that
+        ``url|version`` references to them still resolve (they never become current)."""
         self._by_version: dict[tuple[str, str, str | None], Json] = {}
         self._latest: dict[tuple[str, str], Json] = {}
         for r in resources:
             self.add(r)
+        for r in superseded:
+            kind, url, version = r.get("resourceType"), r.get("url"), r.get("version")
+            if kind in ("CodeSystem", "ValueSet", "ConceptMap") and url and version:
+                self._by_version.setdefault((kind, url, version), r)
         self._cs_index: dict[tuple[str, str | None], CodeSystemIndex] = {}
         self._memberships: dict[str, Membership] = {}
 
@@ -77,7 +94,7 @@ class Terminology:
             return
         self._by_version[(kind, url, version)] = resource
         current = self._latest.get((kind, url))
-        if current is None or _version_key(version) >= _version_key(current.get("version")):
+        if current is None or currency_key(resource) >= currency_key(current):
             self._latest[(kind, url)] = resource
 
     def resource(self, kind: str, canonical: str) -> Json | None:

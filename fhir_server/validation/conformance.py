@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_server.terminology import Terminology, split_canonical
+from fhir_server.terminology.service import currency_key
 from fhir_server.validation.core import core_definitions
 from fhir_server.validation.snapshot import generate_snapshot
 
@@ -22,19 +23,35 @@ TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 
 
 class ConformanceSnapshot:
-    """StructureDefinitions and terminology by canonical url (``url`` or ``url|version``)."""
+    """StructureDefinitions and terminology by canonical url (``url`` or ``url|version``).
 
-    def __init__(self, resources: Iterable[Json], include_core: bool = True) -> None:
+    Several versions of one url may be held: a bare url resolves to the current one (highest ``active``
+    version, see :func:`~fhir_server.terminology.service.currency_key`), ``url|version`` to that exact
+    version. ``superseded`` resources (earlier versions replaced in storage) resolve only by ``url|version``.
+    """
+
+    def __init__(self, resources: Iterable[Json], include_core: bool = True,
+                 superseded: Iterable[Json] = ()) -> None:
         resources = list(resources)
+        superseded = list(superseded)
         self._sds: dict[str, Json] = dict(core_definitions()) if include_core else {}
         self._versioned: dict[str, Json] = {}
+        registry_urls: set[str] = set()
         for r in resources:
             if r.get("resourceType") == "StructureDefinition" and r.get("url"):
-                self._sds[r["url"]] = r
+                url = r["url"]
+                held = self._sds.get(url)
+                if url not in registry_urls or held is None or currency_key(r) >= currency_key(held):
+                    self._sds[url] = r
+                registry_urls.add(url)
                 if r.get("version"):
-                    self._versioned[f"{r['url']}|{r['version']}"] = r
+                    self._versioned[f"{url}|{r['version']}"] = r
+        for r in superseded:
+            if r.get("resourceType") == "StructureDefinition" and r.get("url") and r.get("version"):
+                self._versioned.setdefault(f"{r['url']}|{r['version']}", r)
         self._complete_snapshots()
-        self.terminology = Terminology(r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES)
+        self.terminology = Terminology((r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES),
+                                       (r for r in superseded if r.get("resourceType") in TERMINOLOGY_TYPES))
 
     @classmethod
     def from_package_dir(cls, directory: str) -> ConformanceSnapshot:
@@ -50,15 +67,27 @@ class ConformanceSnapshot:
         """Generate the snapshot of StructureDefinitions published with a differential only."""
         for url, sd in list(self._sds.items()):
             if "snapshot" not in sd:
-                self._sds[url] = generate_snapshot(sd, self.structure_definition)
+                self._sds[url] = self._with_snapshot(sd)
+
+    def _with_snapshot(self, sd: Json) -> Json:
+        """``sd`` with its snapshot generated (once: both indexes then hold the completed resource)."""
+        done = generate_snapshot(sd, self.structure_definition)
+        if sd.get("version"):
+            key = f"{sd['url']}|{sd['version']}"
+            if self._versioned.get(key) is sd:
+                self._versioned[key] = done
+        return done
 
     def structure_definition(self, canonical: str) -> Json | None:
         url, version = split_canonical(canonical)
         if version is not None:
-            return self._versioned.get(canonical)
+            sd = self._versioned.get(canonical)
+            if sd is not None and "snapshot" not in sd:
+                sd = self._with_snapshot(sd)
+            return sd
         sd = self._sds.get(url)
         if sd is not None and "snapshot" not in sd:
-            sd = self._sds[url] = generate_snapshot(sd, self.structure_definition)
+            sd = self._sds[url] = self._with_snapshot(sd)
         return sd
 
     def structure_definitions(self) -> list[Json]:
