@@ -1,0 +1,108 @@
+"""Every read path goes through the one access checkpoint (``AccessPolicy.read_filter``): a policy that hides
+resources labelled restricted hides them from read, vread, history, search, ``_total``, ``_include``,
+``_revinclude``, chaining, ``_has`` and conditional matches alike — the paths through which other servers
+leaked tenants' data (HAPI #6065, #2012, #3394, #5275)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.context import RequestContext
+from fhir_server.services import Services
+from fhir_server.settings import Settings
+from fhir_server.storage.access import AccessPolicy
+from tests.conftest import FHIR_JSON, body, parse, patient, post, unique
+
+RESTRICTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+
+
+class HideRestricted(AccessPolicy):
+    def read_filter(self, ctx: RequestContext, resource_type: str | None) -> dict[str, Any]:
+        return {"resource.meta.security.code": {"$ne": "R"}}
+
+
+@pytest.fixture(scope="module")
+async def restricted_client(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    from fhir_server.api.app import create_app
+
+    svc = await Services.start(settings, mongo_uri)
+    svc.store.access = HideRestricted()
+    transport = httpx.ASGITransport(app=create_app(svc.settings, svc))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+    await svc.close()
+
+
+async def _seed(client: httpx.AsyncClient) -> dict[str, str]:
+    marker = unique()
+    hidden = parse(await post(client, "Patient", patient(marker, meta={"security": [RESTRICTED]})))
+    visible = parse(await post(client, "Patient", patient(marker)))
+    ids = {"marker": marker, "hidden": hidden["id"], "visible": visible["id"]}
+    for who in ("hidden", "visible"):
+        obs = {"resourceType": "Observation", "status": "final", "code": {"text": marker},
+               "identifier": [{"system": "urn:test", "value": f"{marker}-{who}"}],
+               "subject": {"reference": f"Patient/{ids[who]}"}}
+        ids[f"obs-{who}"] = parse(await post(client, "Observation", obs))["id"]
+    return ids
+
+
+def _ids(bundle: dict[str, Any]) -> set[str]:
+    return {e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") != "outcome"}
+
+
+async def test_read_vread_and_history_hide_restricted(client: httpx.AsyncClient,
+                                                      restricted_client: httpx.AsyncClient) -> None:
+    ids = await _seed(client)
+    assert (await restricted_client.get(f"/fhir/Patient/{ids['hidden']}")).status_code == 404
+    assert (await restricted_client.get(f"/fhir/Patient/{ids['hidden']}/_history/1")).status_code == 404
+    history = parse(await restricted_client.get("/fhir/Patient/_history?_count=1000"))
+    assert ids["hidden"] not in {e["fullUrl"].rsplit("/", 1)[-1] for e in history["entry"]}
+    assert (await restricted_client.get(f"/fhir/Patient/{ids['visible']}")).status_code == 200
+
+
+async def test_search_and_total_hide_restricted(client: httpx.AsyncClient,
+                                                restricted_client: httpx.AsyncClient) -> None:
+    ids = await _seed(client)
+    query = f"/fhir/Patient?identifier=https://cml-registry.eu/fhir/sid/patient|{ids['marker']}&_total=accurate"
+    assert parse(await client.get(query))["total"] == 2
+    restricted = parse(await restricted_client.get(query))
+    assert restricted["total"] == 1 and _ids(restricted) == {ids["visible"]}
+
+
+async def test_include_and_revinclude_hide_restricted(client: httpx.AsyncClient,
+                                                      restricted_client: httpx.AsyncClient) -> None:
+    ids = await _seed(client)
+    included = parse(await restricted_client.get(
+        f"/fhir/Observation?code:text={ids['marker']}&_include=Observation:subject"))
+    assert ids["hidden"] not in _ids(included) and ids["visible"] in _ids(included)
+    revincluded = parse(await restricted_client.get(
+        f"/fhir/Observation?code:text={ids['marker']}&_revinclude=Observation:subject"))
+    assert ids["hidden"] not in _ids(revincluded)
+
+
+async def test_chain_and_has_do_not_see_restricted(client: httpx.AsyncClient,
+                                                   restricted_client: httpx.AsyncClient) -> None:
+    ids = await _seed(client)
+    chained = parse(await restricted_client.get(
+        f"/fhir/Observation?subject:Patient._id={ids['hidden']}"))
+    assert _ids(chained) == set()
+    assert _ids(parse(await client.get(f"/fhir/Observation?subject:Patient._id={ids['hidden']}"))) == {
+        ids["obs-hidden"]}
+    has = parse(await restricted_client.get(f"/fhir/Patient?_has:Observation:subject:code:text={ids['marker']}"))
+    assert ids["hidden"] not in _ids(has) and ids["visible"] in _ids(has)
+
+
+async def test_conditional_match_does_not_see_restricted(client: httpx.AsyncClient,
+                                                         restricted_client: httpx.AsyncClient) -> None:
+    ids = await _seed(client)
+    criteria = f"identifier=https://cml-registry.eu/fhir/sid/patient|{ids['marker']}"
+    payload = body(patient(ids["marker"], gender="male"))
+    assert (await client.put(f"/fhir/Patient?{criteria}", content=payload,
+                             headers={"Content-Type": FHIR_JSON})).status_code == 412  # two match
+    r = await restricted_client.put(f"/fhir/Patient?{criteria}", content=payload,
+                                    headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 200 and parse(r)["id"] == ids["visible"]  # only the visible one matches
