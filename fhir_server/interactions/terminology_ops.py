@@ -34,6 +34,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, NotFound
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.services import Services
+from fhir_server.storage.documents import instant, now_ms
 from fhir_server.terminology import CodeValidation, ExpansionError, Terminology, split_canonical
 
 Json = dict[str, Any]
@@ -275,9 +276,11 @@ async def expand(ctx: RequestContext, services: Services, op: OperationRequest) 
     canonical = await _value_set(ctx, services, op, term)
     count, offset = _int(op, "count"), _int(op, "offset") or 0
     try:
-        return OperationResponse(200, term.expand(canonical, _text(op, "filter"), count, offset))
+        expanded = term.expand(canonical, _text(op, "filter"), count, offset)
     except ExpansionError as exc:
         raise _expansion_error(exc) from exc
+    expanded["expansion"] = {**expanded["expansion"], "timestamp": instant(now_ms())}  # when it was done
+    return OperationResponse(200, expanded)
 
 
 async def value_set_validate_code(ctx: RequestContext, services: Services,
