@@ -12,3 +12,6 @@ def register_operations(registry: OperationRegistry) -> None:
     validate.register(registry)
     terminology_ops.register(registry)
     risk.register(registry)
+    from fhir_server.interactions import everything, reindex
+    everything.register(registry)
+    reindex.register(registry)

@@ -20,6 +20,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
@@ -54,6 +55,8 @@ def _encode_value(value: Any) -> Any:
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
         return {"$d": moment.astimezone(UTC).isoformat()}
     if isinstance(value, Decimal128):
+        return {"$n": str(value)}
+    if isinstance(value, Decimal):  # a Decimal128 decoded by the server's codec
         return {"$n": str(value)}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value

@@ -79,6 +79,12 @@ async def test_sort_on_a_quantity(data: httpx.AsyncClient) -> None:
     assert ids(bundle) == ["lab-id", "lab-a", "lab-b", "lab-ext"]
 
 
+async def test_pages_of_a_sort_on_a_quantity(data: httpx.AsyncClient) -> None:
+    """Decimal sort values (stored as Decimal128) go through the page token."""
+    first = await search(data, "Observation", f"code={LOINC}|69380-4&_sort=value-quantity&_count=1")
+    assert await walk(data, first) == ["lab-ext", "lab-b", "lab-a", "lab-id"]
+
+
 # -- _count and paging (search.html#count, http.html#paging) -----------------------------------------------
 
 async def test_count_limits_the_page_and_links_lead_through_every_row_once(data: httpx.AsyncClient) -> None:
