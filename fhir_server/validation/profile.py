@@ -242,7 +242,11 @@ class ProfileValidator:
         try:
             membership = self.terminology.membership(vs)
         except ExpansionError as e:
-            ctx.add("warning", "not-supported", f"value set {vs} cannot be evaluated: {e}", path)
+            # A required binding we cannot evaluate is worth a warning; an extensible one to a value set the
+            # server does not hold (e.g. core R4 bindings such as data-absent-reason) would only be noise on
+            # every write (extensible: codes from elsewhere are allowed anyway, terminologies.html#extensible).
+            if strength == "required":
+                ctx.add("warning", "not-supported", f"value set {vs} cannot be evaluated: {e}", path)
             return
         found = [membership.contains(s, c) if s else any(k[1] == c for k in membership.entries)
                  for s, c in codings]

@@ -42,7 +42,7 @@ JSON = {"Content-Type": "application/fhir+json"}
 
 
 def published(name: str) -> dict[str, Any]:
-    return json.loads((PROFILES / f"{name}.json").read_text())  # type: ignore[no-any-return]
+    return dict(json.loads((PROFILES / f"{name}.json").read_text()))
 
 
 @pytest.fixture
