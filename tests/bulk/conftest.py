@@ -16,11 +16,26 @@ from fhir_server import cohorts, fhirjson
 from fhir_server.api import bulk_files
 from fhir_server.api.app import create_app
 from fhir_server.bulk import operation, runner
+from fhir_server.bulk.jobs import JOBS
+from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
+from fhir_server.storage.documents import HISTORY
 from tests.conftest import FHIR_JSON, post
 
 ASYNC = {"Prefer": "respond-async"}
+
+
+@pytest.fixture
+async def clinical_db(services: Services) -> AsyncIterator[None]:
+    """Start from no clinical resources and no export jobs. Unlike ``empty_db`` the conformance resources
+    loaded at start (profiles, code systems) stay: later test modules validate against them."""
+    db = services.store.db
+    for resource_type in CLINICAL_TYPES:
+        await db[resource_type].delete_many({})
+    await db[HISTORY].delete_many({"type": {"$in": list(CLINICAL_TYPES)}})
+    await db[JOBS].delete_many({})
+    yield
 
 
 @pytest.fixture
