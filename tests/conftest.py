@@ -16,8 +16,10 @@ import pytest
 
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
+from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
+from fhir_server.storage.documents import CLAIMS, HISTORY
 from fhir_server.storage.mongod import LocalMongod, free_port
 
 DATA = Path(__file__).parent / "data"
@@ -91,11 +93,14 @@ async def registry_client(registry_services: Services) -> AsyncIterator[httpx.As
 
 @pytest.fixture
 async def empty_db(services: Services) -> AsyncIterator[None]:
-    """For tests that count what the store holds: start from no resources (indexes stay)."""
+    """For tests that count what the store holds: no clinical resources, their history, claims or export
+    jobs. The conformance resources loaded at start (profiles/, code systems) stay: writes are judged by them."""
     db = services.store.db
-    for name in await db.list_collection_names():
+    for resource_type in CLINICAL_TYPES:
+        await db[resource_type].delete_many({})
+    await db[HISTORY].delete_many({"type": {"$in": list(CLINICAL_TYPES)}})
+    for name in (CLAIMS, "bulk_jobs"):
         await db[name].delete_many({})
-    await services.reload_search_parameters()
     yield
 
 

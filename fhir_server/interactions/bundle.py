@@ -10,7 +10,6 @@ status and OperationOutcome.
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -219,7 +218,8 @@ class _TransactionState:
     def __init__(self, uow: UnitOfWork, entries: list[Entry]) -> None:
         self.uow = uow
         self.entries = entries
-        self.resources = {e.index: copy.deepcopy(e.resource) for e in entries}
+        # Never mutated: a re-run of the transaction starts again from the parsed entries.
+        self.resources: dict[int, dict[str, Any] | None] = {e.index: e.resource for e in entries}
         self.results: dict[int, InteractionResult] = {}
         self.id_map: dict[str, str] = {}  # fullUrl -> Type/id
         self.criteria_map: dict[str, str] = {}  # normalized conditional criteria -> Type/id
@@ -330,7 +330,7 @@ class _TransactionState:
         target = matches[0]["_id"] if matches else resource.get("id") or new_id()
         if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
             self.uow.claim(entry.resource_type, entry.query, f"{entry.resource_type}/{target}")
-        resource["id"] = target
+        self.resources[entry.index] = {**resource, "id": target}
         self._map(entry, f"{entry.resource_type}/{target}", key)
 
     async def _resolve_conditional_references(self) -> None:
@@ -363,7 +363,7 @@ class _TransactionState:
                 raise InvalidRequest(f"Reference '{reference}' names no entry of this Bundle", code="not-found")
             return None
 
-        rewrite_references(self.resources[entry.index], resolve)
+        self.resources[entry.index] = rewrite_references(self.resources[entry.index], resolve)
 
     async def _create(self, entry: Entry) -> None:
         resource = self.resources[entry.index]
@@ -372,7 +372,7 @@ class _TransactionState:
         self._claim_target(entry, entry.resource_type, resource_id)
         if entry.if_none_exist:
             self.uow.claim(entry.resource_type, entry.if_none_exist, f"{entry.resource_type}/{resource_id}")
-        resource.pop("id", None)
+        resource = {k: v for k, v in resource.items() if k != "id"}
         self.results[entry.index] = await create(self.uow, resource, assigned_id=resource_id)
 
     async def _put_or_patch(self, entry: Entry) -> None:

@@ -24,16 +24,23 @@ def collect_references(node: Any, out: set[str]) -> set[str]:
 
 
 def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
-    """Replace every ``Reference.reference`` for which ``resolve`` gives a new value."""
+    """``node`` with every ``Reference.reference`` for which ``resolve`` gives a new value replaced.
+
+    Copy on write: ``node`` is never changed; unchanged subtrees are shared with the result.
+    """
     if isinstance(node, dict):
+        changed: dict[str, Any] | None = None
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 new = resolve(value)
-                if new is not None:
-                    node[key] = new
             else:
-                rewrite_references(value, resolve)
-    elif isinstance(node, list):
-        for item in node:
-            rewrite_references(item, resolve)
+                new = rewrite_references(value, resolve)
+                new = None if new is value else new
+            if new is not None and new != value:
+                changed = changed if changed is not None else dict(node)
+                changed[key] = new
+        return changed if changed is not None else node
+    if isinstance(node, list):
+        items = [rewrite_references(item, resolve) for item in node]
+        return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
     return node
