@@ -18,6 +18,7 @@ of a deleted resource are dropped.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -35,16 +36,18 @@ EPOCH_ID = "conformance-epoch"
 class ConformanceCache:
     def __init__(self, store: ResourceStore) -> None:
         self.store = store
-        self._epoch: int | None = None
+        self._epoch: tuple[int, str] | None = None
         self._resources: dict[str, list[dict[str, Any]]] = {}
         self._superseded: dict[str, list[dict[str, Any]]] = {}
         self._terminology: Terminology | None = None
         self._lock = asyncio.Lock()
         self._derived: dict[str, Any] = {}
 
-    async def current_epoch(self, session: AsyncClientSession | None = None) -> int:
+    async def current_epoch(self, session: AsyncClientSession | None = None) -> tuple[int, str]:
+        """The counter and the token of the epoch document (a document re-created after a wipe gets a new
+        token, so a process whose counter happens to match a fresh database still reloads)."""
         doc = await self.store.db[COUNTERS].find_one({"_id": EPOCH_ID}, session=session)
-        return int(doc["n"]) if doc else 0
+        return (int(doc["n"]), str(doc.get("token", ""))) if doc else (0, "")
 
     async def refresh(self, session: AsyncClientSession | None = None) -> None:
         epoch = await self.current_epoch(session)
@@ -106,4 +109,6 @@ class ConformanceCache:
 
 
 async def bump_epoch(store: ResourceStore, session: AsyncClientSession) -> None:
-    await store.db[COUNTERS].update_one({"_id": EPOCH_ID}, {"$inc": {"n": 1}}, upsert=True, session=session)
+    await store.db[COUNTERS].update_one({"_id": EPOCH_ID}, {"$inc": {"n": 1},
+                                                           "$setOnInsert": {"token": uuid.uuid4().hex}},
+                                        upsert=True, session=session)

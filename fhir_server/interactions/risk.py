@@ -205,7 +205,7 @@ def disagreement(submitted: Json, computed: RiskScore) -> list[Issue]:
 # -- reading the patient's data ---------------------------------------------------------------------------
 
 
-def _score_name(resource: Json) -> str | None:
+def score_name(resource: Json) -> str | None:
     if resource.get("resourceType") != "Observation":
         return None
     return next((SCORE_NAMES[c] for s, c in _codings(resource.get("code")) if s == CONCEPTS and c in SCORE_NAMES),
@@ -262,7 +262,7 @@ async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
 
 async def check_submitted_score(uow: UnitOfWork, resource: Json, resolve: Resolver) -> list[Issue]:
     """Write check: warn when a submitted risk score disagrees with the one computed from baseline data."""
-    name = _score_name(resource)
+    name = score_name(resource)
     if name is None:
         return []
     reference = (resource.get("subject") or {}).get("reference") or ""

@@ -139,7 +139,7 @@ async def test_submitted_score_disagreeing_gets_a_warning(registry_client: httpx
 async def test_scores_in_a_transaction_are_checked_against_the_bundles_own_baseline(
         registry_client: httpx.AsyncClient) -> None:
     index = random.randint(100_000, 999_999)
-    bundle, facts = registry_bundle(index, random.Random(index))
+    bundle, _facts = registry_bundle(index, random.Random(index))
     risk = [i for i, e in enumerate(bundle["entry"])
             if any(c.get("code", "").endswith("-score") for c in e["resource"].get("code", {}).get("coding", []))]
     assert risk, "the synthetic patient has risk scores"
