@@ -56,10 +56,11 @@ class Services:
         await services.reload_search_parameters()
         registry = services.search_parameters
         await store.ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
-        from fhir_server.interactions.catalog import register_operations
+        from fhir_server.interactions.catalog import register_operations, write_checks
         from fhir_server.profiles_loader import load_profiles
 
         register_operations(services.operations)
+        services.write_checks = write_checks()
         await load_profiles(services)
         return services
 

@@ -30,16 +30,6 @@ if TYPE_CHECKING:
 Resolver = Callable[[str], dict[str, Any] | None]
 WriteCheck = Callable[["UnitOfWork", dict[str, Any], Resolver], Awaitable[list[Issue]]]
 _VALIDATOR = "profile-validator"
-# Checks every server process runs on every validated write besides ``services.write_checks``: operation
-# modules add theirs when the catalog registers them (``register_operations`` receives no Services).
-WRITE_CHECKS: list[WriteCheck] = []
-
-
-def add_write_check(check: WriteCheck) -> None:
-    """Run ``check`` on every validated write of every Services instance of this process (idempotent)."""
-    if check not in WRITE_CHECKS:
-        WRITE_CHECKS.append(check)
-
 
 async def validator_for(uow: UnitOfWork) -> ProfileValidator:
     """The validator of the conformance resources in force, rebuilt only when they change."""
@@ -109,7 +99,7 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
     for extra in extra_profiles:
         if extra not in profiles:
             profiles.append(extra)  # the validator reports an unknown profile as an error
-    extra_checks = [*WRITE_CHECKS, *uow.services.write_checks]
+    extra_checks = uow.services.write_checks
     if not profiles and not extra_checks:
         return issues
     resolve = await resolver_for(uow, resource) if profiles else uow.pending_resource

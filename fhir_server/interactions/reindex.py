@@ -55,10 +55,7 @@ _running: set[asyncio.Task[None]] = set()  # strong references: a bare create_ta
 
 def register(registry: OperationRegistry) -> None:
     """Add ``$reindex`` (system and type level, POST) and ``$reindex-status`` (system, GET), and the write
-    check that refuses unusable SearchParameters before they are stored."""
-    from fhir_server.interactions.enforcement import add_write_check
-
-    add_write_check(check_search_parameter)
+    check that refuses unusable SearchParameters before they are stored (see ``catalog.write_checks``)."""
     registry.register(OperationSpec(
         "reindex", kickoff, frozenset({"system", "type"}), methods=frozenset({"POST"}),
         documentation="Re-extract the search index values of stored resources (asynchronous; 202 + "

@@ -35,7 +35,7 @@ from weakref import WeakKeyDictionary
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, NotFound
-from fhir_server.interactions.enforcement import Resolver, add_write_check
+from fhir_server.interactions.enforcement import Resolver
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import conditional_update
@@ -227,13 +227,8 @@ async def _stored(ctx: RequestContext, services: Services, patient_id: str, sess
 
 
 def _pending(uow: UnitOfWork) -> dict[str, Json]:
-    """Resources this unit of work will write: staged ones, and a transaction's announced later entries.
-    (``UnitOfWork`` has no public listing of announced resources yet, hence the private attribute.)"""
-    found: dict[str, Json] = dict(getattr(uow, "_announced", {}))
-    for write in uow.staged_writes():
-        if write.resource is not None:
-            found[f"{write.type}/{write.id}"] = write.resource
-    return found
+    """Resources this unit of work will write: staged ones, and a transaction's announced later entries."""
+    return uow.pending_resources()
 
 
 async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
@@ -333,4 +328,3 @@ def register(registry: OperationRegistry) -> None:
         methods=frozenset({"GET", "POST"}),
         documentation="Sokal, Hasford, EUTOS and ELTS scores computed from the patient's baseline data "
                       "(ifp-risk-score Observations; POST persist=true stores them)"))
-    add_write_check(check_submitted_score)

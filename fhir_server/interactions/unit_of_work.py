@@ -87,6 +87,14 @@ class UnitOfWork:
             return staged.resource
         return self._announced.get(reference)
 
+    def pending_resources(self) -> dict[str, dict[str, Any]]:
+        """Every resource this unit of work will leave in the store, by ``Type/id``."""
+        found = dict(self._announced)
+        for (kind, ident), write in self._staged.items():
+            if write.resource is not None:
+                found[f"{kind}/{ident}"] = write.resource
+        return found
+
     def touched(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._staged
 
