@@ -40,3 +40,15 @@ async def test_metadata_operations_match_the_operation_registry(client: httpx.As
     for r in cs["rest"][0]["resource"]:
         listed |= {o["name"] for o in r["operation"]}
     assert listed == {spec.name for spec in services.operations.all()}
+
+
+async def test_metadata_lists_the_registry_operations(client: httpx.AsyncClient) -> None:
+    cs = parse(await client.get("/fhir/metadata"))
+    system = {o["name"] for o in cs["rest"][0]["operation"]}
+    by_type = {r["type"]: {o["name"] for o in r["operation"]} for r in cs["rest"][0]["resource"]}
+    assert {"registry-report", "export", "reindex"} <= system
+    assert {"everything", "risk-scores", "export", "validate"} <= by_type["Patient"]
+    assert {"export", "cohort"} <= by_type["Group"]
+    assert {"lookup", "subsumes", "validate-code"} <= by_type["CodeSystem"]
+    assert {"expand", "validate-code"} <= by_type["ValueSet"]
+    assert "translate" in by_type["ConceptMap"]
