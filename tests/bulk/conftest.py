@@ -12,42 +12,22 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from fhir_server import cohorts, fhirjson
-from fhir_server.api import bulk_files
+from fhir_server import fhirjson
 from fhir_server.api.app import create_app
-from fhir_server.bulk import operation, runner
-from fhir_server.bulk.jobs import JOBS
-from fhir_server.resources import CLINICAL_TYPES
+from fhir_server.bulk import runner
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from fhir_server.storage.documents import HISTORY
 from tests.conftest import FHIR_JSON, post
 
 ASYNC = {"Prefer": "respond-async"}
 
 
 @pytest.fixture
-async def clinical_db(services: Services) -> AsyncIterator[None]:
-    """Start from no clinical resources and no export jobs. Unlike ``empty_db`` the conformance resources
-    loaded at start (profiles, code systems) stay: later test modules validate against them."""
-    db = services.store.db
-    for resource_type in CLINICAL_TYPES:
-        await db[resource_type].delete_many({})
-    await db[HISTORY].delete_many({"type": {"$in": list(CLINICAL_TYPES)}})
-    await db[JOBS].delete_many({})
-    yield
-
-
-@pytest.fixture
 async def bulk(services: Services, settings: Settings, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app serving $export, $export-poll-status, $cohort and the export files."""
-    operation.register(services.operations)
-    cohorts.register(services.operations)
     monkeypatch.setattr(services.settings, "export_dir", tmp_path / "export")
     app = create_app(settings, services)
-    if not any(getattr(r, "path", "") == "/fhir/_export/{job_id}/files/{file_name}" for r in app.routes):
-        app.include_router(bulk_files.router)  # until create_app includes it
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                  headers={"Accept": FHIR_JSON}) as client:

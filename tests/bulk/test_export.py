@@ -30,7 +30,7 @@ from tests.bulk.conftest import (
 )
 from tests.conftest import FHIR_JSON
 
-pytestmark = pytest.mark.usefixtures("clinical_db")
+pytestmark = pytest.mark.usefixtures("empty_db")
 
 
 async def registry(client: httpx.AsyncClient, n: int = 2) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The cohort tests use the bulk tests' app fixture (with $cohort, $export and the export files)."""
 
-from tests.bulk.conftest import bulk, clinical_db
+from tests.bulk.conftest import bulk
 
-__all__ = ["bulk", "clinical_db"]
+__all__ = ["bulk"]

@@ -16,7 +16,7 @@ from tests.bulk import data
 from tests.bulk.conftest import create, export, ids
 from tests.conftest import FHIR_JSON
 
-pytestmark = pytest.mark.usefixtures("clinical_db")
+pytestmark = pytest.mark.usefixtures("empty_db")
 TOXICITY = f"Patient?_has:Observation:subject:value-concept={data.REASON}|toxicity"
 
 

@@ -20,7 +20,7 @@ from fhir_server.cli import main
 from fhir_server.legacy_import import COLUMNS, convert, local_validator, run_import, to_record
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from tests.reports.helpers import ensure_registered, flatten, pct, serve, two
+from tests.reports.helpers import flatten, pct, serve, two
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "legacy-registry.csv"
 BASE = "https://cml-registry.eu/fhir"
@@ -142,7 +142,6 @@ def _expected(rows: list[dict[str, str]]) -> dict[tuple[str, str, str], Any]:
 
 async def test_round_trip_through_the_server(client: httpx.AsyncClient, services: Services,
                                              empty_db: None) -> None:
-    ensure_registered(services.operations)
     with EXAMPLE.open(encoding="utf-8", newline="") as f:
         results = [r for r in convert(f) if r.bundle]
     for _ in range(2):  # importing twice changes nothing
@@ -165,7 +164,6 @@ async def test_round_trip_through_the_server(client: httpx.AsyncClient, services
 
 async def test_cli_imports_over_http(services: Services, settings: Settings,
                                      capsys: pytest.CaptureFixture[str], empty_db: None) -> None:
-    ensure_registered(services.operations)
     with serve(create_app(settings)) as url:
         code = run_import(EXAMPLE, f"{url}/fhir", dry_run=False)
         err = capsys.readouterr().err

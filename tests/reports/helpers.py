@@ -18,7 +18,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from fhir_server import fhirjson
-from fhir_server.operations import OperationRegistry
 from fhir_server.storage.mongod import free_port
 from fhir_server.synthetic import DECISIONS, REASONS, PatientFacts, registry_cohort
 
@@ -27,14 +26,6 @@ Key = tuple[str, str, str]
 Numbers = tuple[int | None, Decimal | None, Decimal | None]
 LEAVES = list(REASONS)
 GROUPS = ["failure", "toxicity"]
-
-
-def ensure_registered(registry: OperationRegistry) -> None:
-    """Register ``$registry-report`` unless the catalog already did."""
-    from fhir_server.reports import operation
-
-    if not registry.known("registry-report"):
-        operation.register(registry)
 
 
 async def load_cohort(client: httpx.AsyncClient, count: int, seed: int) -> list[tuple[PatientFacts, str]]:

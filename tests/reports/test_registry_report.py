@@ -14,7 +14,7 @@ import pytest
 from fhir_server import fhirjson
 from fhir_server.services import Services
 from fhir_server.synthetic import PatientFacts
-from tests.reports.helpers import ensure_registered, expected_report, flatten, load_cohort
+from tests.reports.helpers import expected_report, flatten, load_cohort
 
 N, SEED = 60, 1984
 GROUP_CODES = ["patients", "age-at-diagnosis", "prospective-study", "registration-reason", "failure-vs-toxicity",
@@ -23,7 +23,6 @@ GROUP_CODES = ["patients", "age-at-diagnosis", "prospective-study", "registratio
 
 @pytest.fixture
 async def cohort(client: httpx.AsyncClient, services: Services, empty_db: None) -> list[tuple[PatientFacts, str]]:
-    ensure_registered(services.operations)
     return await load_cohort(client, N, SEED)
 
 
@@ -108,14 +107,12 @@ async def test_csv(client: httpx.AsyncClient, cohort: list[tuple[PatientFacts, s
                                     {"period-start": "2007", "period-end": "2006"}, {"country": "France"},
                                     {"center": "poitiers!"}, {"cohort": "a b"}])
 async def test_bad_filters_are_400(client: httpx.AsyncClient, services: Services, params: dict[str, str]) -> None:
-    ensure_registered(services.operations)
     response = await client.get("/fhir/$registry-report", params=params)
     assert response.status_code == 400
     assert fhirjson.loads(response.content)["resourceType"] == "OperationOutcome"
 
 
 async def test_empty_registry(client: httpx.AsyncClient, services: Services, empty_db: None) -> None:
-    ensure_registered(services.operations)
     report = await _report(client)
     assert flatten(report)[("patients", "", "")] == (0, None, None)
     assert report["period"]["start"]

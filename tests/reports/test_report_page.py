@@ -21,7 +21,7 @@ from fhir_server.api.report_page import report_router
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.synthetic import PatientFacts
-from tests.reports.helpers import ensure_registered, load_cohort, pct, serve
+from tests.reports.helpers import load_cohort, pct, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -41,7 +41,6 @@ async def page_client(services: Services, settings: Settings) -> AsyncIterator[h
 
 @pytest.fixture
 async def loaded(client: httpx.AsyncClient, services: Services, empty_db: None) -> list[PatientFacts]:
-    ensure_registered(services.operations)
     return [f for f, _ in await load_cohort(client, 60, 1984)]
 
 

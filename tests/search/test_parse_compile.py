@@ -144,30 +144,33 @@ def test_date_eq_requires_the_resource_range_inside_the_search_range(
     registry: SearchParameterRegistry,
 ) -> None:
     c = compiled(registry, "Patient", [("birthdate", "1956-04")])
-    assert c.filter == {
-        "sp.birthdate": {"$elemMatch": {"lo": {"$gte": utc(1956, 4, 1)}, "hi": {"$lte": utc(1956, 5, 1)}}}
-    }
+    assert c.filter == {"$and": [
+        {"sp.birthdate": {"$elemMatch": {"lo": {"$gte": utc(1956, 4, 1)}, "hi": {"$lte": utc(1956, 5, 1)}}}},
+        {"sp._sort.birthdate.d": {"$gt": utc(1956, 4, 1)}, "sp._sort.birthdate.a": {"$lt": utc(1956, 5, 1)}},
+    ]}
 
 
 @pytest.mark.parametrize(
-    ("prefix", "condition"),
+    ("prefix", "condition", "implied"),
     [
-        ("gt", {"hi": {"$gt": utc(2021, 1, 1)}}),
-        ("lt", {"lo": {"$lt": utc(2020, 1, 1)}}),
-        ("sa", {"lo": {"$gte": utc(2021, 1, 1)}}),
-        ("eb", {"hi": {"$lte": utc(2020, 1, 1)}}),
-        ("ne", {"$or": [{"lo": {"$lt": utc(2020, 1, 1)}}, {"hi": {"$gt": utc(2021, 1, 1)}}]}),
+        ("gt", {"hi": {"$gt": utc(2021, 1, 1)}}, {"sp._sort.date.d": {"$gt": utc(2021, 1, 1)}}),
+        ("lt", {"lo": {"$lt": utc(2020, 1, 1)}}, {"sp._sort.date.a": {"$lt": utc(2020, 1, 1)}}),
+        ("sa", {"lo": {"$gte": utc(2021, 1, 1)}}, {"sp._sort.date.d": {"$gt": utc(2021, 1, 1)}}),
+        ("eb", {"hi": {"$lte": utc(2020, 1, 1)}}, {"sp._sort.date.a": {"$lt": utc(2020, 1, 1)}}),
+        ("ne", {"$or": [{"lo": {"$lt": utc(2020, 1, 1)}}, {"hi": {"$gt": utc(2021, 1, 1)}}]}, {}),
     ],
 )
 def test_date_prefixes_compare_ranges(
-    registry: SearchParameterRegistry, prefix: str, condition: dict[str, Any]
+    registry: SearchParameterRegistry, prefix: str, condition: dict[str, Any], implied: dict[str, Any]
 ) -> None:
+    """The entry condition, plus the bound it implies on the scalar sort keys (for the compound indexes)."""
     c = compiled(registry, "Observation", [("date", f"{prefix}2020")])
     if len(condition) == 1 and "$or" not in condition:  # one field: dot notation is the same as $elemMatch
         ((key, value),) = condition.items()
-        assert c.filter == {f"sp.date.{key}": value}
+        entry = {f"sp.date.{key}": value}
     else:
-        assert c.filter == {"sp.date": {"$elemMatch": condition}}
+        entry = {"sp.date": {"$elemMatch": condition}}
+    assert c.filter == ({"$and": [entry, implied]} if implied else entry)
 
 
 def test_last_updated_is_compared_on_the_document_instant(registry: SearchParameterRegistry) -> None:
@@ -270,7 +273,10 @@ def test_nested_has(registry: SearchParameterRegistry) -> None:
 
 def test_sort_uses_scalar_sort_keys_and_ends_with_id(registry: SearchParameterRegistry) -> None:
     c = compiled(registry, "Observation", [("_sort", "-date,code,_lastUpdated")])
-    assert c.sort == [("sp._sort.date.d", -1), ("sp._sort.code.a", 1), ("lastUpdated", 1), ("_id", 1)]
+    assert c.sort == [("sp._sort.date.d", -1), ("sp._sort.date.a", -1), ("sp._sort.code.a", 1),
+                      ("sp._sort.code.d", 1), ("lastUpdated", 1), ("_id", 1)]
+    assert compiled(registry, "Observation", [("_sort", "-date")]).sort == [
+        ("sp._sort.date.d", -1), ("sp._sort.date.a", -1), ("_id", -1)]
     assert compiled(registry, "Observation", [("_sort", "-_id")]).sort == [("_id", -1)]
 
 
