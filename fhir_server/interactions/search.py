@@ -7,9 +7,10 @@ correct while data changes). Every read goes through ``ResourceStore`` and so th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -36,6 +37,8 @@ from fhir_server.storage.access import restrict
 Session = AsyncClientSession | None
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
+DEFAULT_TOTAL_LIMIT = 1000  # without _total, Bundle.total is given when there are at most this many matches
+T = TypeVar("T")
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
 
@@ -143,13 +146,19 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
                for t in types}
     count = parsed.count if parsed.count is not None else services.settings.default_count
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
-    total = await _total(ctx, services, parsed, filters, page_token, session)
-    if total is not None:
-        bundle["total"] = total
     if parsed.summary == "count":
+        total = await _total(ctx, services, parsed, filters, page_token, session)
+        bundle["total"] = total or 0
         bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
         return bundle
-    page = await _page(ctx, services, filters, compiled, count, page_token, session)
+    counting = _total(ctx, services, parsed, filters, page_token, session)
+    paging = _page(ctx, services, filters, compiled, count, page_token, session)
+    if session is None:  # count and page at once (a transaction's session runs one operation at a time)
+        total, page = await asyncio.gather(counting, paging)
+    else:
+        total, page = await counting, await paging
+    if total is not None:
+        bundle["total"] = total
     entries = [_entry(ctx, doc, "match", parsed) for doc in page.docs]
     entries += [_entry(ctx, doc, "include", parsed)
                 for doc in await _includes(ctx, services, compiled.includes, page.docs, session)]
@@ -162,14 +171,26 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
 
 async def _total(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
                  page_token: str | None, session: Session) -> int | None:
-    """``_total``: none -> omitted; accurate/estimate -> counted; default -> counted on the first page."""
+    """``Bundle.total`` (search.html#total): ``_total=none`` omits it; ``accurate`` and ``estimate`` count every
+    match (the estimate is exact); ``_summary=count`` counts. Without ``_total``, the first page counts up to
+    :data:`DEFAULT_TOTAL_LIMIT` matches and gives the total when there are no more (counting every match of a
+    broad search costs more than the page itself); later pages omit it."""
     mode = parsed.total
     if mode == "none" or (mode is None and page_token is not None and parsed.summary != "count"):
         return None
-    total = 0
-    for t, query in filters.items():
-        total += await services.store.count(ctx, t, query, session=session)
-    return total
+    limit = 0 if mode in ("accurate", "estimate") or parsed.summary == "count" else DEFAULT_TOTAL_LIMIT + 1
+    counts = await _gather(session, [services.store.count(ctx, t, query, session=session, limit=limit)
+                                     for t, query in filters.items()])
+    if limit and any(c >= limit for c in counts):
+        return None
+    return sum(counts)
+
+
+async def _gather(session: Session, calls: list[Awaitable[T]]) -> list[T]:
+    """Run concurrently, except inside a transaction (one session runs one operation at a time)."""
+    if session is None:
+        return list(await asyncio.gather(*calls))
+    return [await call for call in calls]
 
 
 def _projection(compiled: CompiledSearch) -> dict[str, int]:

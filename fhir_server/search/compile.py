@@ -22,9 +22,10 @@ repeated parameters with ``$and``):
 * ``:missing=true|false`` on any parameter: the ``sp`` key is absent/present.
 * ``_id`` on the document ``_id``; ``_lastUpdated`` on the document's ``lastUpdated`` instant.
 
-Sorting (#_sort): ascending on the smallest value of the parameter (``sp._sort.<code>.a``), descending on the
-largest (``sp._sort.<code>.d``); resources without the parameter sort first ascending, last descending (the
-MongoDB null order); ``_id`` is always the final tie-breaker.
+Sorting (#_sort): ascending on the smallest value of the parameter (``sp._sort.<code>.a``, then the largest),
+descending on the largest (``sp._sort.<code>.d``, then the smallest); resources without the parameter sort
+first ascending, last descending (the MongoDB null order); ``_id`` is always the final tie-breaker, in the
+direction of the last key. Date conditions also bound the scalar sort keys (see :func:`_implied_sort_bound`).
 """
 
 from __future__ import annotations
@@ -171,10 +172,14 @@ def compile_sort(parsed: ParsedSearch) -> list[tuple[str, int]]:
             spec.append(("_id", direction))
         elif key.code == "_lastUpdated":
             spec.append(("lastUpdated", direction))
-        else:
-            spec.append((f"sp.{SORT_KEY}.{key.code}.{'d' if key.descending else 'a'}", direction))
+        else:  # by the smallest value, then the largest, ascending; the reverse descending
+            first, second = ("d", "a") if key.descending else ("a", "d")
+            spec.append((f"sp.{SORT_KEY}.{key.code}.{first}", direction))
+            spec.append((f"sp.{SORT_KEY}.{key.code}.{second}", direction))
     if not any(field == "_id" for field, _ in spec):
-        spec.append(("_id", 1))
+        # the tie-breaker follows the last key's direction, so that an index (..., key, _id) serves the sort
+        # read forwards or backwards
+        spec.append(("_id", spec[-1][1] if spec else 1))
     return spec
 
 
@@ -245,6 +250,9 @@ class _Compiler:
         positives = [self._value_filter(field, clause, v) for v in clause.values]
         if modifier == "not":
             return {"$nor": positives}
+        if clause.param.type == "date" and modifier is None:
+            positives = [_and([p, _implied_sort_bound(code, v, self.now)]) if isinstance(v, DateValue) else p
+                         for p, v in zip(positives, clause.values, strict=True)]
         return _or(positives)
 
     @staticmethod
@@ -431,6 +439,34 @@ def date_entry_condition(value: DateValue, now: datetime) -> Filter:
         case _:  # ap
             margin = _approximate_margin(value, now)
             return {"lo": {"$lt": ph + margin}, "hi": {"$gt": pl - margin}}
+
+
+def _implied_sort_bound(code: str, value: DateValue, now: datetime) -> Filter:
+    """A condition on the scalar sort keys implied by a date condition, added so that the compound indexes
+    ``(code, _sort.<date>.a|d, ...)`` can bound their scan (it never changes the result).
+
+    With ``a`` = the smallest ``lo`` and ``d`` = the largest ``hi`` of the resource's entries (every entry has
+    ``lo < hi``), an entry ``e`` matching the value implies: eq ``d > pl`` and ``a < ph``; gt/sa ``d > ph``
+    (``e.hi > ph``, resp. ``e.hi > e.lo >= ph``); ge ``d > pl``; lt/eb ``a < pl``; le ``a < ph``; ap the same
+    as eq on the widened range; ne nothing."""
+    pl, ph = value.range.lo, value.range.hi
+    low, high = f"sp.{SORT_KEY}.{code}.a", f"sp.{SORT_KEY}.{code}.d"
+    match value.prefix:
+        case "eq":
+            return {high: {"$gt": pl}, low: {"$lt": ph}}
+        case "gt" | "sa":
+            return {high: {"$gt": ph}}
+        case "ge":
+            return {high: {"$gt": pl}}
+        case "lt" | "eb":
+            return {low: {"$lt": pl}}
+        case "le":
+            return {low: {"$lt": ph}}
+        case "ap":
+            margin = _approximate_margin(value, now)
+            return {high: {"$gt": pl - margin}, low: {"$lt": ph + margin}}
+        case _:
+            return {}
 
 
 def _date_condition(field: str, value: DateValue, now: datetime, *, scalar: bool = False) -> Filter:

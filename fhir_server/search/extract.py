@@ -27,9 +27,9 @@ from bson.decimal128 import Decimal128
 
 from fhir_server.search import entries as E
 from fhir_server.search.fhirpath import CompiledBranch, evaluate
-from fhir_server.search.registry import SearchParam, SearchParameterRegistry
+from fhir_server.search.registry import SORT_FIELD, SearchParam, SearchParameterRegistry
 
-SORT_KEY = "_sort"
+SORT_KEY = SORT_FIELD
 
 Entry = Any
 Builder = Callable[[Any, str | None], list[Entry]]

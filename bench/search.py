@@ -1,0 +1,298 @@
+"""Search benchmark (issue #3, item 7): p50/p95 latency over HTTP beside a hand-written PyMongo query.
+
+Loads N synthetic registry patients (``fhir_server.synthetic.registry_cohort``; 10,000 patients are about
+153,000 resources) *directly with PyMongo*, as the server would store them: each transaction Bundle's
+``urn:uuid`` references rewritten to ``Type/id``, the shared center created once (its conditional create),
+``meta`` stamped as the server does, ``sp`` from ``extract_index_values``, one history document per resource,
+then the server's indexes (``SearchParameterRegistry.index_specs``) built once. Then it starts the server
+(``fhir-server serve``, 2 uvicorn workers) on that database and times each query, one request at a time:
+
+* server: ``GET`` over HTTP (httpx, keep-alive), the whole searchset Bundle read by the client;
+* PyMongo: a hand-written query on the same collections and ``sp`` fields, what a developer would write for
+  the same question (same codec options as the server, documents materialised), in the same run.
+
+    .venv/bin/python bench/search.py --patients 10000 --repeat 200
+
+``--extract`` only runs the index-extraction micro-benchmark (µs per resource over registry_cohort(200)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pymongo import MongoClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fhir_server, mongod, percentiles
+from fhir_server.interactions.versioning import stamp
+from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.search import SearchParameterRegistry, extract_index_values
+from fhir_server.storage.client import CODEC_OPTIONS, connect
+from fhir_server.storage.documents import HISTORY, ResourceWrite
+from fhir_server.storage.store import ResourceStore
+from fhir_server.synthetic import registry_cohort
+
+B = "https://cml-registry.eu/fhir"
+LOINC = "http://loinc.org"
+CONCEPTS = f"{B}/CodeSystem/ifp-concepts"
+REASONS = f"{B}/CodeSystem/ifp-registration-reason"
+PSEUDONYM = f"{B}/sid/patient"
+
+
+# -- loading -------------------------------------------------------------------------------------------------
+
+
+def stored_writes(patients: int, registry: SearchParameterRegistry) -> tuple[list[ResourceWrite], list[str]]:
+    """The versions the server would store for ``patients`` transaction Bundles; and the pseudonyms."""
+    writes: list[ResourceWrite] = []
+    centers: dict[str, str] = {}  # ifNoneExist criteria -> id (conditional create of the shared center)
+    pseudonyms: list[str] = []
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for n, (bundle, _facts) in enumerate(registry_cohort(patients)):
+        ids: dict[str, str] = {}
+        entries = []
+        for entry in bundle["entry"]:
+            resource, request = entry["resource"], entry["request"]
+            kind = resource["resourceType"]
+            if kind == "Organization" and request.get("ifNoneExist") in centers:
+                ids[entry["fullUrl"]] = f"Organization/{centers[request['ifNoneExist']]}"
+                continue
+            ident = str(uuid.UUID(int=random.Random(f"{n}/{entry['fullUrl']}").getrandbits(128), version=4))
+            ids[entry["fullUrl"]] = f"{kind}/{ident}"
+            if kind == "Organization":
+                centers[request["ifNoneExist"]] = ident
+            if kind == "Patient":
+                pseudonyms.append(resource["identifier"][0]["value"])
+            entries.append((ident, resource))
+        last_updated = at + timedelta(seconds=n)
+        for ident, resource in entries:
+            rewritten = _rewrite(resource, ids)
+            stored = stamp(rewritten, ident, 1, last_updated)
+            writes.append(ResourceWrite(stored["resourceType"], ident, 1, last_updated, "POST", stored,
+                                        extract_index_values(registry, stored)))
+    return writes, pseudonyms
+
+
+def _rewrite(node: Any, ids: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: (ids.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, ids))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite(v, ids) for v in node]
+    return node
+
+
+def load(uri: str, db_name: str, writes: list[ResourceWrite]) -> None:
+    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
+    db = client[db_name]
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for write in writes:
+        by_type[write.type].append(write.current_document())
+    for kind, docs in by_type.items():
+        for start in range(0, len(docs), 5000):
+            db[kind].insert_many(docs[start:start + 5000], ordered=False)
+    history = [w.history_document() for w in writes]
+    for start in range(0, len(history), 5000):
+        db[HISTORY].insert_many(history[start:start + 5000], ordered=False)
+    client.close()
+
+
+async def build_indexes(uri: str, db_name: str, registry: SearchParameterRegistry) -> None:
+    client = connect(uri)
+    try:
+        await ResourceStore(client[db_name]).ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
+    finally:
+        await client.close()
+
+
+# -- queries -------------------------------------------------------------------------------------------------
+
+
+class Queries:
+    """Each benchmark query: the FHIR search (path + query) and the hand-written PyMongo equivalent."""
+
+    def __init__(self, db: Any, pseudonyms: list[str], seed: int) -> None:
+        self.db = db
+        self.pseudonyms = pseudonyms
+        self.rng = random.Random(seed)
+
+    def pick(self) -> str:
+        return self.rng.choice(self.pseudonyms)
+
+    def cases(self) -> list[tuple[str, Callable[[], str], Callable[[], int]]]:
+        db = self.db
+        project = {"resource": 1}
+
+        def token_http() -> str:
+            return f"Observation?code={LOINC}|777-3&_count=100"
+
+        def token_raw() -> int:
+            return len(list(db.Observation.find({"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}}, project)
+                            .sort("_id", 1).limit(100)))
+
+        chained_value = {"p": ""}
+
+        def chained_http() -> str:
+            chained_value["p"] = self.pick()
+            return f"Observation?subject:Patient.identifier={PSEUDONYM}|{chained_value['p']}&_count=100"
+
+        def chained_raw() -> int:
+            patient = db.Patient.find_one({"sp.identifier": {"$elemMatch": {"s": PSEUDONYM, "c": self.pick()}}},
+                                          {"_id": 1})
+            return len(list(db.Observation.find({"sp.subject.r": f"Patient/{patient['_id']}"}, project)
+                            .sort("_id", 1).limit(100)))
+
+        def has_http() -> str:
+            return f"Patient?_has:Observation:subject:value-concept={REASONS}|toxicity&_count=100"
+
+        def has_raw() -> int:
+            refs = db.Observation.distinct("sp.subject.i",
+                                           {"sp.value-concept": {"$elemMatch": {"s": REASONS, "c": "toxicity"}}})
+            return len(list(db.Patient.find({"_id": {"$in": refs}}, project).sort("_id", 1).limit(100)))
+
+        def include_http() -> str:
+            return f"Observation?code={CONCEPTS}|registration-reason&_include=Observation:subject&_count=100"
+
+        def include_raw() -> int:
+            found = list(db.Observation.find({"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": "registration-reason"}}},
+                                             {"resource": 1, "sp.subject": 1}).sort("_id", 1).limit(100))
+            ids = sorted({e["i"] for d in found for e in d["sp"].get("subject", ())})
+            return len(found) + len(list(db.Patient.find({"_id": {"$in": ids}}, project)))
+
+        def date_http() -> str:
+            return (f"Observation?code={CONCEPTS}|registration-reason&date=ge2005-01-01&date=lt2006-01-01"
+                    "&_sort=-date&_count=100")
+
+        def date_raw() -> int:
+            start, end = datetime(2005, 1, 1, tzinfo=UTC), datetime(2006, 1, 1, tzinfo=UTC)
+            query = {"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": "registration-reason"}},
+                     "sp.date": {"$elemMatch": {"lo": {"$gte": start}, "hi": {"$lte": end}}}}
+            return len(list(db.Observation.find(query, project).sort([("sp._sort.date.d", -1), ("_id", 1)])
+                            .limit(100)))
+
+        return [
+            ("(a) token, _count=100", token_http, token_raw),
+            ("(b) chained subject:Patient.identifier", chained_http, chained_raw),
+            ("(c) _has:Observation:subject:value-concept", has_http, has_raw),
+            ("(d) _include=Observation:subject", include_http, include_raw),
+            ("(e) date range + _sort=-date", date_http, date_raw),
+        ]
+
+
+def time_http(client: httpx.Client, base: str, make: Callable[[], str], repeat: int) -> tuple[list[float], int]:
+    samples: list[float] = []
+    matches = 0
+    for _ in range(repeat):
+        path, _, query = make().partition("?")
+        url = f"{base}/{path}?" + "&".join(f"{k}={quote(v, safe=':|/,$')}" for k, _, v in
+                                            (p.partition("=") for p in query.split("&")))
+        start = time.perf_counter()
+        r = client.get(url)
+        body = r.json()
+        samples.append((time.perf_counter() - start) * 1000)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+        matches = sum(1 for e in body.get("entry", []) if e["search"]["mode"] in ("match", "include"))
+    return samples, matches
+
+
+def time_raw(run: Callable[[], int], repeat: int) -> tuple[list[float], int]:
+    samples: list[float] = []
+    found = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        found = run()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples, found
+
+
+def bench_queries(uri: str, db_name: str, base: str, pseudonyms: list[str], repeat: int, seed: int) -> None:
+    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
+    queries = Queries(client[db_name], pseudonyms, seed)
+    print(f"{'query':44} {'server p50':>10} {'p95':>7}   {'pymongo p50':>11} {'p95':>7}   {'p95 ratio':>9}  rows")
+    with httpx.Client(timeout=60, headers={"Accept": "application/fhir+json"}) as http:
+        for name, make, raw in queries.cases():
+            time_http(http, base, make, max(5, repeat // 10))  # warm-up
+            time_raw(raw, max(5, repeat // 10))
+            server, rows = time_http(http, base, make, repeat)
+            hand, hand_rows = time_raw(raw, repeat)
+            (s50, s95), (h50, h95) = percentiles(server), percentiles(hand)
+            print(f"{name:44} {s50:8.1f}ms {s95:5.1f}ms   {h50:9.1f}ms {h95:5.1f}ms   {s95 / h95:8.1f}x  "
+                  f"{rows}/{hand_rows}")
+    client.close()
+
+
+# -- extraction micro-benchmark --------------------------------------------------------------------------------
+
+
+def bench_extract(patients: int = 200, rounds: int = 7) -> None:
+    """µs per resource of ``extract_index_values`` (best of ``rounds``), overall and per type."""
+    registry = SearchParameterRegistry.load_default()
+    resources = [e["resource"] for bundle, _ in registry_cohort(patients) for e in bundle["entry"]]
+    for resource in resources:
+        extract_index_values(registry, resource)  # compile the plans
+
+    def best(items: list[dict[str, Any]]) -> float:
+        fastest = float("inf")
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for resource in items:
+                extract_index_values(registry, resource)
+            fastest = min(fastest, time.perf_counter() - start)
+        return fastest / len(items) * 1e6
+
+    kinds = Counter(r["resourceType"] for r in resources)
+    print(f"extract_index_values over registry_cohort({patients}): {len(resources)} resources, "
+          f"{best(resources):.0f} µs per resource (best of {rounds})")
+    for kind in kinds:
+        print(f"  {kind:20} {kinds[kind]:6} {best([r for r in resources if r['resourceType'] == kind]):6.0f} µs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=200, help="requests per query")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
+    args = parser.parse_args()
+    if args.extract:
+        bench_extract()
+        return
+    registry = SearchParameterRegistry.load_default()
+    started = time.perf_counter()
+    writes, pseudonyms = stored_writes(args.patients, registry)
+    prepared = time.perf_counter()
+    kinds = Counter(w.type for w in writes)
+    print(f"{args.patients} patients, {len(writes)} resources ({dict(kinds)}); {os.cpu_count()} cores")
+    print(f"prepared (synthetic + stamp + extract) in {prepared - started:.0f} s")
+    with mongod() as uri:
+        db_name = f"bench_search_{uuid.uuid4().hex[:6]}"
+        load(uri, db_name, writes)
+        loaded = time.perf_counter()
+        asyncio.run(build_indexes(uri, db_name, registry))
+        print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {time.perf_counter() - loaded:.0f} s")
+        del writes
+        try:
+            with fhir_server(uri, db_name, args.workers) as base:
+                bench_queries(uri, db_name, base, pseudonyms, args.repeat, args.seed)
+        finally:
+            MongoClient(uri).drop_database(db_name)
+
+
+if __name__ == "__main__":
+    main()
