@@ -69,6 +69,7 @@ def _load_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown progress output
     _load_plugins()
     parser = argparse.ArgumentParser(prog="fhir-server", description="IFP registry FHIR R4 server")
     sub = parser.add_subparsers(dest="command", required=True)
