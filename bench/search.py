@@ -9,7 +9,8 @@ then the server's indexes (``SearchParameterRegistry.index_specs``) built once. 
 
 * server: ``GET`` over HTTP (httpx, keep-alive), the whole searchset Bundle read by the client;
 * PyMongo: a hand-written query on the same collections and ``sp`` fields, what a developer would write for
-  the same question (same codec options as the server, documents materialised), in the same run.
+  the same question (same codec options as the server, documents materialised), in the same run, in
+  alternating blocks of 25 requests, so that both see the same load of the (shared) machine.
 
     .venv/bin/python bench/search.py --patients 10000 --repeat 200
 
@@ -22,11 +23,13 @@ import argparse
 import asyncio
 import os
 import random
+import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.storage.client import CODEC_OPTIONS, connect
 from fhir_server.storage.documents import HISTORY, ResourceWrite
+from fhir_server.storage.mongod import free_port
 from fhir_server.storage.store import ResourceStore
 from fhir_server.synthetic import registry_cohort
 
@@ -184,8 +188,16 @@ class Queries:
             return len(list(db.Observation.find(query, project).sort([("sp._sort.date.d", -1), ("_id", 1)])
                             .limit(100)))
 
+        def total_http() -> str:
+            return token_http() + "&_total=accurate"
+
+        def total_raw() -> int:
+            db.Observation.count_documents({"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}})
+            return token_raw()
+
         return [
             ("(a) token, _count=100", token_http, token_raw),
+            ("(a+) the same with _total=accurate", total_http, total_raw),
             ("(b) chained subject:Patient.identifier", chained_http, chained_raw),
             ("(c) _has:Observation:subject:value-concept", has_http, has_raw),
             ("(d) _include=Observation:subject", include_http, include_raw),
@@ -193,31 +205,34 @@ class Queries:
         ]
 
 
-def time_http(client: httpx.Client, base: str, make: Callable[[], str], repeat: int) -> tuple[list[float], int]:
-    samples: list[float] = []
-    matches = 0
-    for _ in range(repeat):
-        path, _, query = make().partition("?")
-        url = f"{base}/{path}?" + "&".join(f"{k}={quote(v, safe=':|/,$')}" for k, _, v in
-                                            (p.partition("=") for p in query.split("&")))
-        start = time.perf_counter()
-        r = client.get(url)
-        body = r.json()
-        samples.append((time.perf_counter() - start) * 1000)
-        if r.status_code != 200:
-            raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
-        matches = sum(1 for e in body.get("entry", []) if e["search"]["mode"] in ("match", "include"))
-    return samples, matches
+def http_url(base: str, path_and_query: str) -> str:
+    path, _, query = path_and_query.partition("?")
+    return f"{base}/{path}?" + "&".join(f"{k}={quote(v, safe=':|/,$')}" for k, _, v in
+                                        (p.partition("=") for p in query.split("&")))
 
 
-def time_raw(run: Callable[[], int], repeat: int) -> tuple[list[float], int]:
-    samples: list[float] = []
-    found = 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        found = run()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples, found
+def time_pairs(http: httpx.Client, base: str, make: Callable[[], str], raw: Callable[[], int],
+               repeat: int, block: int = 25) -> tuple[list[float], list[float], int, int]:
+    """Alternate blocks of ``block`` server requests and ``block`` hand-written queries, so that both see the
+    same drift of the (shared) machine's load, without one timing the other's leftover work."""
+    server: list[float] = []
+    hand: list[float] = []
+    rows = hand_rows = 0
+    while len(server) < repeat:
+        for _ in range(min(block, repeat - len(server))):
+            url = http_url(base, make())
+            start = time.perf_counter()
+            r = http.get(url)
+            body = r.json()
+            server.append((time.perf_counter() - start) * 1000)
+            if r.status_code != 200:
+                raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+            rows = sum(1 for e in body.get("entry", []) if e["search"]["mode"] in ("match", "include"))
+        for _ in range(min(block, repeat - len(hand))):
+            start = time.perf_counter()
+            hand_rows = raw()
+            hand.append((time.perf_counter() - start) * 1000)
+    return server, hand, rows, hand_rows
 
 
 def bench_queries(uri: str, db_name: str, base: str, pseudonyms: list[str], repeat: int, seed: int) -> None:
@@ -226,14 +241,68 @@ def bench_queries(uri: str, db_name: str, base: str, pseudonyms: list[str], repe
     print(f"{'query':44} {'server p50':>10} {'p95':>7}   {'pymongo p50':>11} {'p95':>7}   {'p95 ratio':>9}  rows")
     with httpx.Client(timeout=60, headers={"Accept": "application/fhir+json"}) as http:
         for name, make, raw in queries.cases():
-            time_http(http, base, make, max(5, repeat // 10))  # warm-up
-            time_raw(raw, max(5, repeat // 10))
-            server, rows = time_http(http, base, make, repeat)
-            hand, hand_rows = time_raw(raw, repeat)
+            time_pairs(http, base, make, raw, max(5, repeat // 10))  # warm-up
+            server, hand, rows, hand_rows = time_pairs(http, base, make, raw, repeat)
             (s50, s95), (h50, h95) = percentiles(server), percentiles(hand)
             print(f"{name:44} {s50:8.1f}ms {s95:5.1f}ms   {h50:9.1f}ms {h95:5.1f}ms   {s95 / h95:8.1f}x  "
                   f"{rows}/{hand_rows}")
     client.close()
+
+
+# -- the server with gc.freeze() after start-up (--gc-freeze) --------------------------------------------------
+
+
+def frozen_app_factory() -> Any:
+    """The server's app, with ``gc.freeze()`` once start-up is done: the long-lived objects of start-up
+    (parameter registry, validation tables, models) leave the collector's generations, so a full collection
+    no longer walks them (measured: 40 ms pauses, every few dozen searches returning 200 resources)."""
+    import gc
+    from contextlib import asynccontextmanager
+
+    from fhir_server.api.app import create_app
+
+    app = create_app()
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> Any:
+        async with inner(application) as state:
+            gc.freeze()
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+@contextmanager
+def frozen_server(uri: str, db: str, workers: int) -> Iterator[str]:
+    """Like ``bench.common.fhir_server``, serving :func:`frozen_app_factory`."""
+    port = free_port()
+    env = {**os.environ, "FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_MAX_COUNT": "1000",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.search:frozen_app_factory", "--factory", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/fhir"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def serving(uri: str, db: str, workers: int, freeze: bool) -> Any:
+    return frozen_server(uri, db, workers) if freeze else fhir_server(uri, db, workers)
 
 
 # -- extraction micro-benchmark --------------------------------------------------------------------------------
@@ -269,9 +338,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="serve the app with gc.freeze() after start-up (a proposed server change)")
+    parser.add_argument("--db", help="with FHIR_MONGODB_URI: use (and keep) this database, loading it if empty")
     args = parser.parse_args()
     if args.extract:
         bench_extract()
+        return
+    if args.db:
+        reuse(args)
         return
     registry = SearchParameterRegistry.load_default()
     started = time.perf_counter()
@@ -285,13 +360,29 @@ def main() -> None:
         load(uri, db_name, writes)
         loaded = time.perf_counter()
         asyncio.run(build_indexes(uri, db_name, registry))
-        print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {time.perf_counter() - loaded:.0f} s")
+        indexed = time.perf_counter()
+        print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {indexed - loaded:.0f} s")
         del writes
         try:
-            with fhir_server(uri, db_name, args.workers) as base:
+            with serving(uri, db_name, args.workers, args.gc_freeze) as base:
                 bench_queries(uri, db_name, base, pseudonyms, args.repeat, args.seed)
         finally:
             MongoClient(uri).drop_database(db_name)
+
+
+def reuse(args: argparse.Namespace) -> None:
+    """Benchmark against a kept database (for iterating on the server), loading it first if it is empty."""
+    uri = os.environ["FHIR_MONGODB_URI"]
+    client: MongoClient[Any] = MongoClient(uri)
+    if client[args.db]["Patient"].estimated_document_count() == 0:
+        registry = SearchParameterRegistry.load_default()
+        writes, _ = stored_writes(args.patients, registry)
+        load(uri, args.db, writes)
+        asyncio.run(build_indexes(uri, args.db, registry))
+    pseudonyms = client[args.db]["Patient"].distinct("resource.identifier.value")
+    client.close()
+    with serving(uri, args.db, args.workers, args.gc_freeze) as base:
+        bench_queries(uri, args.db, base, pseudonyms, args.repeat, args.seed)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@
 Chained parameters and ``_has`` become sub-queries whose results turn into ``$in`` filters; ``_include`` and
 ``_revinclude`` fetch by id; paging is keyset (a ``_page`` token names the boundary row, so pages stay
 correct while data changes). Every read goes through ``ResourceStore`` and so through the access filter.
+
+``Bundle.total`` (search.html#total): ``_total=accurate`` and ``_total=estimate`` count every match (the
+estimate is exact), concurrently with the page; ``_summary=count`` and ``_count=0`` count; ``_total=none``
+omits it. Without ``_total`` the total is given when it costs nothing: on a first page that holds the whole
+result. Counting a broad search reads every match (the ``deleted`` flag and ``$elemMatch`` conditions need the
+documents) and costs several times the page itself, so it is left to the clients that ask for it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from fhir_server.search import (
     parse_search,
     sort_values,
 )
-from fhir_server.search.compile import IncludePlan
+from fhir_server.search.compile import HasJoin, IncludePlan
 from fhir_server.search.paging import at_filter
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
@@ -37,7 +43,6 @@ from fhir_server.storage.access import restrict
 Session = AsyncClientSession | None
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
-DEFAULT_TOTAL_LIMIT = 1000  # without _total, Bundle.total is given when there are at most this many matches
 T = TypeVar("T")
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
@@ -77,12 +82,22 @@ async def resolve_filter(ctx: RequestContext, services: Services, compiled: Comp
         terms.append(chain.join_filter(ids_by_type))
     for has in compiled.has:
         inner_filter = await resolve_filter(ctx, services, has.inner, session)
-        sources = await services.store.find(ctx, has.source_type, inner_filter, projection=has.projection,
-                                            session=session)
-        terms.append(has.join_filter(has.referenced_ids(sources)))
+        terms.append(has.join_filter(await _referenced_ids(ctx, services, has, inner_filter, session)))
     if not terms:
         return {}
     return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+async def _referenced_ids(ctx: RequestContext, services: Services, has: HasJoin, inner_filter: dict[str, Any],
+                          session: Session) -> set[str]:
+    """Ids of the ``has.target_type`` resources that ``has.source_type`` documents matching ``inner_filter``
+    refer to (``_has``). Collected by MongoDB into one set of strings: decoding every source document in
+    Python cost about as much again as the query."""
+    pipeline: list[dict[str, Any]] = [
+        {"$match": inner_filter}, {"$project": {"_id": 0, "e": f"$sp.{has.source_code}"}}, {"$unwind": "$e"},
+        {"$match": {"e.t": has.target_type}}, {"$group": {"_id": None, "ids": {"$addToSet": "$e.i"}}}]
+    found = await services.store.aggregate(ctx, has.source_type, pipeline, session=session)
+    return set(found[0]["ids"]) if found else set()
 
 
 def compartment_filter(services: Services, compartment: tuple[str, str], resource_type: str) -> dict[str, Any]:
@@ -147,18 +162,21 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     count = parsed.count if parsed.count is not None else services.settings.default_count
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if parsed.summary == "count":
-        total = await _total(ctx, services, parsed, filters, page_token, session)
-        bundle["total"] = total or 0
+        bundle["total"] = await _total(ctx, services, parsed, filters, session)
         bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
         return bundle
-    counting = _total(ctx, services, parsed, filters, page_token, session)
     paging = _page(ctx, services, filters, compiled, count, page_token, session)
-    if session is None:  # count and page at once (a transaction's session runs one operation at a time)
-        total, page = await asyncio.gather(counting, paging)
-    else:
-        total, page = await counting, await paging
-    if total is not None:
+    if parsed.total in ("accurate", "estimate") or (count == 0 and parsed.total is None):
+        counting = _total(ctx, services, parsed, filters, session)
+        if session is None:  # count and page at once (a transaction's session runs one operation at a time)
+            total, page = await asyncio.gather(counting, paging)
+        else:
+            total, page = await counting, await paging
         bundle["total"] = total
+    else:
+        page = await paging
+        if parsed.total is None and page_token is None and page.next_key is None:
+            bundle["total"] = len(page.docs)  # the whole result is on this page: the total costs nothing
     entries = [_entry(ctx, doc, "match", parsed) for doc in page.docs]
     entries += [_entry(ctx, doc, "include", parsed)
                 for doc in await _includes(ctx, services, compiled.includes, page.docs, session)]
@@ -170,19 +188,10 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
 
 
 async def _total(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
-                 page_token: str | None, session: Session) -> int | None:
-    """``Bundle.total`` (search.html#total): ``_total=none`` omits it; ``accurate`` and ``estimate`` count every
-    match (the estimate is exact); ``_summary=count`` counts. Without ``_total``, the first page counts up to
-    :data:`DEFAULT_TOTAL_LIMIT` matches and gives the total when there are no more (counting every match of a
-    broad search costs more than the page itself); later pages omit it."""
-    mode = parsed.total
-    if mode == "none" or (mode is None and page_token is not None and parsed.summary != "count"):
-        return None
-    limit = 0 if mode in ("accurate", "estimate") or parsed.summary == "count" else DEFAULT_TOTAL_LIMIT + 1
-    counts = await _gather(session, [services.store.count(ctx, t, query, session=session, limit=limit)
+                 session: Session) -> int:
+    """Count every match (``_total=accurate|estimate``, ``_summary=count``; the estimate is exact)."""
+    counts = await _gather(session, [services.store.count(ctx, t, query, session=session)
                                      for t, query in filters.items()])
-    if limit and any(c >= limit for c in counts):
-        return None
     return sum(counts)
 
 
@@ -194,7 +203,7 @@ async def _gather(session: Session, calls: list[Awaitable[T]]) -> list[T]:
 
 
 def _projection(compiled: CompiledSearch) -> dict[str, int]:
-    fields = {"resource": 1, "vid": 1, "lastUpdated": 1}
+    fields = {"resource": 1}
     for field, _ in compiled.sort:
         fields[field] = 1
     for plan in compiled.includes:
@@ -310,7 +319,7 @@ async def _include_round(ctx: RequestContext, services: Services, plans: list[In
             for kind, ident in plan.targets(doc):
                 if kind in SUPPORTED_TYPES and f"{kind}/{ident}" not in seen:
                     wanted.setdefault(kind, set()).add(ident)
-    projection = {"resource": 1, "vid": 1, "lastUpdated": 1}
+    projection = {"resource": 1}
     for plan in plans:
         if plan.iterate and not plan.reverse:
             projection.update({f"sp.{code}": 1 for code in plan.codes})

@@ -146,17 +146,15 @@ async def test_total_none_estimate_and_accurate(data: httpx.AsyncClient) -> None
     assert (await search(data, "Observation", query + "&_total=estimate"))["total"] >= 1
 
 
-async def test_default_total_is_given_up_to_a_limit(data: httpx.AsyncClient,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without ``_total``, the first page counts up to DEFAULT_TOTAL_LIMIT matches: exact below, absent above
-    (``_total=accurate`` still counts everything)."""
-    from fhir_server.interactions import search as executor
-
-    monkeypatch.setattr(executor, "DEFAULT_TOTAL_LIMIT", 4)
-    assert (await search(data, "Observation", f"code={LOINC}|69380-4&_count=1"))["total"] == 4
+async def test_default_total_is_given_when_the_first_page_holds_everything(data: httpx.AsyncClient) -> None:
+    """Without ``_total`` the total costs nothing or is absent; ``_total=accurate`` and ``_summary=count``
+    count every match; ``_count=0`` gives the count alone."""
+    assert (await search(data, "Observation", f"code={LOINC}|69380-4"))["total"] == 4
     assert "total" not in await search(data, "Observation", "_count=1")
     assert (await search(data, "Observation", "_count=1&_total=accurate"))["total"] == 8
     assert (await search(data, "Observation", "_summary=count"))["total"] == 8
+    nothing = await search(data, "Observation", "_count=0")
+    assert nothing["total"] == 8 and not nothing.get("entry")
 
 
 async def test_total_accurate_on_a_later_page(data: httpx.AsyncClient) -> None:
