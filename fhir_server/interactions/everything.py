@@ -3,7 +3,8 @@
 The result is the patient, every resource in its compartment (https://hl7.org/fhir/R4/compartmentdefinition-
 patient.html, the same parameters as compartment search), and the resources those refer to that are not in the
 compartment themselves (e.g. the managing Organization), each once, as a ``searchset`` Bundle: the patient and
-its compartment with ``search.mode = match``, the referenced resources with ``include``.
+its compartment with ``search.mode = match``, the referenced resources with ``include``. References are not
+followed to other Patients, nor out of a Group (its members): ``$everything`` is one patient's record.
 
 Parameters: ``_since`` (instant: only resources whose ``lastUpdated`` is at or after it), ``_type``
 (comma-separated types to return; references are still followed from every compartment resource, so
@@ -36,6 +37,7 @@ DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 PAGE = "_page"
 KNOWN = frozenset({"_since", "_type", "_count", PAGE, "_format", "_pretty"})
 _KEY_SPEC = [("segment", 1), ("type", 1), ("_id", 1)]
+NOT_FOLLOWED = frozenset({"Group"})  # a Group's references are its other members
 Key = tuple[int, str, str]  # (0 patient | 1 compartment | 2 referenced, type, id)
 
 
@@ -117,9 +119,11 @@ async def _keys(ctx: RequestContext, services: Services, patient_id: str, since:
         projection = {"lastUpdated": 1, **{f"sp.{c}": 1 for c in codes}}
         for doc in await services.store.find(ctx, kind, query, projection=projection):
             members[(kind, doc["_id"])] = doc["lastUpdated"]
+            if kind in NOT_FOLLOWED:
+                continue
             for code in codes:
                 for entry in doc.get("sp", {}).get(code, ()):
-                    if entry.get("t") in SUPPORTED_TYPES and entry.get("i"):
+                    if entry.get("t") in SUPPORTED_TYPES and entry.get("t") != "Patient" and entry.get("i"):
                         references.add((entry["t"], entry["i"]))
     referenced = await _existing(ctx, services, references - set(members))
     keys: list[Key] = []

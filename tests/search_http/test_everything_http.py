@@ -122,3 +122,18 @@ async def test_everything_parameters(data: httpx.AsyncClient) -> None:
     assert any(e["search"]["mode"] == "outcome" for e in lenient["entry"])
     strict = await data.get("/fhir/Patient/pa/$everything?start=2007", headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
+
+
+async def test_everything_does_not_follow_references_to_other_patients(data: httpx.AsyncClient) -> None:
+    """A Group of pa and pb is in both compartments; pb's record is not part of pa's $everything."""
+    await store(data, {"resourceType": "Group", "id": "g", "type": "person", "actual": True,
+                       "member": [{"entity": {"reference": "Patient/pa"}}, {"entity": {"reference": "Patient/pb"}}]},
+                {"resourceType": "Observation", "id": "lab-link", "status": "final", "code": {"text": "x"},
+                 "subject": {"reference": "Patient/pa"}, "focus": [{"reference": "Patient/pb"}]})
+    try:
+        found = refs(await everything(data, "/fhir/Patient/pa/$everything"))
+        assert "Group/g" in found and "Observation/lab-link" in found
+        assert "Patient/pb" not in found
+    finally:
+        await data.delete("/fhir/Group/g")
+        await data.delete("/fhir/Observation/lab-link")

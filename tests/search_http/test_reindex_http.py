@@ -16,7 +16,7 @@ import pytest
 
 from fhir_server.interactions.reindex import JOBS, write_index_values
 from fhir_server.services import Services
-from tests.conftest import parse, put
+from tests.conftest import body, parse, put
 from tests.search_http.conftest import fresh, ids, search, store
 
 B = "https://cml-registry.eu/fhir"
@@ -155,3 +155,14 @@ async def test_an_unusable_search_parameter_is_refused_and_not_stored(clean: htt
     assert r.status_code in (400, 422), r.text
     assert (await clean.get("/fhir/SearchParameter/toxicity-grade")).status_code == 404
     await store(clean, toxicity("tox-1", 3))  # writes go on with the parameters in force
+
+
+async def test_a_search_parameter_in_a_transaction_bundle_takes_effect_for_the_same_bundle_after_commit(
+        clean: httpx.AsyncClient) -> None:
+    """Bundles call ``after_commit`` too: the next write is indexed with the new parameter."""
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": TOXICITY_GRADE, "request": {"method": "PUT", "url": "SearchParameter/toxicity-grade"}}]}
+    r = await clean.post("/fhir", content=body(bundle), headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    await store(clean, toxicity("tox-9", 2))
+    assert await grade(clean, "2", Prefer="handling=strict") == ["tox-9"]
