@@ -24,7 +24,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
-from fhir_server.storage.documents import COUNTERS, HISTORY
+from fhir_server.storage.documents import COUNTERS
 from fhir_server.storage.store import ResourceStore
 from fhir_server.terminology.service import Terminology
 
@@ -76,10 +76,10 @@ class ConformanceCache:
         current = {(kind, r.get("url"), r.get("version")) for kind, rs in loaded.items() for r in rs}
         out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
         seen: set[tuple[str, str, str]] = set()
-        cursor = self.store.db[HISTORY].find(
-            {"type": {"$in": list(KINDS)}, "deleted": False, "resource.version": {"$exists": True}},
-            {"type": 1, "id": 1, "resource": 1}, sort=[("vid", -1)], session=session)
-        async for doc in cursor:
+        versions = self.store.versions_matching(
+            RequestContext.system(), KINDS, {"deleted": False, "resource.version": {"$exists": True}},
+            projection={"type": 1, "id": 1, "resource": 1}, session=session)
+        async for doc in versions:
             kind, resource = doc["type"], doc["resource"]
             key = (kind, resource.get("url"), resource.get("version"))
             if (kind, doc["id"]) not in live or key in current or key in seen or not resource.get("url"):

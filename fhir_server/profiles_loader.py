@@ -23,7 +23,6 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.resources import CONFORMANCE_TYPES, check_structure
 from fhir_server.services import Services
-from fhir_server.storage.documents import HISTORY
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,7 @@ async def _load_one(ctx: RequestContext, services: Services, resource: dict[str,
     kind, wanted_id = resource["resourceType"], resource.get("id")
 
     async def work(uow: UnitOfWork) -> bool:
-        if "version" in resource and await uow.store.db[HISTORY].find_one(
-                {"type": kind, "resource.url": resource["url"], "resource.version": resource["version"]},
-                {"_id": 1}, session=uow.session):
+        if "version" in resource and await _known_version(uow, kind, resource):
             return False
         free = wanted_id is not None and await uow.current(kind, wanted_id) is None
         assigned = wanted_id if free else None
@@ -74,3 +71,12 @@ async def _load_one(ctx: RequestContext, services: Services, resource: dict[str,
         return result.status == 201
 
     return await run_in_transaction(ctx, services, work)
+
+
+async def _known_version(uow: UnitOfWork, kind: str, resource: dict[str, Any]) -> bool:
+    """Whether any version, current or replaced, already holds this url|version."""
+    query = {"resource.url": resource["url"], "resource.version": resource["version"]}
+    async for _ in uow.store.versions_matching(uow.ctx, [kind], query, projection={"_id": 1},
+                                               session=uow.session, limit=1):
+        return True
+    return False

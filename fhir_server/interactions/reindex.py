@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import bson
-from pymongo import UpdateOne
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, NotFound, operation_outcome
@@ -207,9 +206,4 @@ async def write_index_values(services: Services, resource_type: str,
                              batch: list[tuple[str, int, dict[str, Any]]]) -> int:
     """Set ``sp`` of the version read (``_id`` and ``vid`` both match), without a new version; returns how many
     documents were still at that version. A store method to be: this writes to ``services.store.db``."""
-    if not batch:
-        return 0
-    ops = [UpdateOne({"_id": ident, "vid": vid, "deleted": False}, {"$set": {"sp": values}})
-           for ident, vid, values in batch]
-    result = await services.store.db[resource_type].bulk_write(ops, ordered=False)
-    return int(result.matched_count)
+    return await services.store.set_search_values(RequestContext.system(), resource_type, batch)

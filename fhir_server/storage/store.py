@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.read_concern import ReadConcern
@@ -34,6 +35,14 @@ class ResourceStore:
     def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None) -> None:
         self.db = db
         self.access = access or AccessPolicy()
+        self._collections: dict[str, AsyncCollection] = {}
+
+    def collection(self, name: str) -> AsyncCollection:
+        """Collection objects are cached: building one costs more than a small query's own client work."""
+        found = self._collections.get(name)
+        if found is None:
+            found = self._collections[name] = self.db[name]
+        return found
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -57,7 +66,7 @@ class ResourceStore:
             except OperationFailure as exc:
                 if exc.code != 48:  # NamespaceExists: another process created it first
                     raise
-        await self.db[collection].create_indexes(models)
+        await self.collection(collection).create_indexes(models)
 
     # -- transactions ----------------------------------------------------------------------------------
 
@@ -76,7 +85,7 @@ class ResourceStore:
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
                       session: Session = None) -> StoredVersion | None:
         """The current version of a resource, tombstone included (to tell 404 from 410)."""
-        doc = await self.db[resource_type].find_one(
+        doc = await self.collection(resource_type).find_one(
             self._filter(ctx, resource_type, {"_id": resource_id}),
             {"sp": 0}, session=session,
         )
@@ -84,7 +93,7 @@ class ResourceStore:
 
     async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
                       session: Session = None) -> StoredVersion | None:
-        doc = await self.db[HISTORY].find_one(
+        doc = await self.collection(HISTORY).find_one(
             self._filter(ctx, resource_type, {"type": resource_type, "id": resource_id, "vid": vid}),
             session=session,
         )
@@ -94,7 +103,7 @@ class ResourceStore:
                    sort: Sequence[tuple[str, int]] | None = None, limit: int = 0,
                    projection: dict[str, Any] | None = None, session: Session = None) -> list[dict[str, Any]]:
         """Current, non-deleted documents of one type matching a compiled search filter."""
-        cursor = self.db[resource_type].find(
+        cursor = self.collection(resource_type).find(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)),
             projection, sort=list(sort) if sort else None, limit=limit, session=session,
         )
@@ -104,7 +113,7 @@ class ResourceStore:
                       batch_size: int = 500, projection: dict[str, Any] | None = None,
                       sort: Sequence[tuple[str, int]] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stream matching current documents from a cursor (bulk export: memory stays flat)."""
-        cursor = self.db[resource_type].find(
+        cursor = self.collection(resource_type).find(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), projection,
             sort=list(sort) if sort else None, batch_size=batch_size,
         )
@@ -116,7 +125,7 @@ class ResourceStore:
         kwargs: dict[str, Any] = {"session": session}
         if limit:
             kwargs["limit"] = limit
-        return int(await self.db[resource_type].count_documents(
+        return int(await self.collection(resource_type).count_documents(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), **kwargs))
 
     async def aggregate(self, ctx: RequestContext, resource_type: str, pipeline: list[dict[str, Any]], *,
@@ -124,7 +133,7 @@ class ResourceStore:
         """An aggregation whose first stage is the access filter (reports). ``$lookup`` stages into other
         collections must use ``lookup_filter`` for their own match."""
         first = {"$match": self._filter(ctx, resource_type, dict(NOT_DELETED))}
-        cursor = await self.db[resource_type].aggregate([first, *pipeline], session=session)
+        cursor = await self.collection(resource_type).aggregate([first, *pipeline], session=session)
         return [doc async for doc in cursor]
 
     def lookup_filter(self, ctx: RequestContext, resource_type: str) -> dict[str, Any]:
@@ -141,7 +150,7 @@ class ResourceStore:
             at, key = after_key
             query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
                                              {"lastUpdated": at, "_id": {"$lt": key}}]})
-        cursor = self.db[HISTORY].find(
+        cursor = self.collection(HISTORY).find(
             self._filter(ctx, resource_type, query),
             sort=[("lastUpdated", DESCENDING), ("_id", DESCENDING)], limit=limit, session=session,
         )
@@ -150,8 +159,19 @@ class ResourceStore:
     async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
                             since: datetime | None = None, session: Session = None) -> int:
         query = _history_query(resource_type, resource_id, since, None)
-        return int(await self.db[HISTORY].count_documents(self._filter(ctx, resource_type, query),
+        return int(await self.collection(HISTORY).count_documents(self._filter(ctx, resource_type, query),
                                                           session=session))
+
+    async def versions_matching(self, ctx: RequestContext, resource_types: Sequence[str], query: dict[str, Any], *,
+                                projection: dict[str, Any] | None = None, session: Session = None,
+                                limit: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """History documents (any version) of ``resource_types`` matching ``query``, newest version first."""
+        terms = [restrict({"type": kind}, self.access.read_filter(ctx, kind)) for kind in resource_types]
+        scope = terms[0] if len(terms) == 1 else {"$or": terms}
+        cursor = self.collection(HISTORY).find(restrict(scope, query), projection, sort=[("vid", DESCENDING)],
+                                                 limit=limit, session=session)
+        async for doc in cursor:
+            yield doc
 
     # -- writes ----------------------------------------------------------------------------------------
 
@@ -170,16 +190,27 @@ class ResourceStore:
             history.append(write.history_document())
         try:
             for resource_type, docs in inserts.items():
-                await self.db[resource_type].insert_many(docs, ordered=True, session=session)
+                await self.collection(resource_type).insert_many(docs, ordered=True, session=session)
             for resource_type, ops in replaces.items():
-                result = await self.db[resource_type].bulk_write(ops, ordered=True, session=session)
+                result = await self.collection(resource_type).bulk_write(ops, ordered=True, session=session)
                 if result.matched_count != len(ops):
                     raise Conflict("The resource was changed by another request; retry", code="conflict")
             if history:
-                await self.db[HISTORY].insert_many(history, ordered=True, session=session)
+                await self.collection(HISTORY).insert_many(history, ordered=True, session=session)
         except DuplicateKeyError as exc:
             key = exc.details.get("keyValue") if exc.details else None
             raise Conflict(f"A resource with this id already exists: {key}") from exc
+
+    async def set_search_values(self, ctx: RequestContext, resource_type: str,
+                                batch: Sequence[tuple[str, int, dict[str, Any]]]) -> int:
+        """Replace ``sp`` of the versions read (``_id`` and ``vid`` must still match: a concurrent write wins)
+        without a new version (re-indexing); returns how many documents were updated."""
+        if not batch:
+            return 0
+        ops = [UpdateOne(self._filter(ctx, resource_type, {"_id": ident, "vid": vid, "deleted": False}),
+                         {"$set": {"sp": values}}) for ident, vid, values in batch]
+        result = await self.collection(resource_type).bulk_write(ops, ordered=False)
+        return int(result.matched_count)
 
     async def claim(self, claims: Sequence[tuple[str, str]], session: AsyncClientSession) -> None:
         """Touch the claim document of each conditional create's criteria (key, owner) in the transaction.
@@ -193,7 +224,7 @@ class ResourceStore:
             return
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
-        await self.db[CLAIMS].bulk_write(ops, ordered=True, session=session)
+        await self.collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
 
 
 def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,
