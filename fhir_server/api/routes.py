@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.context import prefer, request_context
-from fhir_server.api.negotiation import fhir_response, read_body, response_media_type
+from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, MethodNotAllowed, NotFound, operation_outcome
 from fhir_server.interactions import bundle as bundle_interaction
@@ -162,8 +164,12 @@ async def search_type_post(request: Request, resource_type: str) -> Response:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("POST _search takes an application/x-www-form-urlencoded body", code="invalid")
-    form = await request.form()
-    params = _params(request) + [(k, str(v)) for k, v in form.multi_items()]
+    raw = await read_raw_body(request, services.settings.max_body_bytes)
+    try:
+        form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("The _search body is not UTF-8", code="structure") from exc
+    params = _params(request) + form
     bundle = await search_interaction.search(ctx, services, resource_type, params)
     return fhir_response(bundle, pretty=_pretty(request))
 

@@ -272,14 +272,6 @@ async def test_include_and_revinclude_together_without_duplicates(data: httpx.As
 
 # -- POST _search, system search (http.html#search) ----------------------------------------------------------
 
-# ``routes.search_type_post`` reads the body with ``request.form()``, which needs ``python-multipart`` (not a
-# dependency of the project): every POST _search is a 500 today. The fix belongs to routes.py: read
-# ``await request.body()`` and ``urllib.parse.parse_qsl(..., keep_blank_values=True)`` it.
-POST_FORM = pytest.mark.xfail(reason="routes.search_type_post needs python-multipart for request.form()",
-                              strict=False)
-
-
-@POST_FORM
 async def test_post_search_is_the_same_search(data: httpx.AsyncClient) -> None:
     r = await data.post("/fhir/Observation/_search", data={"subject": "Patient/pa", "_sort": "date"},
                         headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -291,7 +283,6 @@ async def test_post_search_is_the_same_search(data: httpx.AsyncClient) -> None:
     assert self_link.path == "/fhir/Observation" and ("subject", "Patient/pa") in parse_qsl(self_link.query)
 
 
-@POST_FORM
 async def test_post_search_combines_url_and_body_parameters(data: httpx.AsyncClient) -> None:
     r = await data.post("/fhir/Observation/_search?code=registration-reason", data={"subject": "pa"})
     assert r.status_code == 200, r.text
