@@ -80,3 +80,13 @@ async def test_mutated_example_is_never_a_server_error(client: httpx.AsyncClient
 async def test_odd_urls_are_never_a_server_error(client: httpx.AsyncClient, url: str) -> None:
     response = await client.get(url, headers={"Prefer": "handling=strict"})
     assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(("content_type", "payload"), [
+    ("application/x-www-form-urlencoded", b"\xff\xfe=\x00"), ("application/x-www-form-urlencoded", b"a=%ZZ&&=="),
+    ("multipart/form-data", b"--x\r\n"), ("", b""), ("application/x-www-form-urlencoded", b"_count=abc"),
+])
+async def test_odd_post_search_bodies_are_never_a_server_error(client: httpx.AsyncClient, content_type: str,
+                                                               payload: bytes) -> None:
+    response = await client.post("/fhir/Patient/_search", content=payload, headers={"Content-Type": content_type})
+    assert response.status_code < 500, response.text
