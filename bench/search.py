@@ -195,7 +195,14 @@ class Queries:
             db.Observation.count_documents({"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}})
             return token_raw()
 
+        def floor_http() -> str:
+            return "Patient?_id=no-such-id"
+
+        def floor_raw() -> int:
+            return len(list(db.Patient.find({"_id": "no-such-id"}, project)))
+
         return [
+            ("(0) floor: _id of no resource (HTTP + 1 query)", floor_http, floor_raw),
             ("(a) token, _count=100", token_http, token_raw),
             ("(a+) the same with _total=accurate", total_http, total_raw),
             ("(b) chained subject:Patient.identifier", chained_http, chained_raw),
