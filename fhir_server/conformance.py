@@ -29,7 +29,7 @@ from fhir_server.storage.store import ResourceStore
 from fhir_server.terminology.service import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
-KINDS = (*TERMINOLOGY_TYPES, "StructureDefinition")
+KINDS = (*TERMINOLOGY_TYPES, "StructureDefinition", "SearchParameter")
 EPOCH_ID = "conformance-epoch"
 
 
@@ -87,6 +87,11 @@ class ConformanceCache:
             seen.add(key)
             out[kind].append(resource)
         return out
+
+    @property
+    def epoch(self) -> tuple[int, str] | None:
+        """The epoch of the resources held (None before the first load)."""
+        return self._epoch
 
     def resources(self, kind: str) -> list[dict[str, Any]]:
         return self._resources.get(kind, [])

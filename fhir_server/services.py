@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.conformance import ConformanceCache
-from fhir_server.context import RequestContext
+from fhir_server.errors import FhirError
 from fhir_server.operations import OperationRegistry
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.extract import extract_index_values
@@ -17,6 +19,20 @@ from fhir_server.settings import Settings
 from fhir_server.storage.client import connect
 from fhir_server.storage.store import ResourceStore
 from fhir_server.validation.rules import load_rules
+
+log = logging.getLogger(__name__)
+
+
+def registry_with(search_parameters: list[dict[str, Any]]) -> SearchParameterRegistry:
+    """The R4 parameters plus stored ones; a stored definition that cannot be used is skipped and logged
+    (one bad resource must not stop the server from starting)."""
+    registry = SearchParameterRegistry.load_default()
+    for resource in search_parameters:
+        try:
+            registry.add_or_replace(resource)
+        except FhirError as exc:
+            log.error("SearchParameter %s is not usable and was skipped: %s", resource.get("url"), exc)
+    return registry
 
 
 @dataclass
@@ -30,22 +46,33 @@ class Services:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
     write_checks: list[Any] = field(default_factory=list)
+    _search_epoch: tuple[int, str] | None = None
 
     def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Search index values of a resource, extracted at write time and stored with it."""
         return extract_index_values(self.search_parameters, resource)
 
     async def after_commit(self, results: Any) -> None:
-        """Committed SearchParameter changes take effect for this process's next writes and searches."""
+        """Committed SearchParameter changes take effect at once for this process's next writes and searches
+        (other processes pick them up through the conformance epoch, see ``sync_conformance``)."""
         items = results if isinstance(results, list) else [results]
         if any(getattr(getattr(r, "version", None), "type", None) == "SearchParameter" for r in items):
-            await self.reload_search_parameters()
+            await self.sync_conformance()
+
+    async def sync_conformance(self, session: AsyncClientSession | None = None) -> bool:
+        """Bring the cached conformance resources and the search parameter registry up to the epoch in the
+        database (it moves with every conformance write of any process). True when the registry changed."""
+        await self.conformance.refresh(session)
+        if self._search_epoch == self.conformance.epoch:
+            return False
+        self.search_parameters = registry_with(self.conformance.resources("SearchParameter"))
+        self._search_epoch = self.conformance.epoch
+        return True
 
     async def reload_search_parameters(self) -> None:
-        registry = SearchParameterRegistry.load_default()
-        for doc in await self.store.find(RequestContext.system(), "SearchParameter", {}):
-            registry.add_or_replace(doc["resource"])
-        self.search_parameters = registry
+        """Rebuild the registry from the database now (after a wipe in tests, or a re-index)."""
+        self._search_epoch = None
+        await self.sync_conformance()
 
     @classmethod
     async def start(cls, settings: Settings, uri: str) -> Services:

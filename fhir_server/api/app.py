@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if not settings.mongodb_uri:
             raise RuntimeError("FHIR_MONGODB_URI is not set (use `fhir-server serve`, which starts a mongod)")
         app.state.services = await Services.start(settings, settings.mongodb_uri)
+        # What start-up built lives as long as the process: keep it out of the cyclic collector's full passes
+        # (measured: 40 ms pauses at the p95 of searches, bench/search.py --gc-freeze).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

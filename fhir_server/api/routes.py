@@ -157,10 +157,19 @@ async def search_type(request: Request, resource_type: str) -> Response:
     return fhir_response(bundle, pretty=_pretty(request))
 
 
+@router.post("/_search")
+async def system_search_post(request: Request) -> Response:
+    return await _search_post(request, None)
+
+
 @router.post("/{resource_type}/_search")
 async def search_type_post(request: Request, resource_type: str) -> Response:
-    ctx, services = _setup(request)
     require_supported_type(resource_type)
+    return await _search_post(request, resource_type)
+
+
+async def _search_post(request: Request, resource_type: str | None) -> Response:
+    ctx, services = _setup(request)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("POST _search takes an application/x-www-form-urlencoded body", code="invalid")

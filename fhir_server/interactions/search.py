@@ -113,16 +113,31 @@ def compartment_filter(services: Services, compartment: tuple[str, str], resourc
     return terms[0] if len(terms) == 1 else {"$or": terms}
 
 
-def _parse(ctx: RequestContext, services: Services, resource_type: str | None, params: Iterable[tuple[str, str]],
-           *, strict: bool) -> ParsedSearch:
-    return parse_search(services.search_parameters, resource_type, params, strict=strict,
-                        base_url=ctx.base_url, max_count=services.settings.max_count)
+async def _parse(ctx: RequestContext, services: Services, resource_type: str | None,
+                 params: Iterable[tuple[str, str]], *, strict: bool) -> ParsedSearch:
+    """Parse; a parameter this process does not know may have been defined through another process, so on an
+    unknown parameter the registry is synchronised with the database and the query parsed again."""
+    params = list(params)
+
+    def attempt() -> ParsedSearch:
+        return parse_search(services.search_parameters, resource_type, params, strict=strict,
+                            base_url=ctx.base_url, max_count=services.settings.max_count)
+
+    try:
+        parsed = attempt()
+    except InvalidRequest as exc:
+        if not any(i.code == "not-supported" for i in exc.issues) or not await services.sync_conformance():
+            raise
+        return attempt()
+    if parsed.ignored and await services.sync_conformance():
+        return attempt()
+    return parsed
 
 
 async def compiled_filter(ctx: RequestContext, services: Services, resource_type: str,
                           params: list[tuple[str, str]], session: Session = None) -> dict[str, Any]:
     """The MongoDB filter of a search (for streaming consumers such as bulk export's ``_typeFilter``)."""
-    parsed = _parse(ctx, services, resource_type, params, strict=True)
+    parsed = await _parse(ctx, services, resource_type, params, strict=True)
     compiled = compile_search(parsed, expansions=await _expansions(ctx, services, parsed),
                               registry=services.search_parameters)
     return await resolve_filter(ctx, services, compiled, session)
@@ -150,7 +165,7 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
                  session: Session = None) -> dict[str, Any]:
     page_token = next((v for k, v in params if k == PAGE), None)
     criteria = [(k, v) for k, v in params if k != PAGE]
-    parsed = _parse(ctx, services, resource_type, criteria, strict=ctx.handling_strict)
+    parsed = await _parse(ctx, services, resource_type, criteria, strict=ctx.handling_strict)
     compiled = compile_search(parsed, expansions=await _expansions(ctx, services, parsed),
                               registry=services.search_parameters)
     types = [resource_type] if resource_type else list(parsed.types or SUPPORTED_TYPES)

@@ -90,3 +90,4 @@ async def test_odd_post_search_bodies_are_never_a_server_error(client: httpx.Asy
                                                                payload: bytes) -> None:
     response = await client.post("/fhir/Patient/_search", content=payload, headers={"Content-Type": content_type})
     assert response.status_code < 500, response.text
+
