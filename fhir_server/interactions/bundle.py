@@ -26,10 +26,18 @@ from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import parse_patch, patch
 from fhir_server.interactions.references import collect_references, rewrite_references
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.unit_of_work import UnitOfWork, new_id, normalized_criteria, run_in_transaction
+from fhir_server.interactions.search import find_matching_each
+from fhir_server.interactions.unit_of_work import (
+    UnitOfWork,
+    new_id,
+    normalized_criteria,
+    query_params,
+    run_in_transaction,
+)
 from fhir_server.interactions.update import update
 from fhir_server.resources import check_structure, require_supported_type
 from fhir_server.services import Services
+from fhir_server.storage.documents import StoredVersion
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _TYPE_ID = re.compile(r"^([A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
@@ -232,8 +240,7 @@ class _TransactionState:
         for entry in (e for e in by_order if e.method == "DELETE"):
             await self._guard(entry, self._delete(entry))
         await self.uow.flush()
-        for entry in (e for e in by_order if e.method == "POST"):
-            await self._guard(entry, self._resolve_post(entry))
+        await self._resolve_posts([e for e in by_order if e.method == "POST"])
         for entry in (e for e in by_order if e.method == "PUT"):
             await self._guard(entry, self._resolve_put_identity(entry))
         await self._resolve_conditional_references()
@@ -290,23 +297,44 @@ class _TransactionState:
             self.results[entry.index] = await conditional_delete(self.uow, entry.resource_type, entry.query)
 
     # POST: identity first (ifNoneExist in this transaction's snapshot), creation after references are known
-    async def _resolve_post(self, entry: Entry) -> None:
+    async def _resolve_posts(self, posts: list[Entry]) -> None:
+        """``ifNoneExist`` of every POST, evaluated in this transaction's snapshot: one query per resource type
+        for all the criteria of that type (a registry Bundle has a dozen), not one per entry."""
+        keys: dict[int, str] = {}
+        criteria: dict[str, dict[str, list[tuple[str, str]]]] = {}  # type -> key -> params
+        for entry in posts:
+            if entry.if_none_exist:
+                await self._guard(entry, self._criteria_of(entry, keys, criteria))
+        await self.uow.flush()
+        found: dict[str, list[dict[str, Any]]] = {}
+        for resource_type, by_key in criteria.items():
+            matches = await find_matching_each(self.uow.ctx, self.uow.services, resource_type,
+                                               list(by_key.values()), session=self.uow.session, limit=2)
+            found.update(zip(by_key, matches, strict=True))
+        for entry in posts:
+            key = keys.get(entry.index)
+            await self._guard(entry, self._resolve_post(entry, key, found.get(key, []) if key else []))
+
+    async def _criteria_of(self, entry: Entry, keys: dict[int, str],
+                           criteria: dict[str, dict[str, list[tuple[str, str]]]]) -> None:
+        assert entry.if_none_exist
+        key = normalized_criteria(entry.resource_type, entry.if_none_exist)
+        keys[entry.index] = key
+        criteria.setdefault(entry.resource_type, {})[key] = query_params(entry.if_none_exist)
+
+    async def _resolve_post(self, entry: Entry, key: str | None, matches: list[dict[str, Any]]) -> None:
         resource_type = entry.resource_type
-        key = normalized_criteria(resource_type, entry.if_none_exist) if entry.if_none_exist else None
         if key and key in self.criteria_map:  # the same conditional create twice in one Bundle: one resource
             self._map(entry, self.criteria_map[key])
             return
-        if entry.if_none_exist:
-            matches = await self.uow.matches(resource_type, entry.if_none_exist)
-            if len(matches) > 1:
-                raise PreconditionFailed(f"ifNoneExist '{entry.if_none_exist}' matches {len(matches)} resources")
-            if matches:
-                existing = await self.uow.current(resource_type, matches[0]["_id"])
-                self._map(entry, f"{resource_type}/{matches[0]['_id']}", key)
-                self.results[entry.index] = InteractionResult(200, existing.resource if existing else None,
-                                                              existing)
-                self.resources[entry.index] = None
-                return
+        if len(matches) > 1:
+            raise PreconditionFailed(f"ifNoneExist '{entry.if_none_exist}' matches {len(matches)} resources")
+        if matches:
+            existing = StoredVersion.from_current(resource_type, matches[0])
+            self._map(entry, f"{resource_type}/{existing.id}", key)
+            self.results[entry.index] = InteractionResult(200, existing.resource, existing)
+            self.resources[entry.index] = None
+            return
         resource_id = new_id()
         self.post_ids[entry.index] = resource_id
         self._map(entry, f"{resource_type}/{resource_id}", key)

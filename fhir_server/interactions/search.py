@@ -143,18 +143,32 @@ async def compiled_filter(ctx: RequestContext, services: Services, resource_type
     return await resolve_filter(ctx, services, compiled, session)
 
 
+def _refuse_result_parameters(params: list[tuple[str, str]]) -> None:
+    result_params = sorted({name for name, _ in params if name.split(":")[0] in
+                            {p.split(":")[0] for p in _RESULT_PARAMS}})
+    if result_params:
+        raise InvalidRequest(f"Conditional criteria cannot use {', '.join(result_params)}", code="invalid")
+
+
 async def find_matching(ctx: RequestContext, services: Services, resource_type: str,
                         params: list[tuple[str, str]], *, session: Session = None,
                         limit: int = 0) -> list[dict[str, Any]]:
     """Current documents matching conditional criteria. Strict: an unknown parameter would widen the match,
     so it is an error, as are result parameters."""
-    result_params = sorted({name for name, _ in params if name.split(":")[0] in
-                            {p.split(":")[0] for p in _RESULT_PARAMS}})
-    if result_params:
-        raise InvalidRequest(f"Conditional criteria cannot use {', '.join(result_params)}", code="invalid")
+    _refuse_result_parameters(params)
     query = await compiled_filter(ctx, services, resource_type, params, session)
     return await services.store.find(ctx, resource_type, query, limit=limit, projection={"sp": 0},
                                      session=session)
+
+
+async def find_matching_each(ctx: RequestContext, services: Services, resource_type: str,
+                             criteria: list[list[tuple[str, str]]], *, session: Session = None,
+                             limit: int = 2) -> list[list[dict[str, Any]]]:
+    """``find_matching`` for several sets of criteria on one type, in one round trip to MongoDB."""
+    for params in criteria:
+        _refuse_result_parameters(params)
+    filters = [await compiled_filter(ctx, services, resource_type, params, session) for params in criteria]
+    return await services.store.find_each(ctx, resource_type, filters, limit=limit, session=session)
 
 
 # -- the search interaction --------------------------------------------------------------------------------
