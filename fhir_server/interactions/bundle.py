@@ -277,7 +277,8 @@ class _TransactionState:
             if target is None and entry.method == "PUT" and resource.get("id"):
                 target = f"{entry.resource_type}/{resource['id']}"
             if target is not None:
-                self.uow.announce(target, {**resource, "id": target.split("/", 1)[1]})
+                self.uow.announce(target, {**resource, "id": target.split("/", 1)[1]},
+                                  new=entry.index in self.post_ids)
 
     def _claim_target(self, entry: Entry, resource_type: str, resource_id: str) -> None:
         key = (resource_type, resource_id)

@@ -240,8 +240,9 @@ async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
     if patient is None:
         return None
     cache = _STORED.setdefault(uow, {})
-    if patient_id not in cache:
-        cache[patient_id] = await _stored(uow.ctx, uow.services, patient_id, uow.session)
+    if patient_id not in cache:  # a patient created by this transaction has nothing stored yet
+        cache[patient_id] = ([], []) if uow.creates(reference) else await _stored(
+            uow.ctx, uow.services, patient_id, uow.session)
     conditions, observations = cache[patient_id]
     pending = _pending(uow)
     merged: dict[str, dict[str, Json]] = {"Condition": {}, "Observation": {}}

@@ -50,6 +50,7 @@ class UnitOfWork:
         self._unflushed: list[ResourceWrite] = []
         self._claims: list[tuple[str, str]] = []
         self._announced: dict[str, dict[str, Any]] = {}
+        self._created: set[str] = set()
         self.conformance_checked = False
 
     @property
@@ -75,9 +76,18 @@ class UnitOfWork:
         """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
         self._claims.append((normalized_criteria(resource_type, query), owner))
 
-    def announce(self, reference: str, resource: dict[str, Any]) -> None:
-        """A resource this unit of work will write (a transaction's later entry): visible to validation."""
+    def announce(self, reference: str, resource: dict[str, Any], *, new: bool) -> None:
+        """A resource this unit of work will write (a transaction's later entry): visible to validation.
+        ``new``: it is created here (a fresh id), so nothing stored can refer to it yet."""
         self._announced[reference] = resource
+        if new:
+            self._created.add(reference)
+
+    def creates(self, reference: str) -> bool:
+        """Whether ``Type/id`` is created by this unit of work (no stored resource can refer to it)."""
+        kind, _, ident = reference.partition("/")
+        staged = self._staged.get((kind, ident))
+        return reference in self._created or (staged is not None and staged.previous_vid is None)
 
     def pending_resource(self, reference: str) -> dict[str, Any] | None:
         """The resource at ``Type/id`` as this unit of work will leave it, if it writes it."""

@@ -211,8 +211,11 @@ class ResourceStore:
             if history:
                 await self.collection(HISTORY).insert_many(history, ordered=True, session=session)
         except DuplicateKeyError as exc:
-            key = exc.details.get("keyValue") if exc.details else None
-            raise Conflict(f"A resource with this id already exists: {key}") from exc
+            # Another transaction committed this id after our snapshot was taken (a concurrent
+            # update-as-create): a conflict like any other, so the whole transaction is re-run and its new
+            # snapshot takes the update path.
+            exc._add_error_label("TransientTransactionError")
+            raise
 
     async def set_search_values(self, ctx: RequestContext, resource_type: str,
                                 batch: Sequence[tuple[str, int, dict[str, Any]]]) -> int:
