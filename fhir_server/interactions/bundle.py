@@ -440,6 +440,8 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
             raise NotFound(f"{entry.path} is not known")
         if current.deleted:
             return InteractionResult(410, None, current)
+        if entry.if_none_match and read_interaction.etag_matches(entry.if_none_match, current.vid):
+            return InteractionResult(304, None, current)  # the client's copy is current (request.ifNoneMatch)
         return InteractionResult(200, current.resource, current)
     params = parse_qsl(entry.query, keep_blank_values=True)
     resource_type = entry.resource_type if entry.path else None

@@ -21,14 +21,15 @@ async def read(ctx: RequestContext, services: Services, resource_type: str, reso
     if current.deleted:
         raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": current.etag})
     result = InteractionResult(200, current.resource, current)
-    if if_none_match is not None and _etag_matches(if_none_match, current.vid):
+    if if_none_match is not None and etag_matches(if_none_match, current.vid):
         raise NotModified(result.headers(ctx, with_location=False))
     if if_modified_since is not None and current.last_updated.replace(microsecond=0) <= if_modified_since:
         raise NotModified(result.headers(ctx, with_location=False))
     return result
 
 
-def _etag_matches(header: str, vid: int) -> bool:
+def etag_matches(header: str, vid: int) -> bool:
+    """``If-None-Match`` (one or several ETags, or ``*``) names version ``vid``."""
     return any(tag.strip() == "*" or parse_etag(tag) == vid for tag in header.split(","))
 
 

@@ -206,3 +206,13 @@ async def test_entry_without_request_is_400(client: httpx.AsyncClient) -> None:
                                "entry": [{"resource": patient(unique())}]})
     assert r.status_code == 400
     assert parse(r)["issue"][0]["expression"] == ["Bundle.entry[0].request"]
+
+
+async def test_transaction_get_with_current_if_none_match_is_304(client: httpx.AsyncClient) -> None:
+    existing = parse(await post(client, "Patient", patient(unique())))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Patient/{existing['id']}", "ifNoneMatch": 'W/"1"'}},
+        {"request": {"method": "GET", "url": f"Patient/{existing['id']}", "ifNoneMatch": 'W/"0"'}}]}
+    response = parse(await _submit(client, bundle))
+    assert [e["response"]["status"] for e in response["entry"]] == ["304 Not Modified", "200 OK"]
+    assert "resource" not in response["entry"][0] and response["entry"][1]["resource"]["id"] == existing["id"]
