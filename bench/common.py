@@ -30,10 +30,16 @@ def mongod() -> Iterator[str]:
 def fhir_server(uri: str, db: str, workers: int = 2) -> Iterator[str]:
     """`fhir-server serve` in a subprocess against ``uri``; yields its base URL."""
     port = free_port()
-    env = {**os.environ, "FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_MAX_COUNT": "1000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    with served(command, {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db}, port) as base:
+        yield base
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+    """Run a server command until its /fhir/metadata answers; yields the base URL, stops it afterwards."""
+    proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
         deadline = time.monotonic() + 60

@@ -23,13 +23,11 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,6 @@ from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.storage.client import CODEC_OPTIONS, connect
 from fhir_server.storage.documents import HISTORY, ResourceWrite
-from fhir_server.storage.mongod import free_port
 from fhir_server.storage.store import ResourceStore
 from fhir_server.synthetic import registry_cohort
 
@@ -256,61 +253,6 @@ def bench_queries(uri: str, db_name: str, base: str, pseudonyms: list[str], repe
     client.close()
 
 
-# -- the server with gc.freeze() after start-up (--gc-freeze) --------------------------------------------------
-
-
-def frozen_app_factory() -> Any:
-    """The server's app, with ``gc.freeze()`` once start-up is done: the long-lived objects of start-up
-    (parameter registry, validation tables, models) leave the collector's generations, so a full collection
-    no longer walks them (measured: 40 ms pauses, every few dozen searches returning 200 resources)."""
-    import gc
-    from contextlib import asynccontextmanager
-
-    from fhir_server.api.app import create_app
-
-    app = create_app()
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: Any) -> Any:
-        async with inner(application) as state:
-            gc.freeze()
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return app
-
-
-@contextmanager
-def frozen_server(uri: str, db: str, workers: int) -> Iterator[str]:
-    """Like ``bench.common.fhir_server``, serving :func:`frozen_app_factory`."""
-    port = free_port()
-    env = {**os.environ, "FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_MAX_COUNT": "1000",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.search:frozen_app_factory", "--factory", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def serving(uri: str, db: str, workers: int, freeze: bool) -> Any:
-    return frozen_server(uri, db, workers) if freeze else fhir_server(uri, db, workers)
-
 
 # -- extraction micro-benchmark --------------------------------------------------------------------------------
 
@@ -345,8 +287,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="serve the app with gc.freeze() after start-up (a proposed server change)")
     parser.add_argument("--db", help="with FHIR_MONGODB_URI: use (and keep) this database, loading it if empty")
     args = parser.parse_args()
     if args.extract:
@@ -371,7 +311,7 @@ def main() -> None:
         print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {indexed - loaded:.0f} s")
         del writes
         try:
-            with serving(uri, db_name, args.workers, args.gc_freeze) as base:
+            with fhir_server(uri, db_name, args.workers) as base:
                 bench_queries(uri, db_name, base, pseudonyms, args.repeat, args.seed)
         finally:
             MongoClient(uri).drop_database(db_name)
@@ -388,7 +328,7 @@ def reuse(args: argparse.Namespace) -> None:
         asyncio.run(build_indexes(uri, args.db, registry))
     pseudonyms = client[args.db]["Patient"].distinct("resource.identifier.value")
     client.close()
-    with serving(uri, args.db, args.workers, args.gc_freeze) as base:
+    with fhir_server(uri, args.db, args.workers) as base:
         bench_queries(uri, args.db, base, pseudonyms, args.repeat, args.seed)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -22,7 +23,7 @@ from fhir_server.interactions.dates import parse_http_date
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import parse_patch, patch
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.unit_of_work import run_in_transaction
+from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import conditional_update, update
 from fhir_server.operations import OperationRequest
 from fhir_server.resources import check_structure, require_supported_type
@@ -63,6 +64,14 @@ def _write_response(request: Request, ctx: RequestContext, result: InteractionRe
         return fhir_response(outcome, result.status if result.status != 204 else 200, headers,
                              pretty=_pretty(request))
     return fhir_response(result.resource, result.status, headers, pretty=_pretty(request))
+
+
+async def _write(request: Request, ctx: RequestContext, services: Services,
+                 work: Callable[[UnitOfWork], Awaitable[InteractionResult]]) -> Response:
+    """Run a write interaction in its own transaction, apply what its commit changes, answer per Prefer."""
+    result = await run_in_transaction(ctx, services, work)
+    await services.after_commit(result)
+    return _write_response(request, ctx, result)
 
 
 def _read_response(request: Request, ctx: RequestContext, result: InteractionResult) -> Response:
@@ -190,9 +199,7 @@ async def create_resource(request: Request, resource_type: str) -> Response:
     body = await read_body(request, services.settings.max_body_bytes)
     check_structure(body, resource_type)
     if_none_exist = request.headers.get("if-none-exist")
-    result = await run_in_transaction(ctx, services, lambda uow: create(uow, body, if_none_exist=if_none_exist))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services, lambda uow: create(uow, body, if_none_exist=if_none_exist))
 
 
 @router.put("/{resource_type}")
@@ -205,10 +212,8 @@ async def conditional_update_resource(request: Request, resource_type: str) -> R
     body = await read_body(request, services.settings.max_body_bytes)
     check_structure(body, resource_type)
     if_match = request.headers.get("if-match")
-    result = await run_in_transaction(
-        ctx, services, lambda uow: conditional_update(uow, body, criteria, if_match=if_match))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services,
+                        lambda uow: conditional_update(uow, body, criteria, if_match=if_match))
 
 
 @router.delete("/{resource_type}")
@@ -218,9 +223,7 @@ async def conditional_delete_resource(request: Request, resource_type: str) -> R
     criteria = request.url.query
     if not criteria:
         raise MethodNotAllowed("DELETE on a type needs search criteria (conditional delete) or an id")
-    result = await run_in_transaction(ctx, services, lambda uow: conditional_delete(uow, resource_type, criteria))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services, lambda uow: conditional_delete(uow, resource_type, criteria))
 
 
 @router.get("/{resource_type}/_history")
@@ -253,9 +256,7 @@ async def update_resource(request: Request, resource_type: str, resource_id: str
                              expression=(f"{resource_type}.id",))
     check_structure(body, resource_type, resource_id)
     if_match = request.headers.get("if-match")
-    result = await run_in_transaction(ctx, services, lambda uow: update(uow, body, resource_id, if_match=if_match))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services, lambda uow: update(uow, body, resource_id, if_match=if_match))
 
 
 @router.patch("/{resource_type}/{resource_id}")
@@ -264,19 +265,15 @@ async def patch_resource(request: Request, resource_type: str, resource_id: str)
     require_supported_type(resource_type)
     operations = parse_patch(await read_body(request, services.settings.max_body_bytes, patch=True))
     if_match = request.headers.get("if-match")
-    result = await run_in_transaction(
-        ctx, services, lambda uow: patch(uow, resource_type, resource_id, operations, if_match=if_match))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services,
+                        lambda uow: patch(uow, resource_type, resource_id, operations, if_match=if_match))
 
 
 @router.delete("/{resource_type}/{resource_id}")
 async def delete_resource(request: Request, resource_type: str, resource_id: str) -> Response:
     ctx, services = _setup(request)
     require_supported_type(resource_type)
-    result = await run_in_transaction(ctx, services, lambda uow: delete(uow, resource_type, resource_id))
-    await services.after_commit(result)
-    return _write_response(request, ctx, result)
+    return await _write(request, ctx, services, lambda uow: delete(uow, resource_type, resource_id))
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
