@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fhir_server, mongod, percentiles
 from fhir_server.interactions.versioning import stamp
-from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search import SearchParameterRegistry, extract_index_values
+from fhir_server.services import search_indexes
 from fhir_server.storage.client import CODEC_OPTIONS, connect
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
@@ -115,7 +115,7 @@ def load(uri: str, db_name: str, writes: list[ResourceWrite]) -> None:
 async def build_indexes(uri: str, db_name: str, registry: SearchParameterRegistry) -> None:
     client = connect(uri)
     try:
-        await ResourceStore(client[db_name]).ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
+        await ResourceStore(client[db_name]).ensure_indexes(search_indexes(registry))
     finally:
         await client.close()
 

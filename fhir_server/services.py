@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.conformance import ConformanceCache
@@ -33,6 +33,12 @@ def registry_with(search_parameters: list[dict[str, Any]]) -> SearchParameterReg
         except FhirError as exc:
             log.error("SearchParameter %s is not usable and was skipped: %s", resource.get("url"), exc)
     return registry
+
+
+def search_indexes(registry: SearchParameterRegistry) -> dict[str, list[IndexModel]]:
+    """The search indexes of every resource collection, as the registry declares them."""
+    return {kind: [IndexModel(keys, **registry.index_options(keys)) for keys in registry.index_specs(kind)]
+            for kind in SUPPORTED_TYPES}
 
 
 @dataclass
@@ -82,7 +88,7 @@ class Services:
                        rules=load_rules(settings.profiles_dir / "rules.json"))
         await services.reload_search_parameters()
         registry = services.search_parameters
-        await store.ensure_indexes({t: registry.index_specs(t) for t in SUPPORTED_TYPES})
+        await store.ensure_indexes(search_indexes(registry))
         from fhir_server.interactions.catalog import register_operations, write_checks
         from fhir_server.profiles_loader import load_profiles
 

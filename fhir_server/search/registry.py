@@ -30,6 +30,8 @@ TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
 SORT_FIELD = "_sort"  # ``sp._sort``: scalar sort keys (see ``extract.SORT_KEY``)
 
 IndexSpec = list[tuple[str, int]]
+WILDCARD: IndexSpec = [("$**", 1)]
+WILDCARD_PROJECTION = {"resource": 0, "sp._sort": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
 T = TypeVar("T")
 
 
@@ -201,10 +203,18 @@ class SearchParameterRegistry:
         """Codes of the parameters linking ``resource_type`` to a ``compartment_type`` compartment."""
         return list(self._compartments.get(compartment_type, {}).get(resource_type, ()))
 
+    @staticmethod
+    def index_options(spec: IndexSpec) -> dict[str, Any]:
+        """Options of an index of :meth:`index_specs`: the wildcard index covers every ``sp`` value but the
+        scalar sort keys (a third of the keys of a registry Observation; compound indexes serve the sorts) and
+        nothing of the stored resource itself."""
+        return {"wildcardProjection": dict(WILDCARD_PROJECTION)} if list(spec) == WILDCARD else {}
+
     def index_specs(self, resource_type: str) -> list[IndexSpec]:
         """MongoDB index key lists for the collection ``resource_type`` (a handful, far below 64).
 
-        A wildcard index on ``sp`` serves any single-parameter query; compound indexes cover the hot paths
+        A wildcard index on the ``sp`` values (see :meth:`index_options`) serves any single-parameter query;
+        compound indexes cover the hot paths
         (chosen from ``explain()`` of ``bench/search.py``): an equality on a token or reference followed by
         ``_id`` gives the default order (``_id``) straight from the index, so a page of 100 reads 100
         documents instead of walking the ``_id`` index or sorting every match; ``code`` followed by the scalar
@@ -220,7 +230,7 @@ class SearchParameterRegistry:
         def has(code: str) -> bool:
             return code in params and params[code].indexed
 
-        specs: list[IndexSpec] = [[("sp.$**", 1)], [("lastUpdated", 1), ("_id", 1)]]
+        specs: list[IndexSpec] = [list(WILDCARD), [("lastUpdated", 1), ("_id", 1)]]
         for code in ("identifier", "code"):
             if has(code):
                 specs.append([(f"sp.{code}.c", 1), (f"sp.{code}.s", 1), ("_id", 1)])

@@ -46,12 +46,12 @@ class ResourceStore:
 
     # -- setup -----------------------------------------------------------------------------------------
 
-    async def ensure_indexes(self, index_specs: dict[str, Sequence[Sequence[tuple[str, int]]]]) -> None:
-        """Create the indexes of every resource collection, of history and of the claims (idempotent)."""
-        for resource_type, specs in index_specs.items():
-            models = [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)])]
-            models += [IndexModel(list(keys)) for keys in specs]
-            await self._create_indexes(resource_type, models)
+    async def ensure_indexes(self, search_indexes: dict[str, list[IndexModel]]) -> None:
+        """Create the indexes of every resource collection (the search indexes given, per collection), of
+        history and of the claims; drop the ones this version no longer declares (idempotent)."""
+        for resource_type, models in search_indexes.items():
+            await self._create_indexes(resource_type, [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
+                                                       *models])
         await self._create_indexes(HISTORY, [
             IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
             IndexModel([("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
@@ -66,7 +66,10 @@ class ResourceStore:
             except OperationFailure as exc:
                 if exc.code != 48:  # NamespaceExists: another process created it first
                     raise
-        await self.collection(collection).create_indexes(models)
+        created = set(await self.collection(collection).create_indexes(models))
+        async for index in await self.collection(collection).list_indexes():
+            if index["name"] != "_id_" and index["name"] not in created:
+                await self.collection(collection).drop_index(index["name"])
 
     # -- transactions ----------------------------------------------------------------------------------
 

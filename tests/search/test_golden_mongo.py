@@ -48,7 +48,7 @@ def search_db() -> Iterator[Database[Any]]:
 def _load(db: Database[Any]) -> None:
     for resource_type in {r["resourceType"] for r, _ in RESOURCES}:
         for spec in REGISTRY.index_specs(resource_type):
-            db[resource_type].create_index(spec)
+            db[resource_type].create_index(spec, **REGISTRY.index_options(spec))
     for resource, last_updated in RESOURCES:
         doc = {
             "_id": resource["id"],
