@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
@@ -33,6 +34,15 @@ def registry_with(search_parameters: list[dict[str, Any]]) -> SearchParameterReg
         except FhirError as exc:
             log.error("SearchParameter %s is not usable and was skipped: %s", resource.get("url"), exc)
     return registry
+
+
+def rule_table(profiles_dir: Path) -> list[dict[str, Any]]:
+    """The registry's rule table; none (with a warning) when the profiles directory is not there."""
+    path = profiles_dir / "rules.json"
+    if not path.is_file():
+        log.warning("No rule table at %s: no profile is required of any resource (set FHIR_PROFILES_DIR)", path)
+        return []
+    return load_rules(path)
 
 
 def search_indexes(registry: SearchParameterRegistry) -> dict[str, list[IndexModel]]:
@@ -85,7 +95,7 @@ class Services:
         client = connect(uri)
         store = ResourceStore(client[settings.mongodb_db])
         services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
-                       rules=load_rules(settings.profiles_dir / "rules.json"))
+                       rules=rule_table(settings.profiles_dir))
         await services.reload_search_parameters()
         registry = services.search_parameters
         await store.ensure_indexes(search_indexes(registry))
