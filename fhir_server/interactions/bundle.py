@@ -431,8 +431,7 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
 
     versioned = _TYPE_ID_VERSION.match(entry.path)
     if versioned:
-        result = await read_interaction.vread(ctx, services, *versioned.groups())
-        return result
+        return await read_interaction.vread(ctx, services, *versioned.groups(), session=session)
     match = _TYPE_ID.match(entry.path)
     if match and not entry.query:
         current = await services.store.current(ctx, match.group(1), match.group(2), session=session)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pymongo.asynchronous.client_session import AsyncClientSession
+
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, NotFound, NotModified
 from fhir_server.interactions.result import InteractionResult
@@ -34,13 +36,14 @@ def etag_matches(header: str, vid: int) -> bool:
 
 
 async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
-                version_id: str) -> InteractionResult:
+                version_id: str, *, session: AsyncClientSession | None = None) -> InteractionResult:
+    """``session``: a transaction's, so that a GET entry sees the versions the transaction wrote."""
     require_supported_type(resource_type)
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
-    version = await services.store.version(ctx, resource_type, resource_id, int(version_id))
+    version = await services.store.version(ctx, resource_type, resource_id, int(version_id), session=session)
     if version is None:
-        if await services.store.current(ctx, resource_type, resource_id) is None:
+        if await services.store.current(ctx, resource_type, resource_id, session=session) is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
     if version.deleted:

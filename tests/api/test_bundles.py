@@ -216,3 +216,15 @@ async def test_transaction_get_with_current_if_none_match_is_304(client: httpx.A
     response = parse(await _submit(client, bundle))
     assert [e["response"]["status"] for e in response["entry"]] == ["304 Not Modified", "200 OK"]
     assert "resource" not in response["entry"][0] and response["entry"][1]["resource"]["id"] == existing["id"]
+
+
+async def test_transaction_get_of_a_version_sees_the_transactions_own_write(client: httpx.AsyncClient) -> None:
+    existing = parse(await post(client, "Patient", patient(unique())))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry({**existing, "active": True}, "PUT", f"Patient/{existing['id']}"),
+        {"request": {"method": "GET", "url": f"Patient/{existing['id']}/_history/2"}}]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 200, r.text
+    response = parse(r)
+    assert [e["response"]["status"] for e in response["entry"]] == ["200 OK", "200 OK"]
+    assert response["entry"][1]["resource"]["active"] is True
