@@ -24,24 +24,35 @@ class OperationRequest:
     body: Any  # parsed JSON (e.g. a Parameters resource) or None
     headers: dict[str, str] = field(default_factory=dict)
 
-    def param(self, name: str) -> str | None:
-        """A parameter from the query string, or from a Parameters body (valueX as text)."""
+    def parameters(self) -> list[dict[str, Any]]:
+        """The ``parameter`` entries of a Parameters body (those that are objects; none for another body)."""
+        if isinstance(self.body, dict) and self.body.get("resourceType") == "Parameters":
+            entries = self.body.get("parameter")
+            if isinstance(entries, list):
+                return [p for p in entries if isinstance(p, dict)]
+        return []
+
+    def raw_param(self, name: str) -> Any:
+        """A parameter from the query string (text), or from a Parameters body (its valueX as is)."""
         for key, value in self.params:
             if key == name:
                 return value
-        if isinstance(self.body, dict) and self.body.get("resourceType") == "Parameters":
-            for p in self.body.get("parameter", []):
-                if p.get("name") == name:
-                    for key, value in p.items():
-                        if key.startswith("value"):
-                            return str(value)
+        for p in self.parameters():
+            if p.get("name") == name:
+                for key, value in p.items():
+                    if key.startswith("value"):
+                        return value
         return None
 
+    def param(self, name: str) -> str | None:
+        """A parameter from the query string, or from a Parameters body (valueX as text)."""
+        value = self.raw_param(name)
+        return None if value is None else str(value)
+
     def resource_param(self, name: str) -> dict[str, Any] | None:
-        if isinstance(self.body, dict) and self.body.get("resourceType") == "Parameters":
-            for p in self.body.get("parameter", []):
-                if p.get("name") == name and isinstance(p.get("resource"), dict):
-                    return dict(p["resource"])
+        for p in self.parameters():
+            if p.get("name") == name and isinstance(p.get("resource"), dict):
+                return dict(p["resource"])
         return None
 
 

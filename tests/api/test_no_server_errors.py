@@ -91,3 +91,10 @@ async def test_odd_post_search_bodies_are_never_a_server_error(client: httpx.Asy
     response = await client.post("/fhir/Patient/_search", content=payload, headers={"Content-Type": content_type})
     assert response.status_code < 500, response.text
 
+
+
+@pytest.mark.parametrize("parameter", ["abc", [1], [{"name": "resource", "resource": "x"}], {"name": "mode"}])
+async def test_odd_parameters_bodies_are_never_a_server_error(client: httpx.AsyncClient, parameter: Any) -> None:
+    payload = json.dumps({"resourceType": "Parameters", "parameter": parameter}).encode()
+    response = await client.post("/fhir/Patient/$validate", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert response.status_code < 500, response.text
