@@ -44,22 +44,8 @@ OPERATION_BASE = "http://hl7.org/fhir/OperationDefinition"
 # -- parameters in ----------------------------------------------------------------------------------------
 
 
-def _raw(op: OperationRequest, name: str) -> Any:
-    """The value of parameter ``name``: the query string's text, or a Parameters ``value[x]`` as is."""
-    for key, value in op.params:
-        if key == name:
-            return value
-    if isinstance(op.body, dict) and op.body.get("resourceType") == "Parameters":
-        for p in op.body.get("parameter") or []:
-            if isinstance(p, dict) and p.get("name") == name:
-                for key, value in p.items():
-                    if key.startswith("value"):
-                        return value
-    return None
-
-
 def _text(op: OperationRequest, name: str) -> str | None:
-    value = _raw(op, name)
+    value = op.raw_param(name)
     if value is None:
         return None
     if isinstance(value, (dict, list)):
@@ -87,7 +73,7 @@ def _flag(op: OperationRequest, name: str) -> bool:
 
 
 def _complex(op: OperationRequest, name: str) -> Json | None:
-    value = _raw(op, name)
+    value = op.raw_param(name)
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -175,9 +161,7 @@ async def lookup(ctx: RequestContext, services: Services, op: OperationRequest) 
     if found is None:
         raise NotFound(f"Code '{code}' is not defined in {canonical}", code="not-found", expression=("code",))
     wanted = {v for k, v in op.params if k == "property"}
-    if isinstance(op.body, dict):
-        wanted |= {str(p.get("valueCode")) for p in op.body.get("parameter") or []
-                   if isinstance(p, dict) and p.get("name") == "property"}
+    wanted |= {str(p.get("valueCode")) for p in op.parameters() if p.get("name") == "property"}
     declared = {p.get("code"): p.get("type") for p in index.resource.get("property") or []}
     parts: list[Json] = [{"name": "name", "valueString": index.resource.get("name") or index.url}]
     if found.version:
