@@ -210,16 +210,6 @@ def _step(nodes: list[Any], name: str, keys: tuple[str, ...] | None) -> list[Any
     return out
 
 
-def may_match(branches: list[CompiledBranch], node: Any) -> bool:
-    """Cheap pre-check: False when no branch can find anything in ``node`` (none of its keys present)."""
-    for branch in branches:
-        if branch.top_keys is None or not isinstance(node, dict):
-            return True
-        if not branch.top_keys.isdisjoint(node.keys()):
-            return True
-    return False
-
-
 def evaluate(branches: list[CompiledBranch], node: Any) -> list[tuple[Any, str | None]]:
     """Evaluate compiled branches on a resource (or element); pairs of (value, reference type restriction)."""
     out: list[tuple[Any, str | None]] = []

@@ -184,10 +184,6 @@ class ParsedSearch:
     now: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def revincludes(self) -> tuple[Include, ...]:
-        return tuple(i for i in self.includes if i.reverse)
-
     def terminology_requests(self) -> list[TerminologyRequest]:
         return [request for clause in _walk(self.clauses) for request in clause.terminology]
 

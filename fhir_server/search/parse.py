@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 
 from fhir_server.errors import InvalidRequest
@@ -439,8 +438,3 @@ def _composite_value(ctx: _Context, name: str, param: SearchParam, raw: str) -> 
             raise ValueError(f"component {index} has no known definition")
         values.append(_typed_value(ctx, component.type, None, part))
     return CompositeValue(raw, tuple(values))
-
-
-def with_values(clause: Clause, values: tuple[Value, ...]) -> Clause:
-    """A copy of ``clause`` with other values (used by callers that rewrite queries)."""
-    return replace(clause, values=values)

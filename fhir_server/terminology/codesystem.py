@@ -145,7 +145,3 @@ class CodeSystemIndex:
         if ca.code in self.descendants(cb.code):
             return "subsumed-by"
         return "not-subsumed"
-
-    def is_leaf(self, code: str) -> bool:
-        concept = self.get(code)
-        return concept is not None and not concept.children

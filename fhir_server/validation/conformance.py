@@ -89,6 +89,3 @@ class ConformanceSnapshot:
         if sd is not None and "snapshot" not in sd:
             sd = self._sds[url] = self._with_snapshot(sd)
         return sd
-
-    def structure_definitions(self) -> list[Json]:
-        return list(self._sds.values())

@@ -33,10 +33,6 @@ CODED = frozenset({"code", "Coding", "CodeableConcept"})
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
 
-def _upper_first(s: str) -> str:
-    return s[:1].upper() + s[1:]
-
-
 def _json_type_of_key(key: str, choice_base: str) -> str:
     """``valueDateTime`` -> ``dateTime``; ``valueQuantity`` -> ``Quantity``."""
     suffix = key[len(choice_base):]
@@ -101,9 +97,6 @@ class ProfileValidator:
         referenced resource (e.g. from the transaction Bundle or the store) or None; without it, references
         are checked by type only."""
         return self._validate(resource, profile, resolve, depth=0)
-
-    def conforms(self, resource: Json, profile: str, resolve: Resolver | None = None) -> bool:
-        return not any(i.severity in ("error", "fatal") for i in self.validate(resource, profile, resolve))
 
     def tree(self, profile: str) -> ElementNode | None:
         if profile not in self._trees:
