@@ -23,13 +23,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# BSON Decimal128 (34 significant digits, exponents up to 6144): a number it cannot hold as written would be
+# stored rounded, as 0 or as Infinity, so it is refused (400) instead.
+_DECIMAL128 = decimal.Context(prec=34, Emin=-6143, Emax=6144, clamp=1, traps=[
+    decimal.Inexact, decimal.Rounded, decimal.Overflow, decimal.Underflow, decimal.Clamped])
+
+
+def _parse_decimal(text: str) -> decimal.Decimal:
+    try:
+        return _DECIMAL128.create_decimal(text)
+    except decimal.DecimalException as exc:
+        raise InvalidRequest(f"The number {text[:40]} cannot be stored exactly (a decimal has at most 34 "
+                             "significant digits)", code="value") from exc
+
+
 def _parse_int(text: str) -> int | decimal.Decimal:
     # BSON integers are 64-bit: a larger JSON integer can only be a FHIR decimal, so keep it as one.
     value = int(text)
-    return value if -_INT64 <= value < _INT64 else decimal.Decimal(text)
+    return value if -_INT64 <= value < _INT64 else _parse_decimal(text)
 
 
-_STRICT_DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_int=_parse_int,
+_STRICT_DECODER = json.JSONDecoder(parse_float=_parse_decimal, parse_int=_parse_int,
                                    parse_constant=_reject_constant)
 
 

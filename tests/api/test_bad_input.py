@@ -104,3 +104,13 @@ async def test_failed_create_stores_nothing(client: httpx.AsyncClient) -> None:
     await post(client, "Patient", patient(marker, active="yes"))
     history = parse(await client.get("/fhir/Patient/_history?_count=1000"))
     assert all(marker not in str(e.get("resource", {})) for e in history.get("entry", []))
+
+
+@pytest.mark.parametrize("number", [b"1e7000", b"1e-7000", b"1.0000000000000000000000000000000000000001",
+                                    b"123456789012345678901234567890123456789012"])
+async def test_number_that_cannot_be_stored_exactly_is_400(client: httpx.AsyncClient, number: bytes) -> None:
+    payload = (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+               b'"valueQuantity":{"value":' + number + b'}}')
+    r = await client.post("/fhir/Observation", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400, r.text
+    assert _issue(r)["severity"] == "error"
