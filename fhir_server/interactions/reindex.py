@@ -19,9 +19,6 @@ first (another process may have committed the change), then streams each type's 
 updated meanwhile (new ``vid``) is left alone, since its writer extracted its values already. Documents whose
 values did not change are not written. A job interrupted by a process exit stays ``in-progress``; start
 another.
-
-The write goes straight to ``services.store.db`` (:func:`write_index_values`): ``ResourceStore`` has no method
-for it yet.
 """
 
 from __future__ import annotations
@@ -205,5 +202,5 @@ async def _flush(services: Services, resource_type: str, job_id: str | None,
 async def write_index_values(services: Services, resource_type: str,
                              batch: list[tuple[str, int, dict[str, Any]]]) -> int:
     """Set ``sp`` of the version read (``_id`` and ``vid`` both match), without a new version; returns how many
-    documents were still at that version. A store method to be: this writes to ``services.store.db``."""
+    documents were still at that version (``ResourceStore.set_search_values``)."""
     return await services.store.set_search_values(RequestContext.system(), resource_type, batch)
