@@ -34,7 +34,7 @@ from fhir_server.interactions.unit_of_work import (
     query_params,
     run_in_transaction,
 )
-from fhir_server.interactions.update import update
+from fhir_server.interactions.update import check_matched_id, update
 from fhir_server.resources import check_structure, require_supported_type
 from fhir_server.services import Services
 from fhir_server.storage.documents import StoredVersion
@@ -356,6 +356,8 @@ class _TransactionState:
         if len(matches) > 1:
             raise PreconditionFailed(f"Conditional update '{entry.url}' matches {len(matches)} resources")
         resource = self.resources[entry.index] or {}
+        if matches:
+            check_matched_id(resource, matches[0]["_id"])
         target = matches[0]["_id"] if matches else resource.get("id") or new_id()
         if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
             self.uow.claim(entry.resource_type, entry.query, f"{entry.resource_type}/{target}")

@@ -41,6 +41,15 @@ def _as_stored(resource: dict[str, Any], current: StoredVersion) -> dict[str, An
     return {**resource, "id": current.id}
 
 
+def check_matched_id(resource: dict[str, Any], match_id: str) -> None:
+    """A conditional update's body may omit the id, or carry the id of the resource the criteria match (400)."""
+    body_id = resource.get("id")
+    if body_id is not None and body_id != match_id:
+        raise InvalidRequest(
+            f"The resource id '{body_id}' differs from the id '{match_id}' of the resource the criteria match",
+            code="invalid", expression=(f"{resource['resourceType']}.id",))
+
+
 async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria: str, *,
                              if_match: str | None = None) -> InteractionResult:
     resource_type = resource["resourceType"]
@@ -50,10 +59,7 @@ async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria
     body_id = resource.get("id")
     if matches:
         match_id = matches[0]["_id"]
-        if body_id is not None and body_id != match_id:
-            raise InvalidRequest(
-                f"The resource id '{body_id}' differs from the id '{match_id}' of the resource the criteria "
-                "match", code="invalid", expression=(f"{resource_type}.id",))
+        check_matched_id(resource, match_id)
         return await update(uow, resource, match_id, if_match=if_match)
     if body_id is not None:  # update-as-create with the client's id, claimed like a conditional create
         uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")

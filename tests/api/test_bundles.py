@@ -228,3 +228,14 @@ async def test_transaction_get_of_a_version_sees_the_transactions_own_write(clie
     response = parse(r)
     assert [e["response"]["status"] for e in response["entry"]] == ["200 OK", "200 OK"]
     assert response["entry"][1]["resource"]["active"] is True
+
+
+async def test_transaction_conditional_update_with_conflicting_id_is_400(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    existing = parse(await post(client, "Patient", patient(pseudonym)))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(pseudonym, id="other-id", active=True), "PUT",
+               f"Patient?identifier={PATIENT_SYSTEM}|{pseudonym}")]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 400, r.text
+    assert "active" not in parse(await client.get(f"/fhir/Patient/{existing['id']}"))
