@@ -103,6 +103,10 @@ def _parse_entry(ctx: RequestContext, index: int, raw: Any) -> Entry:
     if method not in _ORDER:
         raise InvalidRequest(f"{label}.request.method '{method}' is not supported", code="not-supported",
                              expression=(f"{label}.request.method",))
+    for field in ("ifNoneExist", "ifMatch", "ifNoneMatch"):
+        if not isinstance(request.get(field), str | None):
+            raise InvalidRequest(f"{label}.request.{field} must be a string", code="structure",
+                                 expression=(f"{label}.request.{field}",))
     url = _relative_url(ctx, str(request["url"]))
     entry = Entry(index, raw.get("fullUrl"), method, url, raw.get("resource"), request.get("ifNoneExist"),
                   request.get("ifMatch"), request.get("ifNoneMatch"))

@@ -98,3 +98,19 @@ async def test_odd_parameters_bodies_are_never_a_server_error(client: httpx.Asyn
     payload = json.dumps({"resourceType": "Parameters", "parameter": parameter}).encode()
     response = await client.post("/fhir/Patient/$validate", content=payload, headers={"Content-Type": FHIR_JSON})
     assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize("request_fields", [{"ifNoneExist": 5}, {"ifMatch": 5}, {"ifNoneMatch": ["x"]},
+                                            {"url": {"a": 1}}, {"method": None}])
+async def test_odd_bundle_entry_requests_are_never_a_server_error(client: httpx.AsyncClient,
+                                                                   request_fields: dict[str, Any]) -> None:
+    resource = {"resourceType": "Patient", "id": "odd-entry", "gender": "female"}
+    await client.put("/fhir/Patient/odd-entry", content=json.dumps(resource).encode(),
+                     headers={"Content-Type": FHIR_JSON})
+    for kind, method, url in (("transaction", "POST", "Patient"), ("transaction", "PUT", "Patient/odd-entry"),
+                              ("batch", "GET", "Patient/odd-entry")):
+        entry = {"resource": resource if method != "GET" else None,
+                 "request": {"method": method, "url": url, **request_fields}}
+        payload = json.dumps({"resourceType": "Bundle", "type": kind, "entry": [entry]}).encode()
+        response = await client.post("/fhir", content=payload, headers={"Content-Type": FHIR_JSON})
+        assert response.status_code < 500, (kind, method, response.text)
