@@ -299,7 +299,10 @@ class _TransactionState:
             self._claim_target(entry, match.group(1), match.group(2))
             self.results[entry.index] = await delete(self.uow, match.group(1), match.group(2))
         else:
-            self.results[entry.index] = await conditional_delete(self.uow, entry.resource_type, entry.query)
+            result = await conditional_delete(self.uow, entry.resource_type, entry.query)
+            if result.version is not None:  # the resource it deleted counts as changed, like a direct DELETE
+                self._claim_target(entry, result.version.type, result.version.id)
+            self.results[entry.index] = result
 
     # POST: identity first (ifNoneExist in this transaction's snapshot), creation after references are known
     async def _resolve_posts(self, posts: list[Entry]) -> None:

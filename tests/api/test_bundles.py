@@ -239,3 +239,14 @@ async def test_transaction_conditional_update_with_conflicting_id_is_400(client:
     r = await _submit(client, bundle)
     assert r.status_code == 400, r.text
     assert "active" not in parse(await client.get(f"/fhir/Patient/{existing['id']}"))
+
+
+async def test_conditional_delete_and_put_of_one_resource_fail_the_transaction(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    existing = parse(await post(client, "Patient", patient(pseudonym)))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": f"Patient?identifier={PATIENT_SYSTEM}|{pseudonym}"}},
+        _entry({**existing, "active": True}, "PUT", f"Patient/{existing['id']}")]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 400, r.text
+    assert (await client.get(f"/fhir/Patient/{existing['id']}")).status_code == 200
