@@ -8,7 +8,9 @@ from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.context import RequestContext
+from fhir_server.operations import OperationSpec
 from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.services import Services
 
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -42,13 +44,13 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
     }
 
 
-def _common_params(registry: Any) -> list[Any]:
+def _common_params(registry: SearchParameterRegistry) -> list[SearchParam]:
     return [p for code, p in sorted(registry.for_type("Patient").items()) if code.startswith("_")]
 
 
 def _resource(resource_type: str, services: Services) -> dict[str, Any]:
     params = services.search_parameters.for_type(resource_type)
-    references = sorted(code for code, p in params.items() if _type_of(p) == "reference")
+    references = sorted(code for code, p in params.items() if p.type == "reference")
     ops = [spec for spec in services.operations.all()
            if spec.levels & {"type", "instance"} and (spec.types is None or resource_type in spec.types)]
     return {
@@ -70,19 +72,14 @@ def _resource(resource_type: str, services: Services) -> dict[str, Any]:
     }
 
 
-def _type_of(param: Any) -> str:
-    return str(getattr(param, "type", None) or param.get("type"))
-
-
-def _search_param(param: Any) -> dict[str, Any]:
-    get = (lambda k: getattr(param, k, None)) if not isinstance(param, dict) else param.get
-    out = {"name": get("code"), "type": get("type")}
-    if get("url"):
-        out["definition"] = get("url")
+def _search_param(param: SearchParam) -> dict[str, Any]:
+    out = {"name": param.code, "type": param.type}
+    if param.url:
+        out["definition"] = param.url
     return out
 
 
-def _operation(spec: Any) -> dict[str, Any]:
+def _operation(spec: OperationSpec) -> dict[str, Any]:
     out = {"name": spec.name, "definition": spec.definition or f"http://hl7.org/fhir/OperationDefinition/{spec.name}"}
     if spec.documentation:
         out["documentation"] = spec.documentation
