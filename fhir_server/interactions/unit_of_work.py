@@ -60,8 +60,7 @@ class UnitOfWork:
     async def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
         staged = self._staged.get((resource_type, resource_id))
         if staged is not None:
-            return StoredVersion(staged.type, staged.id, staged.vid, staged.last_updated, staged.deleted,
-                                 staged.resource, staged.method)
+            return staged.version()
         return await self.store.current(self.ctx, resource_type, resource_id, session=self.session)
 
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
@@ -111,8 +110,7 @@ class UnitOfWork:
     def stage(self, write: ResourceWrite) -> StoredVersion:
         self._staged[(write.type, write.id)] = write
         self._unflushed.append(write)
-        return StoredVersion(write.type, write.id, write.vid, write.last_updated, write.deleted,
-                             write.resource, write.method)
+        return write.version()
 
     async def flush(self) -> None:
         if self._claims:

@@ -73,6 +73,10 @@ class ResourceWrite:
     def deleted(self) -> bool:
         return self.resource is None
 
+    def version(self) -> StoredVersion:
+        """The version this write stores, as a read would give it back."""
+        return StoredVersion(self.type, self.id, self.vid, self.last_updated, self.deleted, self.resource, self.method)
+
     def current_document(self) -> dict[str, Any]:
         return {
             "_id": self.id, "vid": self.vid, "lastUpdated": self.last_updated, "deleted": self.deleted,
