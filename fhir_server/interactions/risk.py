@@ -226,11 +226,6 @@ async def _stored(ctx: RequestContext, services: Services, patient_id: str, sess
     return out[0], out[1]
 
 
-def _pending(uow: UnitOfWork) -> dict[str, Json]:
-    """Resources this unit of work will write: staged ones, and a transaction's announced later entries."""
-    return uow.pending_resources()
-
-
 async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
     reference = f"Patient/{patient_id}"
     patient = uow.pending_resource(reference)
@@ -244,7 +239,7 @@ async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
         cache[patient_id] = ([], []) if uow.creates(reference) else await _stored(
             uow.ctx, uow.services, patient_id, uow.session)
     conditions, observations = cache[patient_id]
-    pending = _pending(uow)
+    pending = uow.pending_resources()  # staged resources, and a transaction's announced later entries
     merged: dict[str, dict[str, Json]] = {"Condition": {}, "Observation": {}}
     for kind, stored in (("Condition", conditions), ("Observation", observations)):
         for r in stored:
