@@ -92,25 +92,29 @@ def median(values: Expr) -> Expr:
     }}
 
 
+def reference_id(reference: Expr, resource_type: str) -> Expr:
+    """The id in a reference expression ``[base/]<resource_type>/id[/_history/n]`` (the version dropped, as in
+    the search index); null when the reference is not to ``resource_type``."""
+    found = {"$regexFind": {"input": {"$ifNull": [reference, ""]},
+                            "regex": f"{resource_type}/([A-Za-z0-9.-]+)(?:/_history/[A-Za-z0-9.-]+)?$"}}
+    return first({"$getField": {"field": "captures", "input": found}})
+
+
 def patient_key() -> Expr:
-    """``Patient/<id>`` from ``resource.subject.reference`` (relative or absolute)."""
-    found = {"$regexFind": {"input": {"$ifNull": ["$resource.subject.reference", ""]},
-                            "regex": "Patient/[A-Za-z0-9.-]+$"}}
-    return {"$ifNull": [{"$getField": {"field": "match", "input": found}}, None]}
+    """``Patient/<id>`` from ``resource.subject.reference`` (relative or absolute, maybe versioned)."""
+    return {"$concat": ["Patient/", reference_id("$resource.subject.reference", "Patient")]}
 
 
 # -- branches: one small document per source resource ------------------------------------------------------
 
 
 def _patients() -> list[dict[str, Any]]:
-    org = {"$regexFind": {"input": {"$ifNull": ["$resource.managingOrganization.reference", ""]},
-                          "regex": "Organization/([A-Za-z0-9.-]+)$"}}
     prospective = first({"$filter": {"input": {"$ifNull": ["$resource.extension", []]}, "as": "e",
                                      "cond": {"$eq": ["$$e.url", PROSPECTIVE_URL]}}})
     return [{"$project": {
         "_id": 0, "pid": {"$concat": ["Patient/", "$_id"]}, "isPatient": {"$literal": True},
         "sex": {"$ifNull": ["$resource.gender", "unknown"]}, "birth": "$resource.birthDate",
-        "org": first({"$getField": {"field": "captures", "input": org}}),
+        "org": reference_id("$resource.managingOrganization.reference", "Organization"),
         "prosp": {"$getField": {"field": "valueBoolean", "input": prospective}},
     }}]
 

@@ -116,3 +116,23 @@ async def test_empty_registry(client: httpx.AsyncClient, services: Services, emp
     report = await _report(client)
     assert flatten(report)[("patients", "", "")] == (0, None, None)
     assert report["period"]["start"]
+
+
+async def test_versioned_references_count(client: httpx.AsyncClient, services: Services, empty_db: None) -> None:
+    """A resource may refer to its patient (and a patient to its center) with ``Type/id/_history/n``: the patient
+    is counted all the same, as searching by ``subject=Patient/id`` finds the resource."""
+    cohort = await load_cohort(client, 3, SEED)
+    before = flatten(await _report(client))
+    for resource_type, element in (("Observation", "subject"), ("MedicationStatement", "subject"),
+                                   ("Condition", "subject"), ("Patient", "managingOrganization")):
+        found = fhirjson.loads((await client.get(f"/fhir/{resource_type}", params={"_count": "1000"})).content)
+        for entry in found.get("entry", []):
+            resource = entry["resource"]
+            reference = resource[element]["reference"]
+            if "/_history/" not in reference:
+                resource[element]["reference"] = f"{reference}/_history/1"
+            response = await client.put(f"/fhir/{resource_type}/{resource['id']}", content=fhirjson.dumps(resource),
+                                        headers={"Content-Type": "application/fhir+json"})
+            assert response.status_code == 200, response.text
+    assert len(cohort) == 3
+    assert flatten(await _report(client)) == before
