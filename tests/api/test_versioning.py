@@ -45,6 +45,14 @@ async def test_if_none_match_old_etag_returns_resource(client: httpx.AsyncClient
     assert r.status_code == 200
 
 
+async def test_if_none_match_with_an_etag_of_another_form_returns_resource(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await client.get(f"/fhir/Patient/{created['id']}", headers={"If-None-Match": '"abc", W/"1"'})
+    assert r.status_code == 304
+    r = await client.get(f"/fhir/Patient/{created['id']}", headers={"If-None-Match": '"abc"'})
+    assert r.status_code == 200
+
+
 async def test_if_modified_since_after_last_update_is_304(client: httpx.AsyncClient) -> None:
     created = parse(await post(client, "Patient", patient(unique())))
     r = await client.get(f"/fhir/Patient/{created['id']}",
