@@ -26,11 +26,11 @@ from urllib.parse import urlencode
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, operation_outcome
+from fhir_server.interactions.dates import parse_instant_param
 from fhir_server.interactions.search import compartment_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import decode_page_token, encode_page_token
-from fhir_server.search.values import parse_date_range
 from fhir_server.services import Services
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
@@ -83,10 +83,7 @@ def _parameters(ctx: RequestContext, services: Services,
     since: datetime | None = None
     raw_since = op.param("_since")
     if raw_since:
-        try:
-            since = parse_date_range(raw_since).lo
-        except ValueError as exc:
-            raise InvalidRequest(f"_since: {raw_since!r} is not an instant", code="invalid") from exc
+        since = parse_instant_param("_since", raw_since)  # as history's _since
     types: tuple[str, ...] = ()
     for name, value in op.params:
         if name == "_type":
