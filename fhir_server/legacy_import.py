@@ -130,7 +130,7 @@ class Row:
         value = self.text(column)
         if value is None:
             return None
-        if not value.isdigit() or int(value) < low or (high is not None and int(value) > high):
+        if not value.isdecimal() or int(value) < low or (high is not None and int(value) > high):
             raise RowRejected(column, f"'{value}' is not an integer in {low}-{high or '...'}")
         return int(value)
 

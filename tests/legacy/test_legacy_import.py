@@ -172,3 +172,13 @@ async def test_cli_imports_over_http(services: Services, settings: Settings,
         with httpx.Client() as http:
             bundle = http.get(f"{url}/fhir/Patient", params={"_summary": "count"}).json()
     assert bundle["total"] == 11
+
+
+@pytest.mark.parametrize("cell", ["³", "2²"])
+def test_digit_like_characters_are_a_row_rejection_not_a_crash(cell: str) -> None:
+    """``str.isdigit`` accepts superscripts that ``int`` refuses: the row is rejected, naming the column."""
+    from fhir_server.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as exc:
+        to_record({**GOOD, "toxicity_grade": cell})
+    assert str(exc.value).startswith("toxicity_grade")
