@@ -4,6 +4,7 @@ and the operation registry."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
@@ -13,6 +14,7 @@ from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.services import Services
 
+_STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                      "create", "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
@@ -26,7 +28,7 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-25",
+        "date": _STARTED,  # what the statement describes is fixed when the process starts
         "publisher": "IFP registry",
         "kind": "instance",
         "software": {"name": "ifp-fhir", "version": __version__},
