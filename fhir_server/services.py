@@ -63,6 +63,7 @@ class Services:
     # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
     write_checks: list[Any] = field(default_factory=list)
     _search_epoch: tuple[int, str] | None = None
+    _search_versions: frozenset[tuple[Any, Any]] | None = None
 
     def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Search index values of a resource, extracted at write time and stored with it."""
@@ -81,13 +82,19 @@ class Services:
         await self.conformance.refresh(session)
         if self._search_epoch == self.conformance.epoch:
             return False
-        self.search_parameters = registry_with(self.conformance.resources("SearchParameter"))
         self._search_epoch = self.conformance.epoch
+        stored = self.conformance.resources("SearchParameter")
+        versions = frozenset((r.get("id"), (r.get("meta") or {}).get("versionId")) for r in stored)
+        if versions == self._search_versions:  # a ValueSet or profile changed, not a SearchParameter
+            return False
+        self.search_parameters = registry_with(stored)
+        self._search_versions = versions
         return True
 
     async def reload_search_parameters(self) -> None:
         """Rebuild the registry from the database now (after a wipe in tests, or a re-index)."""
         self._search_epoch = None
+        self._search_versions = None
         await self.sync_conformance()
 
     @classmethod
