@@ -114,7 +114,7 @@ async def status(ctx: RequestContext, services: Services, op: OperationRequest) 
     if not job_id:
         raise InvalidRequest("$reindex-status needs job=<id>", code="required")
     job = await services.store.db[JOBS].find_one({"_id": job_id})
-    if job is None:
+    if job is None or job.get("caller") != ctx.caller:  # another caller's job does not exist for this one
         raise NotFound(f"No reindex job {job_id!r}")
     body = _parameters(job)
     if job["status"] == FAILED:
