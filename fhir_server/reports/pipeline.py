@@ -30,13 +30,11 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.reports.model import Filters
-from fhir_server.reports.terminology import ReportCodes
+from fhir_server.reports.terminology import DECISION_SYSTEM, REASON_SYSTEM, ReportCodes
 from fhir_server.storage.store import ResourceStore
 from fhir_server.synthetic import ATC, BASE, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
 
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
-REASON_SYSTEM = f"{BASE}/CodeSystem/ifp-registration-reason"
-DECISION_SYSTEM = f"{BASE}/CodeSystem/ifp-decision"
 PHASE_SYSTEM = f"{BASE}/CodeSystem/ifp-disease-phase"
 RESPONSE_SYSTEM = f"{BASE}/CodeSystem/ifp-response"
 PROSPECTIVE_URL = f"{BASE}/StructureDefinition/prospective-study"
