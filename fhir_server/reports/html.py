@@ -8,6 +8,7 @@ patients by country.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from html import escape
@@ -29,6 +30,7 @@ form label{margin-right:10px;white-space:nowrap} form input{width:96px} .cards{d
 """
 BAR = "#3b6ea5"
 LINE = "#d9822b"
+MONTH = re.compile(r"^\d{4}-\d{2}$")  # a Fig. 1 key (registrations-by-month strata)
 
 
 def _num(value: object) -> str:
@@ -87,7 +89,8 @@ def _nice_max(value: int) -> int:
 
 def _fig_months(stratifier: Stratifier) -> str:
     """Fig. 1: registrations per month (bars, left axis) and cumulative (line, right axis)."""
-    counts = {s.key: s.count or 0 for s in stratifier.strata}
+    # a year-only registration date has no month (key ``YYYY``): counted in the report, not drawn here
+    counts = {s.key: s.count or 0 for s in stratifier.strata if MONTH.match(s.key)}
     if not counts:
         return "<p>No registrations in the selected period.</p>"
     months = _months(min(counts), max(counts))

@@ -100,3 +100,19 @@ async def test_chromium_renders_the_page(loaded: list[PatientFacts], served: str
     keep = os.environ.get("IFP_REPORT_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+async def test_year_only_registration_date_does_not_break_fig1(
+        page_client: httpx.AsyncClient, client: httpx.AsyncClient, services: Services, empty_db: None) -> None:
+    """A registration Observation may have a year-only ``effectiveDateTime`` (a valid dateTime): Fig. 1 draws
+    the months it has, and the page is not a 500."""
+    await load_cohort(client, 3, 1984)
+    found = (await client.get("/fhir/Observation", params={
+        "code": "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts|registration-reason"})).json()
+    registration = found["entry"][0]["resource"]
+    registration["effectiveDateTime"] = "2001"
+    response = await client.put(f"/fhir/Observation/{registration['id']}", json=registration)
+    assert response.status_code == 200, response.text
+    response = await page_client.get("/report")
+    assert response.status_code == 200
+    assert response.text.count("<svg") == 2
