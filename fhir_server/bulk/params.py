@@ -71,7 +71,7 @@ def collect_params(op: OperationRequest) -> list[tuple[str, str]]:
     pairs = list(op.params)
     body: Any = op.body
     if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for parameter in body.get("parameter", []):
+        for parameter in op.parameters():
             name = parameter.get("name")
             for key, value in parameter.items():
                 if key.startswith("value") and isinstance(name, str):

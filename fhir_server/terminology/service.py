@@ -11,6 +11,7 @@ the highest version among those with status ``active``, else among ``draft``, el
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -169,7 +170,9 @@ class Terminology:
         if len(entries) > MAX_EXPANSION and count is None:
             raise ExpansionError(f"expansion has {len(entries)} codes; page it with count", "too-costly")
         page = entries[offset:offset + count] if count is not None else entries[offset:]
-        expansion: Json = {"identifier": f"urn:uuid:expansion-{abs(hash((value_set, filter)))}",
+        # The same expansion has the same identifier in every process (hash() is salted per process).
+        digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{value_set}|{filter or ''}")
+        expansion: Json = {"identifier": f"urn:uuid:{digest}",
                            "timestamp": "1970-01-01T00:00:00Z", "total": len(entries), "offset": offset}
         params = [{"name": n, "value" + t: v} for n, t, v in
                   (("filter", "String", filter), ("count", "Integer", count)) if v is not None]

@@ -114,3 +114,14 @@ async def test_odd_bundle_entry_requests_are_never_a_server_error(client: httpx.
         payload = json.dumps({"resourceType": "Bundle", "type": kind, "entry": [entry]}).encode()
         response = await client.post("/fhir", content=payload, headers={"Content-Type": FHIR_JSON})
         assert response.status_code < 500, (kind, method, response.text)
+
+
+@pytest.mark.parametrize("parameters", [{"resourceType": "Parameters", "parameter": "abc"},
+                                        {"resourceType": "Parameters", "parameter": [1, "x", None]}])
+async def test_malformed_export_parameters_are_never_a_server_error(client: httpx.AsyncClient,
+                                                                    parameters: dict) -> None:
+    # an unsupported _outputFormat makes the kick-off fail after reading the body: no export job is started
+    response = await client.post("/fhir/$export?_outputFormat=text/plain", content=json.dumps(parameters).encode(),
+                                 headers={"Content-Type": FHIR_JSON, "Prefer": "respond-async",
+                                          "Accept": FHIR_JSON})
+    assert response.status_code == 400, response.text
