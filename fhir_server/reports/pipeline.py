@@ -98,6 +98,10 @@ def reference_id(reference: Expr, resource_type: str) -> Expr:
     return first({"$getField": {"field": "captures", "input": found}})
 
 
+# Records a center withdrew: they never count (Observation.status, observation-status value set).
+NOT_MEASURED = ("entered-in-error", "cancelled")
+
+
 def patient_key() -> Expr:
     """``Patient/<id>`` from ``resource.subject.reference`` (relative or absolute, maybe versioned)."""
     return {"$concat": ["Patient/", reference_id("$resource.subject.reference", "Patient")]}
@@ -122,6 +126,7 @@ def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
     when = day("$resource.effectiveDateTime")
     return {"$unionWith": {"coll": "Observation", "pipeline": [
         {"$match": store.lookup_filter(ctx, "Observation")},
+        {"$match": {"resource.status": {"$nin": list(NOT_MEASURED)}}},
         {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
         {"$project": {
@@ -144,6 +149,7 @@ def _conditions(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
                    {"resource.code.coding": {"$elemMatch": {"system": ICD10, "code": "C92.1"}}}]}
     return {"$unionWith": {"coll": "Condition", "pipeline": [
         {"$match": store.lookup_filter(ctx, "Condition")},
+        {"$match": {"resource.verificationStatus.coding.code": {"$ne": "entered-in-error"}}},
         {"$match": cml},
         {"$project": {"_id": 0, "pid": patient_key(), "dx": {
             "e": day("$resource.onsetDateTime"),
@@ -171,6 +177,7 @@ def _imatinib(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
                "r": code_in(first("$resource.statusReason"), REASON_SYSTEM), "d": dose}
     return {"$unionWith": {"coll": "MedicationStatement", "pipeline": [
         {"$match": store.lookup_filter(ctx, "MedicationStatement")},
+        {"$match": {"resource.status": {"$ne": "entered-in-error"}}},
         {"$match": {"resource.medicationCodeableConcept.coding": {
             "$elemMatch": {"system": ATC, "code": {"$in": list(IMATINIB_CODES)}}}}},
         {"$project": {"_id": 0, "pid": patient_key(), "imaStart": day("$resource.effectivePeriod.start"),

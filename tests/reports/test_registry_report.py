@@ -136,3 +136,19 @@ async def test_versioned_references_count(client: httpx.AsyncClient, services: S
             assert response.status_code == 200, response.text
     assert len(cohort) == 3
     assert flatten(await _report(client)) == before
+
+
+async def test_records_entered_in_error_do_not_count(client: httpx.AsyncClient, services: Services,
+                                                     empty_db: None) -> None:
+    """A registration a center withdrew (``status: entered-in-error``) no longer registers its patient."""
+    cohort = await load_cohort(client, 4, SEED)
+    withdrawn_patient = cohort[0][1]
+    found = fhirjson.loads((await client.get("/fhir/Observation", params={
+        "subject": f"Patient/{withdrawn_patient}",
+        "code": "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts|registration-reason"})).content)
+    for entry in found["entry"]:
+        resource = {**entry["resource"], "status": "entered-in-error"}
+        response = await client.put(f"/fhir/Observation/{resource['id']}", content=fhirjson.dumps(resource),
+                                    headers={"Content-Type": "application/fhir+json"})
+        assert response.status_code == 200, response.text
+    assert flatten(await _report(client)) == expected_report([f for f, _ in cohort[1:]])
