@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from fhir_server.cli import command
+from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.errors import FhirError, InvalidRequest
 from fhir_server.settings import Settings
-from fhir_server.synthetic import DECISIONS, REASONS, DosePeriod, PatientRecord, build_bundle
+from fhir_server.synthetic import DosePeriod, PatientRecord, build_bundle
 
 REQUIRED = "required"
 OPTIONAL = "optional"

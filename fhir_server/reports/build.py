@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from fhir_server.contract import NOT_RECORDED, PHASES
 from fhir_server.reports.model import Filters, RegistryReport, Section, Stratifier, Stratum, percent, score
 from fhir_server.reports.pipeline import (
     CONCEPTS,
@@ -27,7 +28,6 @@ from fhir_server.reports.pipeline import (
 )
 from fhir_server.reports.terminology import ReportCodes, report_codes
 from fhir_server.storage.store import ResourceStore
-from fhir_server.synthetic import NOT_RECORDED, PHASES
 
 GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
 COUNTRY_SYSTEM = "urn:iso:std:iso:3166"

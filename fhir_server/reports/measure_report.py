@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from fhir_server.contract import BASE, UCUM
 from fhir_server.reports.model import RegistryReport, Section, Stratifier, Stratum
 from fhir_server.reports.pipeline import CONCEPTS
-from fhir_server.synthetic import BASE, UCUM
 
 MEASURE = f"{BASE}/Measure/registry-report"
 POPULATION = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/measure-population",

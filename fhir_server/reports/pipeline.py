@@ -29,10 +29,10 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.context import RequestContext
+from fhir_server.contract import ATC, BASE, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
 from fhir_server.reports.model import Filters
 from fhir_server.reports.terminology import DECISION_SYSTEM, REASON_SYSTEM, ReportCodes
 from fhir_server.storage.store import ResourceStore
-from fhir_server.synthetic import ATC, BASE, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
 
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
 PHASE_SYSTEM = f"{BASE}/CodeSystem/ifp-disease-phase"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.context import RequestContext
+from fhir_server.contract import BASE, DECISIONS, REASONS
 from fhir_server.storage.store import ResourceStore
-from fhir_server.synthetic import BASE, DECISIONS, REASONS
 
 REASON_SYSTEM = f"{BASE}/CodeSystem/ifp-registration-reason"
 DECISION_SYSTEM = f"{BASE}/CodeSystem/ifp-decision"

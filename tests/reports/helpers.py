@@ -18,8 +18,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from fhir_server import fhirjson
+from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.storage.mongod import free_port
-from fhir_server.synthetic import DECISIONS, REASONS, PatientFacts, registry_cohort
+from fhir_server.synthetic import PatientFacts, registry_cohort
 
 CONCEPTS = "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts"
 Key = tuple[str, str, str]

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from fhir_server import synthetic
-from fhir_server.synthetic import BASE
+from fhir_server.contract import BASE
 
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
 RECORD = f"{BASE}/sid/record"
