@@ -19,7 +19,15 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server import fhirjson
 from fhir_server.context import RequestContext
-from fhir_server.errors import FhirError, InvalidRequest, Issue, NotFound, PreconditionFailed, UnprocessableEntity
+from fhir_server.errors import (
+    FhirError,
+    Gone,
+    InvalidRequest,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
 from fhir_server.interactions import read as read_interaction
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
@@ -446,8 +454,8 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
         current = await services.store.current(ctx, match.group(1), match.group(2), session=session)
         if current is None:
             raise NotFound(f"{entry.path} is not known")
-        if current.deleted:
-            return InteractionResult(410, None, current)
+        if current.deleted:  # like vread of a deletion: an error (a transaction fails; a batch entry is 410)
+            raise Gone(f"{entry.path} was deleted", headers={"ETag": current.etag})
         if entry.if_none_match and read_interaction.etag_matches(entry.if_none_match, current.vid):
             return InteractionResult(304, None, current)  # the client's copy is current (request.ifNoneMatch)
         return InteractionResult(200, current.resource, current)

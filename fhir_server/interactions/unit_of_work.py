@@ -19,6 +19,7 @@ from fhir_server.errors import InvalidRequest
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
+from fhir_server.storage.store import ResourceStore
 
 T = TypeVar("T")
 
@@ -54,7 +55,7 @@ class UnitOfWork:
         self.conformance_checked = False
 
     @property
-    def store(self) -> Any:
+    def store(self) -> ResourceStore:
         return self.services.store
 
     async def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:

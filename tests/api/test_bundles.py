@@ -250,3 +250,24 @@ async def test_conditional_delete_and_put_of_one_resource_fail_the_transaction(c
     r = await _submit(client, bundle)
     assert r.status_code == 400, r.text
     assert (await client.get(f"/fhir/Patient/{existing['id']}")).status_code == 200
+
+
+async def test_transaction_get_of_a_deleted_resource_fails_the_transaction(client: httpx.AsyncClient) -> None:
+    doomed = parse(await post(client, "Patient", patient(unique())))
+    await client.delete(f"/fhir/Patient/{doomed['id']}")
+    pseudonym = unique()
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(pseudonym), "POST", "Patient"),
+        {"request": {"method": "GET", "url": f"Patient/{doomed['id']}"}}]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 410
+    assert parse(await client.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{pseudonym}")).get("entry", []) == []
+
+
+async def test_batch_get_of_a_deleted_resource_is_a_410_entry(client: httpx.AsyncClient) -> None:
+    doomed = parse(await post(client, "Patient", patient(unique())))
+    await client.delete(f"/fhir/Patient/{doomed['id']}")
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Patient/{doomed['id']}"}}]}
+    response = parse(await _submit(client, bundle))
+    assert response["entry"][0]["response"]["status"].startswith("410")
