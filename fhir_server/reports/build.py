@@ -132,7 +132,7 @@ def _reasons(facets: dict[str, Any], codes: ReportCodes, total: int) -> Section:
 
 def _sections(facets: dict[str, Any], codes: ReportCodes, total: int) -> tuple[Section, ...]:
     prospective = _counts(facets["prospective"])
-    months = _counts(facets["month"])
+    months = {month: n for month, n in _counts(facets["month"]).items() if month}  # year-only dates: no month
     return (
         _patients(facets, total),
         _age(facets),

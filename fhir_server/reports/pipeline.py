@@ -254,7 +254,7 @@ def _derived(codes: ReportCodes) -> list[dict[str, Any]]:
         "default": None}}
     days = {"$dateDiff": {"startDate": to_date("$imaStart"), "endDate": to_date("$stop.e"), "unit": "day"}}
     return [
-        {"$set": {"reason": reason, "age": _age(), "month": {"$substrBytes": ["$reg", 0, 7]},
+        {"$set": {"reason": reason, "age": _age(), "month": _month("$reg"),
                   "decision": {"$ifNull": ["$dec.c", NOT_RECORDED]},
                   "phase": {"$ifNull": ["$dx.p", "unknown"]}, "sokalGroup": {"$ifNull": ["$sokal.c", "unknown"]},
                   "prospective": {"$switch": {"branches": [
@@ -268,6 +268,12 @@ def _derived(codes: ReportCodes) -> list[dict[str, Any]]:
 
 
 # -- sections ----------------------------------------------------------------------------------------------
+
+
+def _month(value: Expr) -> Expr:
+    """``YYYY-MM`` of a registration date; None for a year-only date (it has no month to be counted in)."""
+    return {"$cond": [{"$gte": [{"$strLenBytes": {"$ifNull": [value, ""]}}, 7]},
+                      {"$substrBytes": [value, 0, 7]}, None]}
 
 
 def _count_by(field: Expr) -> list[dict[str, Any]]:

@@ -152,3 +152,23 @@ async def test_records_entered_in_error_do_not_count(client: httpx.AsyncClient, 
                                     headers={"Content-Type": "application/fhir+json"})
         assert response.status_code == 200, response.text
     assert flatten(await _report(client)) == expected_report([f for f, _ in cohort[1:]])
+
+
+async def test_year_only_registration_date_has_no_month_stratum(client: httpx.AsyncClient, services: Services,
+                                                                empty_db: None) -> None:
+    """``registrations-by-month`` strata are ``YYYY-MM``: a registration dated by its year alone still counts as
+    a registered patient but in no month."""
+    cohort = await load_cohort(client, 3, SEED)
+    found = fhirjson.loads((await client.get("/fhir/Observation", params={
+        "subject": f"Patient/{cohort[0][1]}",
+        "code": "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts|registration-reason"})).content)
+    registration = {**found["entry"][0]["resource"], "effectiveDateTime": "2001"}
+    response = await client.put(f"/fhir/Observation/{registration['id']}", content=fhirjson.dumps(registration),
+                                headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200, response.text
+    numbers = flatten(await _report(client))
+    months = {stratum for group, _, stratum in numbers if group == "registrations-by-month" and stratum}
+    assert months and all(len(m) == 7 and m[4] == "-" for m in months)
+    assert sum(numbers[("registrations-by-month", s, m)][0] for (g, s, m) in numbers
+               if g == "registrations-by-month" and m) == 2
+    assert numbers[("patients", "", "")][0] == 3
