@@ -211,9 +211,9 @@ async def conditional_update_resource(request: Request, resource_type: str) -> R
         raise MethodNotAllowed("PUT on a type needs search criteria (conditional update) or an id")
     body = await read_body(request, services.settings.max_body_bytes)
     check_structure(body, resource_type)
-    if_match = request.headers.get("if-match")
-    return await _write(request, ctx, services,
-                        lambda uow: conditional_update(uow, body, criteria, if_match=if_match))
+    if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
+    return await _write(request, ctx, services, lambda uow: conditional_update(
+        uow, body, criteria, if_match=if_match, if_none_match=if_none_match))
 
 
 @router.delete("/{resource_type}")
@@ -255,8 +255,9 @@ async def update_resource(request: Request, resource_type: str, resource_id: str
         raise InvalidRequest("The resource must carry the id of the URL", code="required",
                              expression=(f"{resource_type}.id",))
     check_structure(body, resource_type, resource_id)
-    if_match = request.headers.get("if-match")
-    return await _write(request, ctx, services, lambda uow: update(uow, body, resource_id, if_match=if_match))
+    if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
+    return await _write(request, ctx, services, lambda uow: update(
+        uow, body, resource_id, if_match=if_match, if_none_match=if_none_match))
 
 
 @router.patch("/{resource_type}/{resource_id}")

@@ -43,6 +43,7 @@ from fhir_server.interactions.unit_of_work import (
     run_in_transaction,
 )
 from fhir_server.interactions.update import check_matched_id, update
+from fhir_server.interactions.versioning import etag_matches
 from fhir_server.resources import check_structure, require_supported_type
 from fhir_server.services import Services
 from fhir_server.storage.documents import StoredVersion
@@ -435,7 +436,8 @@ class _TransactionState:
         target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource['id']}"
         resource_type, resource_id = target.split("/", 1)
         self._claim_target(entry, resource_type, resource_id)
-        self.results[entry.index] = await update(self.uow, resource, resource_id, if_match=entry.if_match)
+        self.results[entry.index] = await update(self.uow, resource, resource_id, if_match=entry.if_match,
+                                                 if_none_match=entry.if_none_match)
 
     async def _get(self, entry: Entry) -> None:
         self.results[entry.index] = await get_entry(self.uow.ctx, self.uow.services, entry, self.uow.session)
@@ -456,7 +458,7 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
             raise NotFound(f"{entry.path} is not known")
         if current.deleted:  # like vread of a deletion: an error (a transaction fails; a batch entry is 410)
             raise Gone(f"{entry.path} was deleted", headers={"ETag": current.etag})
-        if entry.if_none_match and read_interaction.etag_matches(entry.if_none_match, current.vid):
+        if entry.if_none_match and etag_matches(entry.if_none_match, current.vid):
             return InteractionResult(304, None, current)  # the client's copy is current (request.ifNoneMatch)
         return InteractionResult(200, current.resource, current)
     params = parse_qsl(entry.query, keep_blank_values=True)
