@@ -4,7 +4,14 @@ A transaction is all-or-nothing: one MongoDB multi-document transaction, re-run 
 conflicts. Inside it, in the spec's order: DELETE, then POST (``ifNoneExist`` resolved in the transaction's
 snapshot), PUT/PATCH, then GET. ``urn:uuid`` fullUrls and conditional references (``Patient?identifier=s|v``)
 are resolved and rewritten before anything is stored. A batch runs every entry on its own, each with its own
-status and OperationOutcome.
+status and OperationOutcome. ``GET metadata`` reads the CapabilityStatement.
+
+``Prefer: return=`` (http.html#ops, #transaction-response) shapes every write entry of a transaction-response or
+batch-response: ``representation`` puts the stored resource in ``entry.resource``; ``OperationOutcome`` gives
+``entry.response.outcome`` (the warnings, or a note of success); ``minimal`` leaves status, location, etag and
+lastModified only. Without the header a write entry has no resource and an outcome only when validation warned
+(as before): the spec leaves it to the server ("may"), a registry Bundle carries a dozen resources the client
+already holds, and location and etag name each stored version exactly. GET entries always carry what they read.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ from fhir_server.errors import (
     PreconditionFailed,
     UnprocessableEntity,
 )
+from fhir_server.interactions import capabilities
 from fhir_server.interactions import read as read_interaction
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import parse_patch, patch
 from fhir_server.interactions.references import collect_references, rewrite_references
-from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.result import RETURN_PREFERENCES, InteractionResult, ReturnPreference
 from fhir_server.interactions.search import find_matching_each
 from fhir_server.interactions.unit_of_work import (
     UnitOfWork,
@@ -80,8 +88,14 @@ class Entry:
     def label(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
+    @property
+    def reads_metadata(self) -> bool:
+        return self.method in ("GET", "HEAD") and self.path == "metadata"
 
-async def process_bundle(ctx: RequestContext, services: Services, body: Any) -> dict[str, Any]:
+
+async def process_bundle(ctx: RequestContext, services: Services, body: Any, *,
+                         prefer_return: str | None = None) -> dict[str, Any]:
+    """``prefer_return``: the ``return`` of the request's Prefer header; an unknown value counts as none."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidRequest("POST to the base takes a Bundle of type transaction or batch", code="invalid")
     kind = body.get("type")
@@ -91,10 +105,11 @@ async def process_bundle(ctx: RequestContext, services: Services, body: Any) -> 
     raw_entries = body.get("entry", [])
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be an array", code="structure", expression=("Bundle.entry",))
+    preference = next((p for p in RETURN_PREFERENCES if p == prefer_return), None)
     if kind == "batch":
-        return await BatchProcessor(ctx, services).run(raw_entries)
+        return await BatchProcessor(ctx, services, preference).run(raw_entries)
     entries = [_parse_entry(ctx, i, raw) for i, raw in enumerate(raw_entries)]
-    return await TransactionProcessor(ctx, services, entries).run()
+    return await TransactionProcessor(ctx, services, entries, preference).run()
 
 
 # -- entry parsing -----------------------------------------------------------------------------------------
@@ -130,6 +145,8 @@ def _relative_url(ctx: RequestContext, url: str) -> str:
 
 
 def _check_entry(entry: Entry) -> None:
+    if entry.reads_metadata:
+        return
     try:
         require_supported_type(entry.resource_type)
         if entry.method in ("POST", "PUT"):
@@ -191,14 +208,35 @@ def _is_conditional_reference(reference: str) -> bool:
     return "?" in reference and not reference.startswith(("urn:", "http:", "https:", "#"))
 
 
+# -- response entries --------------------------------------------------------------------------------------
+
+
+def _response_entry(ctx: RequestContext, entry: Entry, result: InteractionResult,
+                    preference: ReturnPreference | None) -> dict[str, Any]:
+    """An entry of a transaction-response or batch-response, shaped by ``Prefer: return`` (module docstring)."""
+    out: dict[str, Any] = {}
+    reads = entry.method in ("GET", "HEAD")
+    if result.resource is not None and (reads or preference == "representation"):
+        out["resource"] = result.resource
+    response = result.response_entry(ctx)
+    if not reads and preference == "minimal":
+        response.pop("outcome", None)
+    elif not reads and preference == "OperationOutcome":
+        response["outcome"] = result.outcome_or_note(entry.method)
+    out["response"] = response
+    return out
+
+
 # -- transaction -------------------------------------------------------------------------------------------
 
 
 class TransactionProcessor:
-    def __init__(self, ctx: RequestContext, services: Services, entries: list[Entry]) -> None:
+    def __init__(self, ctx: RequestContext, services: Services, entries: list[Entry],
+                 preference: ReturnPreference | None = None) -> None:
         self.ctx = ctx
         self.services = services
         self.entries = entries
+        self.preference = preference
 
     async def run(self) -> dict[str, Any]:
         self._check_unique_full_urls()
@@ -207,7 +245,8 @@ class TransactionProcessor:
         return {
             "resourceType": "Bundle",
             "type": "transaction-response",
-            "entry": [self._response_entry(entry, result) for entry, result in zip(self.entries, results, strict=True)],
+            "entry": [_response_entry(self.ctx, entry, result, self.preference)
+                      for entry, result in zip(self.entries, results, strict=True)],
         }
 
     def _check_unique_full_urls(self) -> None:
@@ -219,13 +258,6 @@ class TransactionProcessor:
                                          f"{seen[entry.full_url]}", code="invalid",
                                          expression=(f"{entry.label}.fullUrl",))
                 seen[entry.full_url] = entry.index
-
-    def _response_entry(self, entry: Entry, result: InteractionResult) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if entry.method in ("GET", "HEAD") and result.resource is not None:
-            out["resource"] = result.resource
-        out["response"] = result.response_entry(self.ctx)
-        return out
 
     async def _attempt(self, session: AsyncClientSession) -> list[InteractionResult]:
         uow = UnitOfWork(self.ctx, self.services, session)
@@ -445,9 +477,12 @@ class _TransactionState:
 
 async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
                     session: AsyncClientSession | None) -> InteractionResult:
-    """A GET entry: read, vread or search, seeing the transaction's own writes when in one."""
+    """A GET entry: read, vread, search or the CapabilityStatement, seeing the transaction's own writes when in
+    one."""
     from fhir_server.interactions import search as search_interaction
 
+    if entry.reads_metadata:
+        return InteractionResult(200, capabilities.capability_statement(ctx, services))
     versioned = _TYPE_ID_VERSION.match(entry.path)
     if versioned:
         return await read_interaction.vread(ctx, services, *versioned.groups(), session=session)
@@ -473,9 +508,10 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
 class BatchProcessor:
     """Every entry on its own: its own transaction, its own status; one failure does not stop the others."""
 
-    def __init__(self, ctx: RequestContext, services: Services) -> None:
+    def __init__(self, ctx: RequestContext, services: Services, preference: ReturnPreference | None = None) -> None:
         self.ctx = ctx
         self.services = services
+        self.preference = preference
 
     async def run(self, raw_entries: list[Any]) -> dict[str, Any]:
         out = []
@@ -489,11 +525,7 @@ class BatchProcessor:
             result = await self._execute(entry)
         except FhirError as exc:
             return {"response": InteractionResult(exc.status, outcome=exc.outcome()).response_entry(self.ctx)}
-        out: dict[str, Any] = {}
-        if entry.method in ("GET", "HEAD") and result.resource is not None:
-            out["resource"] = result.resource
-        out["response"] = result.response_entry(self.ctx)
-        return out
+        return _response_entry(self.ctx, entry, result, self.preference)
 
     async def _execute(self, entry: Entry) -> InteractionResult:
         if entry.method in ("GET", "HEAD"):
