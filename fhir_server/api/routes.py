@@ -12,7 +12,7 @@ from starlette.responses import Response
 from fhir_server.api.context import prefer, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.context import RequestContext
-from fhir_server.errors import InvalidRequest, Issue, MethodNotAllowed, NotFound, operation_outcome
+from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions import bundle as bundle_interaction
 from fhir_server.interactions import capabilities
 from fhir_server.interactions import history as history_interaction
@@ -59,10 +59,8 @@ def _write_response(request: Request, ctx: RequestContext, result: InteractionRe
     if wanted == "minimal":
         return Response(status_code=result.status, headers=headers)
     if wanted == "OperationOutcome":
-        outcome = result.outcome or operation_outcome(
-            [Issue("information", "informational", f"{request.method} succeeded with status {result.status}")])
-        return fhir_response(outcome, result.status if result.status != 204 else 200, headers,
-                             pretty=_pretty(request))
+        return fhir_response(result.outcome_or_note(request.method), result.status if result.status != 204 else 200,
+                             headers, pretty=_pretty(request))
     return fhir_response(result.resource, result.status, headers, pretty=_pretty(request))
 
 
@@ -92,7 +90,8 @@ async def metadata(request: Request) -> Response:
 async def system_bundle(request: Request) -> Response:
     ctx, services = _setup(request)
     body = await read_body(request, services.settings.max_body_bytes)
-    result = await bundle_interaction.process_bundle(ctx, services, body)
+    result = await bundle_interaction.process_bundle(ctx, services, body,
+                                                     prefer_return=prefer(request).get("return"))
     return fhir_response(result, 200, pretty=_pretty(request))
 
 
@@ -211,9 +210,9 @@ async def conditional_update_resource(request: Request, resource_type: str) -> R
         raise MethodNotAllowed("PUT on a type needs search criteria (conditional update) or an id")
     body = await read_body(request, services.settings.max_body_bytes)
     check_structure(body, resource_type)
-    if_match = request.headers.get("if-match")
-    return await _write(request, ctx, services,
-                        lambda uow: conditional_update(uow, body, criteria, if_match=if_match))
+    if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
+    return await _write(request, ctx, services, lambda uow: conditional_update(
+        uow, body, criteria, if_match=if_match, if_none_match=if_none_match))
 
 
 @router.delete("/{resource_type}")
@@ -255,8 +254,9 @@ async def update_resource(request: Request, resource_type: str, resource_id: str
         raise InvalidRequest("The resource must carry the id of the URL", code="required",
                              expression=(f"{resource_type}.id",))
     check_structure(body, resource_type, resource_id)
-    if_match = request.headers.get("if-match")
-    return await _write(request, ctx, services, lambda uow: update(uow, body, resource_id, if_match=if_match))
+    if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
+    return await _write(request, ctx, services, lambda uow: update(
+        uow, body, resource_id, if_match=if_match, if_none_match=if_none_match))
 
 
 @router.patch("/{resource_type}/{resource_id}")

@@ -2,9 +2,36 @@
 
 A transaction is all-or-nothing: one MongoDB multi-document transaction, re-run by the driver on transient
 conflicts. Inside it, in the spec's order: DELETE, then POST (``ifNoneExist`` resolved in the transaction's
-snapshot), PUT/PATCH, then GET. ``urn:uuid`` fullUrls and conditional references (``Patient?identifier=s|v``)
-are resolved and rewritten before anything is stored. A batch runs every entry on its own, each with its own
-status and OperationOutcome.
+snapshot), PUT/PATCH, then GET. References to other entries and conditional references
+(``Patient?identifier=s|v``) are resolved and rewritten before anything is stored. A batch runs every entry on
+its own, each with its own status and OperationOutcome. ``GET metadata`` reads the CapabilityStatement.
+
+References between entries (https://hl7.org/fhir/R4/bundle.html#references, http.html#trules: the server
+"SHALL replace all references in the bundle that match the fullUrl" of a resource it creates or updates).
+Every ``Reference.reference`` of a POST or PUT entry is read as the absolute URL it names
+(``references.bundle_reference``) and, when an entry has that fullUrl, rewritten to ``Type/id`` of what that entry
+writes:
+
+- an absolute reference (``urn:uuid:...``, ``http://example.com/fhir/Patient/zz9``, this server's own base)
+  names the entry with exactly that fullUrl;
+- a relative ``Patient/zz9`` is relative to the base of the referring entry's fullUrl when that is a RESTful
+  ``[base]/Type/id``, and to this server's base when it is a ``urn:uuid`` (or absent);
+- a version-specific reference (``Patient/zz9/_history/1``) is matched without its version. When the entry
+  carries no ``meta.versionId`` or that one, it names the entry's content and becomes ``Patient/<id>/_history/<n>``
+  with ``n`` the version this transaction stores (checked once stored); a different version of a resource the
+  transaction updates keeps its number (the server's own earlier version), of one it creates is 400 (none exists);
+- a reference that names no entry stays as written. A relative one then names *this server's* resource, even in an
+  entry whose fullUrl has a foreign base: in a transaction the server stands in for the sender's base
+  (http.html#trules: a fullUrl the server has no mapping for is taken as if its base were the server's), so
+  ``Patient/zz9`` next to ``http://example.com/fhir/Observation/1`` is this server's Patient/zz9 when no entry is
+  ``http://example.com/fhir/Patient/zz9``. A ``urn:uuid`` that names no entry is 400.
+
+``Prefer: return=`` (http.html#ops, #transaction-response) shapes every write entry of a transaction-response or
+batch-response: ``representation`` puts the stored resource in ``entry.resource``; ``OperationOutcome`` gives
+``entry.response.outcome`` (the warnings, or a note of success); ``minimal`` leaves status, location, etag and
+lastModified only. Without the header a write entry has no resource and an outcome only when validation warned
+(as before): the spec leaves it to the server ("may"), a registry Bundle carries a dozen resources the client
+already holds, and location and etag name each stored version exactly. GET entries always carry what they read.
 """
 
 from __future__ import annotations
@@ -20,6 +47,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from fhir_server import fhirjson
 from fhir_server.context import RequestContext
 from fhir_server.errors import (
+    Conflict,
     FhirError,
     Gone,
     InvalidRequest,
@@ -28,12 +56,13 @@ from fhir_server.errors import (
     PreconditionFailed,
     UnprocessableEntity,
 )
+from fhir_server.interactions import capabilities
 from fhir_server.interactions import read as read_interaction
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import parse_patch, patch
-from fhir_server.interactions.references import collect_references, rewrite_references
-from fhir_server.interactions.result import InteractionResult
+from fhir_server.interactions.references import bundle_reference, collect_references, rewrite_references
+from fhir_server.interactions.result import RETURN_PREFERENCES, InteractionResult, ReturnPreference
 from fhir_server.interactions.search import find_matching_each
 from fhir_server.interactions.unit_of_work import (
     UnitOfWork,
@@ -42,7 +71,8 @@ from fhir_server.interactions.unit_of_work import (
     query_params,
     run_in_transaction,
 )
-from fhir_server.interactions.update import check_matched_id, update
+from fhir_server.interactions.update import check_matched_id, update, version_after_update
+from fhir_server.interactions.versioning import etag_matches
 from fhir_server.resources import check_structure, require_supported_type
 from fhir_server.services import Services
 from fhir_server.storage.documents import StoredVersion
@@ -79,8 +109,14 @@ class Entry:
     def label(self) -> str:
         return f"Bundle.entry[{self.index}]"
 
+    @property
+    def reads_metadata(self) -> bool:
+        return self.method in ("GET", "HEAD") and self.path == "metadata"
 
-async def process_bundle(ctx: RequestContext, services: Services, body: Any) -> dict[str, Any]:
+
+async def process_bundle(ctx: RequestContext, services: Services, body: Any, *,
+                         prefer_return: str | None = None) -> dict[str, Any]:
+    """``prefer_return``: the ``return`` of the request's Prefer header; an unknown value counts as none."""
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise InvalidRequest("POST to the base takes a Bundle of type transaction or batch", code="invalid")
     kind = body.get("type")
@@ -90,10 +126,11 @@ async def process_bundle(ctx: RequestContext, services: Services, body: Any) -> 
     raw_entries = body.get("entry", [])
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be an array", code="structure", expression=("Bundle.entry",))
+    preference = next((p for p in RETURN_PREFERENCES if p == prefer_return), None)
     if kind == "batch":
-        return await BatchProcessor(ctx, services).run(raw_entries)
+        return await BatchProcessor(ctx, services, preference).run(raw_entries)
     entries = [_parse_entry(ctx, i, raw) for i, raw in enumerate(raw_entries)]
-    return await TransactionProcessor(ctx, services, entries).run()
+    return await TransactionProcessor(ctx, services, entries, preference).run()
 
 
 # -- entry parsing -----------------------------------------------------------------------------------------
@@ -129,6 +166,8 @@ def _relative_url(ctx: RequestContext, url: str) -> str:
 
 
 def _check_entry(entry: Entry) -> None:
+    if entry.reads_metadata:
+        return
     try:
         require_supported_type(entry.resource_type)
         if entry.method in ("POST", "PUT"):
@@ -190,14 +229,35 @@ def _is_conditional_reference(reference: str) -> bool:
     return "?" in reference and not reference.startswith(("urn:", "http:", "https:", "#"))
 
 
+# -- response entries --------------------------------------------------------------------------------------
+
+
+def _response_entry(ctx: RequestContext, entry: Entry, result: InteractionResult,
+                    preference: ReturnPreference | None) -> dict[str, Any]:
+    """An entry of a transaction-response or batch-response, shaped by ``Prefer: return`` (module docstring)."""
+    out: dict[str, Any] = {}
+    reads = entry.method in ("GET", "HEAD")
+    if result.resource is not None and (reads or preference == "representation"):
+        out["resource"] = result.resource
+    response = result.response_entry(ctx)
+    if not reads and preference == "minimal":
+        response.pop("outcome", None)
+    elif not reads and preference == "OperationOutcome":
+        response["outcome"] = result.outcome_or_note(entry.method)
+    out["response"] = response
+    return out
+
+
 # -- transaction -------------------------------------------------------------------------------------------
 
 
 class TransactionProcessor:
-    def __init__(self, ctx: RequestContext, services: Services, entries: list[Entry]) -> None:
+    def __init__(self, ctx: RequestContext, services: Services, entries: list[Entry],
+                 preference: ReturnPreference | None = None) -> None:
         self.ctx = ctx
         self.services = services
         self.entries = entries
+        self.preference = preference
 
     async def run(self) -> dict[str, Any]:
         self._check_unique_full_urls()
@@ -206,7 +266,8 @@ class TransactionProcessor:
         return {
             "resourceType": "Bundle",
             "type": "transaction-response",
-            "entry": [self._response_entry(entry, result) for entry, result in zip(self.entries, results, strict=True)],
+            "entry": [_response_entry(self.ctx, entry, result, self.preference)
+                      for entry, result in zip(self.entries, results, strict=True)],
         }
 
     def _check_unique_full_urls(self) -> None:
@@ -218,13 +279,6 @@ class TransactionProcessor:
                                          f"{seen[entry.full_url]}", code="invalid",
                                          expression=(f"{entry.label}.fullUrl",))
                 seen[entry.full_url] = entry.index
-
-    def _response_entry(self, entry: Entry, result: InteractionResult) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if entry.method in ("GET", "HEAD") and result.resource is not None:
-            out["resource"] = result.resource
-        out["response"] = result.response_entry(self.ctx)
-        return out
 
     async def _attempt(self, session: AsyncClientSession) -> list[InteractionResult]:
         uow = UnitOfWork(self.ctx, self.services, session)
@@ -242,7 +296,11 @@ class _TransactionState:
         self.resources: dict[int, dict[str, Any] | None] = {e.index: e.resource for e in entries}
         self.results: dict[int, InteractionResult] = {}
         self.id_map: dict[str, str] = {}  # fullUrl -> Type/id
+        self.entry_at: dict[str, Entry] = {e.full_url: e for e in entries if e.full_url}
+        self.conditional_map: dict[str, str] = {}  # conditional reference -> Type/id
         self.criteria_map: dict[str, str] = {}  # normalized conditional criteria -> Type/id
+        self.version_targets: dict[int, Entry] = {}  # entries a version-specific reference names, by index
+        self.promised_versions: dict[int, int] = {}  # their index -> the vid their write stores
         self.post_ids: dict[int, str] = {}  # entries to create -> new id
         self.targets: dict[tuple[str, str], int] = {}  # resources written -> entry index
         self.invalid: list[FhirError] = []  # 422s of entries, reported together
@@ -256,14 +314,13 @@ class _TransactionState:
         for entry in (e for e in by_order if e.method == "PUT"):
             await self._guard(entry, self._resolve_put_identity(entry))
         await self._resolve_conditional_references()
-        for entry in self.entries:
-            if entry.method in ("POST", "PUT") and self.resources[entry.index] is not None:
-                await self._guard(entry, self._rewrite(entry))
+        await self._rewrite_references()
         self._announce()
         for entry in (e for e in by_order if e.method == "POST" and e.index in self.post_ids):
             await self._guard(entry, self._create(entry))
         for entry in (e for e in by_order if e.method in ("PUT", "PATCH")):
             await self._guard(entry, self._put_or_patch(entry))
+        self._check_promised_versions()
         if self.invalid:  # every entry that breaks a profile, reported together; nothing is stored
             raise UnprocessableEntity(issues=[issue for exc in self.invalid for issue in exc.issues])
         await self.uow.flush()
@@ -392,24 +449,88 @@ class _TransactionState:
             except FhirError as exc:
                 raise InvalidRequest(f"Invalid conditional reference '{reference}': {exc}", code="invalid") from exc
             if key in self.criteria_map:
-                self.id_map[reference] = self.criteria_map[key]
+                self.conditional_map[reference] = self.criteria_map[key]
                 continue
             matches = await self.uow.matches(resource_type, query)
             if len(matches) > 1:
                 raise PreconditionFailed(f"Conditional reference '{reference}' matches {len(matches)} resources")
             if not matches:
                 raise NotFound(f"Conditional reference '{reference}' matches no resource")
-            self.id_map[reference] = f"{resource_type}/{matches[0]['_id']}"
+            self.conditional_map[reference] = f"{resource_type}/{matches[0]['_id']}"
 
-    async def _rewrite(self, entry: Entry) -> None:
+    # references to other entries (module docstring)
+    async def _rewrite_references(self) -> None:
+        """Rewrite every reference that names an entry. A version-specific one needs the version its entry
+        stores, which depends on that entry's own rewritten content: a first pass leaves those as written, then
+        the versions are worked out and the entries holding them rewritten again from their originals."""
+        writes = [e for e in self.entries if e.method in ("POST", "PUT") and self.resources[e.index] is not None]
+        originals = {e.index: self.resources[e.index] for e in writes}
+        waiting: dict[int, Entry] = {}
+        for entry in writes:
+            await self._guard(entry, self._rewrite(entry, originals[entry.index], waiting))
+        for target in self.version_targets.values():
+            await self._guard(target, self._promise_version(target))
+        for entry in waiting.values():
+            await self._guard(entry, self._rewrite(entry, originals[entry.index], {}))
+
+    async def _rewrite(self, entry: Entry, original: dict[str, Any] | None, waiting: dict[int, Entry]) -> None:
+        """``original`` with its references rewritten; ``entry`` joins ``waiting`` when it holds a
+        version-specific reference to an entry whose stored version is not known yet (left as written)."""
+
         def resolve(reference: str) -> str | None:
-            if reference in self.id_map:
-                return self.id_map[reference]
-            if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
-                raise InvalidRequest(f"Reference '{reference}' names no entry of this Bundle", code="not-found")
-            return None
+            if reference in self.conditional_map:
+                return self.conditional_map[reference]
+            named = bundle_reference(reference, entry.full_url, self.uow.ctx.base_url)
+            target = self.id_map.get(named.url) if named else None
+            if named is None or target is None:
+                if reference.startswith(("urn:uuid:", "urn:oid:")):
+                    raise InvalidRequest(f"Reference '{reference}' names no entry of this Bundle", code="not-found")
+                return None
+            if named.version is None:
+                return target
+            version = self._version_named(self.entry_at[named.url], reference, named.version)
+            if version is None:
+                waiting[entry.index] = entry
+                return None
+            return f"{target}/_history/{version}"
 
-        self.resources[entry.index] = rewrite_references(self.resources[entry.index], resolve)
+        self.resources[entry.index] = rewrite_references(original, resolve)
+
+    def _version_named(self, target: Entry, reference: str, version: str) -> str | None:
+        """The version of ``target``'s resource ``reference`` names; None while the one it stores is unknown."""
+        carried = ((target.resource or {}).get("meta") or {}).get("versionId")
+        if carried is not None and carried != version:  # another version than the entry's: not the entry
+            if target.index in self.post_ids:
+                raise InvalidRequest(f"Reference '{reference}' names version {version} of {target.label}, a "
+                                     f"resource this transaction creates (it carries version {carried})",
+                                     code="not-found")
+            return version
+        promised = self.promised_versions.get(target.index)
+        if promised is None:
+            self.version_targets[target.index] = target
+        return None if promised is None else str(promised)
+
+    async def _promise_version(self, target: Entry) -> None:
+        """The vid the write of ``target`` will store, as ``update``/``create`` will decide it."""
+        done = self.results.get(target.index)  # a POST whose ifNoneExist matched: nothing is written
+        if done is not None and done.version is not None:
+            self.promised_versions[target.index] = done.version.vid
+        elif target.index in self.post_ids:
+            self.promised_versions[target.index] = 1
+        else:
+            resource_type, resource_id = self.id_map[target.full_url or ""].split("/", 1)
+            current = await self.uow.current(resource_type, resource_id)
+            resource = self.resources[target.index] or {}
+            self.promised_versions[target.index] = version_after_update(current, resource)
+
+    def _check_promised_versions(self) -> None:
+        """A version-specific reference was rewritten to the version its entry was to store; if the write
+        stored another (its content was itself changed by a versioned reference), fail rather than dangle."""
+        for index, vid in self.promised_versions.items():
+            result = self.results.get(index)
+            if result is not None and result.version is not None and result.version.vid != vid:
+                raise Conflict(f"Bundle.entry[{index}] stored version {result.version.vid}, not the version {vid} "
+                               "a version-specific reference to it was given")
 
     async def _create(self, entry: Entry) -> None:
         resource = self.resources[entry.index]
@@ -435,7 +556,8 @@ class _TransactionState:
         target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource['id']}"
         resource_type, resource_id = target.split("/", 1)
         self._claim_target(entry, resource_type, resource_id)
-        self.results[entry.index] = await update(self.uow, resource, resource_id, if_match=entry.if_match)
+        self.results[entry.index] = await update(self.uow, resource, resource_id, if_match=entry.if_match,
+                                                 if_none_match=entry.if_none_match)
 
     async def _get(self, entry: Entry) -> None:
         self.results[entry.index] = await get_entry(self.uow.ctx, self.uow.services, entry, self.uow.session)
@@ -443,9 +565,12 @@ class _TransactionState:
 
 async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
                     session: AsyncClientSession | None) -> InteractionResult:
-    """A GET entry: read, vread or search, seeing the transaction's own writes when in one."""
+    """A GET entry: read, vread, search or the CapabilityStatement, seeing the transaction's own writes when in
+    one."""
     from fhir_server.interactions import search as search_interaction
 
+    if entry.reads_metadata:
+        return InteractionResult(200, capabilities.capability_statement(ctx, services))
     versioned = _TYPE_ID_VERSION.match(entry.path)
     if versioned:
         return await read_interaction.vread(ctx, services, *versioned.groups(), session=session)
@@ -456,7 +581,7 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
             raise NotFound(f"{entry.path} is not known")
         if current.deleted:  # like vread of a deletion: an error (a transaction fails; a batch entry is 410)
             raise Gone(f"{entry.path} was deleted", headers={"ETag": current.etag})
-        if entry.if_none_match and read_interaction.etag_matches(entry.if_none_match, current.vid):
+        if entry.if_none_match and etag_matches(entry.if_none_match, current.vid):
             return InteractionResult(304, None, current)  # the client's copy is current (request.ifNoneMatch)
         return InteractionResult(200, current.resource, current)
     params = parse_qsl(entry.query, keep_blank_values=True)
@@ -471,9 +596,10 @@ async def get_entry(ctx: RequestContext, services: Services, entry: Entry,
 class BatchProcessor:
     """Every entry on its own: its own transaction, its own status; one failure does not stop the others."""
 
-    def __init__(self, ctx: RequestContext, services: Services) -> None:
+    def __init__(self, ctx: RequestContext, services: Services, preference: ReturnPreference | None = None) -> None:
         self.ctx = ctx
         self.services = services
+        self.preference = preference
 
     async def run(self, raw_entries: list[Any]) -> dict[str, Any]:
         out = []
@@ -487,11 +613,7 @@ class BatchProcessor:
             result = await self._execute(entry)
         except FhirError as exc:
             return {"response": InteractionResult(exc.status, outcome=exc.outcome()).response_entry(self.ctx)}
-        out: dict[str, Any] = {}
-        if entry.method in ("GET", "HEAD") and result.resource is not None:
-            out["resource"] = result.resource
-        out["response"] = result.response_entry(self.ctx)
-        return out
+        return _response_entry(self.ctx, entry, result, self.preference)
 
     async def _execute(self, entry: Entry) -> InteractionResult:
         if entry.method in ("GET", "HEAD"):

@@ -1,11 +1,14 @@
 """delete and conditional delete (https://hl7.org/fhir/R4/http.html#delete, #cdelete).
 
 A delete stores a tombstone version (history keeps every earlier version); reads then answer 410 Gone.
+Deleting a resource that does not exist (it never did, or is already deleted) changes nothing and answers 204:
+http.html#delete says the server should answer a successful deletion, "or if the resource does not exist at
+all", with 200 or 204 -- a retried delete must not look like a failure. An unknown *type* is still 404.
 """
 
 from __future__ import annotations
 
-from fhir_server.errors import NotFound, PreconditionFailed
+from fhir_server.errors import PreconditionFailed
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.write import stage_tombstone
@@ -13,9 +16,7 @@ from fhir_server.interactions.write import stage_tombstone
 
 async def delete(uow: UnitOfWork, resource_type: str, resource_id: str) -> InteractionResult:
     current = await uow.current(resource_type, resource_id)
-    if current is None:
-        raise NotFound(f"{resource_type}/{resource_id} does not exist")
-    if current.deleted:  # deleting again changes nothing (an idempotent retry)
+    if current is None or current.deleted:  # nothing to delete: changes nothing, stores nothing
         return InteractionResult(204, None, None)
     version = stage_tombstone(uow, current)
     return InteractionResult(204, None, version)

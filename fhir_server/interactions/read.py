@@ -7,9 +7,9 @@ from datetime import datetime
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
-from fhir_server.errors import Gone, InvalidRequest, NotFound, NotModified
+from fhir_server.errors import Gone, NotFound, NotModified
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.versioning import parse_etag
+from fhir_server.interactions.versioning import etag_matches
 from fhir_server.resources import require_supported_type
 from fhir_server.services import Services
 
@@ -28,19 +28,6 @@ async def read(ctx: RequestContext, services: Services, resource_type: str, reso
     if if_modified_since is not None and current.last_updated.replace(microsecond=0) <= if_modified_since:
         raise NotModified(result.headers(ctx, with_location=False))
     return result
-
-
-def etag_matches(header: str, vid: int) -> bool:
-    """``If-None-Match`` (one or several ETags, or ``*``) names version ``vid``; an ETag that is not one of
-    this server's (``W/"<versionId>"``) names no version (RFC 9110 13.1.2: the read proceeds)."""
-    return any(tag.strip() == "*" or _version_of(tag) == vid for tag in header.split(","))
-
-
-def _version_of(tag: str) -> int | None:
-    try:
-        return parse_etag(tag)
-    except InvalidRequest:
-        return None
 
 
 async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,

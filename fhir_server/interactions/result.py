@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fhir_server.context import RequestContext
+from fhir_server.errors import Issue, operation_outcome
 from fhir_server.storage.documents import StoredVersion, instant
+
+# Prefer: return=... (https://hl7.org/fhir/R4/http.html#ops): what a write answers with
+ReturnPreference = Literal["minimal", "representation", "OperationOutcome"]
+RETURN_PREFERENCES: tuple[ReturnPreference, ...] = ("minimal", "representation", "OperationOutcome")
 
 
 @dataclass
@@ -15,6 +20,11 @@ class InteractionResult:
     resource: dict[str, Any] | None = None  # the body under Prefer: return=representation
     version: StoredVersion | None = None  # gives Location, ETag and Last-Modified
     outcome: dict[str, Any] | None = None  # an OperationOutcome with warnings or information
+
+    def outcome_or_note(self, method: str) -> dict[str, Any]:
+        """The body under ``Prefer: return=OperationOutcome``: the write's own warnings, or a note of success."""
+        return self.outcome or operation_outcome(
+            [Issue("information", "informational", f"{method} succeeded with status {self.status}")])
 
     def location(self, ctx: RequestContext) -> str | None:
         v = self.version

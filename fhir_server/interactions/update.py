@@ -1,4 +1,9 @@
-"""update, update-as-create and conditional update (https://hl7.org/fhir/R4/http.html#update, #cond-update)."""
+"""update, update-as-create and conditional update (https://hl7.org/fhir/R4/http.html#update, #cond-update).
+
+Preconditions (https://hl7.org/fhir/R4/http.html#concurrency, RFC 9110 section 13.1): ``If-Match`` names the
+current version (412 otherwise); ``If-None-Match: *`` (or an ETag list) must *not* match the current version:
+an update of an existing resource with ``If-None-Match: *`` is 412, an update of a new (or deleted) id creates it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from fhir_server.errors import InvalidRequest, PreconditionFailed
 from fhir_server.interactions.create import create
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
-from fhir_server.interactions.versioning import content_equal, parse_etag
+from fhir_server.interactions.versioning import content_equal, etag_matches, parse_etag
 from fhir_server.interactions.write import stage_version
 from fhir_server.storage.documents import StoredVersion
 
@@ -22,8 +27,18 @@ def check_if_match(current: StoredVersion | None, if_match: str | None) -> None:
         raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({found})")
 
 
+def check_if_none_match(current: StoredVersion | None, if_none_match: str | None) -> None:
+    """RFC 9110 13.1.2: on a write, an ``If-None-Match`` that matches the current version fails (412)."""
+    if if_none_match is None or current is None or current.deleted:
+        return
+    if etag_matches(if_none_match, current.vid):
+        raise PreconditionFailed(f"If-None-Match {if_none_match}: {current.type}/{current.id} exists "
+                                 f'(version W/"{current.vid}")')
+
+
 async def update(uow: UnitOfWork, resource: dict[str, Any], resource_id: str, *,
-                 if_match: str | None = None, method: str = "PUT") -> InteractionResult:
+                 if_match: str | None = None, if_none_match: str | None = None,
+                 method: str = "PUT") -> InteractionResult:
     """Store ``resource`` as the next version of ``resource_id``; create it with this id if it is new.
 
     Resubmitting identical content (an EHR retry) stores no new version and answers 200 with the current one.
@@ -31,14 +46,23 @@ async def update(uow: UnitOfWork, resource: dict[str, Any], resource_id: str, *,
     resource_type = resource["resourceType"]
     current = await uow.current(resource_type, resource_id)
     check_if_match(current, if_match)
-    if current is not None and not current.deleted and content_equal(current.resource, _as_stored(resource, current)):
+    check_if_none_match(current, if_none_match)
+    if current is not None and is_unchanged(current, resource):
         return InteractionResult(200, current.resource, current)
     status = 201 if current is None or current.deleted else 200
     return await stage_version(uow, resource, resource_id, method, current, status)
 
 
-def _as_stored(resource: dict[str, Any], current: StoredVersion) -> dict[str, Any]:
-    return {**resource, "id": current.id}
+def is_unchanged(current: StoredVersion, resource: dict[str, Any]) -> bool:
+    """Whether an update of ``current`` with ``resource`` stores nothing new (identical content)."""
+    return not current.deleted and content_equal(current.resource, {**resource, "id": current.id})
+
+
+def version_after_update(current: StoredVersion | None, resource: dict[str, Any]) -> int:
+    """The versionId :func:`update` leaves current when it stores ``resource`` over ``current``."""
+    if current is None:
+        return 1
+    return current.vid if is_unchanged(current, resource) else current.vid + 1
 
 
 def check_matched_id(resource: dict[str, Any], match_id: str) -> None:
@@ -51,7 +75,7 @@ def check_matched_id(resource: dict[str, Any], match_id: str) -> None:
 
 
 async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria: str, *,
-                             if_match: str | None = None) -> InteractionResult:
+                             if_match: str | None = None, if_none_match: str | None = None) -> InteractionResult:
     resource_type = resource["resourceType"]
     matches = await uow.matches(resource_type, criteria)
     if len(matches) > 1:
@@ -60,8 +84,8 @@ async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria
     if matches:
         match_id = matches[0]["_id"]
         check_matched_id(resource, match_id)
-        return await update(uow, resource, match_id, if_match=if_match)
+        return await update(uow, resource, match_id, if_match=if_match, if_none_match=if_none_match)
     if body_id is not None:  # update-as-create with the client's id, claimed like a conditional create
         uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")
-        return await update(uow, resource, body_id, if_match=if_match)
+        return await update(uow, resource, body_id, if_match=if_match, if_none_match=if_none_match)
     return await create(uow, resource, if_none_exist=criteria)

@@ -20,6 +20,19 @@ def parse_etag(value: str) -> int:
     return int(match.group(1))
 
 
+def etag_matches(header: str, vid: int) -> bool:
+    """``If-None-Match`` (one or several ETags, or ``*``) names version ``vid``; an ETag that is not one of
+    this server's (``W/"<versionId>"``) names no version (RFC 9110 13.1.2: the request proceeds)."""
+    return any(tag.strip() == "*" or _version_of(tag) == vid for tag in header.split(","))
+
+
+def _version_of(tag: str) -> int | None:
+    try:
+        return parse_etag(tag)
+    except InvalidRequest:
+        return None
+
+
 def stamp(resource: dict[str, Any], resource_id: str, vid: int, last_updated: datetime) -> dict[str, Any]:
     """The resource as stored: server id and meta.versionId/lastUpdated, everything else as sent."""
     meta = dict(resource.get("meta") or {})

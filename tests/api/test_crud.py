@@ -121,8 +121,16 @@ async def test_delete_twice_is_idempotent(client: httpx.AsyncClient) -> None:
     assert len(history["entry"]) == 2
 
 
-async def test_delete_unknown_is_404(client: httpx.AsyncClient) -> None:
-    assert (await client.delete("/fhir/Patient/never-was")).status_code == 404
+async def test_delete_of_an_id_that_never_existed_is_204(client: httpx.AsyncClient) -> None:
+    # http.html#delete: success, "or if the resource does not exist at all", is 200 or 204 (was 404 here)
+    never = unique("never-")
+    r = await client.delete(f"/fhir/Patient/{never}")
+    assert r.status_code == 204 and r.content == b""
+    assert (await client.get(f"/fhir/Patient/{never}/_history")).status_code == 404  # no tombstone was stored
+
+
+async def test_delete_of_an_unknown_type_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.delete("/fhir/Spaceship/never-was")).status_code == 404
 
 
 async def test_update_after_delete_resurrects_with_next_version(client: httpx.AsyncClient) -> None:

@@ -127,3 +127,42 @@ async def test_patch_changing_id_is_400(client: httpx.AsyncClient) -> None:
                            content=b'[{"op":"replace","path":"/id","value":"other"}]',
                            headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code == 400
+
+
+async def test_update_with_if_none_match_star_of_an_existing_resource_is_412(client: httpx.AsyncClient) -> None:
+    # RFC 9110 13.1.2: If-None-Match: * on a write fails when a current representation exists
+    created = parse(await post(client, "Patient", patient(unique())))
+    r = await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}, **{"If-None-Match": "*"})
+    assert r.status_code == 412
+    assert parse(r)["resourceType"] == "OperationOutcome"
+    assert parse(await client.get(f"/fhir/Patient/{created['id']}"))["gender"] == "female"
+
+
+async def test_update_with_if_none_match_star_of_a_new_id_creates_it(client: httpx.AsyncClient) -> None:
+    new_id = unique("new-")
+    r = await put(client, f"Patient/{new_id}", patient(unique(), id=new_id), **{"If-None-Match": "*"})
+    assert r.status_code == 201
+    assert parse(await client.get(f"/fhir/Patient/{new_id}"))["meta"]["versionId"] == "1"
+
+
+async def test_update_with_if_none_match_star_of_a_deleted_resource_recreates_it(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    await client.delete(f"/fhir/Patient/{created['id']}")
+    r = await put(client, f"Patient/{created['id']}", created, **{"If-None-Match": "*"})
+    assert r.status_code == 201
+
+
+async def test_update_with_if_none_match_of_the_current_etag_is_412(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    stale = await put(client, f"Patient/{created['id']}", {**created, "active": True}, **{"If-None-Match": 'W/"7"'})
+    assert stale.status_code == 200
+    r = await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}, **{"If-None-Match": 'W/"2"'})
+    assert r.status_code == 412
+
+
+async def test_conditional_update_with_if_none_match_star_of_a_match_is_412(client: httpx.AsyncClient) -> None:
+    pseudonym = unique()
+    await post(client, "Patient", patient(pseudonym))
+    r = await put(client, f"Patient?identifier=https://cml-registry.eu/fhir/sid/patient|{pseudonym}",
+                  patient(pseudonym, gender="male"), **{"If-None-Match": "*"})
+    assert r.status_code == 412
