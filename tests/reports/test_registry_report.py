@@ -35,6 +35,8 @@ async def _report(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
 async def test_every_number_of_the_unfiltered_report(client: httpx.AsyncClient,
                                                      cohort: list[tuple[PatientFacts, str]]) -> None:
     facts = [f for f, _ in cohort]
+    # the reason not recorded, in both forms: with a registration Observation (dataAbsentReason) and without
+    assert {f.registration_observation for f in facts if f.reason == "not-recorded"} == {True, False}
     report = await _report(client)
     assert report["resourceType"] == "MeasureReport"
     assert (report["status"], report["type"]) == ("complete", "summary")
