@@ -14,7 +14,10 @@ Two halves:
 
 A stopped imatinib period whose reason was not recorded has no ``statusReason`` (the patient counts as
 ``not-recorded`` in Tab. 1); its registration observation then has no value but ``dataAbsentReason``
-``unknown`` (profile ifp-registration, invariant ifp-reg-3; mappings/form-a-columns.md).
+``unknown`` (profile ifp-registration, invariant ifp-reg-3; mappings/form-a-columns.md), or there is no
+registration observation at all (``PatientRecord.registration_observation``): the data contract v0.2 counts
+such a patient all the same, registered at the end of its last stopped imatinib period ("Definitions"). The
+synthetic registry has both forms, as the registry letter has 77 of 567 patients without a recorded reason.
 
 Record ids are ``<pseudonym>/<n>`` with a fixed ``n`` per kind of record (mappings/form-a-columns.md): 1
 diagnosis, 2 imatinib, 3-7 baseline spleen/platelets/blasts/eosinophils/basophils, 8 registration, 9 decision,
@@ -123,7 +126,7 @@ class PatientRecord:
     phase_at_diagnosis: str
     periods: tuple[DosePeriod, ...]
     stop_reason: str | None  # a leaf of ifp-registration-reason, None = not recorded
-    registration_date: date
+    registration_date: date  # the registration Observation's effectiveDateTime
     phase_at_registration: str
     decision: str | None
     decision_date: date | None
@@ -134,6 +137,8 @@ class PatientRecord:
     second_line_atc: str | None = None
     second_line_start: date | None = None
     transplant_date: date | None = None
+    # False: the center submitted no registration Observation (only when the reason was not recorded)
+    registration_observation: bool = True
 
     @property
     def age_at_diagnosis(self) -> int:
@@ -164,22 +169,29 @@ class PatientFacts:
     imatinib_months: float | None  # first start to stop, in months of 365.25/12 days
     dose_at_stop: float | None  # mg/day of the stopped period
     decision: str | None
-    registration_date: date
+    registration_date: date  # data contract v0.2: the registration Observation's date, else the imatinib stop
     phase_at_diagnosis: str
     sokal_group: str | None
+    registration_observation: bool  # whether the Bundle has a registration Observation
 
     @property
     def registration_month(self) -> str:
         return self.registration_date.strftime("%Y-%m")
 
 
-def facts_of(record: PatientRecord) -> PatientFacts:
-    """The ground truth of a record, computed in plain Python."""
+def facts_of(record: PatientRecord, first_stored: date | None = None) -> PatientFacts:
+    """The ground truth of a record, computed in plain Python. ``first_stored``: the day the Patient was
+    first stored, its registration date when it has neither a registration Observation nor a stopped imatinib
+    period (data contract v0.2, "Definitions"); only known once submitted."""
     stopped = record.periods[-1] if record.periods and record.periods[-1].end else None
     months = dose = None
     if stopped is not None and stopped.end is not None:
         months = (stopped.end - record.periods[0].start).days / DAYS_PER_MONTH
         dose = float(stopped.daily_dose)
+    registered = record.registration_date if record.registration_observation else (
+        stopped.end if stopped is not None and stopped.end is not None else first_stored)
+    if registered is None:
+        raise ValueError(f"{record.pseudonym}: registered the day it is first stored, which is not known yet")
     prospective = {True: "included", False: "never-included", None: "unknown"}[record.prospective]
     sokal = record.risk().get("sokal")
     return PatientFacts(
@@ -188,8 +200,8 @@ def facts_of(record: PatientRecord) -> PatientFacts:
         reason=record.stop_reason or NOT_RECORDED,
         group=REASONS[record.stop_reason][1] if record.stop_reason else None,
         imatinib_months=months, dose_at_stop=dose, decision=record.decision,
-        registration_date=record.registration_date, phase_at_diagnosis=record.phase_at_diagnosis,
-        sokal_group=sokal.group if sokal else None,
+        registration_date=registered, phase_at_diagnosis=record.phase_at_diagnosis,
+        sokal_group=sokal.group if sokal else None, registration_observation=record.registration_observation,
     )
 
 
@@ -376,6 +388,8 @@ def _add_responses(w: _BundleWriter) -> None:
 
 def _add_registration(w: _BundleWriter) -> None:
     r = w.record
+    if not r.registration_observation:
+        return
     value: dict[str, Any]
     if r.stop_reason:
         value = {"valueCodeableConcept": w.concept("ifp-registration-reason", r.stop_reason,
@@ -542,6 +556,9 @@ def synthetic_record(index: int, rng: random.Random) -> PatientRecord:
         baseline=_baseline(rng), responses=_responses(rng, start, reason),
         toxicity_type=rng.choice(list(TOXICITY_TYPES)) if reason == "toxicity" else None,
         toxicity_grade=rng.choice([3, 3, 3, 4, 2]) if reason == "toxicity" else None,
+        # reason not recorded: every other such patient comes without a registration Observation (chosen by
+        # index, not drawn, so that the rest of a seeded cohort stays what it was)
+        registration_observation=reason != NOT_RECORDED or index % 2 == 1,
     )
 
 

@@ -3,7 +3,8 @@
 
 Dates may be partial (``2007``, ``2007-03``, ``2007-03-15``): ``period-start`` is the first day of what it
 names, ``period-end`` the last (inclusive), as FHIR date ranges are (https://hl7.org/fhir/R4/search.html#date).
-The period applies to the registration Observation's ``effectiveDateTime`` (data-contract.md, ifp-registration).
+The period applies to the registration date (data-contract.md v0.2, "Definitions"): the registration Observation's
+``effectiveDateTime``, else the end of the last stopped imatinib period, else the day the Patient was first stored.
 """
 
 from __future__ import annotations

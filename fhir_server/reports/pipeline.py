@@ -3,18 +3,24 @@
 One pipeline, run through ``ResourceStore.aggregate`` on ``Patient`` (whose first stage is the access
 filter). ``$unionWith`` brings in the registration, decision and Sokal Observations, the CML Conditions and the
 imatinib MedicationStatements, each behind the store's ``lookup_filter``; every document is reduced to a few
-fields keyed by its patient, then ``$group`` makes one row per patient, ``$lookup`` adds the center
+fields keyed by its patient, then ``$group`` makes one row per patient (every Patient, registration
+Observation or not), the registration date falls back as defined below (a ``$lookup`` of the Patient's first
+version in history, through the store, only for a patient with neither date), ``$lookup`` adds the center
 Organization (country, center code), the filters apply, and ``$facet`` computes every section. Medians are
 computed in the database (MongoDB 6.0 has no ``$median``): values are collected with ``$push``, sorted with
 ``$sortArray`` and the middle element(s) picked. Only the facet results (a few dozen small documents) reach
 Python.
 
-Read from ``resource.*`` only. Definitions:
+Read from ``resource.*`` only. Definitions (data-contract.md v0.2, "Definitions"):
 
-* registered patient: a Patient with at least one registration Observation (ifp-concepts#registration-reason);
-  registration date = the earliest such ``effectiveDateTime`` (the period filter applies to it);
-* reason (Tab. 1): the ifp-registration-reason code of that registration Observation's value; when it has
-  none (``dataAbsentReason``), the code in ``statusReason`` of the latest *stopped* imatinib period; neither:
+* registered patient: every Patient stored (not deleted) - being submitted is being registered; a registration
+  Observation (ifp-concepts#registration-reason) is not required;
+* registration date (Fig. 1; the period filter applies to it): the earliest ``effectiveDateTime`` of the
+  patient's registration Observations; without one, the ``end`` of the latest *stopped* imatinib period;
+  without that, the day (UTC) the Patient was first stored (its history version 1);
+* reason (Tab. 1): the ifp-registration-reason code of a registration Observation's value (the earliest that
+  has one); when none has (no registration Observation, or only with ``dataAbsentReason``), the
+  ifp-registration-reason code in ``statusReason`` of the latest stopped imatinib period; neither:
   ``not-recorded`` (data contract, ifp-imatinib and ifp-registration; mappings/form-a-columns.md). In
   conformant data the two sources agree;
 * age at diagnosis: completed years from ``Patient.birthDate`` to the CML Condition's ``onsetDateTime``;
@@ -130,10 +136,7 @@ def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
         {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
         {"$project": {
-            "_id": 0, "pid": patient_key(),
-            "reg": {"$cond": [{"$eq": ["$concept", "registration-reason"]},
-                              {"e": when, "c": code_in("$resource.valueCodeableConcept", REASON_SYSTEM)},
-                              "$$REMOVE"]},
+            "_id": 0, "pid": patient_key(), **_registration(when),
             "dec": {"$cond": [{"$eq": ["$concept", "decision-after-imatinib"]},
                               {"e": when, "c": code_in("$resource.valueCodeableConcept", DECISION_SYSTEM)},
                               "$$REMOVE"]},
@@ -142,6 +145,16 @@ def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
                                 "$$REMOVE"]},
         }},
     ]}}
+
+
+def _registration(when: Expr) -> dict[str, Expr]:
+    """A registration Observation's date (``regDate``) and, when its value records one, its reason with the
+    date (``regReason``: ``{e, c}``, so that the earliest recorded reason wins); nothing for other codes."""
+    registration = {"$eq": ["$concept", "registration-reason"]}
+    recorded = {"$let": {"vars": {"c": code_in("$resource.valueCodeableConcept", REASON_SYSTEM)},
+                         "in": {"$cond": [{"$eq": [{"$type": "$$c"}, "string"]}, {"e": when, "c": "$$c"}, None]}}}
+    return {"regDate": {"$cond": [registration, when, "$$REMOVE"]},
+            "regReason": {"$cond": [registration, recorded, "$$REMOVE"]}}
 
 
 def _conditions(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
@@ -171,10 +184,17 @@ def _daily_dose() -> Expr:
     }}
 
 
+def _status_reason() -> Expr:
+    """The ifp-registration-reason code in the statusReason of a stopped period (profile ifp-imatinib: a
+    coding next to the SNOMED CT stop reason), whichever statusReason carries it; null when none does."""
+    codes = {"$map": {"input": {"$ifNull": ["$resource.statusReason", []]}, "as": "r",
+                      "in": code_in("$$r", REASON_SYSTEM)}}
+    return first({"$filter": {"input": codes, "as": "c", "cond": {"$eq": [{"$type": "$$c"}, "string"]}}})
+
+
 def _imatinib(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
     dose = {"$let": {"vars": {"d": first("$resource.dosage")}, "in": _daily_dose()}}
-    stopped = {"e": day("$resource.effectivePeriod.end"),
-               "r": code_in(first("$resource.statusReason"), REASON_SYSTEM), "d": dose}
+    stopped = {"e": day("$resource.effectivePeriod.end"), "r": _status_reason(), "d": dose}
     return {"$unionWith": {"coll": "MedicationStatement", "pipeline": [
         {"$match": store.lookup_filter(ctx, "MedicationStatement")},
         {"$match": {"resource.status": {"$ne": "entered-in-error"}}},
@@ -194,11 +214,26 @@ def _per_patient() -> list[dict[str, Any]]:
         {"$group": {
             "_id": "$pid", "isPatient": {"$max": "$isPatient"}, "sex": {"$max": "$sex"},
             "birth": {"$max": "$birth"}, "org": {"$max": "$org"}, "prosp": {"$max": "$prosp"},
-            "reg": {"$min": "$reg"}, "dec": {"$min": "$dec"}, "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"},
-            "imaStart": {"$min": "$imaStart"}, "stop": {"$max": "$stop"},
+            "regDate": {"$min": "$regDate"}, "regReason": {"$min": "$regReason"}, "dec": {"$min": "$dec"},
+            "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"}, "imaStart": {"$min": "$imaStart"},
+            "stop": {"$max": "$stop"},  # the latest stopped period (by end date)
         }},
-        {"$set": {"regReason": "$reg.c", "reg": "$reg.e"}},
-        {"$match": {"isPatient": True, "reg": {"$type": "string"}}},
+        {"$match": {"isPatient": True}},  # every stored Patient is registered; other rows are orphans
+        {"$set": {"regReason": "$regReason.c"}},
+    ]
+
+
+def _registration_date(ctx: RequestContext, store: ResourceStore) -> list[dict[str, Any]]:
+    """``reg``: the registration Observation's date, else the end of the latest stopped imatinib period, else
+    the day (UTC) the Patient was first stored, looked up in history only for the patients that need it."""
+    first_stored = {"$dateToString": {"date": first("$firstStored.lastUpdated"), "format": "%Y-%m-%d",
+                                      "timezone": "UTC"}}
+    return [
+        {"$set": {"reg": {"$ifNull": ["$regDate", "$stop.e"]}}},
+        {"$set": {"undated": {"$cond": [{"$eq": [{"$type": "$reg"}, "string"]}, "$$REMOVE", "$_id"]}}},
+        *store.first_version_lookup(ctx, "Patient", "undated", "firstStored"),
+        {"$set": {"reg": {"$ifNull": ["$reg", first_stored]}}},
+        {"$unset": ["regDate", "undated", "firstStored"]},
     ]
 
 
@@ -309,7 +344,8 @@ def report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
     """The whole aggregation, to run on ``Patient`` with ``ResourceStore.aggregate``."""
     return [
         *_patients(), _observations(ctx, store), _conditions(ctx, store), _imatinib(ctx, store),
-        *_per_patient(), *_match_filters(filters), *_center(ctx, store, filters), *_derived(codes), _facets(),
+        *_per_patient(), *_registration_date(ctx, store), *_match_filters(filters), *_center(ctx, store, filters),
+        *_derived(codes), _facets(),
     ]
 
 

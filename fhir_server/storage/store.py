@@ -156,6 +156,24 @@ class ResourceStore:
         """The match an aggregation must apply to documents it joins from ``resource_type``."""
         return self._filter(ctx, resource_type, dict(NOT_DELETED))
 
+    def first_version_lookup(self, ctx: RequestContext, resource_type: str, reference_field: str,
+                             into: str) -> list[dict[str, Any]]:
+        """Aggregation stages putting into ``into`` the first version (``vid`` 1: when the resource was first
+        stored) of the resource whose relative reference ``Type/id`` is in ``reference_field``, as
+        ``[{"lastUpdated": ...}]``: an empty list when the field is missing, or the caller may not read it.
+
+        ``Type/id`` + ``/1`` is that version's history key (``history_key``): the join is one lookup on the
+        history ``_id`` index, and a document without the field looks up nothing."""
+        key = f"{into}Key"
+        return [
+            {"$set": {key: {"$cond": [{"$eq": [{"$type": f"${reference_field}"}, "string"]},
+                                      {"$concat": [f"${reference_field}", "/1"]}, "$$REMOVE"]}}},
+            {"$lookup": {"from": HISTORY, "localField": key, "foreignField": "_id", "as": into, "pipeline": [
+                {"$match": self._filter(ctx, resource_type, {"type": resource_type, "vid": 1})},
+                {"$project": {"_id": 0, "lastUpdated": 1}}]}},
+            {"$unset": key},
+        ]
+
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,
                       after_key: tuple[datetime, str] | None = None, limit: int = 50,

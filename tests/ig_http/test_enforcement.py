@@ -170,8 +170,11 @@ async def test_unknown_claimed_profile_is_a_warning_only(client: httpx.AsyncClie
 
 
 async def test_transaction_with_one_failing_entry_stores_nothing(registry_client: httpx.AsyncClient) -> None:
-    index = random.randint(10_000, 99_999)
-    bundle, facts = registry_bundle(index, random.Random(index))
+    while True:  # a patient whose Bundle has a registration Observation (some have none: reason not recorded)
+        index = random.randint(10_000, 99_999)
+        bundle, facts = registry_bundle(index, random.Random(index))
+        if facts.registration_observation:
+            break
     entries = bundle["entry"]
     reg = next(i for i, e in enumerate(entries)
                if any(c.get("code") == "registration-reason" for c in e["resource"].get("code", {}).get("coding", [])))

@@ -4,12 +4,16 @@ MeasureReport into ``{(group, stratifier, stratum): (count, percent, score)}`` f
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import statistics
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -18,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from fhir_server import fhirjson
+from fhir_server.api.report_page import report_router
 from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.storage.mongod import free_port
 from fhir_server.synthetic import PatientFacts, registry_cohort
@@ -29,16 +34,28 @@ LEAVES = list(REASONS)
 GROUPS = ["failure", "toxicity"]
 
 
+async def submit(client: httpx.AsyncClient, bundle: dict[str, Any]) -> str:
+    """POST one patient's transaction Bundle (``synthetic.build_bundle``); the id of its Patient."""
+    response = await client.post("/fhir", content=fhirjson.dumps(bundle),
+                                 headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 200, response.text
+    location = fhirjson.loads(response.content)["entry"][1]["response"]["location"]
+    return str(location.split("Patient/")[1].split("/")[0])
+
+
 async def load_cohort(client: httpx.AsyncClient, count: int, seed: int) -> list[tuple[PatientFacts, str]]:
     """POST ``count`` synthetic patients (one transaction each); their facts and Patient ids."""
-    out = []
-    for bundle, facts in registry_cohort(count, seed):
-        response = await client.post("/fhir", content=fhirjson.dumps(bundle),
-                                     headers={"Content-Type": "application/fhir+json"})
-        assert response.status_code == 200, response.text
-        location = fhirjson.loads(response.content)["entry"][1]["response"]["location"]
-        out.append((facts, location.split("Patient/")[1].split("/")[0]))
-    return out
+    return [(facts, await submit(client, bundle)) for bundle, facts in registry_cohort(count, seed)]
+
+
+async def first_stored(client: httpx.AsyncClient, patient_id: str) -> date:
+    """The day (UTC) ``Patient/{patient_id}`` was first stored: its version 1's ``meta.lastUpdated``, read over
+    HTTP (the registration date of a patient with neither a registration Observation nor a stopped imatinib
+    period, data contract v0.2)."""
+    response = await client.get(f"/fhir/Patient/{patient_id}/_history/1")
+    assert response.status_code == 200, response.text
+    stamp = datetime.fromisoformat(fhirjson.loads(response.content)["meta"]["lastUpdated"])
+    return stamp.astimezone(UTC).date()
 
 
 def pct(n: int, total: int) -> Decimal:
@@ -96,6 +113,26 @@ def expected_report(facts: list[PatientFacts]) -> dict[Key, Numbers]:
     return out
 
 
+def csv_numbers(text: str) -> dict[Key, Numbers]:
+    """The CSV report's numbers keyed like ``flatten``'s (empty cells are None)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows and list(rows[0]) == ["group", "stratifier", "stratum", "count", "percent", "score", "unit"]
+    out: dict[Key, Numbers] = {}
+    for row in rows:
+        key = (row["group"], row["stratifier"], row["stratum"])
+        assert key not in out, key
+        out[key] = (int(row["count"]) if row["count"] else None, Decimal(row["percent"]) if row["percent"] else None,
+                    Decimal(row["score"]) if row["score"] else None)
+    return out
+
+
+def table_row(page: str, label: str) -> tuple[int, Decimal]:
+    """Count and percentage of the ``/report`` page's table row labelled ``label``."""
+    match = re.search(rf"<td>{re.escape(label)}</td><td class=\"n\">(\d+)</td><td class=\"n\">([\d.]+)</td>", page)
+    assert match, label
+    return int(match.group(1)), Decimal(match.group(2))
+
+
 def _numbers(element: dict[str, Any]) -> Numbers:
     population = element.get("population") or [{}]
     count = population[0].get("count")
@@ -128,6 +165,13 @@ def flatten(report: dict[str, Any]) -> dict[Key, Numbers]:
                 assert key not in out, key
                 out[key] = _numbers(stratum)
     return out
+
+
+def with_page(app: FastAPI) -> FastAPI:
+    """``app`` with the ``/report`` page."""
+    if not any(getattr(r, "path", None) == "/report" for r in app.routes):
+        app.include_router(report_router)
+    return app
 
 
 @contextmanager

@@ -35,6 +35,8 @@ async def _report(client: httpx.AsyncClient, **params: str) -> dict[str, Any]:
 async def test_every_number_of_the_unfiltered_report(client: httpx.AsyncClient,
                                                      cohort: list[tuple[PatientFacts, str]]) -> None:
     facts = [f for f, _ in cohort]
+    # the reason not recorded, in both forms: with a registration Observation (dataAbsentReason) and without
+    assert {f.registration_observation for f in facts if f.reason == "not-recorded"} == {True, False}
     report = await _report(client)
     assert report["resourceType"] == "MeasureReport"
     assert (report["status"], report["type"]) == ("complete", "summary")
@@ -138,11 +140,14 @@ async def test_versioned_references_count(client: httpx.AsyncClient, services: S
     assert flatten(await _report(client)) == before
 
 
-async def test_records_entered_in_error_do_not_count(client: httpx.AsyncClient, services: Services,
-                                                     empty_db: None) -> None:
-    """A registration a center withdrew (``status: entered-in-error``) no longer registers its patient."""
+async def test_a_withdrawn_registration_leaves_its_patient_registered(client: httpx.AsyncClient,
+                                                                      services: Services, empty_db: None) -> None:
+    """A registration a center withdrew (``status: entered-in-error``) no longer counts, but its patient is still
+    registered (data contract v0.2, "Definitions"): the reason is then the one recorded in the stopped imatinib
+    period's ``statusReason``, the registration date that period's end (here the same as the withdrawn one's)."""
     cohort = await load_cohort(client, 4, SEED)
     withdrawn_patient = cohort[0][1]
+    assert cohort[0][0].reason != "not-recorded"
     found = fhirjson.loads((await client.get("/fhir/Observation", params={
         "subject": f"Patient/{withdrawn_patient}",
         "code": "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts|registration-reason"})).content)
@@ -151,7 +156,7 @@ async def test_records_entered_in_error_do_not_count(client: httpx.AsyncClient, 
         response = await client.put(f"/fhir/Observation/{resource['id']}", content=fhirjson.dumps(resource),
                                     headers={"Content-Type": "application/fhir+json"})
         assert response.status_code == 200, response.text
-    assert flatten(await _report(client)) == expected_report([f for f, _ in cohort[1:]])
+    assert flatten(await _report(client)) == expected_report([f for f, _ in cohort])
 
 
 async def test_year_only_registration_date_has_no_month_stratum(client: httpx.AsyncClient, services: Services,

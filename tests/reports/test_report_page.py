@@ -4,50 +4,28 @@ headless Chromium rendering of it to a PNG (skipped where /usr/bin/chromium is a
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from fhir_server.api.app import create_app
-from fhir_server.api.report_page import report_router
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.synthetic import PatientFacts
-from tests.reports.helpers import load_cohort, pct, serve
+from tests.reports.helpers import load_cohort, pct, serve, table_row, with_page
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _with_page(app: FastAPI) -> FastAPI:
-    if not any(getattr(r, "path", None) == "/report" for r in app.routes):
-        app.include_router(report_router)
-    return app
-
-
-@pytest.fixture
-async def page_client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = _with_page(create_app(settings, services))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
-        yield c
 
 
 @pytest.fixture
 async def loaded(client: httpx.AsyncClient, services: Services, empty_db: None) -> list[PatientFacts]:
     return [f for f, _ in await load_cohort(client, 60, 1984)]
-
-
-def _cell_numbers(page: str, label: str) -> tuple[str, str]:
-    match = re.search(rf"<td>{re.escape(label)}</td><td class=\"n\">(\d+)</td><td class=\"n\">([\d.]+)</td>", page)
-    assert match, label
-    return match.group(1), match.group(2)
 
 
 async def test_page_shows_tab1_and_fig1(page_client: httpx.AsyncClient, loaded: list[PatientFacts]) -> None:
@@ -56,11 +34,11 @@ async def test_page_shows_tab1_and_fig1(page_client: httpx.AsyncClient, loaded: 
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     reasons = Counter(f.reason for f in loaded)
-    assert _cell_numbers(page, "Progression to accelerated phase or blast crisis") == (
-        str(reasons["progression-ap-bc"]), str(pct(reasons["progression-ap-bc"], len(loaded))))
-    assert _cell_numbers(page, "Not recorded")[0] == str(reasons["not-recorded"])
+    assert table_row(page, "Progression to accelerated phase or blast crisis") == (
+        reasons["progression-ap-bc"], pct(reasons["progression-ap-bc"], len(loaded)))
+    assert table_row(page, "Not recorded")[0] == reasons["not-recorded"]
     failures = sum(1 for f in loaded if f.group == "failure")
-    assert _cell_numbers(page, "Lack of efficacy (failure)")[0] == str(failures)
+    assert table_row(page, "Lack of efficacy (failure)")[0] == failures
     assert page.count("<svg") == 2 and "Fig. 1" in page
     assert "<script" not in page and 'src="http' not in page and "@import" not in page
 
@@ -77,7 +55,7 @@ async def test_page_filters(page_client: httpx.AsyncClient, loaded: list[Patient
 @pytest.fixture
 def served(settings: Settings) -> Iterator[str]:
     """The app (with the page) served over real HTTP for Chromium."""
-    with serve(_with_page(create_app(settings))) as url:
+    with serve(with_page(create_app(settings))) as url:
         yield url
 
 

@@ -29,8 +29,8 @@ def _cc_codes(concept: dict[str, Any]) -> set[tuple[str, str]]:
     return {(c["system"], c["code"]) for c in concept.get("coding", [])}
 
 
-def _observation(bundle: dict[str, Any], code: str) -> dict[str, Any]:
-    return next(r for r in _resources(bundle, "Observation") if (CONCEPTS, code) in _codes(r))
+def _observation(bundle: dict[str, Any], code: str) -> dict[str, Any] | None:
+    return next((r for r in _resources(bundle, "Observation") if (CONCEPTS, code) in _codes(r)), None)
 
 
 def _resources(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
@@ -83,7 +83,15 @@ def test_imatinib_periods_and_registration_match_the_facts() -> None:
         repeat = last["dosage"][0]["timing"]["repeat"]
         dose = last["dosage"][0]["doseAndRate"][0]["doseQuantity"]["value"]
         assert float(dose * repeat["frequency"] / repeat["period"]) == facts.dose_at_stop
+        decision = _observation(bundle, "decision-after-imatinib")
+        assert decision is not None and _codes(decision, "valueCodeableConcept") == {
+            (f"{BASE}/CodeSystem/ifp-decision", facts.decision)}
         registration = _observation(bundle, "registration-reason")
+        assert (registration is not None) == facts.registration_observation
+        if registration is None:  # registered at the end of the stopped period (data contract v0.2)
+            assert facts.reason == synthetic.NOT_RECORDED and "statusReason" not in last
+            assert last["effectivePeriod"]["end"] == facts.registration_date.isoformat()
+            continue
         assert registration["effectiveDateTime"] == facts.registration_date.isoformat()
         phase = [c for c in registration["component"] if (CONCEPTS, "phase-at-registration") in _codes(c)]
         assert len(phase) == 1
@@ -101,9 +109,6 @@ def test_imatinib_periods_and_registration_match_the_facts() -> None:
         toxicity = {c["code"]["coding"][0]["code"] for c in registration["component"]} & {
             "toxicity-type", "toxicity-grade"}
         assert toxicity == ({"toxicity-type", "toxicity-grade"} if facts.reason == "toxicity" else set())
-        decision = _observation(bundle, "decision-after-imatinib")
-        assert _codes(decision, "valueCodeableConcept") == {
-            (f"{BASE}/CodeSystem/ifp-decision", facts.decision)}
 
 
 def test_distribution_resembles_the_registry_letter() -> None:
@@ -116,7 +121,17 @@ def test_distribution_resembles_the_registry_letter() -> None:
     reasons = Counter(f.reason for f in facts)
     assert 0.18 < reasons["progression-ap-bc"] / 567 < 0.28
     assert 0.12 < reasons["toxicity"] / 567 < 0.22
+    assert 0.09 < reasons[synthetic.NOT_RECORDED] / 567 < 0.18  # the letter: 77 of 567
     assert 0.50 < Counter(f.prospective for f in facts)["never-included"] / 567 < 0.64
+
+
+def test_a_reason_not_recorded_comes_in_both_forms() -> None:
+    """Data contract v0.2: a center that did not record the reason sends a registration Observation with
+    ``dataAbsentReason``, or none at all; the synthetic registry has both, and only for such patients."""
+    facts = [f for _, f in synthetic.registry_cohort(567, seed=2008)]
+    forms = Counter((f.reason == synthetic.NOT_RECORDED, f.registration_observation) for f in facts)
+    assert forms[(True, True)] > 10 and forms[(True, False)] > 10
+    assert forms[(False, False)] == 0
 
 
 def test_one_bundle_per_rng_call_is_deterministic() -> None:
