@@ -23,6 +23,7 @@ from fhir_server.search.model import (
     MissingValue,
     NumberValue,
     ParsedSearch,
+    QuantityValue,
     ReferenceValue,
     SortKey,
     StringValue,
@@ -31,20 +32,10 @@ from fhir_server.search.model import (
     UriValue,
     Value,
 )
+from fhir_server.search.param_types import MODIFIERS
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.search.values import parse_date_range, parse_decimal, precision_bounds
 
-MODIFIERS: dict[str, frozenset[str]] = {
-    "string": frozenset({"exact", "contains", "missing"}),
-    "token": frozenset({"text", "not", "above", "below", "in", "not-in", "of-type", "missing"}),
-    "reference": frozenset({"missing", "identifier"}),
-    "date": frozenset({"missing"}),
-    "number": frozenset({"missing"}),
-    "quantity": frozenset({"missing"}),
-    "uri": frozenset({"above", "below", "missing"}),
-    "composite": frozenset({"missing"}),
-    "special": frozenset(),
-}
 IGNORED_SILENTLY = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})
@@ -401,8 +392,10 @@ def number_value(raw: str, *, quantity: bool) -> NumberValue:
         raise ValueError("expected number or number|system|code")
     number = parse_decimal(parts[0])
     lo, hi = precision_bounds(number)
+    if not quantity:
+        return NumberValue(raw, prefix, number, lo, hi)
     system, code = (parts[1] or None, parts[2] or None) if len(parts) == 3 else (None, None)
-    return NumberValue(raw, prefix, number, lo, hi, system, code)
+    return QuantityValue(raw, prefix, number, lo, hi, system, code)
 
 
 def reference_value(raw: str, modifier: str | None, base_url: str | None) -> ReferenceValue:
