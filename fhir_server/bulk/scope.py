@@ -4,7 +4,7 @@ Bulk Data Access IG 2.0, export.html#endpoint---system-level-export (every type)
 (the Patient compartment of all patients) and #endpoint---group-of-patients (the compartment of the Group's
 members). Compartment membership follows https://hl7.org/fhir/R4/compartmentdefinition-patient.html through
 ``SearchParameterRegistry.compartment_params``: a resource is in Patient/x's compartment when one of those
-reference parameters holds ``Patient/x`` (stored as ``sp.<param>.r``).
+reference parameters holds ``Patient/x`` (``reference.path(param)``, the ``Type/id`` of its index entries).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.search.param_types import reference
 from fhir_server.search.registry import SearchParameterRegistry
 
 SYSTEM, PATIENT, GROUP = "system", "patient", "group"
@@ -60,7 +61,7 @@ def compartment_filter(registry: SearchParameterRegistry, resource_type: str,
         condition: Any = {"$regex": "^Patient/"}
     else:
         condition = {"$in": [f"Patient/{i}" for i in patient_ids]}
-    return {"$or": [{f"sp.{param}.r": condition} for param in params]}
+    return {"$or": [{reference.path(param): condition} for param in params]}
 
 
 def time_filter(since: datetime | None, transaction_time: datetime) -> Filter:

@@ -31,6 +31,7 @@ from fhir_server.interactions.search import compartment_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import decode_page_token, encode_page_token
+from fhir_server.search.param_types import reference
 from fhir_server.services import Services
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
@@ -120,8 +121,9 @@ async def _keys(ctx: RequestContext, services: Services, patient_id: str, since:
                 continue
             for code in codes:
                 for entry in doc.get("sp", {}).get(code, ()):
-                    if entry.get("t") in SUPPORTED_TYPES and entry.get("t") != "Patient" and entry.get("i"):
-                        references.add((entry["t"], entry["i"]))
+                    target = reference.target(entry)
+                    if target is not None and target[0] in SUPPORTED_TYPES and target[0] != "Patient":
+                        references.add(target)
     referenced = await _existing(ctx, services, references - set(members))
     keys: list[Key] = []
     for (kind, ident), updated in [*members.items(), *referenced.items()]:

@@ -37,6 +37,7 @@ from fhir_server.search import (
 )
 from fhir_server.search.compile import HasJoin, IncludePlan
 from fhir_server.search.paging import at_filter
+from fhir_server.search.param_types import reference
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
 
@@ -93,9 +94,7 @@ async def _referenced_ids(ctx: RequestContext, services: Services, has: HasJoin,
     """Ids of the ``has.target_type`` resources that ``has.source_type`` documents matching ``inner_filter``
     refer to (``_has``). Collected by MongoDB into one set of strings: decoding every source document in
     Python cost about as much again as the query."""
-    pipeline: list[dict[str, Any]] = [
-        {"$match": inner_filter}, {"$project": {"_id": 0, "e": f"$sp.{has.source_code}"}}, {"$unwind": "$e"},
-        {"$match": {"e.t": has.target_type}}, {"$group": {"_id": None, "ids": {"$addToSet": "$e.i"}}}]
+    pipeline = has.referenced_ids_pipeline(inner_filter)
     found = await services.store.aggregate(ctx, has.source_type, pipeline, session=session)
     return set(found[0]["ids"]) if found else set()
 
@@ -109,7 +108,7 @@ def compartment_filter(services: Services, compartment: tuple[str, str], resourc
     if not params:
         return {"_id": {"$in": []}}
     ref = f"{kind}/{ident}"
-    terms = [{f"sp.{p}.r": ref} for p in params]
+    terms = [{reference.path(p): ref} for p in params]
     return terms[0] if len(terms) == 1 else {"$or": terms}
 
 

@@ -1,44 +1,31 @@
 """Compile a :class:`~fhir_server.search.model.ParsedSearch` into MongoDB filters, sorts and join plans.
 
-Spec: https://hl7.org/fhir/R4/search.html. Matching semantics, per parameter type, on the ``sp`` entries of
-:mod:`.entries` (a resource matches when *one* of its entries matches; OR-ed values combine with ``$or``,
-repeated parameters with ``$and``):
-
-* token (#token): ``code``, ``system|code``, ``|code`` (no system), ``system|``; ``:text`` starts-with on the
-  normalized display/text; ``:not`` = resources with no matching entry, *including* resources without the
-  element; ``:of-type``; ``:in/:not-in/:below/:above`` use caller-resolved code sets (``expansions``).
-* string (#string): case/accent-insensitive starts-with (anchored regex on ``n``); ``:contains``; ``:exact``.
-* reference (#reference): ``Type/id``; ``id`` alone matches any type (or the ``:Type``/single target type);
-  absolute and canonical URLs on ``u``; ``:identifier``.
-* date (#date, #prefix): search range ``[pl, ph)`` vs entry range ``[lo, hi)``: eq ``lo>=pl & hi<=ph``;
-  ne: an entry that is not eq; gt ``hi>ph``; lt ``lo<pl``; ge ``gt | eq``; le ``lt | eq``; sa ``lo>=ph``;
-  eb ``hi<=pl``; ap: overlap with the search range widened by 10% of its distance to now (at least 1 day).
-* number/quantity (#number, #quantity): eq/ne on the implicit precision ranges (the search range must contain
-  the entry's range); gt/lt/ge/le compare the *exact* values (``vl``/``vh``); sa ``vl>=ph``; eb ``vh<pl``;
-  ap +/-10% of the value. Quantity ``n|system|code`` also matches ``s``/``c``; ``n||code`` matches ``c``
-  or ``u``.
-* uri (#uri): exact, ``:below`` (prefix), ``:above`` (any path prefix of the value).
-* composite (#composite): all component conditions on the same entry (``k0``, ``k1``...).
-* ``:missing=true|false`` on any parameter: the ``sp`` key is absent/present.
-* ``_id`` on the document ``_id``; ``_lastUpdated`` on the document's ``lastUpdated`` instant.
+Spec: https://hl7.org/fhir/R4/search.html. The conditions one search value compiles to, on the ``sp``
+entries of its parameter, belong to the parameter type's module (:mod:`fhir_server.search.param_types`: token,
+string, reference, date, number, quantity, uri, composite), chosen by the class of the parsed value. Here: a
+resource matches a value when *one* of its entries matches; OR-ed values combine with ``$or``, repeated
+parameters with ``$and``; ``:not`` (token, ``_id``) = resources with no matching entry, *including* resources
+without the element; ``:in/:not-in/:below/:above`` use caller-resolved code sets (``expansions``);
+``:missing=true|false`` on any parameter: the ``sp`` key is absent/present; ``_id`` on the document ``_id``;
+``_lastUpdated`` on the document's ``lastUpdated`` instant; chains (#chaining), ``_has`` (#has) and
+``_include``/``_revinclude`` (#include) become join plans the caller executes.
 
 Sorting (#_sort): ascending on the smallest value of the parameter (``sp._sort.<code>.a``, then the largest),
 descending on the largest (``sp._sort.<code>.d``, then the smallest); resources without the parameter sort
 first ascending, last descending (the MongoDB null order); ``_id`` is always the final tie-breaker, in the
-direction of the last key. Date conditions also bound the scalar sort keys (see :func:`_implied_sort_bound`).
+direction of the last key. Date conditions also bound the scalar sort keys
+(:func:`fhir_server.search.param_types.date.implied_sort_bound`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.extract import SORT_KEY
+from fhir_server.search.index_layout import INDEX_FIELD, SORT_ASCENDING, SORT_DESCENDING, param_path, sort_path
 from fhir_server.search.model import (
     Clause,
     CompositeValue,
@@ -48,6 +35,7 @@ from fhir_server.search.model import (
     MissingValue,
     NumberValue,
     ParsedSearch,
+    QuantityValue,
     ReferenceValue,
     StringValue,
     TerminologyRequest,
@@ -55,11 +43,22 @@ from fhir_server.search.model import (
     UriValue,
     Value,
 )
-from fhir_server.search.values import d128, normalize_text
+from fhir_server.search.param_types import composite, date, number, quantity, reference, string, token, uri
+from fhir_server.search.param_types.common import MATCH_NOTHING, Criteria, Filter, any_of, elem_match
 
-Filter = dict[str, Any]
 Expansions = Mapping[TerminologyRequest, Iterable[tuple[str | None, str]]]
-MATCH_NOTHING: Filter = {"_id": {"$in": []}}
+EntryCondition = Callable[[Any, Criteria], Filter]
+
+# The condition a search value puts on one entry, by the class of the value (= its parameter type).
+ENTRY_CONDITIONS: Mapping[type, EntryCondition] = {
+    TokenValue: token.entry_condition,
+    StringValue: string.entry_condition,
+    ReferenceValue: reference.entry_condition,
+    NumberValue: number.entry_condition,
+    QuantityValue: quantity.entry_condition,
+    DateValue: date.entry_condition,
+    UriValue: uri.entry_condition,
+}
 
 
 @dataclass(frozen=True)
@@ -88,15 +87,24 @@ class HasJoin:
 
     @property
     def projection(self) -> dict[str, int]:
-        return {f"sp.{self.source_code}": 1}
+        return {param_path(self.source_code): 1}
 
     def referenced_ids(self, source_docs: Iterable[Mapping[str, Any]]) -> set[str]:
         ids: set[str] = set()
         for doc in source_docs:
-            for entry in doc.get("sp", {}).get(self.source_code, ()):
-                if entry.get("t") == self.target_type and entry.get("i"):
-                    ids.add(entry["i"])
+            for entry in doc.get(INDEX_FIELD, {}).get(self.source_code, ()):
+                found = reference.target(entry)
+                if found is not None and found[0] == self.target_type:
+                    ids.add(found[1])
         return ids
+
+    def referenced_ids_pipeline(self, source_filter: Filter) -> list[Filter]:
+        """The aggregation that collects :meth:`referenced_ids` of the source documents matching
+        ``source_filter`` in MongoDB, as one ``{"ids": [...]}`` row (no row when none matches)."""
+        entry_type, entry_id = f"e.{reference.TYPE}", f"$e.{reference.ID}"
+        return [{"$match": source_filter}, {"$project": {"_id": 0, "e": f"${param_path(self.source_code)}"}},
+                {"$unwind": "$e"}, {"$match": {entry_type: self.target_type}},
+                {"$group": {"_id": None, "ids": {"$addToSet": entry_id}}}]
 
     @staticmethod
     def join_filter(ids: Iterable[str]) -> Filter:
@@ -118,16 +126,16 @@ class IncludePlan:
         """(type, id) referenced by a matched document (``_include``), relative references only."""
         found: list[tuple[str, str]] = []
         for code in self.codes:
-            for entry in doc.get("sp", {}).get(code, ()):
-                kind, ident = entry.get("t"), entry.get("i")
-                if kind and ident and (self.target_type is None or kind == self.target_type):
-                    found.append((kind, ident))
+            for entry in doc.get(INDEX_FIELD, {}).get(code, ()):
+                target = reference.target(entry)
+                if target is not None and (self.target_type is None or target[0] == self.target_type):
+                    found.append(target)
         return found
 
     def reverse_filter(self, refs: Iterable[str]) -> Filter:
         """Filter on ``source_type`` for ``_revinclude``, given the ``Type/id`` of the matches."""
         wanted = sorted(set(refs))
-        return _or([{f"sp.{code}.r": {"$in": wanted}} for code in self.codes])
+        return any_of([{reference.path(code): {"$in": wanted}} for code in self.codes])
 
 
 @dataclass(frozen=True)
@@ -173,9 +181,10 @@ def compile_sort(parsed: ParsedSearch) -> list[tuple[str, int]]:
         elif key.code == "_lastUpdated":
             spec.append(("lastUpdated", direction))
         else:  # by the smallest value, then the largest, ascending; the reverse descending
-            first, second = ("d", "a") if key.descending else ("a", "d")
-            spec.append((f"sp.{SORT_KEY}.{key.code}.{first}", direction))
-            spec.append((f"sp.{SORT_KEY}.{key.code}.{second}", direction))
+            first, second = ((SORT_DESCENDING, SORT_ASCENDING) if key.descending
+                             else (SORT_ASCENDING, SORT_DESCENDING))
+            spec.append((sort_path(key.code, first), direction))
+            spec.append((sort_path(key.code, second), direction))
     if not any(field == "_id" for field, _ in spec):
         # the tie-breaker follows the last key's direction, so that an index (..., key, _id) serves the sort
         # read forwards or backwards
@@ -198,21 +207,6 @@ def _and(terms: list[Filter]) -> Filter:
     return terms[0] if len(terms) == 1 else {"$and": terms}
 
 
-def _or(terms: list[Filter]) -> Filter:
-    return terms[0] if len(terms) == 1 else {"$or": terms}
-
-
-def _prefixed(condition: Filter, prefix: str) -> Filter:
-    """Rewrite an entry condition's field names under ``prefix`` (for composite components)."""
-    out: Filter = {}
-    for key, value in condition.items():
-        if key in ("$or", "$and", "$nor"):
-            out[key] = [_prefixed(v, prefix) for v in value]
-        else:
-            out[f"{prefix}.{key}"] = value
-    return out
-
-
 class _Compiler:
     def __init__(self, parsed: ParsedSearch, expansions: Expansions) -> None:
         self.parsed = parsed
@@ -225,7 +219,7 @@ class _Compiler:
         for kind, inner in clause.chain:
             nested = ParsedSearch(kind, (inner,), now=self.parsed.now)
             targets.append((kind, compile_search(nested, expansions=self.expansions)))
-        return ChainJoin(f"sp.{clause.param.code}.r", tuple(targets))
+        return ChainJoin(reference.path(clause.param.code), tuple(targets))
 
     def has_join(self, target_type: str | None, clause: HasClause) -> HasJoin:
         nested = ParsedSearch(clause.source_type, (clause.inner,), now=self.parsed.now)
@@ -242,18 +236,19 @@ class _Compiler:
             positive: Filter = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
             return {"$nor": [positive]} if modifier == "not" else positive
         if code == "_lastUpdated":
-            return _or([_date_condition("lastUpdated", v, self.now, scalar=True)
-                        for v in clause.values if isinstance(v, DateValue)])
-        field = f"sp.{code}"
-        if clause.param.type == "token" and modifier in ("in", "not-in", "below", "above"):
+            return any_of([date.instant_filter("lastUpdated", v, self.now)
+                           for v in clause.values if isinstance(v, DateValue)])
+        field = param_path(code)
+        if clause.param.type == "token" and modifier in token.CODE_SET_MODIFIERS:
             return self._terminology(field, clause)
-        positives = [self._value_filter(field, clause, v) for v in clause.values]
+        criteria = Criteria(modifier, clause.param.target, self.now)
+        positives = [self._value_filter(field, clause, v, criteria) for v in clause.values]
         if modifier == "not":
             return {"$nor": positives}
         if clause.param.type == "date" and modifier is None:
-            positives = [_and([p, _implied_sort_bound(code, v, self.now)]) if isinstance(v, DateValue) else p
+            positives = [_and([p, date.implied_sort_bound(code, v, self.now)]) if isinstance(v, DateValue) else p
                          for p, v in zip(positives, clause.values, strict=True)]
-        return _or(positives)
+        return any_of(positives)
 
     @staticmethod
     def _missing(code: str, missing: bool) -> Filter:
@@ -261,36 +256,16 @@ class _Compiler:
             return {"lastUpdated": {"$exists": not missing}}
         if code == "_id":
             return {} if not missing else dict(MATCH_NOTHING)
-        return {f"sp.{code}": {"$exists": not missing}}
+        return {param_path(code): {"$exists": not missing}}
 
-    def _value_filter(self, field: str, clause: Clause, value: Value) -> Filter:
-        if isinstance(value, DateValue):
-            return _date_condition(field, value, self.now)
+    @staticmethod
+    def _value_filter(field: str, clause: Clause, value: Value, criteria: Criteria) -> Filter:
+        """The filter on ``field`` (``sp.<code>``) of one search value."""
         if isinstance(value, CompositeValue):
-            parts = [_prefixed(self._entry_condition(clause, v), f"k{i}") for i, v in enumerate(value.parts)]
-            merged: Filter = {}
-            for part in parts:
-                merged = _merge(merged, part)
-            return {field: {"$elemMatch": merged}}
-        if isinstance(value, UriValue):
-            return {field: _uri_condition(value, clause.modifier)}
-        return _elem_match(field, self._entry_condition(clause, value))
-
-    def _entry_condition(self, clause: Clause, value: Value) -> Filter:
-        modifier = clause.modifier
-        if isinstance(value, TokenValue):
-            return token_condition(value, modifier)
-        if isinstance(value, StringValue):
-            return string_condition(value, modifier)
-        if isinstance(value, ReferenceValue):
-            return reference_condition(value, modifier, clause.param.target)
-        if isinstance(value, NumberValue):
-            return number_condition(value)
-        if isinstance(value, DateValue):
-            return date_entry_condition(value, self.now)
-        if isinstance(value, UriValue):
-            return {"$eq": value.uri}
-        raise InvalidRequest(f"{clause.name}: unsupported value", code="not-supported")
+            return composite.value_filter(field, [_entry_condition(clause, part, criteria) for part in value.parts])
+        if isinstance(value, UriValue):  # uri entries are plain strings
+            return uri.value_filter(field, value, criteria)
+        return elem_match(field, _entry_condition(clause, value, criteria))
 
     def _terminology(self, field: str, clause: Clause) -> Filter:
         pairs: set[tuple[str | None, str]] = set()
@@ -299,215 +274,14 @@ class _Compiler:
                 raise InvalidRequest(f"{clause.name}: the code set of {request} was not resolved",
                                      code="not-supported")
             pairs.update(self.expansions[request])
-        positive = _code_set_filter(field, pairs)
+        positive = token.code_set_filter(field, pairs)
         return {"$nor": [positive]} if clause.modifier == "not-in" else positive
 
 
-def _merge(left: Filter, right: Filter) -> Filter:
-    if "$or" in left and "$or" in right:
-        rest = {k: v for k, v in {**left, **right}.items() if k != "$or"}
-        return {**rest, "$and": [{"$or": left["$or"]}, {"$or": right["$or"]}]}
-    return {**left, **right}
+def _entry_condition(clause: Clause, value: Value, criteria: Criteria) -> Filter:
+    condition = ENTRY_CONDITIONS.get(type(value))
+    if condition is None:
+        raise InvalidRequest(f"{clause.name}: unsupported value", code="not-supported")
+    return condition(value, criteria)
 
 
-def _elem_match(field: str, condition: Filter) -> Filter:
-    """``{field.key: v}`` for one plain key, ``$elemMatch`` otherwise (all conditions on the same entry)."""
-    if len(condition) == 1:
-        key, value = next(iter(condition.items()))
-        if not key.startswith("$"):
-            return {f"{field}.{key}": value}
-    return {field: {"$elemMatch": condition}}
-
-
-def _code_set_filter(field: str, pairs: set[tuple[str | None, str]]) -> Filter:
-    if not pairs:
-        return dict(MATCH_NOTHING)
-    by_system: dict[str | None, list[str]] = {}
-    for system, code in sorted(pairs, key=lambda p: (p[0] or "", p[1])):
-        by_system.setdefault(system, []).append(code)
-    options = [{"s": system, "c": {"$in": codes}} for system, codes in by_system.items()]
-    return {field: {"$elemMatch": _or(options)}}
-
-
-# -- per-type entry conditions (field names relative to one entry) ---------------------------------
-
-def token_condition(value: TokenValue, modifier: str | None) -> Filter:
-    if modifier == "text":
-        return {"t": {"$regex": "^" + re.escape(normalize_text(value.raw))}}
-    if modifier == "of-type":
-        return {"c": value.code, "ty": {"$elemMatch": {"s": value.type_system, "c": value.type_code}}}
-    condition: Filter = {}
-    if value.system is not None:
-        condition["s"] = value.system or None  # "" (|code) means: entry without system
-    if value.code is not None:
-        condition["c"] = value.code
-    return condition
-
-
-def string_condition(value: StringValue, modifier: str | None) -> Filter:
-    if modifier == "exact":
-        return {"x": value.text}
-    pattern = re.escape(normalize_text(value.text))
-    return {"n": {"$regex": pattern if modifier == "contains" else "^" + pattern}}
-
-
-def reference_condition(value: ReferenceValue, modifier: str | None, targets: tuple[str, ...]) -> Filter:
-    if value.identifier is not None:
-        token = value.identifier
-        condition: Filter = {"ic": token.code}
-        if token.system is not None:
-            condition["is"] = token.system or None
-        return condition
-    if value.url is not None:
-        return {"u": value.url}
-    kind = value.type or (modifier if modifier and modifier[0].isupper() else None)
-    if kind is None and len(targets) == 1:
-        kind = targets[0]
-    if kind is None:
-        return {"i": value.id}
-    condition = {"r": f"{kind}/{value.id}"}
-    if value.version:
-        condition["v"] = value.version
-    return condition
-
-
-def number_condition(value: NumberValue) -> Filter:
-    exact, lo, hi = d128(value.value), d128(value.lo), d128(value.hi)
-    condition: Filter
-    match value.prefix:
-        case "eq":
-            condition = {"lo": {"$gte": lo}, "hi": {"$lte": hi}}
-        case "ne":
-            condition = {"$or": [{"lo": {"$lt": lo}}, {"hi": {"$gt": hi}}]}
-        case "gt":
-            condition = {"vh": {"$gt": exact}}
-        case "lt":
-            condition = {"vl": {"$lt": exact}}
-        case "ge":
-            condition = {"vh": {"$gte": exact}}
-        case "le":
-            condition = {"vl": {"$lte": exact}}
-        case "sa":
-            condition = {"vl": {"$gte": hi}}
-        case "eb":
-            condition = {"vh": {"$lt": lo}}
-        case _:  # ap
-            margin = abs(value.value) / Decimal(10)
-            upper, lower = d128(value.value + margin), d128(value.value - margin)
-            condition = {"vl": {"$lte": upper}, "vh": {"$gte": lower}}
-    return _with_units(condition, value)
-
-
-def _with_units(condition: Filter, value: NumberValue) -> Filter:
-    if value.system:
-        condition["s"] = value.system
-    if value.code and value.system:
-        condition["c"] = value.code
-    elif value.code:
-        units = [{"c": value.code}, {"u": value.code}]
-        if "$or" in condition:
-            return {"$and": [{"$or": condition.pop("$or")}, {"$or": units}], **condition}
-        condition["$or"] = units
-    return condition
-
-
-def _approximate_margin(value: DateValue, now: datetime) -> timedelta:
-    distance = abs(now - value.range.lo)
-    return max(distance / 10, timedelta(days=1))
-
-
-def date_entry_condition(value: DateValue, now: datetime) -> Filter:
-    pl, ph = value.range.lo, value.range.hi
-    eq: Filter = {"lo": {"$gte": pl}, "hi": {"$lte": ph}}
-    match value.prefix:
-        case "eq":
-            return eq
-        case "ne":
-            return {"$or": [{"lo": {"$lt": pl}}, {"hi": {"$gt": ph}}]}
-        case "gt":
-            return {"hi": {"$gt": ph}}
-        case "lt":
-            return {"lo": {"$lt": pl}}
-        case "ge":
-            return {"$or": [{"hi": {"$gt": ph}}, eq]}
-        case "le":
-            return {"$or": [{"lo": {"$lt": pl}}, eq]}
-        case "sa":
-            return {"lo": {"$gte": ph}}
-        case "eb":
-            return {"hi": {"$lte": pl}}
-        case _:  # ap
-            margin = _approximate_margin(value, now)
-            return {"lo": {"$lt": ph + margin}, "hi": {"$gt": pl - margin}}
-
-
-def _implied_sort_bound(code: str, value: DateValue, now: datetime) -> Filter:
-    """A condition on the scalar sort keys implied by a date condition, added so that the compound indexes
-    ``(code, _sort.<date>.a|d, ...)`` can bound their scan (it never changes the result).
-
-    With ``a`` = the smallest ``lo`` and ``d`` = the largest ``hi`` of the resource's entries (every entry has
-    ``lo < hi``), an entry ``e`` matching the value implies: eq ``d > pl`` and ``a < ph``; gt/sa ``d > ph``
-    (``e.hi > ph``, resp. ``e.hi > e.lo >= ph``); ge ``d > pl``; lt/eb ``a < pl``; le ``a < ph``; ap the same
-    as eq on the widened range; ne nothing."""
-    pl, ph = value.range.lo, value.range.hi
-    low, high = f"sp.{SORT_KEY}.{code}.a", f"sp.{SORT_KEY}.{code}.d"
-    match value.prefix:
-        case "eq":
-            return {high: {"$gt": pl}, low: {"$lt": ph}}
-        case "gt" | "sa":
-            return {high: {"$gt": ph}}
-        case "ge":
-            return {high: {"$gt": pl}}
-        case "lt" | "eb":
-            return {low: {"$lt": pl}}
-        case "le":
-            return {low: {"$lt": ph}}
-        case "ap":
-            margin = _approximate_margin(value, now)
-            return {high: {"$gt": pl - margin}, low: {"$lt": ph + margin}}
-        case _:
-            return {}
-
-
-def _date_condition(field: str, value: DateValue, now: datetime, *, scalar: bool = False) -> Filter:
-    if not scalar:
-        return _elem_match(field, date_entry_condition(value, now))
-    return _instant_condition(field, value, now)
-
-
-def _instant_condition(field: str, value: DateValue, now: datetime) -> Filter:
-    """A stored instant ``t`` (millisecond precision, range ``[t, t+1ms)``) against a search range."""
-    pl, ph = value.range.lo, value.range.hi
-    match value.prefix:
-        case "eq":
-            return {field: {"$gte": pl, "$lt": ph}}
-        case "ne":
-            return {"$or": [{field: {"$lt": pl}}, {field: {"$gte": ph}}]}
-        case "gt" | "sa":
-            return {field: {"$gte": ph}}
-        case "lt" | "eb":
-            return {field: {"$lt": pl}}
-        case "ge":
-            return {field: {"$gte": pl}}
-        case "le":
-            return {field: {"$lt": ph}}
-        case _:
-            margin = _approximate_margin(value, now)
-            return {field: {"$gte": pl - margin, "$lt": ph + margin}}
-
-
-def _uri_condition(value: UriValue, modifier: str | None) -> Any:
-    if modifier == "below":
-        return {"$regex": "^" + re.escape(value.uri)}
-    if modifier == "above":
-        return {"$in": uri_prefixes(value.uri)}
-    return value.uri
-
-
-def uri_prefixes(uri: str) -> list[str]:
-    """``http://a/b/c`` -> ``[http://a, http://a/b, http://a/b/c]`` (for ``:above``)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return [uri]
-    segments = rest.split("/")
-    return [f"{scheme}://{'/'.join(segments[:n])}" for n in range(1, len(segments) + 1)]

@@ -2,11 +2,11 @@
 
 Spec: https://hl7.org/fhir/R4/search.html#ptypes (what each parameter type matches) and
 https://hl7.org/fhir/R4/search.html#table (which element types each parameter type indexes).
-``sp`` holds one key per parameter code that has values; each value is a list of *entries* (see
-:mod:`fhir_server.search.entries` for their shape). ``sp["_sort"]`` holds scalar sort keys per parameter
-(``{"a": <ascending key>, "d": <descending key>}``) so that keyset paging never compares against a multikey
-array. ``_id`` and ``_lastUpdated`` are not extracted: they are the document's own ``_id`` and
-``lastUpdated``.
+``sp`` holds one key per parameter code that has values; each value is a list of *entries*, built by the
+parameter type's module (:mod:`fhir_server.search.param_types`, which documents their shape). ``sp._sort``
+holds scalar sort keys per parameter (:mod:`fhir_server.search.index_layout`) so that keyset paging never
+compares against a multikey array. ``_id`` and ``_lastUpdated`` are not extracted: they are the document's
+own ``_id`` and ``lastUpdated``.
 
 Speed (this runs for every resource written): the parameters of a type are compiled once into a
 :class:`TypePlan`, cached on the registry until its parameters change. The plan indexes parameters by the
@@ -18,31 +18,21 @@ once. The entries themselves are unchanged by these shortcuts.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from fhir_server.search import entries as E
 from fhir_server.search.fhirpath import CompiledBranch, evaluate
-from fhir_server.search.registry import SORT_FIELD, SearchParam, SearchParameterRegistry
+from fhir_server.search.index_layout import SORT_FIELD, SortKey, SortKeyBuilder
+from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, composite
+from fhir_server.search.param_types import EntryBuilder as Builder
+from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 
 SORT_KEY = SORT_FIELD
 
 Entry = Any
-Builder = Callable[[Any, str | None], list[Entry]]
-
-BUILDERS: Mapping[str, Builder] = {
-    "string": E.string_entries,
-    "token": E.token_entries,
-    "reference": E.reference_entries,
-    "date": E.date_entries,
-    "number": E.number_entries,
-    "quantity": E.quantity_entries,
-    "uri": E.uri_entries,
-}
 
 
 @dataclass(frozen=True)
@@ -62,6 +52,7 @@ class ParamPlan:
     branches: list[CompiledBranch]
     builder: Builder | None
     components: tuple[ComponentPlan, ...] | None  # composites; None when a component is unusable
+    sort_key: SortKeyBuilder | None = None  # None: not sortable (composite)
 
 
 @dataclass(frozen=True)
@@ -94,9 +85,9 @@ def _build_plan(registry: SearchParameterRegistry, resource_type: str) -> TypePl
         branches = registry.branches(parameter, resource_type)
         if not branches:
             continue
-        plan = ParamPlan(position, parameter.code, parameter.type, branches, BUILDERS.get(parameter.type),
+        plan = ParamPlan(position, parameter.code, parameter.type, branches, ENTRY_BUILDERS.get(parameter.type),
                          _component_plans(registry, parameter, resource_type)
-                         if parameter.type == "composite" else None)
+                         if parameter.type == "composite" else None, SORT_KEYS.get(parameter.type))
         if plan.builder is None and plan.components is None:
             continue
         keys: set[str] = set()
@@ -116,7 +107,7 @@ def _component_plans(registry: SearchParameterRegistry, parameter: SearchParam,
     plans: list[ComponentPlan] = []
     for index, component in enumerate(parameter.components):
         definition = registry.component_param(parameter, index, resource_type)
-        builder = BUILDERS.get(definition.type) if definition is not None else None
+        builder = ENTRY_BUILDERS.get(definition.type) if definition is not None else None
         if definition is None or builder is None:
             return None
         plans.append(ComponentPlan(f"{definition.type}:{component.expression}",
@@ -137,9 +128,10 @@ def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[st
         if not values:
             continue
         sp[plan.code] = values
-        key = E.sort_key(plan.type, values)
-        if key is not None:
-            sort[plan.code] = key
+        if plan.sort_key is not None:
+            key = plan.sort_key(values)
+            if key is not None:
+                sort[plan.code] = key
     if sort:
         sp[SORT_KEY] = sort
     return sp
@@ -157,8 +149,14 @@ def parameter_entries(registry: SearchParameterRegistry, parameter: SearchParam,
             return []
         plan = ParamPlan(0, parameter.code, parameter.type, branches, None, components)
         return _composite(plan, components, node, {})
-    builder = BUILDERS.get(parameter.type)
+    builder = ENTRY_BUILDERS.get(parameter.type)
     return _entries(branches, builder, node) if builder is not None else []
+
+
+def sort_key(param_type: str, values: list[Any]) -> SortKey | None:
+    """Scalar sort keys of a parameter's entries (None for types that do not sort)."""
+    builder = SORT_KEYS.get(param_type)
+    return builder(values) if builder is not None else None
 
 
 def _entries(branches: list[CompiledBranch], builder: Builder, node: Any) -> list[Entry]:
@@ -170,10 +168,8 @@ def _entries(branches: list[CompiledBranch], builder: Builder, node: Any) -> lis
 
 def _composite(plan: ParamPlan, components: tuple[ComponentPlan, ...], resource: Any,
                memo: dict[tuple[int, str], tuple[Any, list[Entry]]]) -> list[Entry]:
-    """Composite (search.html#composite): one entry per combination of component values of one element.
-
-    Entry shape: ``{"k0": <entry of component 0>, "k1": <entry of component 1>, ...}``.
-    """
+    """Composite (search.html#composite): one entry per combination of component values of one element
+    (:func:`fhir_server.search.param_types.composite.entries`)."""
     out: list[Entry] = []
     for element, _restriction in evaluate(plan.branches, resource):
         per_component: list[list[Entry]] = []
@@ -188,8 +184,7 @@ def _composite(plan: ParamPlan, components: tuple[ComponentPlan, ...], resource:
                 per_component = []
                 break
             per_component.append(found)
-        for combination in itertools.product(*per_component) if per_component else ():
-            out.append({f"k{i}": entry for i, entry in enumerate(combination)})
+        out.extend(composite.entries(per_component))
     return dedupe(out)
 
 

@@ -46,13 +46,19 @@ class DateValue:
 
 @dataclass(frozen=True)
 class NumberValue:
-    """A number or quantity search value; ``lo``/``hi`` is the implicit precision range of ``value``."""
+    """A number search value; ``lo``/``hi`` is the implicit precision range of ``value``."""
 
     raw: str
     prefix: str
     value: Decimal
     lo: Decimal
     hi: Decimal
+
+
+@dataclass(frozen=True)
+class QuantityValue(NumberValue):
+    """A quantity search value ``[prefix]number|system|code`` (``system``/``code`` None when empty)."""
+
     system: str | None = None
     code: str | None = None
 
@@ -87,8 +93,8 @@ class CompositeValue:
     parts: tuple[Value, ...]
 
 
-Value = (TokenValue | StringValue | DateValue | NumberValue | ReferenceValue | UriValue | MissingValue
-         | CompositeValue)
+Value = (TokenValue | StringValue | DateValue | NumberValue | QuantityValue | ReferenceValue | UriValue
+         | MissingValue | CompositeValue)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fhir_server.errors import InvalidRequest
@@ -23,6 +24,7 @@ from fhir_server.search.model import (
     MissingValue,
     NumberValue,
     ParsedSearch,
+    QuantityValue,
     ReferenceValue,
     SortKey,
     StringValue,
@@ -31,20 +33,10 @@ from fhir_server.search.model import (
     UriValue,
     Value,
 )
+from fhir_server.search.param_types import MODIFIERS
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.search.values import parse_date_range, parse_decimal, precision_bounds
 
-MODIFIERS: dict[str, frozenset[str]] = {
-    "string": frozenset({"exact", "contains", "missing"}),
-    "token": frozenset({"text", "not", "above", "below", "in", "not-in", "of-type", "missing"}),
-    "reference": frozenset({"missing", "identifier"}),
-    "date": frozenset({"missing"}),
-    "number": frozenset({"missing"}),
-    "quantity": frozenset({"missing"}),
-    "uri": frozenset({"above", "below", "missing"}),
-    "composite": frozenset({"missing"}),
-    "special": frozenset(),
-}
 IGNORED_SILENTLY = frozenset({"_format", "_pretty"})
 SUMMARY_VALUES = frozenset({"true", "false", "text", "data", "count"})
 TOTAL_VALUES = frozenset({"none", "estimate", "accurate"})
@@ -110,7 +102,7 @@ def parse_search(registry: SearchParameterRegistry, resource_type: str | None,
     pairs = list(params)
     types = _parse_types(ctx, resource_type, pairs)
     search_types = (resource_type,) if resource_type else types
-    result: dict[str, object] = {"sort": (), "includes": (), "elements": ()}
+    result = ResultParameters()
     clauses: list[Clause | HasClause] = []
     for name, value in pairs:
         if name in IGNORED_SILENTLY or name == "_type":
@@ -121,10 +113,9 @@ def parse_search(registry: SearchParameterRegistry, resource_type: str | None,
         if clause is not None:
             clauses.append(clause)
     return ParsedSearch(
-        resource_type=resource_type, clauses=tuple(clauses), types=types,
-        sort=result["sort"], count=result.get("count"), total=result.get("total"),  # type: ignore[arg-type]
-        summary=result.get("summary"), elements=result["elements"],  # type: ignore[arg-type]
-        includes=result["includes"], ignored=tuple(ctx.ignored), now=ctx.now,  # type: ignore[arg-type]
+        resource_type=resource_type, clauses=tuple(clauses), types=types, sort=result.sort, count=result.count,
+        total=result.total, summary=result.summary, elements=result.elements, includes=result.includes,
+        ignored=tuple(ctx.ignored), now=ctx.now,
     )
 
 
@@ -144,23 +135,36 @@ def _parse_types(ctx: _Context, resource_type: str | None, pairs: list[tuple[str
 
 # -- result parameters -----------------------------------------------------------------------------
 
+@dataclass
+class ResultParameters:
+    """The result parameters read so far (search.html#return): repeated ``_sort`` and ``_include`` add up,
+    the others keep their last value."""
+
+    sort: tuple[SortKey, ...] = ()
+    count: int | None = None
+    total: str | None = None
+    summary: str | None = None
+    elements: tuple[str, ...] = ()
+    includes: tuple[Include, ...] = ()
+
+
 def _result_parameter(ctx: _Context, resource_type: str | None, search_types: tuple[str, ...], name: str,
-                      value: str, result: dict[str, object]) -> bool:
+                      value: str, result: ResultParameters) -> bool:
     base, _, modifier = name.partition(":")
     if base == "_sort":
-        result["sort"] = tuple(result["sort"]) + _parse_sort(ctx, search_types, value)  # type: ignore[arg-type]
+        result.sort += _parse_sort(ctx, search_types, value)
     elif base == "_count":
-        result["count"] = _parse_count(ctx, value)
+        result.count = _parse_count(ctx, value)
     elif base == "_total":
-        result["total"] = _choice("_total", value, TOTAL_VALUES)
+        result.total = _choice("_total", value, TOTAL_VALUES)
     elif base == "_summary":
-        result["summary"] = _choice("_summary", value, SUMMARY_VALUES)
+        result.summary = _choice("_summary", value, SUMMARY_VALUES)
     elif base == "_elements":
-        result["elements"] = tuple(e.strip() for e in value.split(",") if e.strip())
+        result.elements = tuple(e.strip() for e in value.split(",") if e.strip())
     elif base in ("_include", "_revinclude"):
         include = _parse_include(ctx, resource_type, base == "_revinclude", modifier, value)
         if include is not None:
-            result["includes"] = (*tuple(result["includes"]), include)  # type: ignore[arg-type]
+            result.includes += (include,)
     elif base in ("_contained", "_containedType"):
         ctx.unknown(name, "contained resources are not searched")
     else:
@@ -401,8 +405,10 @@ def number_value(raw: str, *, quantity: bool) -> NumberValue:
         raise ValueError("expected number or number|system|code")
     number = parse_decimal(parts[0])
     lo, hi = precision_bounds(number)
+    if not quantity:
+        return NumberValue(raw, prefix, number, lo, hi)
     system, code = (parts[1] or None, parts[2] or None) if len(parts) == 3 else (None, None)
-    return NumberValue(raw, prefix, number, lo, hi, system, code)
+    return QuantityValue(raw, prefix, number, lo, hi, system, code)
 
 
 def reference_value(raw: str, modifier: str | None, base_url: str | None) -> ReferenceValue:

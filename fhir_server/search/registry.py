@@ -20,6 +20,15 @@ from typing import Any, TypeVar
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.search.fhirpath import CompiledBranch, compile_expression
+from fhir_server.search.index_layout import (
+    INDEX_FIELD,
+    SORT_ASCENDING,
+    SORT_DESCENDING,
+    SORT_FIELD,
+    param_path,
+    sort_path,
+)
+from fhir_server.search.param_types import date, reference, token
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERIC_BASES = frozenset({"Resource", "DomainResource"})
@@ -27,11 +36,10 @@ PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "comp
                          "special"})
 # Parameters answered from top-level document fields, never extracted into ``sp``.
 TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
-SORT_FIELD = "_sort"  # ``sp._sort``: scalar sort keys (see ``extract.SORT_KEY``)
 
 IndexSpec = list[tuple[str, int]]
 WILDCARD: IndexSpec = [("$**", 1)]
-WILDCARD_PROJECTION = {"resource": 0, "sp._sort": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
+WILDCARD_PROJECTION = {"resource": 0, f"{INDEX_FIELD}.{SORT_FIELD}": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
 T = TypeVar("T")
 
 
@@ -233,16 +241,16 @@ class SearchParameterRegistry:
         specs: list[IndexSpec] = [list(WILDCARD), [("lastUpdated", 1), ("_id", 1)]]
         for code in ("identifier", "code"):
             if has(code):
-                specs.append([(f"sp.{code}.c", 1), (f"sp.{code}.s", 1), ("_id", 1)])
+                specs.append([(param_path(code, token.CODE), 1), (param_path(code, token.SYSTEM), 1), ("_id", 1)])
         if has("code") and has("date"):
-            for first, second in (("d", "a"), ("a", "d")):
-                specs.append([("sp.code.c", 1), ("sp.code.s", 1), (f"sp.{SORT_FIELD}.date.{first}", 1),
-                              (f"sp.{SORT_FIELD}.date.{second}", 1), ("_id", 1)])
+            for first, second in ((SORT_DESCENDING, SORT_ASCENDING), (SORT_ASCENDING, SORT_DESCENDING)):
+                specs.append([(param_path("code", token.CODE), 1), (param_path("code", token.SYSTEM), 1),
+                              (sort_path("date", first), 1), (sort_path("date", second), 1), ("_id", 1)])
         for code in ("subject", "patient"):
             if has(code):
-                specs.append([(f"sp.{code}.r", 1), ("_id", 1)])
+                specs.append([(reference.path(code), 1), ("_id", 1)])
         if has("url"):
-            specs.append([("sp.url", 1)])
+            specs.append([(param_path("url"), 1)])  # uri entries are plain strings
         if has("date"):
-            specs.append([("sp.date.lo", 1), ("sp.date.hi", 1)])
+            specs.append([(param_path("date", date.LOW), 1), (param_path("date", date.HIGH), 1)])
         return specs

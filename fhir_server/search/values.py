@@ -57,9 +57,6 @@ class DateRange:
     lo: datetime
     hi: datetime
 
-    def as_entry(self) -> dict[str, datetime]:
-        return {"lo": self.lo, "hi": self.hi}
-
 
 def _add_months(moment: datetime, months: int) -> datetime:
     total = moment.year * 12 + (moment.month - 1) + months

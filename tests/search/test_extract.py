@@ -326,8 +326,7 @@ def test_value_string_reads_codeable_concept_text_without_fhirpathpy(registry: S
 def test_the_extraction_plan_gives_what_each_parameter_alone_gives(registry: SearchParameterRegistry) -> None:
     """The cached per-type plan (keys index, composite memo, caches) changes nothing: compare with evaluating
     every parameter of the type on its own, over synthetic registry patients."""
-    from fhir_server.search.entries import sort_key
-    from fhir_server.search.extract import SORT_KEY, parameter_entries
+    from fhir_server.search.extract import SORT_KEY, parameter_entries, sort_key
     from fhir_server.synthetic import registry_cohort
 
     resources = [e["resource"] for bundle, _ in registry_cohort(15, seed=7) for e in bundle["entry"]]

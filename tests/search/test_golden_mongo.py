@@ -24,7 +24,7 @@ from fhir_server.search.paging import after_filter, decode_page_token, encode_pa
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.storage.mongod import LocalMongod, free_port
-from tests.search.golden_search import CASES, RESOURCES, Case, q
+from tests.search.golden_search import CASES, LOINC, RESOURCES, Case, q
 
 REGISTRY = SearchParameterRegistry.load_default()
 SECRET = b"test-secret"
@@ -121,3 +121,13 @@ def test_include_targets_and_revinclude_filter_find_the_related_documents(search
     assert sorted(t for d in docs for t in include.targets(d)) == [("Patient", "p1")]
     refs = [f"Observation/{d['_id']}" for d in docs]
     assert list(search_db["Observation"].find(revinclude.reverse_filter(refs))) == []
+
+
+@pytest.mark.parametrize("query", [f"_has:Observation:patient:code={LOINC}|69380-4", "_has:Observation:subject:code=x"])
+def test_has_pipeline_collects_in_mongodb_the_ids_referenced_ids_reads(search_db: Database[Any], query: str) -> None:
+    (has,) = compile_search(parse_search(REGISTRY, "Patient", q(query), strict=True)).has
+    inner_filter = _full_filter(search_db, has.inner)
+    rows = list(search_db[has.source_type].aggregate(has.referenced_ids_pipeline(inner_filter)))
+    in_mongodb = set(rows[0]["ids"]) if rows else set()
+    assert in_mongodb == has.referenced_ids(search_db[has.source_type].find(inner_filter, projection=has.projection))
+    assert in_mongodb == ({"p1", "p2"} if "69380-4" in query else set())

@@ -10,8 +10,9 @@ import pytest
 from bson.decimal128 import Decimal128
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.compile import compile_search, uri_prefixes
+from fhir_server.search.compile import compile_search
 from fhir_server.search.model import HasClause, TerminologyRequest
+from fhir_server.search.param_types.uri import uri_prefixes
 from fhir_server.search.parse import parse_search, split_unescaped
 from fhir_server.search.registry import SearchParameterRegistry
 

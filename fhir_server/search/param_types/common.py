@@ -1,0 +1,40 @@
+"""What the parameter-type modules share: entry and filter types, and the criteria a value compiles with."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+Entry = dict[str, Any]
+Filter = dict[str, Any]
+MATCH_NOTHING: Filter = {"_id": {"$in": []}}
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What an entry condition depends on besides the search value: the clause's modifier, the target types
+    of its (reference) parameter, and the instant ``ap`` dates are approximated from."""
+
+    modifier: str | None
+    targets: tuple[str, ...]
+    now: datetime
+
+
+def compact(entry: Entry) -> Entry:
+    """``entry`` without empty fields (None, "" and [] are never stored)."""
+    return {k: v for k, v in entry.items() if v is not None and v != "" and v != []}
+
+
+def any_of(terms: Sequence[Filter]) -> Filter:
+    return terms[0] if len(terms) == 1 else {"$or": list(terms)}
+
+
+def elem_match(field: str, condition: Filter) -> Filter:
+    """``{field.key: v}`` for one plain key, ``$elemMatch`` otherwise (all conditions on the same entry)."""
+    if len(condition) == 1:
+        key, value = next(iter(condition.items()))
+        if not key.startswith("$"):
+            return {f"{field}.{key}": value}
+    return {field: {"$elemMatch": condition}}
