@@ -41,7 +41,7 @@ from fhir_server.synthetic import registry_cohort
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.primitives import check_primitive_types
 from fhir_server.validation.profile import ProfileValidator
-from fhir_server.validation.rules import RULES_FILE, load_rules, profiles_required_for
+from fhir_server.validation.rules import load_rules, profiles_required_for
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "data" / "fhir-r4-examples"
@@ -139,7 +139,7 @@ def main() -> None:
     print(f"wire-format checks, {len(examples)} official R4 examples: {per * 1e6:.1f} us/resource (CPU time)")
     resources, stored, by_patient = cohort_resources(args.patients)
     validator = ProfileValidator(ConformanceSnapshot.from_package_dir(str(ROOT / "profiles")))
-    rules = load_rules(RULES_FILE)
+    rules = load_rules(ROOT / "profiles" / "rules.json")
     kinds: dict[str, int] = {}
     for r in resources:
         kinds[r["resourceType"]] = kinds.get(r["resourceType"], 0) + 1
