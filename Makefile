@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck ig bench-ingest bench-search bench-validate bench-export clean
+.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# What a newcomer does: a fresh copy, a plain `pip install .`, `fhir-server serve`, the README's quick start.
+smoke:
+	$(PY) scripts/smoke.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check fhir_server tests bench scripts

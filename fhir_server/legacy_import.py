@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from fhir_server.cli import command
 from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.errors import FhirError, InvalidRequest
-from fhir_server.settings import Settings
+from fhir_server.settings import Settings, get_settings
 from fhir_server.synthetic import DosePeriod, PatientRecord, build_bundle
 
 REQUIRED = "required"
@@ -256,15 +256,17 @@ def convert(lines: TextIO, validate: Validator | None = None) -> Iterator[Conver
         yield result
 
 
-def local_validator() -> Validator:
-    """Structure (R4 model, primitives) and the profiles ``profiles/rules.json`` selects, without a server."""
+def local_validator(profiles_dir: Path | None = None) -> Validator:
+    """Structure (R4 model, primitives) and the profiles ``rules.json`` selects, without a server; the profiles
+    are those the server loads (``FHIR_PROFILES_DIR``) unless ``profiles_dir`` is given."""
     from fhir_server.resources import check_structure
     from fhir_server.validation.conformance import ConformanceSnapshot
     from fhir_server.validation.profile import ProfileValidator
-    from fhir_server.validation.rules import RULES_FILE, load_rules, profiles_required_for
+    from fhir_server.validation.rules import load_rules, profiles_required_for
 
-    profiles = ProfileValidator(ConformanceSnapshot.from_package_dir(str(RULES_FILE.parent)))
-    rules = load_rules()
+    directory = profiles_dir or get_settings().profiles_dir
+    profiles = ProfileValidator(ConformanceSnapshot.from_package_dir(str(directory)))
+    rules = load_rules(directory / "rules.json")
 
     def validate(bundle: dict[str, Any]) -> list[str]:
         problems: list[str] = []

@@ -36,10 +36,14 @@ def registry_with(search_parameters: list[dict[str, Any]]) -> SearchParameterReg
     return registry
 
 
-def rule_table(profiles_dir: Path) -> list[dict[str, Any]]:
-    """The registry's rule table; none (with a warning) when the profiles directory is not there."""
+def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
+    """The registry's rule table. Without it a server meant to enforce it refuses to start (it would accept
+    anything silently); a plain FHIR server (FHIR_REGISTRY_RULES=false) only warns."""
     path = profiles_dir / "rules.json"
     if not path.is_file():
+        if enforced:
+            raise RuntimeError(f"No rule table at {path.resolve()}: start the server in the repository's folder "
+                               "or set FHIR_PROFILES_DIR to its profiles/ (FHIR_REGISTRY_RULES=false: no rules)")
         log.warning("No rule table at %s: no profile is required of any resource (set FHIR_PROFILES_DIR)", path)
         return []
     return load_rules(path)
@@ -99,10 +103,11 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings, uri: str) -> Services:
+        rules = rule_table(settings.profiles_dir, settings.registry_rules)
         client = connect(uri)
         store = ResourceStore(client[settings.mongodb_db])
         services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
-                       rules=rule_table(settings.profiles_dir))
+                       rules=rules)
         await services.reload_search_parameters()
         registry = services.search_parameters
         await store.ensure_indexes(search_indexes(registry))

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
 
     # The registry's rule table (profiles/rules.json) enforced on every write; off gives a plain FHIR server
     registry_rules: bool = True
-    # Conformance resources loaded at start (profiles/ of the repository)
-    profiles_dir: Path = Path(__file__).resolve().parent.parent / "profiles"
+    # Conformance resources loaded at start, and the rule table (rules.json): the repository's profiles/, relative
+    # to the working directory (a plain ``pip install .`` does not carry them inside the package)
+    profiles_dir: Path = Path("profiles")
 
     # Bulk export
     export_dir: Path = Path(".data/export")

@@ -21,7 +21,8 @@ from fhir_server.storage.documents import CLAIMS, HISTORY
 from fhir_server.storage.mongod import temporary_mongod
 
 DATA = Path(__file__).parent / "data"
-EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-r4-examples"
+EXAMPLES = DATA / "fhir-r4-examples"  # HL7's official R4 examples of our types (source and licence: README.md there)
+OFFICIAL_EXAMPLE_COUNT = 138
 BASE = "http://testserver/fhir"
 FHIR_JSON = "application/fhir+json"
 
@@ -106,6 +107,15 @@ def parse(response: httpx.Response) -> Any:
 
 def unique(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def official_examples() -> list[Path]:
+    """The official examples, for parametrizing tests at collection time. Missing files fail the whole run
+    (a collection error), never a silent zero tests."""
+    files = sorted(EXAMPLES.glob("*.json"))
+    if len(files) != OFFICIAL_EXAMPLE_COUNT:
+        raise RuntimeError(f"{EXAMPLES} holds {len(files)} official examples, expected {OFFICIAL_EXAMPLE_COUNT}")
+    return files
 
 
 def load_example(name: str) -> dict[str, Any]:

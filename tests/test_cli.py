@@ -78,3 +78,12 @@ def test_serve_without_uri_starts_a_replica_set_and_stops_it(tmp_path: Path) -> 
     assert (tmp_path / "data" / "db").is_dir()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{mongod_port}", timeout=1)
+
+
+def test_serve_without_the_rule_table_refuses_to_start(mongo_uri: str, tmp_path: Path) -> None:
+    """A registry server that cannot find profiles/rules.json (FHIR_PROFILES_DIR, default ./profiles) would
+    accept anything: it stops with a message instead of serving."""
+    proc = _serve({"FHIR_MONGODB_URI": mongo_uri, "FHIR_PROFILES_DIR": str(tmp_path)}, free_port())
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    assert f"No rule table at {tmp_path}/rules.json" in out.decode()

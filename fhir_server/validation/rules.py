@@ -14,11 +14,10 @@ from typing import Any
 
 from fhir_server.validation.fhirpath import expression, is_true
 
-RULES_FILE = Path(__file__).resolve().parent.parent.parent / "profiles" / "rules.json"
 Json = dict[str, Any]
 
 
-def load_rules(path: Path = RULES_FILE) -> list[Json]:
+def load_rules(path: Path) -> list[Json]:
     """The rules of a rule table file (``{"rules": [...]}``)."""
     return list(json.loads(path.read_text())["rules"])
 

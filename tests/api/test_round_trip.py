@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, load_example, parse, put
+from tests.conftest import EXAMPLES, OFFICIAL_EXAMPLE_COUNT, load_example, official_examples, parse, put
 
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.json"))
+EXAMPLE_FILES = [p.name for p in official_examples()]
 
 
 def _without_server_meta(resource: dict) -> dict:
@@ -22,7 +22,7 @@ def _without_server_meta(resource: dict) -> dict:
 
 
 def test_official_examples_are_present() -> None:
-    assert len(EXAMPLE_FILES) == 138
+    assert len(EXAMPLE_FILES) == OFFICIAL_EXAMPLE_COUNT
 
 
 @pytest.mark.parametrize("name", EXAMPLE_FILES)
@@ -36,14 +36,15 @@ async def test_official_example_round_trips_unchanged(client: httpx.AsyncClient,
 
 
 async def test_decimal_precision_survives_in_the_bytes(client: httpx.AsyncClient) -> None:
-    example = load_example("Observation-decimal.json") if (EXAMPLES / "Observation-decimal.json").exists() else None
-    assert example is not None
-    await put(client, f"Observation/{example['id']}", example)
-    raw = (await client.get(f"/fhir/Observation/{example['id']}")).content
-    source = (EXAMPLES / "Observation-decimal.json").read_text()
-    for token in ("1.0", "66.899999999999991"):
-        if token in source:
-            assert token.encode() in raw
+    for name, tokens in (("Observation-decimal.json", ("1.00", "1E-22", "1.000000000000000000E-245")),
+                         ("Observation-body-height.json", ("66.899999999999991",))):
+        example = load_example(name)
+        source = (EXAMPLES / name).read_text()
+        await put(client, f"Observation/{example['id']}", example)
+        raw = (await client.get(f"/fhir/Observation/{example['id']}")).content
+        for token in tokens:
+            assert token in source
+            assert f":{token}".encode() in raw, token
 
 
 async def test_trailing_zero_decimal_is_kept(client: httpx.AsyncClient) -> None:

@@ -1,5 +1,5 @@
 """The synthetic registry generator: deterministic, and shaped like the data contract's Bundle
-(/work/shared/registry/data-contract.md, "A typical submission")."""
+(data-contract.md, "A typical submission")."""
 
 from __future__ import annotations
 

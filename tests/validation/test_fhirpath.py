@@ -24,7 +24,7 @@ def registry_expressions() -> list[tuple[str, str]]:
         for element in sd["differential"]["element"]:
             for c in element.get("constraint", []):
                 out.append((c["expression"], element["path"]))
-    out += [(r["selector"], r["resourceType"]) for r in load_rules()]
+    out += [(r["selector"], r["resourceType"]) for r in load_rules(PROFILES / "rules.json")]
     return out
 
 

@@ -121,17 +121,17 @@ def test_every_contract_profile_exists() -> None:
 
 @pytest.mark.parametrize("name", sorted(all_resources()))
 def test_rule_table_selects_the_contract_profile(name: str) -> None:
-    assert profiles_required_for(resource(name), load_rules()) == [profile_url(name)]
+    assert profiles_required_for(resource(name), load_rules(PROFILES / "rules.json")) == [profile_url(name)]
 
 
 def test_rule_table_selects_imatinib_by_pre_2022_code() -> None:
     r = resource("imatinib")
     r["medicationCodeableConcept"]["coding"][0]["code"] = "L01XE01"
-    assert profiles_required_for(r, load_rules()) == [profile_url("imatinib")]
+    assert profiles_required_for(r, load_rules(PROFILES / "rules.json")) == [profile_url("imatinib")]
 
 
 def test_rule_table_ignores_unrelated_resources() -> None:
     org = {"resourceType": "Organization", "name": "Lab"}
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "weight"}}
-    assert profiles_required_for(org, load_rules()) == []
-    assert profiles_required_for(obs, load_rules()) == []
+    assert profiles_required_for(org, load_rules(PROFILES / "rules.json")) == []
+    assert profiles_required_for(obs, load_rules(PROFILES / "rules.json")) == []
