@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +29,8 @@ class Settings(BaseSettings):
     default_count: int = 20
     max_count: int = 1000
     history_default_count: int = 50
+    # Bundle.total without _total: matches are counted up to this many (more: no total); 0 counts nothing
+    total_budget: int = Field(default=10_000, ge=0)
 
     # The registry's rule table (profiles/rules.json) enforced on every write; off gives a plain FHIR server
     registry_rules: bool = True
