@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhir_server.fhirjson import DEFAULT_LIMITS, JsonLimits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
@@ -23,6 +25,10 @@ class Settings(BaseSettings):
     port: int = 8080
     base_url: str | None = None  # public base, e.g. https://registry.example/fhir; default from the request
     max_body_bytes: int = 16 * 1024 * 1024
+    # Deeper or wider JSON bodies are refused with 400. MongoDB stores at most 180 levels (a resource sits one
+    # level down in its document) and the interpreter's stack holds about 1,000: hence the ceiling.
+    max_json_depth: int = Field(default=DEFAULT_LIMITS.max_depth, ge=1, le=170)
+    max_json_array_items: int = Field(default=DEFAULT_LIMITS.max_array_items, ge=1)
     workers: int = 1
 
     # Search and paging
@@ -40,6 +46,10 @@ class Settings(BaseSettings):
     # Bulk export
     export_dir: Path = Path(".data/export")
     export_ttl_seconds: int = 3600
+
+    @property
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(self.max_json_depth, self.max_json_array_items)
 
 
 @lru_cache(maxsize=1)
