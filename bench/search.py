@@ -42,6 +42,7 @@ from bench.common import fhir_server, mongod, percentiles
 from fhir_server.interactions.versioning import stamp
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.services import search_indexes
+from fhir_server.settings import Settings
 from fhir_server.storage.client import CODEC_OPTIONS, connect
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
@@ -52,6 +53,7 @@ LOINC = "http://loinc.org"
 CONCEPTS = f"{B}/CodeSystem/ifp-concepts"
 REASONS = f"{B}/CodeSystem/ifp-registration-reason"
 PSEUDONYM = f"{B}/sid/patient"
+TOTAL_BUDGET = Settings().total_budget  # the server runs with the default settings
 
 
 # -- loading -------------------------------------------------------------------------------------------------
@@ -138,12 +140,21 @@ class Queries:
         db = self.db
         project = {"resource": 1}
 
+        token_query = {"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}}
+
         def token_http() -> str:
             return f"Observation?code={LOINC}|777-3&_count=100"
 
         def token_raw() -> int:
-            return len(list(db.Observation.find({"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}}, project)
-                            .sort("_id", 1).limit(100)))
+            return len(list(db.Observation.find(token_query, project).sort("_id", 1).limit(100)))
+
+        def budgeted_raw() -> int:
+            # the server's default: count at most budget + 1 matches (concurrently with the page there)
+            db.Observation.count_documents(token_query, limit=TOTAL_BUDGET + 1)
+            return token_raw()
+
+        def no_total_http() -> str:
+            return token_http() + "&_total=none"
 
         chained_value = {"p": ""}
 
@@ -189,7 +200,7 @@ class Queries:
             return token_http() + "&_total=accurate"
 
         def total_raw() -> int:
-            db.Observation.count_documents({"sp.code": {"$elemMatch": {"s": LOINC, "c": "777-3"}}})
+            db.Observation.count_documents(token_query)
             return token_raw()
 
         def floor_http() -> str:
@@ -200,7 +211,8 @@ class Queries:
 
         return [
             ("(0) floor: _id of no resource (HTTP + 1 query)", floor_http, floor_raw),
-            ("(a) token, _count=100", token_http, token_raw),
+            ("(a) token, _count=100 (budgeted total)", token_http, budgeted_raw),
+            ("(a-) the same with _total=none", no_total_http, token_raw),
             ("(a+) the same with _total=accurate", total_http, total_raw),
             ("(b) chained subject:Patient.identifier", chained_http, chained_raw),
             ("(c) _has:Observation:subject:value-concept", has_http, has_raw),

@@ -4,12 +4,22 @@ Decimal precision is significant in FHIR (https://hl7.org/fhir/R4/datatypes.html
 back as ``1.50``. Bodies are parsed with ``decimal.Decimal`` for every JSON number with a fraction or exponent,
 stored in MongoDB as Decimal128 (which keeps the exponent), and written back verbatim through
 ``orjson.Fragment``.
+
+Hostile input is refused with a 400 before anything uses it: nesting deeper than ``JsonLimits.max_depth``
+(Python's decoder would otherwise exhaust its recursion limit at about 1,000 levels, and MongoDB refuses
+documents nested deeper than 180), arrays longer than ``JsonLimits.max_array_items`` (their index values
+overflow a MongoDB transaction), a property name repeated in one object (RFC 8259 section 4 leaves the
+meaning to the receiver; a FHIR element is one property, https://hl7.org/fhir/R4/json.html), and a ``\\uD800``
+escape without its pair (a lone surrogate is not Unicode text and cannot be stored as UTF-8).
 """
 
 from __future__ import annotations
 
 import decimal
 import json
+import re
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -43,19 +53,82 @@ def _parse_int(text: str) -> int | decimal.Decimal:
     return value if -_INT64 <= value < _INT64 else _parse_decimal(text)
 
 
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
+        raise InvalidRequest(f"The property '{repeated[:100]}' appears more than once in one object",
+                             code="structure")
+    return obj
+
+
 _STRICT_DECODER = json.JSONDecoder(parse_float=_parse_decimal, parse_int=_parse_int,
-                                   parse_constant=_reject_constant)
+                                   parse_constant=_reject_constant, object_pairs_hook=_unique_names)
 
 
-def loads(body: bytes | str) -> Any:
-    """Parse JSON, keeping decimals exact. Raises InvalidRequest (400) on malformed input."""
+@dataclass(frozen=True)
+class JsonLimits:
+    """How deep and how wide a request body may be (``FHIR_MAX_JSON_DEPTH``, ``FHIR_MAX_JSON_ARRAY_ITEMS``).
+
+    The deepest of HL7's R4 examples is nested 21 levels (QuestionnaireResponse-ussg-fht-answers), the longest
+    array has 28,517 elements (ImplementationGuide-fhir)."""
+
+    max_depth: int = 100
+    max_array_items: int = 50_000
+
+
+DEFAULT_LIMITS = JsonLimits()
+# A UTF-16 surrogate escape: only then can a decoded string hold a lone surrogate (raw UTF-8 cannot encode one)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads(body: bytes | str, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
+    """Parse JSON, keeping decimals exact. Raises InvalidRequest (400) on malformed or hostile input."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
-        return _STRICT_DECODER.decode(text)
+        value = _STRICT_DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Body is not UTF-8: {exc}", code="structure") from exc
     except ValueError as exc:
         raise InvalidRequest(f"Malformed JSON: {exc}", code="structure") from exc
+    except RecursionError as exc:  # nested deeper than the interpreter's stack (about 1,000 levels)
+        raise _too_deep(limits) from exc
+    _check_shape(value, limits)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value)
+    return value
+
+
+def _too_deep(limits: JsonLimits) -> InvalidRequest:
+    return InvalidRequest(f"The JSON is nested deeper than {limits.max_depth} levels", code="structure")
+
+
+def _check_shape(value: Any, limits: JsonLimits) -> None:
+    """Depth and array lengths, walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if type(value) is dict or type(value) is list else []
+    push, pop = stack.append, stack.pop
+    while stack:
+        node, depth = pop()
+        if depth > limits.max_depth:
+            raise _too_deep(limits)
+        if type(node) is dict:
+            children: Any = node.values()
+        else:
+            if len(node) > limits.max_array_items:
+                raise InvalidRequest(f"An array has {len(node)} elements; at most {limits.max_array_items} "
+                                     "are accepted", code="too-costly")
+            children = node
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                push((child, depth + 1))
+
+
+def _check_surrogates(value: Any) -> None:
+    try:
+        orjson.dumps(value, default=_default)  # refuses a lone surrogate in any string, name or value
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequest("A string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF); it is not "
+                             "Unicode text", code="structure") from exc
 
 
 def _default(value: Any) -> Any:

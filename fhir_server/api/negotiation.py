@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from fhir_server import fhirjson
 from fhir_server.errors import NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from fhir_server.settings import Settings
 
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
@@ -57,14 +58,15 @@ def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JS
     raise NotAcceptable(f"None of the accepted media types ({accept}) is supported; use {FHIR_JSON}")
 
 
-async def read_body(request: Request, max_bytes: int, *, patch: bool = False) -> Any:
-    """The request body parsed as JSON (decimals exact), after media-type and size checks."""
+async def read_body(request: Request, settings: Settings, *, patch: bool = False) -> Any:
+    """The request body parsed as JSON (decimals exact), after media-type and size checks; deeper nesting or
+    longer arrays than the settings allow, a repeated property name or a lone surrogate are a 400."""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     allowed = {JSON_PATCH} if patch else _JSON_TYPES
     if content_type and content_type not in allowed:
         expected = JSON_PATCH if patch else FHIR_JSON
         raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
-    return fhirjson.loads(await read_raw_body(request, max_bytes))
+    return fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
 
 
 async def read_raw_body(request: Request, max_bytes: int) -> bytes:

@@ -89,7 +89,7 @@ async def metadata(request: Request) -> Response:
 @router.post("/")
 async def system_bundle(request: Request) -> Response:
     ctx, services = _setup(request)
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, services.settings)
     result = await bundle_interaction.process_bundle(ctx, services, body,
                                                      prefer_return=prefer(request).get("return"))
     return fhir_response(result, 200, pretty=_pretty(request))
@@ -128,7 +128,7 @@ async def _operation(request: Request, name: str, level: str, resource_type: str
     if request.method == "POST":
         raw_ct = request.headers.get("content-type") or ""
         if raw_ct or request.headers.get("content-length", "0") != "0":
-            body = await read_body(request, services.settings.max_body_bytes)
+            body = await read_body(request, services.settings)
     ctx = request_context(request, services.settings)
     op = OperationRequest(name, level, resource_type, resource_id, request.method, _params(request), body,
                           {k.lower(): v for k, v in request.headers.items()})
@@ -195,7 +195,7 @@ async def _search_post(request: Request, resource_type: str | None) -> Response:
 async def create_resource(request: Request, resource_type: str) -> Response:
     ctx, services = _setup(request)
     require_supported_type(resource_type)
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, services.settings)
     check_structure(body, resource_type)
     if_none_exist = request.headers.get("if-none-exist")
     return await _write(request, ctx, services, lambda uow: create(uow, body, if_none_exist=if_none_exist))
@@ -208,7 +208,7 @@ async def conditional_update_resource(request: Request, resource_type: str) -> R
     criteria = request.url.query
     if not criteria:
         raise MethodNotAllowed("PUT on a type needs search criteria (conditional update) or an id")
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, services.settings)
     check_structure(body, resource_type)
     if_match, if_none_match = request.headers.get("if-match"), request.headers.get("if-none-match")
     return await _write(request, ctx, services, lambda uow: conditional_update(
@@ -249,7 +249,7 @@ async def read_resource(request: Request, resource_type: str, resource_id: str) 
 async def update_resource(request: Request, resource_type: str, resource_id: str) -> Response:
     ctx, services = _setup(request)
     require_supported_type(resource_type)
-    body = await read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, services.settings)
     if isinstance(body, dict) and "id" not in body:
         raise InvalidRequest("The resource must carry the id of the URL", code="required",
                              expression=(f"{resource_type}.id",))
@@ -263,7 +263,7 @@ async def update_resource(request: Request, resource_type: str, resource_id: str
 async def patch_resource(request: Request, resource_type: str, resource_id: str) -> Response:
     ctx, services = _setup(request)
     require_supported_type(resource_type)
-    operations = parse_patch(await read_body(request, services.settings.max_body_bytes, patch=True))
+    operations = parse_patch(await read_body(request, services.settings, patch=True))
     if_match = request.headers.get("if-match")
     return await _write(request, ctx, services,
                         lambda uow: patch(uow, resource_type, resource_id, operations, if_match=if_match))

@@ -2,10 +2,14 @@
 
 Newest first, keyset-paged on (lastUpdated, history key): a page link names the last entry it showed, so
 pages stay correct while new versions arrive (they are newer and never shift older pages).
+
+``Bundle.total`` is the number of versions of the whole history (with ``_since``), counted as a search counts
+without ``_total``: up to ``total_budget`` versions, concurrently with the page; more, and it is omitted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -59,20 +63,30 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     if resource_id is not None and resource_type is not None \
             and await services.store.current(ctx, resource_type, resource_id) is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
-    versions = await services.store.history(ctx, resource_type, resource_id, since=since, after_key=after,
-                                            limit=count + 1)
+    listing = services.store.history(ctx, resource_type, resource_id, since=since, after_key=after,
+                                     limit=count + 1)
+    budget = services.settings.total_budget
+    total: int | None = None
+    if budget:
+        counting = services.store.count_history(ctx, resource_type, resource_id, since, limit=budget + 1)
+        versions, counted = await asyncio.gather(listing, counting)
+        total = counted if counted <= budget else None
+    else:
+        versions = await listing
     page, more = versions[:count], len(versions) > count
+    if after is None and not more:
+        total = len(page)  # the whole history is on this page: its total costs nothing
     base = ctx.url(*[p for p in (resource_type, resource_id) if p], "_history")
     kept = [(k, v) for k, v in params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": _with_query(base, params if not unknown else kept)}]
     if more and page:
         links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(page[-1]))])})
-    return {
-        "resourceType": "Bundle",
-        "type": "history",
-        "link": links,
-        "entry": [_entry(ctx, v) for v in page],
-    }
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    bundle["entry"] = [_entry(ctx, v) for v in page]
+    return bundle
 
 
 def _with_query(base: str, params: list[tuple[str, str]]) -> str:

@@ -5,10 +5,12 @@ Chained parameters and ``_has`` become sub-queries whose results turn into ``$in
 correct while data changes). Every read goes through ``ResourceStore`` and so through the access filter.
 
 ``Bundle.total`` (search.html#total): ``_total=accurate`` and ``_total=estimate`` count every match (the
-estimate is exact), concurrently with the page; ``_summary=count`` and ``_count=0`` count; ``_total=none``
-omits it. Without ``_total`` the total is given when it costs nothing: on a first page that holds the whole
-result. Counting a broad search reads every match (the ``deleted`` flag and ``$elemMatch`` conditions need the
-documents) and costs several times the page itself, so it is left to the clients that ask for it.
+estimate is exact); ``_summary=count`` and ``_count=0`` count; ``_total=none`` omits it. Without ``_total``
+(clients such as fhirpy page by it) the matches are counted with a budget, ``total_budget``: counting stops
+after budget + 1 matches, and the total is given when there are at most budget of them, on every page (it is
+the total of the search, not of the page), otherwise omitted. Counting reads every match it counts (the
+``deleted`` flag and ``$elemMatch`` conditions need the documents), so the budget bounds its cost; it runs
+concurrently with the page. A first page that holds the whole result gives its total for free.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ Session = AsyncClientSession | None
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
 T = TypeVar("T")
+U = TypeVar("U")
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
 
@@ -190,21 +193,20 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     count = parsed.count if parsed.count is not None else services.settings.default_count
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if parsed.summary == "count":
-        bundle["total"] = await _total(ctx, services, parsed, filters, session)
+        bundle["total"] = await _total(ctx, services, filters, session)
         bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
         return bundle
     paging = _page(ctx, services, filters, compiled, count, page_token, session)
-    if parsed.total in ("accurate", "estimate") or (count == 0 and parsed.total is None):
-        counting = _total(ctx, services, parsed, filters, session)
-        if session is None:  # count and page at once (a transaction's session runs one operation at a time)
-            total, page = await asyncio.gather(counting, paging)
-        else:
-            total, page = await counting, await paging
-        bundle["total"] = total
-    else:
+    counting = _counting(ctx, services, parsed, filters, count, session)
+    if counting is None:
         page = await paging
-        if parsed.total is None and page_token is None and page.next_key is None:
-            bundle["total"] = len(page.docs)  # the whole result is on this page: the total costs nothing
+        total = None
+    else:
+        total, page = await _both(session, counting, paging)
+    if total is None and parsed.total is None and page_token is None and page.next_key is None:
+        total = len(page.docs)  # the whole result is on this page: the total costs nothing
+    if total is not None:
+        bundle["total"] = total
     entries = [_entry(ctx, doc, "match", parsed) for doc in page.docs]
     entries += [_entry(ctx, doc, "include", parsed)
                 for doc in await _includes(ctx, services, compiled.includes, page.docs, session)]
@@ -215,12 +217,38 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     return bundle
 
 
-async def _total(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
-                 session: Session) -> int:
-    """Count every match (``_total=accurate|estimate``, ``_summary=count``; the estimate is exact)."""
-    counts = await _gather(session, [services.store.count(ctx, t, query, session=session)
+def _counting(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
+              count: int, session: Session) -> Awaitable[int | None] | None:
+    """The count a searchset Bundle carries as ``total``, or None when it carries none."""
+    if parsed.total in ("accurate", "estimate") or (count == 0 and parsed.total is None):
+        return _total(ctx, services, filters, session)
+    if parsed.total is None and services.settings.total_budget > 0:
+        return _total_within(services.settings.total_budget, ctx, services, filters, session)
+    return None
+
+
+async def _total(ctx: RequestContext, services: Services, filters: dict[str, Any], session: Session,
+                 *, limit: int = 0) -> int:
+    """Count every match (``_total=accurate|estimate``, ``_summary=count``; the estimate is exact), or at most
+    ``limit`` of each type."""
+    counts = await _gather(session, [services.store.count(ctx, t, query, session=session, limit=limit)
                                      for t, query in filters.items()])
     return sum(counts)
+
+
+async def _total_within(budget: int, ctx: RequestContext, services: Services, filters: dict[str, Any],
+                        session: Session) -> int | None:
+    """The number of matches if it is at most ``budget``, else None. Each type is counted up to budget + 1:
+    when the sum stays within the budget, every count was exact."""
+    total = await _total(ctx, services, filters, session, limit=budget + 1)
+    return total if total <= budget else None
+
+
+async def _both(session: Session, first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Two calls of different types, run as ``_gather`` runs them."""
+    if session is None:
+        return await asyncio.gather(first, second)
+    return await first, await second
 
 
 async def _gather(session: Session, calls: list[Awaitable[T]]) -> list[T]:

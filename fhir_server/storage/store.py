@@ -191,10 +191,14 @@ class ResourceStore:
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
     async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
-                            since: datetime | None = None, session: Session = None) -> int:
+                            since: datetime | None = None, session: Session = None, limit: int = 0) -> int:
+        """Versions ``history`` would list (at most ``limit`` of them counted, when given)."""
         query = _history_query(resource_type, resource_id, since, None)
+        kwargs: dict[str, Any] = {"session": session}
+        if limit:
+            kwargs["limit"] = limit
         return int(await self.collection(HISTORY).count_documents(self._filter(ctx, resource_type, query),
-                                                          session=session))
+                                                                  **kwargs))
 
     async def versions_matching(self, ctx: RequestContext, resource_types: Sequence[str], query: dict[str, Any], *,
                                 projection: dict[str, Any] | None = None, session: Session = None,

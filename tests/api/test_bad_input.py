@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
 import httpx
 import pytest
+from pydantic import ValidationError
 
-from tests.conftest import FHIR_JSON, parse, patient, post, unique
+from fhir_server.services import Services
+from fhir_server.settings import Settings
+from tests.conftest import FHIR_JSON, _client, body, parse, patient, post, unique
 
 
 def _issue(r: httpx.Response) -> dict:
@@ -114,3 +121,65 @@ async def test_number_that_cannot_be_stored_exactly_is_400(client: httpx.AsyncCl
     r = await client.post("/fhir/Observation", content=payload, headers={"Content-Type": FHIR_JSON})
     assert r.status_code == 400, r.text
     assert _issue(r)["severity"] == "error"
+
+
+# -- hostile JSON (test_no_server_errors sends the extreme cases through every body reader) ---------------------
+
+async def test_repeated_property_name_is_400_naming_it(client: httpx.AsyncClient) -> None:
+    r = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient","gender":"male","gender":"female"}',
+                          headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400
+    assert _issue(r)["code"] == "structure" and "'gender'" in _issue(r)["diagnostics"]
+
+
+async def test_repeated_property_name_in_a_nested_object_is_400(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"family":"A","given":["B"],"family":"C"}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and "'family'" in _issue(r)["diagnostics"]
+
+
+async def test_lone_surrogate_escape_is_400_structure(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"family":"\\udc00 low"}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["code"] == "structure"
+
+
+async def test_escaped_surrogate_pair_is_one_character_and_accepted(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"family":"\\ud83d\\ude00 \\\\ud800"}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 201, r.text
+    assert parse(r)["name"][0]["family"] == "\U0001F600 \\ud800"  # a pair, and an escaped backslash
+
+
+async def _server(services: Services, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    changed = dataclasses.replace(services, settings=services.settings.model_copy(update=settings))
+    async with _client(changed) as client:
+        yield client
+
+
+@pytest.fixture
+async def narrow(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """A server that accepts JSON at most 4 levels deep with at most 3 elements per array."""
+    async for client in _server(services, max_json_depth=4, max_json_array_items=3):
+        yield client
+
+
+async def test_nesting_deeper_than_the_setting_is_400(narrow: httpx.AsyncClient) -> None:
+    assert (await post(narrow, "Patient", patient(name=[{"given": ["x"]}]))).status_code == 201  # 4 levels
+    r = await post(narrow, "Patient", patient(name=[{"extension": [{"url": "http://x.org/e", "valueString": "y"}]}]))
+    assert r.status_code == 400 and _issue(r)["diagnostics"] == "The JSON is nested deeper than 4 levels"
+
+
+async def test_array_longer_than_the_setting_is_400(narrow: httpx.AsyncClient) -> None:
+    assert (await post(narrow, "Patient", patient(name=[{"given": ["a", "b", "c"]}]))).status_code == 201
+    r = await post(narrow, "Patient", patient(name=[{"given": ["a", "b", "c", "d"]}]))
+    assert r.status_code == 400 and _issue(r)["code"] == "too-costly"
+    patch = [{"op": "test", "path": "/gender", "value": "female"}] * 4  # JSON Patch bodies too
+    r = await narrow.patch("/fhir/Patient/x", content=body(patch),
+                           headers={"Content-Type": "application/json-patch+json"})
+    assert r.status_code == 400 and _issue(r)["code"] == "too-costly"
+
+
+def test_nesting_limit_cannot_exceed_what_mongodb_stores() -> None:
+    with pytest.raises(ValidationError):
+        Settings(max_json_depth=171)

@@ -1,6 +1,7 @@
 """Nothing a client sends causes a 500: official examples mutated at random (wrong JSON types, garbage
 values, removed or repeated elements) are answered with 2xx or 4xx, always with an OperationOutcome on
-error, and bad writes store nothing."""
+error, and bad writes store nothing. Hostile JSON (deep nesting, a repeated property, a lone surrogate, a huge
+array) is a 400 through every endpoint that reads a body, and the server goes on serving."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_server.services import Services
+from fhir_server.storage.documents import HISTORY
 from tests.conftest import FHIR_JSON, load_example, official_examples
 
 GARBAGE: list[Any] = ["", " ", "x" * 300, "2020-13-45", -1, 0, 1.5, True, None, [], {}, [None], {"a": 1},
@@ -125,3 +128,63 @@ async def test_malformed_export_parameters_are_never_a_server_error(client: http
                                  headers={"Content-Type": FHIR_JSON, "Prefer": "respond-async",
                                           "Accept": FHIR_JSON})
     assert response.status_code == 400, response.text
+
+
+# -- hostile JSON ---------------------------------------------------------------------------------------------
+
+HOSTILE_ID = "hostile-json"
+# Patient texts with the hostile part inside, as a client could send them (not producible with json.dumps)
+HOSTILE: dict[str, tuple[bytes, str]] = {  # name: (Patient JSON text, OperationOutcome issue code)
+    "5,000 levels of nesting": (b'{"resourceType":"Patient","id":"hostile-json","extension":'
+                                + b"[" * 5000 + b"]" * 5000 + b"}", "structure"),
+    "a duplicate property name": (b'{"resourceType":"Patient","id":"hostile-json","gender":"male",'
+                                  b'"gender":"female"}', "structure"),
+    "a lone surrogate": (b'{"resourceType":"Patient","id":"hostile-json","name":[{"family":"X\\ud800"}]}',
+                         "structure"),
+    "a 100,000-element array": (b'{"resourceType":"Patient","id":"hostile-json","name":[{"given":['
+                                + b",".join([b'"x"'] * 100_000) + b"]}]}", "too-costly"),
+}
+
+
+def _transaction(resource: bytes) -> bytes:
+    return (b'{"resourceType":"Bundle","type":"transaction","entry":[{"resource":' + resource
+            + b',"request":{"method":"PUT","url":"Patient/hostile-json"}}]}')
+
+
+def _parameters(resource: bytes) -> bytes:
+    return b'{"resourceType":"Parameters","parameter":[{"name":"resource","resource":' + resource + b"}]}"
+
+
+def _json_patch(resource: bytes) -> bytes:
+    return b'[{"op":"add","path":"/contained","value":[' + resource + b"]}]"
+
+
+ENDPOINTS = {  # name: (method, path, content type, body around the hostile Patient)
+    "create": ("POST", "/fhir/Patient", FHIR_JSON, lambda r: r),
+    "update": ("PUT", f"/fhir/Patient/{HOSTILE_ID}", FHIR_JSON, lambda r: r),
+    "transaction": ("POST", "/fhir", FHIR_JSON, _transaction),
+    "$validate": ("POST", "/fhir/Patient/$validate", FHIR_JSON, lambda r: r),
+    "$validate with Parameters": ("POST", "/fhir/Patient/$validate", FHIR_JSON, _parameters),
+    "patch": ("PATCH", f"/fhir/Patient/{HOSTILE_ID}", "application/json-patch+json", _json_patch),
+}
+
+
+async def _stored(services: Services) -> tuple[int, int]:
+    db = services.store.db
+    return await db["Patient"].count_documents({}), await db[HISTORY].count_documents({"type": "Patient"})
+
+
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+@pytest.mark.parametrize("hostile", list(HOSTILE))
+async def test_hostile_json_is_400_and_the_server_goes_on(client: httpx.AsyncClient, services: Services,
+                                                          hostile: str, endpoint: str) -> None:
+    resource, code = HOSTILE[hostile]
+    method, path, content_type, wrap = ENDPOINTS[endpoint]
+    before = await _stored(services)
+    response = await client.request(method, path, content=wrap(resource), headers={"Content-Type": content_type})
+    assert response.status_code == 400, response.text[:300]
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == code
+    assert (await client.get("/fhir/Patient?_count=1")).status_code == 200  # the server still serves
+    assert await _stored(services) == before

@@ -146,11 +146,11 @@ async def test_total_none_estimate_and_accurate(data: httpx.AsyncClient) -> None
     assert (await search(data, "Observation", query + "&_total=estimate"))["total"] >= 1
 
 
-async def test_default_total_is_given_when_the_first_page_holds_everything(data: httpx.AsyncClient) -> None:
-    """Without ``_total`` the total costs nothing or is absent; ``_total=accurate`` and ``_summary=count``
-    count every match; ``_count=0`` gives the count alone."""
+async def test_default_total_is_counted_within_the_budget(data: httpx.AsyncClient) -> None:
+    """Without ``_total`` the total is counted within ``total_budget`` (test_total_http has the rest);
+    ``_total=accurate`` and ``_summary=count`` count every match; ``_count=0`` gives the count alone."""
     assert (await search(data, "Observation", f"code={LOINC}|69380-4"))["total"] == 4
-    assert "total" not in await search(data, "Observation", "_count=1")
+    assert (await search(data, "Observation", "_count=1"))["total"] == 8
     assert (await search(data, "Observation", "_count=1&_total=accurate"))["total"] == 8
     assert (await search(data, "Observation", "_summary=count"))["total"] == 8
     nothing = await search(data, "Observation", "_count=0")
