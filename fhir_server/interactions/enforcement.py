@@ -1,7 +1,10 @@
 """Profile enforcement on every write (https://hl7.org/fhir/R4/validation.html#profile).
 
 A resource is validated against every profile the registry's rule table (``profiles/rules.json``) requires
-of it and every profile it claims in ``meta.profile`` that the server knows, using the conformance resources
+of it (when the rule table is enforced), the R4 vital signs profile its LOINC code calls for
+(https://hl7.org/fhir/R4/observation.html#vitals: base specification, so always), and every profile it claims
+in ``meta.profile`` that the server knows; its extensions are checked against their definitions' contexts
+(https://hl7.org/fhir/R4/defining-extensions.html#context), profiles or not. All use the conformance resources
 in force *in this transaction's snapshot* (so a terminology maintainer's new ValueSet judges the very next
 submission, in every server process). Errors -> 422 listing every issue; warnings travel with the write's
 OperationOutcome. References are resolved within the unit of work (a transaction Bundle's own entries) and
@@ -21,6 +24,7 @@ from fhir_server.errors import Issue, UnprocessableEntity
 from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.validation.conformance import ConformanceSnapshot
+from fhir_server.validation.core import vital_signs
 from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.rules import profiles_required_for
 
@@ -50,8 +54,10 @@ async def validator_for(uow: UnitOfWork) -> ProfileValidator:
 
 def profiles_to_check(uow: UnitOfWork, resource: dict[str, Any], validator: ProfileValidator) -> tuple[
         list[str], list[Issue]]:
-    """Profiles required by the rule table (when enforced) plus known claimed ones; unknown claims warn."""
+    """Profiles required by the rule table (when enforced) and by the vital signs table, plus known claimed
+    ones; unknown claims warn."""
     wanted = list(profiles_required_for(resource, uow.services.rules)) if uow.services.settings.registry_rules else []
+    wanted += [p for p in vital_signs().profiles_for(resource) if p not in wanted]
     notes: list[Issue] = []
     for claimed in (resource.get("meta") or {}).get("profile") or []:
         if claimed in wanted:
@@ -88,9 +94,10 @@ async def resolver_for(uow: UnitOfWork, resource: dict[str, Any]) -> Resolver:
 
 async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_profiles: tuple[str, ...] = (),
                             only_extra: bool = False) -> list[Issue]:
-    """Every issue a write of ``resource`` would meet: the rule table's and the claimed profiles (unless
-    ``only_extra``), ``extra_profiles`` (e.g. ``$validate``'s ``profile`` parameter; an unknown one is an
-    error), and the extra write checks (``services.write_checks``). Raises nothing, stores nothing."""
+    """Every issue a write of ``resource`` would meet: the rule table's, the vital signs and the claimed
+    profiles (unless ``only_extra``), ``extra_profiles`` (e.g. ``$validate``'s ``profile`` parameter; an unknown
+    one is an error), the use of its extensions, and the extra write checks (``services.write_checks``).
+    Raises nothing, stores nothing."""
     validator = await validator_for(uow)
     profiles: list[str] = []
     issues: list[Issue] = []
@@ -99,13 +106,9 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
     for extra in extra_profiles:
         if extra not in profiles:
             profiles.append(extra)  # the validator reports an unknown profile as an error
-    extra_checks = uow.services.write_checks
-    if not profiles and not extra_checks:
-        return issues
     resolve = await resolver_for(uow, resource) if profiles else uow.pending_resource
-    for profile in profiles:
-        issues += validator.validate(resource, profile, resolve)
-    for check in extra_checks:
+    issues += validator.validate_all(resource, profiles, resolve)  # extension contexts even without profiles
+    for check in uow.services.write_checks:
         issues += await check(uow, resource, resolve)
     return issues
 

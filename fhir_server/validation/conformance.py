@@ -1,8 +1,9 @@
 """The set of conformance resources a validator works with.
 
-A :class:`ConformanceSnapshot` holds StructureDefinitions (the R4 base ones built in, plus the registry's or
-any published later) and a :class:`~fhir_server.terminology.Terminology` over CodeSystems, ValueSets and
-ConceptMaps, all keyed by canonical url and ``url|version``
+A :class:`ConformanceSnapshot` holds StructureDefinitions (the R4 base ones and the R4 vital signs profiles
+built in, plus the registry's or any published later) and a :class:`~fhir_server.terminology.Terminology` over
+CodeSystems, ValueSets (the value sets of the vital signs profiles built in) and ConceptMaps, all keyed by
+canonical url and ``url|version``
 (https://hl7.org/fhir/R4/references.html#canonical).
 The server builds one from storage and replaces it when a conformance resource changes; it is immutable after
 construction, so it can be shared by concurrent requests.
@@ -15,7 +16,7 @@ from typing import Any
 
 from fhir_server.terminology import Terminology, split_canonical
 from fhir_server.terminology.service import currency_key
-from fhir_server.validation.core import core_definitions
+from fhir_server.validation.core import core_definitions, vital_signs
 from fhir_server.validation.snapshot import generate_snapshot
 
 Json = dict[str, Any]
@@ -34,7 +35,7 @@ class ConformanceSnapshot:
                  superseded: Iterable[Json] = ()) -> None:
         resources = list(resources)
         superseded = list(superseded)
-        self._sds: dict[str, Json] = dict(core_definitions()) if include_core else {}
+        self._sds: dict[str, Json] = {**core_definitions(), **vital_signs().profiles} if include_core else {}
         self._versioned: dict[str, Json] = {}
         registry_urls: set[str] = set()
         for r in resources:
@@ -50,7 +51,9 @@ class ConformanceSnapshot:
             if r.get("resourceType") == "StructureDefinition" and r.get("url") and r.get("version"):
                 self._versioned.setdefault(f"{r['url']}|{r['version']}", r)
         self._complete_snapshots()
-        self.terminology = Terminology((r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES),
+        built_in = vital_signs().value_sets if include_core else ()
+        own = [r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES]
+        self.terminology = Terminology((*built_in, *own),
                                        (r for r in superseded if r.get("resourceType") in TERMINOLOGY_TYPES))
 
     @classmethod
@@ -77,6 +80,10 @@ class ConformanceSnapshot:
             if self._versioned.get(key) is sd:
                 self._versioned[key] = done
         return done
+
+    def structure_definitions(self) -> list[Json]:
+        """The current version of every StructureDefinition held."""
+        return list(self._sds.values())
 
     def structure_definition(self, canonical: str) -> Json | None:
         url, version = split_canonical(canonical)

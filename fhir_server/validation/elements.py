@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.validation.core import is_base_definition
+
 Json = dict[str, Any]
 CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 # Core element invariants that the wire-format checks already cover or that are too costly per element.
@@ -92,7 +94,8 @@ def _constraints(element: Json, own_source: str, core_invariants: bool) -> tuple
         expression = c.get("expression")
         if not expression or c["key"] in SKIPPED_CORE_KEYS:
             continue
-        if not core_invariants and c.get("source", own_source).startswith(CORE_PREFIX):
+        # Invariants of the base resources and datatypes (not those of core profiles such as vitalsigns' vs-1).
+        if not core_invariants and is_base_definition(c.get("source") or own_source):
             continue
         out.append(Constraint(c["key"], c.get("severity", "error"), c.get("human", ""), expression))
     return tuple(out)

@@ -51,24 +51,30 @@ class Expression:
     def native(self) -> bool:
         return self._native is not None
 
-    def evaluate(self, focus: Any, resource: Any, type_path: str | None = None) -> Collection:
+    def evaluate(self, focus: Any, resource: Any, type_path: str | None = None,
+                 primitive_type: str | None = None) -> Collection:
         """Evaluate on ``focus`` (an element of ``resource`` or the resource itself); ``type_path`` is the
-        element's path (``Observation.component``), which fhirpathpy needs to resolve choice types."""
+        element's path (``Observation.component``), which fhirpathpy needs to resolve choice types;
+        ``primitive_type`` is the FHIR type of a primitive focus (``dateTime``), which type operators need
+        (``$this as dateTime``: a JSON string alone could be any string-based type)."""
         if self._native is not None:
             try:
                 return self._native([focus], {"resource": resource, "rootResource": resource,
                                               "context": focus, "this": focus})
             except Unsupported:
                 pass
-        return self.slow(focus, resource, type_path)
+        return self.slow(focus, resource, type_path, primitive_type)
 
-    def slow(self, focus: Any, resource: Any, type_path: str | None = None) -> Collection:
+    def slow(self, focus: Any, resource: Any, type_path: str | None = None,
+             primitive_type: str | None = None) -> Collection:
         """fhirpathpy's answer (also used by tests to check the native evaluator)."""
         if self._slow is None:
             self._slow = fhirpath_compile(self.text, R4_MODEL)
         target = focus
         if focus is not resource and isinstance(focus, dict) and type_path:
             target = ResourceNode.create_node(focus, type_path)
+        elif primitive_type and not isinstance(focus, dict | list):
+            target = ResourceNode.create_node(focus, primitive_type)  # a bare type name: a FHIR primitive
         return list(self._slow(target, {"resource": resource, "rootResource": resource}))
 
 

@@ -3,9 +3,11 @@
 Implements the checks of https://hl7.org/fhir/R4/validation.html#profile on a snapshot
 (https://hl7.org/fhir/R4/elementdefinition.html): cardinality along element paths (including 0..0), types of
 choice elements and target profiles of references, fixed[x] (exact) and pattern[x] (subset) values, required
-and extensible bindings (codes accepted through ConceptMap equivalence too, e.g. pre-2022 ATC codes), slicing
-with value/pattern/exists discriminators (profiling.html#slicing), extensions (context and definition), and
-FHIRPath invariants (compiled once). Every issue carries the FHIRPath of the offending element, built from the
+and extensible bindings of coded values and of a Quantity's unit (codes accepted through ConceptMap
+equivalence too, e.g. pre-2022 ATC codes), slicing with value/pattern/exists discriminators and type
+discriminators on ``$this`` (profiling.html#slicing), extensions (where they are used, see
+:mod:`~fhir_server.validation.extension_context`, and their definition), and FHIRPath invariants (compiled
+once). Every issue carries the FHIRPath of the offending element, built from the
 JSON names (``Observation.component[1].valueQuantity.value``).
 
 The wire format (JSON types, arrays, required core bindings) is checked by
@@ -15,7 +17,7 @@ The wire format (JSON types, arrays, required core bindings) is checked by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +25,14 @@ from fhir_server.errors import Issue
 from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
+from fhir_server.validation.extension_context import ExtensionUses, Host, allows, extension_sites
 from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
-from fhir_server.validation.primitives import TYPES as WIRE_TYPES
 
 Json = dict[str, Any]
 Resolver = Callable[[str], Json | None]
-CODED = frozenset({"code", "Coding", "CodeableConcept"})
+# Types a binding applies to (elementdefinition.html#ElementDefinition.binding): a Quantity by its unit.
+CODED = frozenset({"code", "Coding", "CodeableConcept", "Quantity"})
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
 
@@ -62,10 +65,15 @@ class _Context:
     root: Json
     resolve: Resolver | None
     depth: int
+    strict_modifiers: bool = True  # an unknown modifier extension is an error (it may change any meaning)
     issues: list[Issue] = field(default_factory=list)
 
     def add(self, severity: str, code: str, message: str, path: str) -> None:
-        self.issues.append(Issue(severity, code, f"{path}: {message}", (path,)))
+        issue = Issue(severity, code, f"{path}: {message}", (path,))
+        # A slice repeats the rules of its sliced element (bp's component:SystolicBP has vs-3 and the UCUM
+        # binding of every component): one broken rule is one issue.
+        if issue not in self.issues:
+            self.issues.append(issue)
 
 
 @dataclass(frozen=True)
@@ -90,13 +98,26 @@ class ProfileValidator:
         self.core_invariants = core_invariants
         self.max_reference_depth = max_reference_depth
         self._trees: dict[str, ElementNode | None] = {}
+        self.extension_uses = ExtensionUses(conformance.structure_definitions())
 
     # --- public API ---------------------------------------------------------------------------------------
     def validate(self, resource: Json, profile: str, resolve: Resolver | None = None) -> list[Issue]:
-        """Issues of ``resource`` against ``profile`` (canonical url). ``resolve(reference)`` returns the
-        referenced resource (e.g. from the transaction Bundle or the store) or None; without it, references
-        are checked by type only."""
-        return self._validate(resource, profile, resolve, depth=0)
+        """Issues of ``resource`` against ``profile`` (canonical url), its extensions included.
+        ``resolve(reference)`` returns the referenced resource (e.g. from the transaction Bundle or the store)
+        or None; without it, references are checked by type only."""
+        return self.validate_all(resource, (profile,), resolve)
+
+    def validate_all(self, resource: Json, profiles: Sequence[str], resolve: Resolver | None = None
+                     ) -> list[Issue]:
+        """Issues of ``resource`` against every profile of ``profiles``, and of its extensions once: where
+        they are used (every known extension, profiles or not: extension_context.py) and their definitions.
+        An unknown modifier extension is an error when there are profiles: conformance cannot be shown."""
+        issues: list[Issue] = []
+        for profile in profiles:
+            issues += self._validate(resource, profile, resolve, depth=0, extensions=False)
+        ctx = _Context(resource, resolve, 0, strict_modifiers=bool(profiles))
+        self._check_resource_extensions(resource, ctx)
+        return issues + ctx.issues
 
     def tree(self, profile: str) -> ElementNode | None:
         if profile not in self._trees:
@@ -106,7 +127,8 @@ class ProfileValidator:
         return self._trees[profile]
 
     # --- walk ---------------------------------------------------------------------------------------------
-    def _validate(self, resource: Json, profile: str, resolve: Resolver | None, depth: int) -> list[Issue]:
+    def _validate(self, resource: Json, profile: str, resolve: Resolver | None, depth: int,
+                  extensions: bool = True) -> list[Issue]:
         root = self.tree(profile)
         rtype = resource.get("resourceType", "")
         if root is None:
@@ -116,7 +138,8 @@ class ProfileValidator:
         ctx = _Context(resource, resolve, depth)
         self._check_node_value(_Value(resource, rtype, rtype), root, ctx, root.path)
         self._walk(resource, root, rtype, ctx)
-        self._check_extensions(resource, rtype, rtype, ctx)
+        if extensions:
+            self._check_resource_extensions(resource, ctx)
         return ctx.issues
 
     def _walk(self, obj: Json, node: ElementNode, path: str, ctx: _Context) -> None:
@@ -174,11 +197,11 @@ class ProfileValidator:
         if node.pattern is not None and not matches_pattern(value, node.pattern[1]):
             ctx.add("error", "value", f"must match the pattern {node.pattern[1]!r}", path)
         if node.binding is not None and type_code in CODED:
-            self._check_binding(value, type_code, node.binding, ctx, path)
+            self._check_binding(value, type_code, node.binding, ctx, path, of_choice=node.is_choice)
         if type_code == "Reference" and isinstance(value, dict):
             self._check_reference(value, node, ctx, path)
         for constraint in node.constraints:
-            self._check_constraint(value, constraint, node, ctx, path)
+            self._check_constraint(value, type_code, constraint, node, ctx, path)
 
     def _type_of(self, v: _Value, node: ElementNode, ctx: _Context) -> str | None:
         if not node.types:
@@ -195,7 +218,7 @@ class ProfileValidator:
     def _check_slices(self, values: list[_Value], node: ElementNode, ctx: _Context, path: str) -> None:
         buckets: dict[str, list[_Value]] = {s.slice_name or s.id: [] for s in node.slices}
         for v in values:
-            chosen = next((s for s in node.slices if self._in_slice(v.value, s, node)), None)
+            chosen = next((s for s in node.slices if _in_slice(v, s, node)), None)
             if chosen is None:
                 if node.slicing_rules == "closed":
                     ctx.add("error", "structure", "matches no slice and the slicing is closed", v.path)
@@ -209,29 +232,13 @@ class ProfileValidator:
                 if isinstance(v.value, dict) and s.children:
                     self._walk(v.value, s, v.path, ctx)
 
-    def _in_slice(self, value: Any, slice_node: ElementNode, sliced: ElementNode) -> bool:
-        for d in sliced.discriminators:
-            target = _descend(slice_node, d.path)
-            actual = _select(value, d.path)
-            if d.type == "exists":
-                if bool(actual) != (target is not None and target.min > 0):
-                    return False
-                continue
-            expected = _expected(target, slice_node, d.path)
-            if expected is None:
-                return False
-            kind, wanted = expected
-            if kind == "fixed" and not any(a == wanted for a in actual):
-                return False
-            if kind == "pattern" and not any(matches_pattern(a, wanted) for a in actual):
-                return False
-        return bool(sliced.discriminators)
-
     # --- bindings -----------------------------------------------------------------------------------------
     def _check_binding(self, value: Any, type_code: str, binding: tuple[str, str], ctx: _Context,
-                       path: str) -> None:
+                       path: str, of_choice: bool = False) -> None:
         strength, vs = binding
         codings = _codings(value, type_code)
+        if type_code == "Quantity" and not any(c for _, c in codings):
+            return  # a quantity without a coded unit: nothing to bind
         try:
             membership = self.terminology.membership(vs)
         except ExpansionError as e:
@@ -240,6 +247,10 @@ class ProfileValidator:
             # every write (extensible: codes from elsewhere are allowed anyway, terminologies.html#extensible).
             if strength == "required":
                 ctx.add("warning", "not-supported", f"value set {vs} cannot be evaluated: {e}", path)
+            return
+        if type_code == "Quantity" and of_choice and not _has_unit_system(membership, codings):
+            # On a choice of types (CodeableConcept | Quantity), a value set without the quantity's unit system
+            # binds the coded type only: applied to a unit it could never be met.
             return
         found = [membership.contains(s, c) if s else any(k[1] == c for k in membership.entries)
                  for s, c in codings]
@@ -300,10 +311,12 @@ class ProfileValidator:
         return sd["type"] if sd is not None else profile.rsplit("/", 1)[-1]
 
     # --- invariants ---------------------------------------------------------------------------------------
-    def _check_constraint(self, value: Any, constraint: Constraint, node: ElementNode, ctx: _Context,
-                          path: str) -> None:
+    def _check_constraint(self, value: Any, type_code: str | None, constraint: Constraint, node: ElementNode,
+                          ctx: _Context, path: str) -> None:
+        primitive = type_code if type_code in _PRIMITIVES else None
         try:
-            result = expression(constraint.expression).evaluate(value, ctx.root, node.path.replace("[x]", ""))
+            result = expression(constraint.expression).evaluate(value, ctx.root, node.path.replace("[x]", ""),
+                                                                primitive)
         except Exception as e:  # a broken invariant must not take the write path down
             ctx.add("warning", "processing", f"invariant {constraint.key} could not be evaluated: {e}", path)
             return
@@ -312,70 +325,49 @@ class ProfileValidator:
             ctx.add(severity, "invariant", f"{constraint.key}: {constraint.human}", path)
 
     # --- extensions ---------------------------------------------------------------------------------------
-    def _check_extensions(self, obj: Any, element_path: str, path: str, ctx: _Context) -> None:
-        """Extensions anywhere in the resource: known definitions are validated, with their context."""
-        if isinstance(obj, list):
-            for i, item in enumerate(obj):
-                self._check_extensions(item, element_path, f"{path}[{i}]", ctx)
-            return
-        if not isinstance(obj, dict):
-            return
-        for key, value in obj.items():
-            if key in ("extension", "modifierExtension") and isinstance(value, list):
-                for i, ext in enumerate(value):
-                    self._check_extension(ext, key, element_path, f"{path}.{key}[{i}]", ctx)
-            elif isinstance(value, dict | list) and key != "contained":
-                name = key[1:] if key.startswith("_") else key
-                self._check_extensions(value, f"{element_path}.{name}", f"{path}.{name}", ctx)
+    def _check_resource_extensions(self, resource: Json, ctx: _Context) -> None:
+        """Every extension in the resource: where it is used, and its definition when the server holds it."""
+        for site in extension_sites(resource):
+            url = site.extension.get("url")
+            if not isinstance(url, str):
+                continue
+            self._check_extension_use(url, site.key, site.host, site.path, ctx)
+            sd = self.conformance.structure_definition(url)
+            root = self.tree(url) if sd is not None and sd.get("type") == "Extension" else None
+            if root is not None:
+                self._check_node_value(_Value(site.extension, site.key, site.path), root, ctx, site.path)
+                self._walk(site.extension, root, site.path, ctx)
 
-    def _check_extension(self, ext: Any, key: str, element_path: str, path: str, ctx: _Context) -> None:
-        url = ext.get("url") if isinstance(ext, dict) else None
-        if not isinstance(url, str):
-            return
-        sd = self.conformance.structure_definition(url)
-        if sd is None or sd.get("type") != "Extension":
-            if key == "modifierExtension":
+    def _check_extension_use(self, url: str, key: str, host: Host, path: str, ctx: _Context) -> None:
+        use = self.extension_uses.get(url)
+        if use is None:
+            if key == "modifierExtension" and ctx.strict_modifiers:
                 ctx.add("error", "extension", f"unknown modifier extension {url}", path)
             return
-        contexts = [c.get("expression", "") for c in sd.get("context", []) if c.get("type") == "element"]
-        if contexts and not any(_context_allows(c, element_path) for c in contexts):
-            ctx.add("error", "extension", f"extension {url} is not allowed on {element_path} "
-                    f"(context: {', '.join(contexts)})", path)
-        root = self.tree(url)
-        if root is not None:
-            self._check_node_value(_Value(ext, key, path), root, ctx, path)
-            self._walk(ext, root, path, ctx)
-
-
-def _context_allows(expression: str, element_path: str) -> bool:
-    """Extension context of type element (structuredefinition.html#context): a path or a type name."""
-    if expression in ("Element", "Resource", "DomainResource", element_path):
-        return True
-    if "." not in element_path:
-        return False  # a resource root matches only its own name
-    return _element_type(element_path) == expression
-
-
-def _element_type(element_path: str) -> str | None:
-    """FHIR type of a path made of JSON names (``Patient.identifier`` -> ``Identifier``)."""
-    parts = element_path.split(".")
-    info = WIRE_TYPES.get(parts[0])
-    target: str | None = parts[0]
-    for part in parts[1:]:
-        row = info.rows.get(part) if info else None
-        if row is None:
-            return None
-        target, info = row.target, WIRE_TYPES.get(row.target)
-    return target
+        if use.modifier and key == "extension":
+            ctx.add("error", "structure", f"extension {url} is a modifier extension: it belongs in "
+                    "modifierExtension", path)
+        elif not use.modifier and key == "modifierExtension":
+            ctx.add("error", "structure", f"extension {url} is not a modifier extension: it belongs in "
+                    "extension", path)
+        if not allows(use, host):
+            where = ".".join(host.parts)
+            ctx.add("error", "structure", f"extension {url} is not allowed on {where} (context: "
+                    f"{use.describe()})", path)
 
 
 def _codings(value: Any, type_code: str) -> list[tuple[str | None, Any]]:
     if type_code == "code":
         return [(None, value)]
-    if type_code == "Coding":
+    if type_code in ("Coding", "Quantity"):
         return [(value.get("system"), value.get("code"))] if isinstance(value, dict) else []
     coding = value.get("coding", []) if isinstance(value, dict) else []
     return [(c.get("system"), c.get("code")) for c in coding if isinstance(c, dict)]
+
+
+def _has_unit_system(membership: Any, codings: list[tuple[str | None, Any]]) -> bool:
+    systems = {k[0] for k in membership.entries} | membership.open_systems
+    return any(s in systems for s, _ in codings)
 
 
 def _reference_type(reference: str) -> str | None:
@@ -383,14 +375,65 @@ def _reference_type(reference: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _descend(node: ElementNode, path: str) -> ElementNode | None:
-    """The element at a discriminator path below a slice (``$this``, ``system``, ``code.coding``...)."""
-    current: ElementNode | None = node
-    for part in path.split("."):
-        if part == "$this" or current is None:
+def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode) -> bool:
+    """Whether a value belongs to a slice, by the sliced element's discriminators (profiling.html#discriminator)."""
+    for d in sliced.discriminators:
+        if d.type == "type":
+            if not _type_matches(v, slice_node, sliced, d.path):
+                return False
             continue
-        current = current.child(part)
-    return current
+        target = _descend(slice_node, d.path.split("."))
+        actual = _select(v.value, d.path)
+        if d.type == "exists":
+            if bool(actual) != (target is not None and target.min > 0):
+                return False
+            continue
+        expected = _expected(target, slice_node, d.path)
+        if expected is None:
+            return False
+        kind, wanted = expected
+        if kind == "fixed" and not any(a == wanted for a in actual):
+            return False
+        if kind == "pattern" and not any(matches_pattern(a, wanted) for a in actual):
+            return False
+    return bool(sliced.discriminators)
+
+
+def _type_matches(v: _Value, slice_node: ElementNode, sliced: ElementNode, path: str) -> bool:
+    """``type`` discriminator on ``$this``: the value's type (from its JSON name for a choice, e.g.
+    ``valueQuantity``) is one of the slice's types. Other paths are not supported (no match)."""
+    if path != "$this":
+        return False
+    if sliced.is_choice:
+        actual: str | None = _json_type_of_key(v.key, sliced.name[:-3])
+    elif isinstance(v.value, dict) and "resourceType" in v.value:
+        actual = v.value["resourceType"]
+    else:
+        actual = sliced.types[0].code if len(sliced.types) == 1 else None
+    return actual in {t.code for t in slice_node.types}
+
+
+def _descend(node: ElementNode, parts: list[str]) -> ElementNode | None:
+    """The element at a discriminator path below a slice (``$this``, ``system``, ``code.coding.code``...).
+
+    Where the path crosses a sliced element whose own child fixes nothing, the required slices are looked
+    into: a blood pressure's ``component:SystolicBP`` is told by ``code.coding.code``, fixed only in the
+    ``code.coding:SBPCode`` slice (https://hl7.org/fhir/R4/bp.html)."""
+    if not parts:
+        return node
+    if parts[0] == "$this":
+        return _descend(node, parts[1:])
+    child = node.child(parts[0])
+    if child is None:
+        return None
+    found = _descend(child, parts[1:])
+    if found is not None and (found.fixed is not None or found.pattern is not None):
+        return found
+    for required in (s for s in child.slices if s.min > 0):
+        inner = _descend(required, parts[1:])
+        if inner is not None and (inner.fixed is not None or inner.pattern is not None):
+            return inner
+    return found
 
 
 def _select(value: Any, path: str) -> list[Any]:

@@ -109,3 +109,13 @@ def test_runtime_fallback_for_dates() -> None:
     obs = {"resourceType": "Observation", "effectiveDateTime": "2003-05-20"}
     assert expr.native
     assert expr.evaluate(obs, obs) == expr.slow(obs, obs)
+
+
+def test_type_operators_on_a_primitive_focus_use_its_fhir_type() -> None:
+    # vs-1 (vitalsigns): a bare JSON string is not known to be a dateTime; the validator passes the type
+    expr = expression("($this as dateTime).toString().length() >= 8")
+    obs = {"resourceType": "Observation", "effectiveDateTime": "2020-03"}
+    assert expr.evaluate("2020-03", obs) == []
+    assert expr.evaluate("2020-03", obs, "Observation.effective", "dateTime") == [False]
+    assert expr.evaluate("2020-03-01", obs, "Observation.effective", "dateTime") == [True]
+    assert expr.evaluate("2020-03-01", obs, "Observation.effective", "date") == []

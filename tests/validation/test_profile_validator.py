@@ -125,7 +125,8 @@ def test_prospective_study_extension_context_is_patient(validator: ProfileValida
     ext = resource("patient")["extension"][0]
     issues = errors(validator, "diagnosis", lambda r: r.update(extension=[ext]))
     assert where(issues) == ["Condition.extension[0]"]
-    assert issues[0].code == "extension"
+    assert issues[0].code == "structure"
+    assert "context: element Patient" in issues[0].diagnostics
 
 
 def test_unknown_modifier_extension_is_an_error(validator: ProfileValidator) -> None:
