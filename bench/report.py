@@ -60,7 +60,6 @@ async def run(count: int) -> None:
                                ("$registry-report country=FR", "/fhir/$registry-report?country=FR"),
                                ("/report HTML", "/report")):
                 print(f"{label}: median {await _timed(client, url):.0f} ms")
-        await services.client.drop_database(settings.mongodb_db)
         await services.close()
     finally:
         mongod.stop()

@@ -43,7 +43,7 @@ from fhir_server.interactions.versioning import stamp
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.services import search_indexes
 from fhir_server.settings import Settings
-from fhir_server.storage.client import CODEC_OPTIONS, connect
+from fhir_server.storage.client import CODEC_OPTIONS
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
 from fhir_server.synthetic import registry_cohort
@@ -115,11 +115,11 @@ def load(uri: str, db_name: str, writes: list[ResourceWrite]) -> None:
 
 
 async def build_indexes(uri: str, db_name: str, registry: SearchParameterRegistry) -> None:
-    client = connect(uri)
+    store = ResourceStore.open(uri, db_name)
     try:
-        await ResourceStore(client[db_name]).ensure_indexes(search_indexes(registry))
+        await store.ensure_indexes(search_indexes(registry))
     finally:
-        await client.close()
+        await store.close()
 
 
 # -- queries -------------------------------------------------------------------------------------------------

@@ -18,13 +18,11 @@ of a deleted resource are dropped.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
-from fhir_server.storage.documents import COUNTERS
 from fhir_server.storage.store import ResourceStore
 from fhir_server.terminology.service import Terminology
 
@@ -46,8 +44,7 @@ class ConformanceCache:
     async def current_epoch(self, session: AsyncClientSession | None = None) -> tuple[int, str]:
         """The counter and the token of the epoch document (a document re-created after a wipe gets a new
         token, so a process whose counter happens to match a fresh database still reloads)."""
-        doc = await self.store.db[COUNTERS].find_one({"_id": EPOCH_ID}, session=session)
-        return (int(doc["n"]), str(doc.get("token", ""))) if doc else (0, "")
+        return await self.store.read_counter(EPOCH_ID, session)
 
     async def refresh(self, session: AsyncClientSession | None = None) -> None:
         epoch = await self.current_epoch(session)
@@ -114,6 +111,5 @@ class ConformanceCache:
 
 
 async def bump_epoch(store: ResourceStore, session: AsyncClientSession) -> None:
-    await store.db[COUNTERS].update_one({"_id": EPOCH_ID}, {"$inc": {"n": 1},
-                                                           "$setOnInsert": {"token": uuid.uuid4().hex}},
-                                        upsert=True, session=session)
+    """Move the epoch in the transaction of ``session`` (the one writing a conformance resource)."""
+    await store.bump_counter(EPOCH_ID, session)

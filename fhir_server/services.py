@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.conformance import ConformanceCache
@@ -17,8 +16,7 @@ from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.settings import Settings
-from fhir_server.storage.client import connect
-from fhir_server.storage.store import ResourceStore
+from fhir_server.storage.store import IndexSpecs, ResourceStore
 from fhir_server.validation.rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -49,16 +47,15 @@ def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
     return load_rules(path)
 
 
-def search_indexes(registry: SearchParameterRegistry) -> dict[str, list[IndexModel]]:
+def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
     """The search indexes of every resource collection, as the registry declares them."""
-    return {kind: [IndexModel(keys, **registry.index_options(keys)) for keys in registry.index_specs(kind)]
+    return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
             for kind in SUPPORTED_TYPES}
 
 
 @dataclass
 class Services:
     settings: Settings
-    client: AsyncMongoClient
     store: ResourceStore
     search_parameters: SearchParameterRegistry
     conformance: ConformanceCache
@@ -104,9 +101,8 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, uri: str) -> Services:
         rules = rule_table(settings.profiles_dir, settings.registry_rules)
-        client = connect(uri)
-        store = ResourceStore(client[settings.mongodb_db])
-        services = cls(settings, client, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
+        store = ResourceStore.open(uri, settings.mongodb_db)
+        services = cls(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                        rules=rules)
         await services.reload_search_parameters()
         registry = services.search_parameters
@@ -120,4 +116,4 @@ class Services:
         return services
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.store.close()

@@ -11,13 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
 from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from fhir_server.storage.documents import CLAIMS, HISTORY
+from fhir_server.storage.client import connect
+from fhir_server.storage.documents import CLAIMS, HISTORY, JOBS
 from fhir_server.storage.mongod import temporary_mongod
 
 DATA = Path(__file__).parent / "data"
@@ -47,12 +50,29 @@ def settings(mongo_uri: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def services(settings: Settings, mongo_uri: str) -> AsyncIterator[Services]:
+async def mongo_client(mongo_uri: str) -> AsyncIterator[AsyncMongoClient]:
+    """The tests' own connection, for arranging what no request can (a stopped heartbeat, a first version
+    stored long ago) and for dropping test databases: the server reaches MongoDB only through ``storage/``."""
+    client = connect(mongo_uri)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="session")
+def db(mongo_client: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
+    """The database of ``services``, seen directly."""
+    return mongo_client[settings.mongodb_db]
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
     svc = await Services.start(settings, mongo_uri)
     try:
         yield svc
     finally:
-        await svc.client.drop_database(settings.mongodb_db)
+        await mongo_client.drop_database(settings.mongodb_db)
         await svc.close()
 
 
@@ -85,14 +105,13 @@ async def registry_client(registry_services: Services) -> AsyncIterator[httpx.As
 
 
 @pytest.fixture
-async def empty_db(services: Services) -> AsyncIterator[None]:
-    """For tests that count what the store holds: no clinical resources, their history, claims or export
-    jobs. The conformance resources loaded at start (profiles/, code systems) stay: writes are judged by them."""
-    db = services.store.db
+async def empty_db(services: Services, db: AsyncDatabase) -> AsyncIterator[None]:
+    """For tests that count what the store holds: no clinical resources, their history, claims or jobs. The
+    conformance resources loaded at start (profiles/, code systems) stay: writes are judged by them."""
     for resource_type in CLINICAL_TYPES:
         await db[resource_type].delete_many({})
     await db[HISTORY].delete_many({"type": {"$in": list(CLINICAL_TYPES)}})
-    for name in (CLAIMS, "bulk_jobs"):
+    for name in (CLAIMS, JOBS):
         await db[name].delete_many({})
     yield
 

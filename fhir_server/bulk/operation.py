@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from fhir_server import fhirjson
 from fhir_server.bulk import runner
-from fhir_server.bulk.jobs import FAILED, IN_PROGRESS, ExportJob, JobStore, new_job_id
+from fhir_server.bulk.jobs import FAILED, IN_PROGRESS, ExportJob, ExportJobs, new_job_id
 from fhir_server.bulk.ndjson import is_job_id, remove_job_files
 from fhir_server.bulk.params import (
     ExportParams,
@@ -81,7 +81,7 @@ async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest)
         await _require_group(ctx, services, op.resource_id or "")
     await purge_expired(services)
     job = _new_job(ctx, services, op, level, types, params, type_filters)
-    await JobStore(services.store.db).insert(job)
+    await ExportJobs(services.store).insert(job)
     runner.start(services, job)
     notes = [*params.ignored, *dropped, *dropped_filters]
     return OperationResponse(202, _accepted_outcome(job, notes), headers={"Content-Location": status_url(ctx, job.id)})
@@ -167,7 +167,7 @@ async def poll_status(ctx: RequestContext, services: Services, op: OperationRequ
     if op.method == "DELETE":
         return await cancel(services, job)
     if job.status == IN_PROGRESS and not runner.running_here(job.id):
-        job = await JobStore(services.store.db).fail_if_stale(job) or job
+        job = await ExportJobs(services.store).fail_if_stale(job) or job
     if job.status == IN_PROGRESS:
         return OperationResponse(202, None, headers={
             "X-Progress": job.progress[:100], "Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -182,7 +182,7 @@ async def visible_job(ctx: RequestContext, services: Services, job_id: str | Non
     """The caller's job, or 404 (unknown, cancelled, expired - which is then purged - or someone else's)."""
     if not job_id or not is_job_id(job_id):
         raise NotFound("No such export job (missing or malformed _jobId)")
-    store = JobStore(services.store.db)
+    store = ExportJobs(services.store)
     job = await store.get(job_id)
     if job is None or job.caller != ctx.caller or job.center != ctx.center:
         raise NotFound(f"No export job {job_id} (unknown, cancelled or expired)")
@@ -213,11 +213,11 @@ def manifest(ctx: RequestContext, job: ExportJob) -> dict[str, Any]:
 
 
 async def purge(services: Services, job_id: str) -> None:
-    await JobStore(services.store.db).remove(job_id)
+    await ExportJobs(services.store).remove(job_id)
     remove_job_files(services.settings.export_dir, job_id)
 
 
 async def purge_expired(services: Services) -> None:
     """Housekeeping at each kick-off: expired jobs lose their document and their files."""
-    for job_id in await JobStore(services.store.db).expired(now_ms()):
+    for job_id in await ExportJobs(services.store).expired(now_ms()):
         await purge(services, job_id)

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from fhir_server.bulk import jobs as jobs_module
-from fhir_server.bulk.jobs import ExportJob, JobStore, OutputFile
+from fhir_server.bulk.jobs import ExportJob, ExportJobs, OutputFile
 from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, job_dir, remove_job_files
 from fhir_server.bulk.params import filter_pairs
 from fhir_server.bulk.scope import GROUP, PATIENT, all_of, any_of, compartment_filter, time_filter
@@ -58,7 +58,7 @@ async def wait(job_id: str) -> None:
 
 async def run(services: Services, job: ExportJob) -> None:
     """Export, then record the manifest; on cancellation or failure remove the files."""
-    store = JobStore(services.store.db)
+    store = ExportJobs(services.store)
     export_dir = services.settings.export_dir
     try:
         output = await export_all(services, store, job)
@@ -68,13 +68,13 @@ async def run(services: Services, job: ExportJob) -> None:
     except Exception as exc:  # anything: the client learns it from the status request
         log.exception("bulk export %s failed", job.id)
         remove_job_files(export_dir, job.id)
-        await store.fail(job.id, f"The export failed: {exc}", only_if={"owner": job.owner})
+        await store.fail(job, f"The export failed: {exc}")
         return
     if not await store.complete(job, output, services.settings.export_ttl_seconds):
         remove_job_files(export_dir, job.id)  # cancelled while finishing
 
 
-async def export_all(services: Services, store: JobStore, job: ExportJob) -> list[OutputFile]:
+async def export_all(services: Services, store: ExportJobs, job: ExportJob) -> list[OutputFile]:
     """Write every type's files; the manifest's ``output`` (types without resources have no file)."""
     ctx = job.context()
     patient_ids = await _members(ctx, services, job)
@@ -126,7 +126,7 @@ async def search_filter(ctx: RequestContext, services: Services, resource_type: 
 class Heartbeat:
     """Throttled progress updates: at most one write per ``HEARTBEAT_SECONDS``, checked every 500 lines."""
 
-    def __init__(self, store: JobStore, job: ExportJob) -> None:
+    def __init__(self, store: ExportJobs, job: ExportJob) -> None:
         self.store = store
         self.job = job
         self.where = ""

@@ -46,7 +46,7 @@ DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 @asynccontextmanager
 async def read_only_unit(ctx: RequestContext, services: Services) -> AsyncIterator[UnitOfWork]:
     """A unit of work over a plain session (no transaction): it reads the store, and is never flushed."""
-    async with services.store.db.client.start_session() as session:
+    async with services.store.read_session() as session:
         yield UnitOfWork(ctx, services, session)
 
 

@@ -1,11 +1,11 @@
 """The MongoDB aggregation behind ``$registry-report`` (data-contract.md, "The registry report").
 
-One pipeline, run through ``ResourceStore.aggregate`` on ``Patient`` (whose first stage is the access
-filter). ``$unionWith`` brings in the registration, decision and Sokal Observations, the CML Conditions and the
-imatinib MedicationStatements, each behind the store's ``lookup_filter``; every document is reduced to a few
-fields keyed by its patient, then ``$group`` makes one row per patient (every Patient, registration
-Observation or not), the registration date falls back as defined below (a ``$lookup`` of the Patient's first
-version in history, through the store, only for a patient with neither date), ``$lookup`` adds the center
+One pipeline, run through ``ResourceStore.aggregate`` on ``Patient``, which puts the access filter in front of
+every collection the pipeline reads (``storage/aggregation.py``). ``$unionWith`` brings in the registration,
+decision and Sokal Observations, the CML Conditions and the imatinib MedicationStatements; every document is
+reduced to a few fields keyed by its patient, then ``$group`` makes one row per patient (every Patient,
+registration Observation or not), the registration date falls back as defined below (a ``$lookup`` of the
+Patient's first version in history, only for a patient with neither date), ``$lookup`` adds the center
 Organization (country, center code), the filters apply, and ``$facet`` computes every section. Medians are
 computed in the database (MongoDB 6.0 has no ``$median``): values are collected with ``$push``, sorted with
 ``$sortArray`` and the middle element(s) picked. Only the facet results (a few dozen small documents) reach
@@ -127,11 +127,10 @@ def _patients() -> list[dict[str, Any]]:
     }}]
 
 
-def _observations(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+def _observations() -> dict[str, Any]:
     codes = ["registration-reason", "decision-after-imatinib", "sokal-score"]
     when = day("$resource.effectiveDateTime")
     return {"$unionWith": {"coll": "Observation", "pipeline": [
-        {"$match": store.lookup_filter(ctx, "Observation")},
         {"$match": {"resource.status": {"$nin": list(NOT_MEASURED)}}},
         {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
@@ -157,11 +156,10 @@ def _registration(when: Expr) -> dict[str, Expr]:
             "regReason": {"$cond": [registration, recorded, "$$REMOVE"]}}
 
 
-def _conditions(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+def _conditions() -> dict[str, Any]:
     cml = {"$or": [{"resource.code.coding": {"$elemMatch": {"system": SNOMED, "code": "92818009"}}},
                    {"resource.code.coding": {"$elemMatch": {"system": ICD10, "code": "C92.1"}}}]}
     return {"$unionWith": {"coll": "Condition", "pipeline": [
-        {"$match": store.lookup_filter(ctx, "Condition")},
         {"$match": {"resource.verificationStatus.coding.code": {"$ne": "entered-in-error"}}},
         {"$match": cml},
         {"$project": {"_id": 0, "pid": patient_key(), "dx": {
@@ -192,11 +190,10 @@ def _status_reason() -> Expr:
     return first({"$filter": {"input": codes, "as": "c", "cond": {"$eq": [{"$type": "$$c"}, "string"]}}})
 
 
-def _imatinib(ctx: RequestContext, store: ResourceStore) -> dict[str, Any]:
+def _imatinib() -> dict[str, Any]:
     dose = {"$let": {"vars": {"d": first("$resource.dosage")}, "in": _daily_dose()}}
     stopped = {"e": day("$resource.effectivePeriod.end"), "r": _status_reason(), "d": dose}
     return {"$unionWith": {"coll": "MedicationStatement", "pipeline": [
-        {"$match": store.lookup_filter(ctx, "MedicationStatement")},
         {"$match": {"resource.status": {"$ne": "entered-in-error"}}},
         {"$match": {"resource.medicationCodeableConcept.coding": {
             "$elemMatch": {"system": ATC, "code": {"$in": list(IMATINIB_CODES)}}}}},
@@ -223,7 +220,7 @@ def _per_patient() -> list[dict[str, Any]]:
     ]
 
 
-def _registration_date(ctx: RequestContext, store: ResourceStore) -> list[dict[str, Any]]:
+def _registration_date() -> list[dict[str, Any]]:
     """``reg``: the registration Observation's date, else the end of the latest stopped imatinib period, else
     the day (UTC) the Patient was first stored, looked up in history only for the patients that need it."""
     first_stored = {"$dateToString": {"date": first("$firstStored.lastUpdated"), "format": "%Y-%m-%d",
@@ -231,7 +228,7 @@ def _registration_date(ctx: RequestContext, store: ResourceStore) -> list[dict[s
     return [
         {"$set": {"reg": {"$ifNull": ["$regDate", "$stop.e"]}}},
         {"$set": {"undated": {"$cond": [{"$eq": [{"$type": "$reg"}, "string"]}, "$$REMOVE", "$_id"]}}},
-        *store.first_version_lookup(ctx, "Patient", "undated", "firstStored"),
+        *ResourceStore.first_version_lookup("Patient", "undated", "firstStored"),
         {"$set": {"reg": {"$ifNull": ["$reg", first_stored]}}},
         {"$unset": ["regDate", "undated", "firstStored"]},
     ]
@@ -252,14 +249,13 @@ def _match_filters(filters: Filters) -> list[dict[str, Any]]:
     return [{"$match": query}] if query else []
 
 
-def _center(ctx: RequestContext, store: ResourceStore, filters: Filters) -> list[dict[str, Any]]:
+def _center(filters: Filters) -> list[dict[str, Any]]:
     center_code = first({"$map": {"input": {"$filter": {
         "input": {"$ifNull": ["$resource.identifier", []]}, "as": "i",
         "cond": {"$eq": ["$$i.system", CENTER_SYSTEM]}}}, "as": "i", "in": "$$i.value"}})
     stages: list[dict[str, Any]] = [
         {"$lookup": {"from": "Organization", "localField": "org", "foreignField": "_id", "as": "center",
-                     "pipeline": [{"$match": store.lookup_filter(ctx, "Organization")},
-                                  {"$project": {"_id": 0, "country": first("$resource.address.country"),
+                     "pipeline": [{"$project": {"_id": 0, "country": first("$resource.address.country"),
                                                 "code": center_code}}]}},
         {"$set": {"center": first("$center")}},
         {"$set": {"country": {"$ifNull": ["$center.country", "unknown"]},
@@ -339,12 +335,11 @@ def _facets() -> dict[str, Any]:
     return {"$facet": facets}
 
 
-def report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
-                    codes: ReportCodes) -> list[dict[str, Any]]:
+def report_pipeline(filters: Filters, codes: ReportCodes) -> list[dict[str, Any]]:
     """The whole aggregation, to run on ``Patient`` with ``ResourceStore.aggregate``."""
     return [
-        *_patients(), _observations(ctx, store), _conditions(ctx, store), _imatinib(ctx, store),
-        *_per_patient(), *_registration_date(ctx, store), *_match_filters(filters), *_center(ctx, store, filters),
+        *_patients(), _observations(), _conditions(), _imatinib(),
+        *_per_patient(), *_registration_date(), *_match_filters(filters), *_center(filters),
         *_derived(codes), _facets(),
     ]
 
@@ -352,5 +347,5 @@ def report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
 async def run_report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
                               codes: ReportCodes) -> dict[str, Any]:
     """The ``$facet`` result: one document with a list per section."""
-    rows = await store.aggregate(ctx, "Patient", report_pipeline(ctx, store, filters, codes))
+    rows = await store.aggregate(ctx, "Patient", report_pipeline(filters, codes))
     return rows[0] if rows else {}

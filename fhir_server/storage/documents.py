@@ -13,6 +13,8 @@ from typing import Any
 HISTORY = "history"
 CLAIMS = "conditional_claims"
 COUNTERS = "counters"
+JOBS = "jobs"
+NOT_DELETED: dict[str, Any] = {"deleted": False}  # current documents that are not tombstones
 
 
 def now_ms() -> datetime:

@@ -1,19 +1,26 @@
-"""ResourceStore: every MongoDB read and write of resources goes through this class.
+"""ResourceStore: every MongoDB read and write goes through this class (and ``storage/``'s other modules);
+nothing outside ``storage/`` holds the client or the database.
 
 Reads take a RequestContext and pass through ``AccessPolicy.read_filter`` (the one access checkpoint); they
 never return deleted tombstones unless asked for a specific version. Writes are applied inside a
 multi-document transaction (snapshot reads, majority writes) run with the driver's retry rules: the whole
 callback is re-run on ``TransientTransactionError``, the commit alone on ``UnknownTransactionCommitResult``.
+Aggregations are run as :func:`fhir_server.storage.aggregation.guarded` makes them: the access filter in front of
+every collection they read. Background jobs live in :mod:`fhir_server.storage.jobs`; counters (the
+conformance epoch) and plain read sessions are methods here.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReplaceOne, UpdateOne
+import bson
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,33 +30,69 @@ from pymongo.read_concern import ReadConcern
 from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict
 from fhir_server.storage.access import AccessPolicy, restrict
-from fhir_server.storage.client import MAJORITY
-from fhir_server.storage.documents import CLAIMS, HISTORY, ResourceWrite, StoredVersion, now_ms
+from fhir_server.storage.aggregation import ReadFilters, guarded
+from fhir_server.storage.client import CODEC_OPTIONS, MAJORITY, connect
+from fhir_server.storage.documents import (
+    CLAIMS,
+    COUNTERS,
+    HISTORY,
+    JOBS,
+    NOT_DELETED,
+    ResourceWrite,
+    StoredVersion,
+    now_ms,
+)
+from fhir_server.storage.jobs import JobStore
 
 T = TypeVar("T")
 Session = AsyncClientSession | None
-NOT_DELETED: dict[str, Any] = {"deleted": False}
+IndexKeys = list[tuple[str, Any]]
+# A search index of a resource collection: its keys and its options (e.g. ``wildcardProjection``).
+IndexSpecs = dict[str, list[tuple[IndexKeys, dict[str, Any]]]]
 
 
 class ResourceStore:
     def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None) -> None:
-        self.db = db
+        self._db = db
         self.access = access or AccessPolicy()
         self._collections: dict[str, AsyncCollection] = {}
+        self._jobs: dict[str, JobStore] = {}
+        self._owned_client: AsyncMongoClient | None = None
 
-    def collection(self, name: str) -> AsyncCollection:
+    @classmethod
+    def open(cls, uri: str, database: str, access: AccessPolicy | None = None) -> ResourceStore:
+        """A store over ``database`` of the MongoDB at ``uri``, with a client of its own (see :meth:`close`)."""
+        client = connect(uri)
+        store = cls(client[database], access)
+        store._owned_client = client
+        return store
+
+    async def close(self) -> None:
+        """Close the client :meth:`open` made."""
+        if self._owned_client is not None:
+            await self._owned_client.close()
+
+    def _collection(self, name: str) -> AsyncCollection:
         """Collection objects are cached: building one costs more than a small query's own client work."""
         found = self._collections.get(name)
         if found is None:
-            found = self._collections[name] = self.db[name]
+            found = self._collections[name] = self._db[name]
+        return found
+
+    def jobs(self, kind: str) -> JobStore:
+        """The background jobs of ``kind`` (``export``, ``reindex``), see :mod:`fhir_server.storage.jobs`."""
+        found = self._jobs.get(kind)
+        if found is None:
+            found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
 
     # -- setup -----------------------------------------------------------------------------------------
 
-    async def ensure_indexes(self, search_indexes: dict[str, list[IndexModel]]) -> None:
+    async def ensure_indexes(self, search_indexes: IndexSpecs) -> None:
         """Create the indexes of every resource collection (the search indexes given, per collection), of
         history and of the claims; drop the ones this version no longer declares (idempotent)."""
-        for resource_type, models in search_indexes.items():
+        for resource_type, specs in search_indexes.items():
+            models = [IndexModel(keys, **options) for keys, options in specs]
             await self._create_indexes(resource_type, [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
                                                        *models])
         await self._create_indexes(HISTORY, [
@@ -59,26 +102,46 @@ class ResourceStore:
         ])
 
     async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
-        existing = set(await self.db.list_collection_names())
+        existing = set(await self._db.list_collection_names())
         if collection not in existing:
             try:
-                await self.db.create_collection(collection)
+                await self._db.create_collection(collection)
             except OperationFailure as exc:
                 if exc.code != 48:  # NamespaceExists: another process created it first
                     raise
-        created = set(await self.collection(collection).create_indexes(models))
-        async for index in await self.collection(collection).list_indexes():
+        created = set(await self._collection(collection).create_indexes(models))
+        async for index in await self._collection(collection).list_indexes():
             if index["name"] != "_id_" and index["name"] not in created:
-                await self.collection(collection).drop_index(index["name"])
+                await self._collection(collection).drop_index(index["name"])
 
     # -- transactions ----------------------------------------------------------------------------------
 
     async def run_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
-        async with self.db.client.start_session() as session:
+        async with self._db.client.start_session() as session:
             return await session.with_transaction(
                 work, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
             )
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncClientSession]:
+        """A plain session (no transaction) for work that only reads, e.g. ``$validate``."""
+        async with self._db.client.start_session() as session:
+            yield session
+
+    # -- counters --------------------------------------------------------------------------------------
+
+    async def read_counter(self, name: str, session: Session = None) -> tuple[int, str]:
+        """The value and token of counter ``name`` ((0, "") before its first bump). The token is drawn when the
+        counter document is created: a counter re-created after a wipe differs even if its value matches."""
+        doc = await self._collection(COUNTERS).find_one({"_id": name}, session=session)
+        return (int(doc["n"]), str(doc.get("token", ""))) if doc else (0, "")
+
+    async def bump_counter(self, name: str, session: AsyncClientSession) -> None:
+        """Increment counter ``name`` in the session's transaction (so it moves exactly when the writes commit)."""
+        await self._collection(COUNTERS).update_one(
+            {"_id": name}, {"$inc": {"n": 1}, "$setOnInsert": {"token": uuid.uuid4().hex}},
+            upsert=True, session=session)
 
     # -- reads -----------------------------------------------------------------------------------------
 
@@ -88,7 +151,7 @@ class ResourceStore:
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
                       session: Session = None) -> StoredVersion | None:
         """The current version of a resource, tombstone included (to tell 404 from 410)."""
-        doc = await self.collection(resource_type).find_one(
+        doc = await self._collection(resource_type).find_one(
             self._filter(ctx, resource_type, {"_id": resource_id}),
             {"sp": 0}, session=session,
         )
@@ -96,7 +159,7 @@ class ResourceStore:
 
     async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
                       session: Session = None) -> StoredVersion | None:
-        doc = await self.collection(HISTORY).find_one(
+        doc = await self._collection(HISTORY).find_one(
             self._filter(ctx, resource_type, {"type": resource_type, "id": resource_id, "vid": vid}),
             session=session,
         )
@@ -106,7 +169,7 @@ class ResourceStore:
                    sort: Sequence[tuple[str, int]] | None = None, limit: int = 0,
                    projection: dict[str, Any] | None = None, session: Session = None) -> list[dict[str, Any]]:
         """Current, non-deleted documents of one type matching a compiled search filter."""
-        cursor = self.collection(resource_type).find(
+        cursor = self._collection(resource_type).find(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)),
             projection, sort=list(sort) if sort else None, limit=limit, session=session,
         )
@@ -120,16 +183,14 @@ class ResourceStore:
             return []
         union = queries[0] if len(queries) == 1 else {"$or": list(queries)}
         facets = {f"q{i}": [{"$match": q}, {"$limit": limit}, {"$project": {"sp": 0}}] for i, q in enumerate(queries)}
-        pipeline = [{"$match": self._filter(ctx, resource_type, restrict(union, NOT_DELETED))}, {"$facet": facets}]
-        cursor = await self.collection(resource_type).aggregate(pipeline, session=session)
-        result = [doc async for doc in cursor]
+        result = await self.aggregate(ctx, resource_type, [{"$match": union}, {"$facet": facets}], session=session)
         return [list(result[0][f"q{i}"]) if result else [] for i in range(len(queries))]
 
     async def iterate(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                       batch_size: int = 500, projection: dict[str, Any] | None = None,
                       sort: Sequence[tuple[str, int]] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stream matching current documents from a cursor (bulk export: memory stays flat)."""
-        cursor = self.collection(resource_type).find(
+        cursor = self._collection(resource_type).find(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), projection,
             sort=list(sort) if sort else None, batch_size=batch_size,
         )
@@ -141,26 +202,25 @@ class ResourceStore:
         kwargs: dict[str, Any] = {"session": session}
         if limit:
             kwargs["limit"] = limit
-        return int(await self.collection(resource_type).count_documents(
+        return int(await self._collection(resource_type).count_documents(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), **kwargs))
 
-    async def aggregate(self, ctx: RequestContext, resource_type: str, pipeline: list[dict[str, Any]], *,
+    async def aggregate(self, ctx: RequestContext, collection: str, pipeline: Sequence[dict[str, Any]], *,
                         session: Session = None) -> list[dict[str, Any]]:
-        """An aggregation whose first stage is the access filter (reports). ``$lookup`` stages into other
-        collections must use ``lookup_filter`` for their own match."""
-        first = {"$match": self._filter(ctx, resource_type, dict(NOT_DELETED))}
-        cursor = await self.collection(resource_type).aggregate([first, *pipeline], session=session)
+        """Run ``pipeline`` on ``collection`` (a resource type, or history) with what ``ctx`` may read in front of
+        every read of a collection, the first and those of ``$lookup``, ``$unionWith``, ``$graphLookup``
+        (:func:`fhir_server.storage.aggregation.guarded`); a read it cannot filter raises ``UnguardedRead``."""
+        filters = ReadFilters(lambda resource_type: self.access.read_filter(ctx, resource_type))
+        cursor = await self._collection(collection).aggregate(guarded(collection, pipeline, filters),
+                                                              session=session)
         return [doc async for doc in cursor]
 
-    def lookup_filter(self, ctx: RequestContext, resource_type: str) -> dict[str, Any]:
-        """The match an aggregation must apply to documents it joins from ``resource_type``."""
-        return self._filter(ctx, resource_type, dict(NOT_DELETED))
-
-    def first_version_lookup(self, ctx: RequestContext, resource_type: str, reference_field: str,
-                             into: str) -> list[dict[str, Any]]:
+    @staticmethod
+    def first_version_lookup(resource_type: str, reference_field: str, into: str) -> list[dict[str, Any]]:
         """Aggregation stages putting into ``into`` the first version (``vid`` 1: when the resource was first
         stored) of the resource whose relative reference ``Type/id`` is in ``reference_field``, as
-        ``[{"lastUpdated": ...}]``: an empty list when the field is missing, or the caller may not read it.
+        ``[{"lastUpdated": ...}]``: an empty list when the field is missing, or the caller may not read it
+        (:meth:`aggregate` adds the access filter of ``resource_type``).
 
         ``Type/id`` + ``/1`` is that version's history key (``history_key``): the join is one lookup on the
         history ``_id`` index, and a document without the field looks up nothing."""
@@ -169,7 +229,7 @@ class ResourceStore:
             {"$set": {key: {"$cond": [{"$eq": [{"$type": f"${reference_field}"}, "string"]},
                                       {"$concat": [f"${reference_field}", "/1"]}, "$$REMOVE"]}}},
             {"$lookup": {"from": HISTORY, "localField": key, "foreignField": "_id", "as": into, "pipeline": [
-                {"$match": self._filter(ctx, resource_type, {"type": resource_type, "vid": 1})},
+                {"$match": {"type": resource_type, "vid": 1}},
                 {"$project": {"_id": 0, "lastUpdated": 1}}]}},
             {"$unset": key},
         ]
@@ -184,7 +244,7 @@ class ResourceStore:
             at, key = after_key
             query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
                                              {"lastUpdated": at, "_id": {"$lt": key}}]})
-        cursor = self.collection(HISTORY).find(
+        cursor = self._collection(HISTORY).find(
             self._filter(ctx, resource_type, query),
             sort=[("lastUpdated", DESCENDING), ("_id", DESCENDING)], limit=limit, session=session,
         )
@@ -197,7 +257,7 @@ class ResourceStore:
         kwargs: dict[str, Any] = {"session": session}
         if limit:
             kwargs["limit"] = limit
-        return int(await self.collection(HISTORY).count_documents(self._filter(ctx, resource_type, query),
+        return int(await self._collection(HISTORY).count_documents(self._filter(ctx, resource_type, query),
                                                                   **kwargs))
 
     async def versions_matching(self, ctx: RequestContext, resource_types: Sequence[str], query: dict[str, Any], *,
@@ -206,7 +266,7 @@ class ResourceStore:
         """History documents (any version) of ``resource_types`` matching ``query``, newest version first."""
         terms = [restrict({"type": kind}, self.access.read_filter(ctx, kind)) for kind in resource_types]
         scope = terms[0] if len(terms) == 1 else {"$or": terms}
-        cursor = self.collection(HISTORY).find(restrict(scope, query), projection, sort=[("vid", DESCENDING)],
+        cursor = self._collection(HISTORY).find(restrict(scope, query), projection, sort=[("vid", DESCENDING)],
                                                  limit=limit, session=session)
         async for doc in cursor:
             yield doc
@@ -228,13 +288,13 @@ class ResourceStore:
             history.append(write.history_document())
         try:
             for resource_type, docs in inserts.items():
-                await self.collection(resource_type).insert_many(docs, ordered=True, session=session)
+                await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
             for resource_type, ops in replaces.items():
-                result = await self.collection(resource_type).bulk_write(ops, ordered=True, session=session)
+                result = await self._collection(resource_type).bulk_write(ops, ordered=True, session=session)
                 if result.matched_count != len(ops):
                     raise Conflict("The resource was changed by another request; retry", code="conflict")
             if history:
-                await self.collection(HISTORY).insert_many(history, ordered=True, session=session)
+                await self._collection(HISTORY).insert_many(history, ordered=True, session=session)
         except DuplicateKeyError as exc:
             # Another transaction committed this id after our snapshot was taken (a concurrent
             # update-as-create): a conflict like any other, so the whole transaction is re-run and its new
@@ -250,7 +310,7 @@ class ResourceStore:
             return 0
         ops = [UpdateOne(self._filter(ctx, resource_type, {"_id": ident, "vid": vid, "deleted": False}),
                          {"$set": {"sp": values}}) for ident, vid, values in batch]
-        result = await self.collection(resource_type).bulk_write(ops, ordered=False)
+        result = await self._collection(resource_type).bulk_write(ops, ordered=False)
         return int(result.matched_count)
 
     async def claim(self, claims: Sequence[tuple[str, str]], session: AsyncClientSession) -> None:
@@ -265,7 +325,7 @@ class ResourceStore:
             return
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
-        await self.collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
+        await self._collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
 
 
 def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,
@@ -279,3 +339,10 @@ def _history_query(resource_type: str | None, resource_id: str | None, since: da
     if bounds:
         query["lastUpdated"] = bounds
     return query
+
+
+def same_as_stored(new: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """Whether ``new`` equals ``stored`` as MongoDB stores them (the client decodes Decimal128 to Decimal, so
+    the BSON is compared)."""
+    return stored is not None and bson.encode(new, codec_options=CODEC_OPTIONS) == bson.encode(
+        stored, codec_options=CODEC_OPTIONS)

@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from fhir_server.context import RequestContext
+from fhir_server.reports.terminology import REASON_SYSTEM
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.access import AccessPolicy
 from tests.conftest import FHIR_JSON, body, parse, patient, post, unique
+from tests.reports.helpers import CONCEPTS, flatten
 
 RESTRICTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
 
@@ -106,3 +108,40 @@ async def test_conditional_match_does_not_see_restricted(client: httpx.AsyncClie
     r = await restricted_client.put(f"/fhir/Patient?{criteria}", content=payload,
                                     headers={"Content-Type": FHIR_JSON})
     assert r.status_code == 200 and parse(r)["id"] == ids["visible"]  # only the visible one matches
+
+
+@pytest.mark.usefixtures("empty_db")
+async def test_the_registry_report_counts_only_what_the_caller_may_read(
+        client: httpx.AsyncClient, restricted_client: httpx.AsyncClient) -> None:
+    """The report is one aggregation reading Patient, Observation (``$unionWith``), Organization (``$lookup``) and
+    history: a restricted Patient is not counted, a restricted Organization gives no country, a restricted
+    registration Observation gives no reason."""
+    shown = parse(await post(client, "Organization", {"resourceType": "Organization", "address": [{"country": "FR"}]}))
+    hidden_org = parse(await post(client, "Organization", {"resourceType": "Organization", "address": [
+        {"country": "DE"}], "meta": {"security": [RESTRICTED]}}))
+    ids = {}
+    for name, org, meta in (("hidden", shown, {"security": [RESTRICTED]}), ("in-fr", shown, None),
+                            ("in-hidden-org", hidden_org, None)):
+        extra = {"managingOrganization": {"reference": f"Organization/{org['id']}"}, **({"meta": meta} if meta else {})}
+        ids[name] = parse(await post(client, "Patient", patient(unique(), **extra)))["id"]
+    registration = {"resourceType": "Observation", "status": "final", "meta": {"security": [RESTRICTED]},
+                    "code": {"coding": [{"system": CONCEPTS, "code": "registration-reason"}]},
+                    "subject": {"reference": f"Patient/{ids['in-fr']}"}, "effectiveDateTime": "2007-03-01",
+                    "valueCodeableConcept": {"coding": [{"system": REASON_SYSTEM, "code": "toxicity"}]}}
+    assert (await post(client, "Observation", registration)).status_code == 201
+
+    everything = await _report(client)
+    assert everything[("patients", "", "")][0] == 3
+    assert everything[("patients", "country", "FR")][0] == 2 and everything[("patients", "country", "DE")][0] == 1
+    assert everything[("registration-reason", "registration-reason", "toxicity")][0] == 1
+    visible = await _report(restricted_client)
+    assert visible[("patients", "", "")][0] == 2
+    assert visible[("patients", "country", "FR")][0] == 1 and visible[("patients", "country", "unknown")][0] == 1
+    assert ("patients", "country", "DE") not in visible
+    assert visible[("registration-reason", "registration-reason", "toxicity")][0] == 0
+
+
+async def _report(client: httpx.AsyncClient) -> dict[tuple[str, str, str], Any]:
+    response = await client.get("/fhir/$registry-report")
+    assert response.status_code == 200, response.text
+    return flatten(parse(response))

@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.bulk import jobs, runner
-from fhir_server.bulk.jobs import JOBS, ExportJob, JobStore
+from fhir_server.bulk.jobs import ExportJob, ExportJobs
 from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
-from fhir_server.storage.documents import now_ms
+from fhir_server.storage.documents import JOBS, now_ms
 from tests.bulk import data
 from tests.bulk.conftest import (
     ASYNC,
@@ -265,7 +266,7 @@ async def test_group_export_of_an_unknown_group_is_404(bulk: httpx.AsyncClient) 
 
 
 async def test_delete_cancels_a_running_export_and_removes_its_files(
-        bulk: httpx.AsyncClient, services: Services, gate: asyncio.Event) -> None:
+        bulk: httpx.AsyncClient, services: Services, db: AsyncDatabase, gate: asyncio.Event) -> None:
     await registry(bulk)
     location = await kickoff(bulk, "$export")
     job_id = job_id_of(location)
@@ -275,16 +276,16 @@ async def test_delete_cancels_a_running_export_and_removes_its_files(
     await runner.wait(job_id)
     assert (await bulk.get(local(location))).status_code == 404
     assert not (services.settings.export_dir / job_id).exists()
-    assert await services.store.db[JOBS].count_documents({"_id": job_id}) == 0
+    assert await db[JOBS].count_documents({"_id": job_id}) == 0
 
 
 async def test_a_job_cancelled_by_another_process_stops_at_its_next_heartbeat(
-        bulk: httpx.AsyncClient, services: Services, gate: asyncio.Event) -> None:
+        bulk: httpx.AsyncClient, services: Services, db: AsyncDatabase, gate: asyncio.Event) -> None:
     await registry(bulk)
     location = await kickoff(bulk, "$export")
     job_id = job_id_of(location)
     # what a DELETE answered by another server process does: the job document goes, this task runs on
-    assert (await services.store.db[JOBS].delete_one({"_id": job_id})).deleted_count == 1
+    assert (await db[JOBS].delete_one({"_id": job_id})).deleted_count == 1
     gate.set()
     await runner.wait(job_id)
     assert not (services.settings.export_dir / job_id).exists()
@@ -305,38 +306,39 @@ async def test_delete_of_a_completed_export_removes_its_files(bulk: httpx.AsyncC
     assert (await bulk.delete(local(location))).status_code == 404
 
 
-async def test_an_expired_export_is_404_and_purged(bulk: httpx.AsyncClient, services: Services) -> None:
+async def test_an_expired_export_is_404_and_purged(bulk: httpx.AsyncClient, services: Services,
+                                                   db: AsyncDatabase) -> None:
     await registry(bulk)
     location = await kickoff(bulk, "$export")
     manifest = await finish(bulk, location)
     job_id = job_id_of(location)
-    await services.store.db[JOBS].update_one({"_id": job_id}, {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
+    await db[JOBS].update_one({"_id": job_id}, {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
     assert (await bulk.get(local(manifest["output"][0]["url"]))).status_code == 404
     assert (await bulk.get(local(location))).status_code == 404
     assert not (services.settings.export_dir / job_id).exists()
-    assert await services.store.db[JOBS].count_documents({"_id": job_id}) == 0
+    assert await db[JOBS].count_documents({"_id": job_id}) == 0
 
 
-async def test_expired_jobs_are_swept_at_the_next_kickoff(bulk: httpx.AsyncClient, services: Services) -> None:
+async def test_expired_jobs_are_swept_at_the_next_kickoff(bulk: httpx.AsyncClient, db: AsyncDatabase) -> None:
     first = await kickoff(bulk, "$export")
     await finish(bulk, first)
-    await services.store.db[JOBS].update_one({"_id": job_id_of(first)},
-                                             {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
+    await db[JOBS].update_one({"_id": job_id_of(first)},
+                              {"$set": {"expires": now_ms() - timedelta(seconds=1)}})
     await finish(bulk, await kickoff(bulk, "$export"))
-    assert await services.store.db[JOBS].count_documents({"_id": job_id_of(first)}) == 0
+    assert await db[JOBS].count_documents({"_id": job_id_of(first)}) == 0
 
 
 async def test_a_job_whose_process_died_fails_on_the_next_poll(bulk: httpx.AsyncClient,
-                                                               services: Services) -> None:
+                                                               services: Services, db: AsyncDatabase) -> None:
     now = now_ms()
     job = ExportJob(id="0" * 32, level="system", request="http://testserver/fhir/$export", types=["Patient"],
                     transaction_time=now, expires=now + timedelta(hours=1), base_url="http://testserver/fhir",
                     caller="anonymous", scopes=["system/*.*"], owner="elsewhere:1:dead")
-    await JobStore(services.store.db).insert(job)
+    await ExportJobs(services.store).insert(job)
     status = f"/fhir/$export-poll-status?_jobId={job.id}"
     assert (await bulk.get(status)).status_code == 202  # heartbeat still fresh
     stale = now_ms() - timedelta(seconds=jobs.STALE_AFTER_SECONDS + 1)
-    await services.store.db[JOBS].update_one({"_id": job.id}, {"$set": {"heartbeat": stale}})
+    await db[JOBS].update_one({"_id": job.id}, {"$set": {"heartbeat": stale}})
     response = await bulk.get(status)
     assert response.status_code == 500
     assert "stopped responding" in fhirjson.loads(response.content)["issue"][0]["diagnostics"]

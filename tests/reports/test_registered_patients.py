@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.services import Services
@@ -153,13 +154,13 @@ async def test_a_cohort_of_them_is_reported(client: httpx.AsyncClient, registry:
     assert numbers[("registration-reason", "registration-reason", "not-recorded")][0] == 2
 
 
-async def test_the_first_stored_date_is_the_first_versions(client: httpx.AsyncClient, services: Services,
+async def test_the_first_stored_date_is_the_first_versions(client: httpx.AsyncClient, db: AsyncDatabase,
                                                            registry: Registry) -> None:
     """A Patient first stored long ago (say, migrated with its history) and updated since is registered on the
     day of its version 1, not of its current version."""
     facts, pid = registry.active
     long_ago = datetime(2003, 2, 1, 23, 30, tzinfo=UTC)
-    await services.store.db[HISTORY].update_one({"_id": f"Patient/{pid}/1"}, {"$set": {
+    await db[HISTORY].update_one({"_id": f"Patient/{pid}/1"}, {"$set": {
         "lastUpdated": long_ago, "resource.meta.lastUpdated": instant(long_ago)}})
     patient = fhirjson.loads((await client.get(f"/fhir/Patient/{pid}")).content)
     updated = await client.put(f"/fhir/Patient/{pid}", content=fhirjson.dumps({**patient, "active": True}),

@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.api.app import create_app
 from fhir_server.services import Services
@@ -22,15 +24,21 @@ from tests.conftest import FHIR_JSON, parse, put
 
 
 @pytest.fixture(scope="session")
-async def search_services(mongo_uri: str) -> AsyncIterator[Services]:
+async def search_services(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
     settings = Settings(mongodb_uri=mongo_uri, mongodb_db=f"search_{uuid.uuid4().hex[:8]}",
                         registry_rules=False, default_count=20, max_count=50)
     services = await Services.start(settings, mongo_uri)
     try:
         yield services
     finally:
-        await services.client.drop_database(settings.mongodb_db)
+        await mongo_client.drop_database(settings.mongodb_db)
         await services.close()
+
+
+@pytest.fixture(scope="session")
+def search_db(mongo_client: AsyncMongoClient, search_services: Services) -> AsyncDatabase:
+    """The database of ``search_services``, seen directly (see ``tests/conftest.py``, ``mongo_client``)."""
+    return mongo_client[search_services.settings.mongodb_db]
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +49,8 @@ async def http(search_services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def fresh(services: Services) -> None:
+async def fresh(services: Services, db: AsyncDatabase) -> None:
     """Empty every collection of the search database (indexes stay) and reload the parameters."""
-    db = services.store.db
     for name in await db.list_collection_names():
         await db[name].delete_many({})
     await services.reload_search_parameters()

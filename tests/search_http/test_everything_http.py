@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.services import Services
 from tests.conftest import parse
@@ -23,8 +24,9 @@ PA = ["Patient/pa", "MedicationStatement/ima-a", "Observation/lab-a", "Observati
 
 
 @pytest.fixture(scope="module")
-async def data(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
+async def data(http: httpx.AsyncClient, search_services: Services,
+               search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     await store(http, *ALL)
     return http
 
@@ -72,9 +74,9 @@ async def test_everything_type_filter(data: httpx.AsyncClient) -> None:
         "Patient/pa", "Organization/poi"]
 
 
-async def test_everything_since(data: httpx.AsyncClient, search_services: Services) -> None:
+async def test_everything_since(data: httpx.AsyncClient, search_db: AsyncDatabase) -> None:
     """Resources were stored in the order of ``ALL``: since reg-old, that is reg-old, lab-a and ima-a."""
-    doc = await search_services.store.db["Observation"].find_one({"_id": "reg-old"})
+    doc = await search_db["Observation"].find_one({"_id": "reg-old"})
     assert doc is not None
     bundle = await everything(data, "/fhir/Patient/pa/$everything", {"_since": doc["lastUpdated"].isoformat()})
     assert refs(bundle) == ["MedicationStatement/ima-a", "Observation/lab-a", "Observation/reg-old"]

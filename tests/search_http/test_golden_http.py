@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.services import Services
 from fhir_server.storage.documents import instant
@@ -16,12 +17,12 @@ from tests.search_http.conftest import fresh, ids, search, store
 
 
 @pytest.fixture(scope="module")
-async def golden(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
-    db = search_services.store.db
+async def golden(http: httpx.AsyncClient, search_services: Services,
+                 search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     for resource, last_updated in RESOURCES:
         await store(http, resource)
-        await db[resource["resourceType"]].update_one(
+        await search_db[resource["resourceType"]].update_one(
             {"_id": resource["id"]},
             {"$set": {"lastUpdated": last_updated, "resource.meta.lastUpdated": instant(last_updated)}})
     return http

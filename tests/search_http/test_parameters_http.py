@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.services import Services
 from tests.conftest import parse
@@ -120,8 +121,9 @@ ALL = [NETWORK, POITIERS, HEIDELBERG, P_A, P_B, P_C, REG_A, REG_B, REG_C, REG_OL
 
 
 @pytest.fixture(scope="module")
-async def data(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
+async def data(http: httpx.AsyncClient, search_services: Services,
+               search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     await store(http, *ALL)
     return http
 

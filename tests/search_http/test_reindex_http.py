@@ -9,13 +9,17 @@ only after ``$reindex``.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
-from fhir_server.interactions.reindex import JOBS, write_index_values
+from fhir_server.interactions.reindex import write_index_values
 from fhir_server.services import Services
+from fhir_server.storage.documents import JOBS, now_ms
+from fhir_server.storage.jobs import STALE_AFTER_SECONDS
 from tests.conftest import body, parse, put
 from tests.search_http.conftest import fresh, ids, search, store
 
@@ -58,8 +62,9 @@ async def grade(client: httpx.AsyncClient, value: str, **headers: str) -> list[s
 
 
 @pytest.fixture
-async def clean(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
+async def clean(http: httpx.AsyncClient, search_services: Services,
+                search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     return http
 
 
@@ -87,8 +92,8 @@ async def test_a_search_parameter_created_through_the_api_indexes_new_writes_the
     assert len(history["entry"]) == 1
 
 
-async def test_changing_and_deleting_a_search_parameter(clean: httpx.AsyncClient,
-                                                        search_services: Services) -> None:
+async def test_changing_and_deleting_a_search_parameter(clean: httpx.AsyncClient, search_services: Services,
+                                                        search_db: AsyncDatabase) -> None:
     await store(clean, TOXICITY_GRADE, toxicity("tox-1", 3))
     assert await grade(clean, "3") == ["tox-1"]
     renamed = {**TOXICITY_GRADE, "code": "ctcae-grade"}
@@ -101,7 +106,7 @@ async def test_changing_and_deleting_a_search_parameter(clean: httpx.AsyncClient
     assert (await clean.delete("/fhir/SearchParameter/toxicity-grade")).status_code in (200, 204)
     assert search_services.search_parameters.get("Observation", "ctcae-grade") is None
     await run_reindex(clean, "/fhir/Observation/$reindex")
-    doc = await search_services.store.db["Observation"].find_one({"_id": "tox-1"})
+    doc = await search_db["Observation"].find_one({"_id": "tox-1"})
     assert doc is not None and "ctcae-grade" not in doc["sp"]
 
 
@@ -115,19 +120,19 @@ async def test_system_reindex_reports_progress_per_type(clean: httpx.AsyncClient
     assert "finished" in result
 
 
-async def test_reindex_progress_is_kept_in_mongodb(clean: httpx.AsyncClient, search_services: Services) -> None:
+async def test_reindex_progress_is_kept_in_mongodb(clean: httpx.AsyncClient, search_db: AsyncDatabase) -> None:
     await store(clean, toxicity("tox-1", 2))
     await run_reindex(clean, "/fhir/Observation/$reindex")
-    job = await search_services.store.db[JOBS].find_one({"types": ["Observation"]})
+    job = await search_db[JOBS].find_one({"types": ["Observation"]})
     assert job is not None and job["status"] == "completed" and job["processed"] == 1
 
 
-async def test_reindex_never_overwrites_a_newer_version(clean: httpx.AsyncClient,
-                                                        search_services: Services) -> None:
+async def test_reindex_never_overwrites_a_newer_version(clean: httpx.AsyncClient, search_services: Services,
+                                                        search_db: AsyncDatabase) -> None:
     """The write is conditional on the version read: a resource updated in between keeps the values its own
     writer extracted."""
     await store(clean, TOXICITY_GRADE, toxicity("tox-1", 3))
-    stale = await search_services.store.db["Observation"].find_one({"_id": "tox-1"})
+    stale = await search_db["Observation"].find_one({"_id": "tox-1"})
     assert stale is not None and stale["vid"] == 1
     r = await put(clean, "Observation/tox-1", toxicity("tox-1", 5))
     assert r.status_code == 200
@@ -166,3 +171,34 @@ async def test_a_search_parameter_in_a_transaction_bundle_takes_effect_for_the_s
     assert r.status_code == 200, r.text
     await store(clean, toxicity("tox-9", 2))
     assert await grade(clean, "2", Prefer="handling=strict") == ["tox-9"]
+
+
+async def test_a_reindex_whose_process_died_is_resumed_where_it_stopped(
+        clean: httpx.AsyncClient, search_services: Services, search_db: AsyncDatabase) -> None:
+    """A job another process was running, with tox-1 done when that process died: while its heartbeat is fresh
+    it is left alone; once stale, the status request takes it over and resumes after tox-1 (so tox-1, which the
+    dead process recorded but this test never reindexed, keeps its old index values)."""
+    await store(clean, toxicity("tox-1", 1), toxicity("tox-2", 2), toxicity("tox-3", 3), TOXICITY_GRADE)
+    counts = {"total": 3, "processed": 1, "updated": 1, "skipped": 0}
+    job_id = "dead" + "0" * 28
+    await search_services.store.jobs("reindex").insert({
+        "_id": job_id, "owner": "elsewhere:1:dead", "types": ["Observation"], "byType": {"Observation": counts},
+        **counts, "started": now_ms(), "finished": None, "error": None, "expires": now_ms() + timedelta(days=1),
+        "resume": {"type": "Observation", "after": "tox-1", "done": False}, "caller": "anonymous",
+        "center": None, "scopes": ["system/*.*"], "baseUrl": "http://testserver/fhir"})
+    location = f"/fhir/$reindex-status?job={job_id}"
+    assert (await clean.get(location)).status_code == 202
+    assert (await search_db[JOBS].find_one({"_id": job_id}))["owner"] == "elsewhere:1:dead"
+
+    stale = now_ms() - timedelta(seconds=STALE_AFTER_SECONDS + 1)
+    await search_db[JOBS].update_one({"_id": job_id}, {"$set": {"heartbeat": stale}})
+    for _ in range(200):
+        status = await clean.get(location)
+        if status.status_code != 202:
+            break
+        await asyncio.sleep(0.05)
+    assert status.status_code == 200, status.text
+    result = {p["name"]: p.get("valueInteger") for p in parse(status)["parameter"]}
+    assert result["processed"] == 3 and result["updated"] == 3
+    assert await grade(clean, "2") == ["tox-2"] and await grade(clean, "3") == ["tox-3"]
+    assert await grade(clean, "1") == []

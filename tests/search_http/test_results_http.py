@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.services import Services
 from tests.conftest import parse
@@ -27,8 +28,9 @@ PATIENT_WITH_TEXT: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-async def data(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
+async def data(http: httpx.AsyncClient, search_services: Services,
+               search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     await store(http, *ALL, PATIENT_WITH_TEXT)
     return http
 

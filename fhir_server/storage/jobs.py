@@ -1,0 +1,105 @@
+"""Background jobs (bulk export, reindex) in one MongoDB collection, so that every server process answers the
+same status, and no job stays ``in-progress`` after the process running it died.
+
+A job document has ``_id``, ``kind`` (``export``, ``reindex``), ``status`` (``in-progress``, ``completed``,
+``failed``), ``owner`` (the process running it), ``heartbeat`` (refreshed by the owner with every progress
+update), ``expires`` (when the job and what it produced may be removed), and what its kind records.
+
+The owner's updates match ``status: in-progress`` and its ``owner``: a job cancelled meanwhile (its document
+removed) or taken over by another process refuses them, and the owner stops. A heartbeat older than
+``STALE_AFTER_SECONDS`` means the owner died: any process may then take the job over (:meth:`take_over_if_stale`,
+a reindex resumes from its saved position) or fail it (:meth:`fail_if_stale`, an export, which would start over,
+tells its client to start a new one).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from fhir_server.storage.documents import now_ms
+
+IN_PROGRESS, COMPLETED, FAILED = "in-progress", "completed", "failed"
+STALE_AFTER_SECONDS = 60.0
+# This process, as the owner of the jobs it runs.
+PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+Job = dict[str, Any]
+
+
+class JobStore:
+    """The jobs of one ``kind``: reads, and updates conditional on status and owner."""
+
+    def __init__(self, collection: AsyncCollection, kind: str) -> None:
+        self._collection = collection
+        self.kind = kind
+
+    async def insert(self, job: Job) -> None:
+        """Record a new job (``in-progress`` and owned by this process unless ``job`` says otherwise)."""
+        await self._collection.insert_one({"status": IN_PROGRESS, "owner": PROCESS, **job, "kind": self.kind,
+                                           "heartbeat": now_ms()})
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._collection.find_one(self._key(job_id))
+
+    async def update(self, job_id: str, owner: str, *, set_fields: Job | None = None,
+                     inc: dict[str, int] | None = None) -> bool:
+        """The owner's progress update, which also refreshes the heartbeat; False when the job is no longer
+        the owner's to run (cancelled, finished or taken over)."""
+        change: dict[str, Any] = {"$set": {"heartbeat": now_ms(), **(set_fields or {})}}
+        if inc:
+            change["$inc"] = inc
+        result = await self._collection.update_one(self._running(job_id, owner), change)
+        return result.matched_count == 1
+
+    async def fail(self, job_id: str, fields: Job, *, owner: str | None = None) -> bool:
+        """Mark a running job failed (only if ``owner`` still runs it, when given)."""
+        query = self._running(job_id, owner) if owner else {**self._key(job_id), "status": IN_PROGRESS}
+        result = await self._collection.update_one(query, {"$set": {"status": FAILED, **fields}})
+        return result.matched_count == 1
+
+    async def fail_if_stale(self, job_id: str, fields: Job) -> Job | None:
+        """Mark the job failed when its heartbeat stopped (its process died); the updated job, or None."""
+        return await self._collection.find_one_and_update(
+            self._stale(job_id), {"$set": {"status": FAILED, **fields}}, return_document=ReturnDocument.AFTER)
+
+    async def take_over_if_stale(self, job_id: str) -> Job | None:
+        """Make this process the owner of a job whose heartbeat stopped; the job when taken, else None (running
+        elsewhere, finished, or taken by another process first)."""
+        return await self._collection.find_one_and_update(
+            self._stale(job_id), {"$set": {"owner": PROCESS, "heartbeat": now_ms()}},
+            return_document=ReturnDocument.AFTER)
+
+    async def stale(self) -> list[str]:
+        """Ids of the running jobs whose heartbeat stopped (a handful at a time)."""
+        query = {"kind": self.kind, "status": IN_PROGRESS, "heartbeat": {"$lt": _stale_cutoff(now_ms())}}
+        return [doc["_id"] async for doc in self._collection.find(query, {"_id": 1}, limit=100)]
+
+    async def remove(self, job_id: str) -> bool:
+        result = await self._collection.delete_one(self._key(job_id))
+        return result.deleted_count == 1
+
+    async def expired(self, now: datetime) -> list[str]:
+        """Ids of the jobs past their expiry that no live process runs (a handful at a time)."""
+        query = {"kind": self.kind, "expires": {"$lt": now},
+                 "$or": [{"status": {"$ne": IN_PROGRESS}}, {"heartbeat": {"$lt": _stale_cutoff(now)}}]}
+        return [doc["_id"] async for doc in self._collection.find(query, {"_id": 1}, limit=100)]
+
+    def _key(self, job_id: str) -> Job:
+        return {"_id": job_id, "kind": self.kind}
+
+    def _running(self, job_id: str, owner: str) -> Job:
+        return {**self._key(job_id), "status": IN_PROGRESS, "owner": owner}
+
+    def _stale(self, job_id: str) -> Job:
+        return {**self._key(job_id), "status": IN_PROGRESS, "heartbeat": {"$lt": _stale_cutoff(now_ms())}}
+
+
+def _stale_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=STALE_AFTER_SECONDS)
