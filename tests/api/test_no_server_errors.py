@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
-from fhir_server.services import Services
 from fhir_server.storage.documents import HISTORY
 from tests.conftest import FHIR_JSON, load_example, official_examples
 
@@ -169,22 +169,21 @@ ENDPOINTS = {  # name: (method, path, content type, body around the hostile Pati
 }
 
 
-async def _stored(services: Services) -> tuple[int, int]:
-    db = services.store.db
+async def _stored(db: AsyncDatabase) -> tuple[int, int]:
     return await db["Patient"].count_documents({}), await db[HISTORY].count_documents({"type": "Patient"})
 
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 @pytest.mark.parametrize("hostile", list(HOSTILE))
-async def test_hostile_json_is_400_and_the_server_goes_on(client: httpx.AsyncClient, services: Services,
+async def test_hostile_json_is_400_and_the_server_goes_on(client: httpx.AsyncClient, db: AsyncDatabase,
                                                           hostile: str, endpoint: str) -> None:
     resource, code = HOSTILE[hostile]
     method, path, content_type, wrap = ENDPOINTS[endpoint]
-    before = await _stored(services)
+    before = await _stored(db)
     response = await client.request(method, path, content=wrap(resource), headers={"Content-Type": content_type})
     assert response.status_code == 400, response.text[:300]
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["code"] == code
     assert (await client.get("/fhir/Patient?_count=1")).status_code == 200  # the server still serves
-    assert await _stored(services) == before
+    assert await _stored(db) == before

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.services import Services
 from tests.conftest import _client, parse
@@ -24,8 +25,8 @@ ORGANIZATIONS = [{"resourceType": "Organization", "id": f"to{n}", "name": f"Cent
 
 
 @pytest.fixture(scope="module")
-async def data(http: httpx.AsyncClient, search_services: Services) -> httpx.AsyncClient:
-    await fresh(search_services)
+async def data(http: httpx.AsyncClient, search_services: Services, search_db: AsyncDatabase) -> httpx.AsyncClient:
+    await fresh(search_services, search_db)
     await store(http, *PATIENTS, *ORGANIZATIONS)
     await store(http, {**PATIENTS[0], "gender": "other"})  # a second version of tp0: 6 Patient versions
     return http
