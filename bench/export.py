@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fhir_server, mongod
 from fhir_server import fhirjson
-from fhir_server.synthetic import registry_cohort
+from tests.synthetic import registry_cohort
 
 # -- loading -------------------------------------------------------------------------------------------------
 

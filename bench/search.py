@@ -46,7 +46,7 @@ from fhir_server.settings import Settings
 from fhir_server.storage.client import CODEC_OPTIONS
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
-from fhir_server.synthetic import registry_cohort
+from tests.synthetic import registry_cohort
 
 B = "https://cml-registry.eu/fhir"
 LOINC = "http://loinc.org"

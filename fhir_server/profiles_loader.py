@@ -37,11 +37,11 @@ def conformance_files(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-async def load_profiles(services: Services, directory: Path | None = None) -> int:
-    """Store what is missing; return how many resources were created."""
+async def load_profiles(services: Services) -> int:
+    """Store what is missing of ``FHIR_PROFILES_DIR``; return how many resources were created."""
     from fhir_server import fhirjson
 
-    directory = directory or services.settings.profiles_dir
+    directory = services.settings.profiles_dir
     if not directory.is_dir():
         log.warning("No profiles directory at %s: the registry's rules cannot be enforced", directory)
         return 0
