@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
 from fhir_server.api.report_page import report_router
+from fhir_server.bootstrap import start_services
 from fhir_server.reports import operation
-from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.mongod import LocalMongod, free_port
 from tests.synthetic import registry_cohort
@@ -42,7 +42,7 @@ async def run(count: int) -> None:
     mongod.start()
     try:
         settings = Settings(mongodb_uri=mongod.uri, mongodb_db=f"bench_{uuid.uuid4().hex[:6]}")
-        services = await Services.start(settings, mongod.uri)
+        services = await start_services(settings, mongod.uri)
         if not services.operations.known("registry-report"):
             operation.register(services.operations)
         app = create_app(settings, services)

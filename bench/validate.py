@@ -1,6 +1,6 @@
 """Validation benchmark (issue 4, item 9): resources/s validated against the registry's profiles, one core.
 
-The mix is realistic: every resource of ``fhir_server.synthetic.registry_cohort(N)`` (centers, patients,
+The mix is realistic: every resource of ``tests.synthetic.registry_cohort(N)`` (centers, patients,
 diagnoses, imatinib periods, baseline labs, risk scores, responses, registrations, decisions, second-line
 therapies, transplants; about 14 per patient), with the Bundle's ``urn:uuid`` references rewritten to
 ``Type/id`` as a transaction does, and resolved from a dictionary as the server resolves them from the unit of
