@@ -32,6 +32,7 @@ smoke:
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check fhir_server tests bench scripts
 	$(BIN)/mypy fhir_server
+	$(BIN)/lint-imports --no-logo
 
 ig: $(STAMP)
 	$(BIN)/python scripts/build_ig.py

@@ -1,7 +1,7 @@
 """Bulk export benchmark: N synthetic registry patients, then one ``$export``; resources/s and peak RSS.
 
 Loading goes through the server's own write path over HTTP: ``fhir-server serve`` (2 uvicorn workers) receives
-one transaction Bundle per patient (``fhir_server.synthetic.registry_bundle``, about 14 resources each) from
+one transaction Bundle per patient (``tests.synthetic.registry_bundle``, about 14 resources each) from
 C concurrent clients; Bundles are generated as they are sent, never all held at once.
 
 The export then runs in a *fresh* process (this script with ``--child``) that builds the app in-process, kicks
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fhir_server, mongod
 from fhir_server import fhirjson
-from fhir_server.synthetic import registry_cohort
+from tests.synthetic import registry_cohort
 
 # -- loading -------------------------------------------------------------------------------------------------
 
@@ -87,13 +87,13 @@ class RssSampler(threading.Thread):
 async def child(uri: str, db: str, path: str) -> dict[str, Any]:
     from fhir_server.api import bulk_files
     from fhir_server.api.app import create_app
+    from fhir_server.bootstrap import start_services
     from fhir_server.bulk import operation, runner
-    from fhir_server.services import Services
     from fhir_server.settings import Settings
 
     export_dir = Path(tempfile.mkdtemp(prefix="ifp-export-"))
     settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir)
-    services = await Services.start(settings, uri)
+    services = await start_services(settings, uri)
     operation.register(services.operations)
     app = create_app(settings, services)
     if not any(getattr(r, "path", "") == "/fhir/_export/{job_id}/files/{file_name}" for r in app.routes):

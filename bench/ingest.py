@@ -29,7 +29,7 @@ from fhir_server import fhirjson
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.storage.client import connect
 from fhir_server.storage.documents import ResourceWrite, now_ms
-from fhir_server.synthetic import registry_bundle
+from tests.synthetic import registry_bundle
 
 
 def make_bundles(patients: int, seed: int) -> list[dict[str, Any]]:

@@ -14,13 +14,16 @@ from pathlib import Path
 
 import httpx
 
-from fhir_server import fhirjson, synthetic
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fhir_server import fhirjson
 from fhir_server.api.app import create_app
 from fhir_server.api.report_page import report_router
+from fhir_server.bootstrap import start_services
 from fhir_server.reports import operation
-from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.mongod import LocalMongod, free_port
+from tests.synthetic import registry_cohort
 
 
 async def _timed(client: httpx.AsyncClient, url: str, runs: int = 7) -> float:
@@ -39,7 +42,7 @@ async def run(count: int) -> None:
     mongod.start()
     try:
         settings = Settings(mongodb_uri=mongod.uri, mongodb_db=f"bench_{uuid.uuid4().hex[:6]}")
-        services = await Services.start(settings, mongod.uri)
+        services = await start_services(settings, mongod.uri)
         if not services.operations.known("registry-report"):
             operation.register(services.operations)
         app = create_app(settings, services)
@@ -47,7 +50,7 @@ async def run(count: int) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client:
             start = time.perf_counter()
             entries = 0
-            for bundle, _ in synthetic.registry_cohort(count, seed=2008):
+            for bundle, _ in registry_cohort(count, seed=2008):
                 entries += len(bundle["entry"])
                 r = await client.post("/fhir", content=fhirjson.dumps(bundle),
                                       headers={"Content-Type": "application/fhir+json"})

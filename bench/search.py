@@ -1,6 +1,6 @@
 """Search benchmark (issue #3, item 7): p50/p95 latency over HTTP beside a hand-written PyMongo query.
 
-Loads N synthetic registry patients (``fhir_server.synthetic.registry_cohort``; 10,000 patients are about
+Loads N synthetic registry patients (``tests.synthetic.registry_cohort``; 10,000 patients are about
 153,000 resources) *directly with PyMongo*, as the server would store them: each transaction Bundle's
 ``urn:uuid`` references rewritten to ``Type/id``, the shared center created once (its conditional create),
 ``meta`` stamped as the server does, ``sp`` from ``extract_index_values``, one history document per resource,
@@ -39,14 +39,14 @@ from pymongo import MongoClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import fhir_server, mongod, percentiles
+from fhir_server.bootstrap import search_indexes
 from fhir_server.interactions.versioning import stamp
 from fhir_server.search import SearchParameterRegistry, extract_index_values
-from fhir_server.services import search_indexes
 from fhir_server.settings import Settings
 from fhir_server.storage.client import CODEC_OPTIONS
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
-from fhir_server.synthetic import registry_cohort
+from tests.synthetic import registry_cohort
 
 B = "https://cml-registry.eu/fhir"
 LOINC = "http://loinc.org"

@@ -1,6 +1,6 @@
 """Validation benchmark (issue 4, item 9): resources/s validated against the registry's profiles, one core.
 
-The mix is realistic: every resource of ``fhir_server.synthetic.registry_cohort(N)`` (centers, patients,
+The mix is realistic: every resource of ``tests.synthetic.registry_cohort(N)`` (centers, patients,
 diagnoses, imatinib periods, baseline labs, risk scores, responses, registrations, decisions, second-line
 therapies, transplants; about 14 per patient), with the Bundle's ``urn:uuid`` references rewritten to
 ``Type/id`` as a transaction does, and resolved from a dictionary as the server resolves them from the unit of
@@ -36,16 +36,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fhir_server.interactions.risk import baseline_of, disagreement, score_name
+from fhir_server.json_types import Json
 from fhir_server.resources import _model
-from fhir_server.synthetic import registry_cohort
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.primitives import check_primitive_types
 from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.rules import load_rules, profiles_required_for
+from tests.synthetic import registry_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "tests" / "data" / "fhir-r4-examples"
-Json = dict[str, Any]
 
 
 def _rewrite(value: Any, ids: dict[str, str]) -> Any:

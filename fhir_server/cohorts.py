@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, NotFound
 from fhir_server.interactions.create import create
+from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.unit_of_work import run_in_transaction
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import check_structure
@@ -81,8 +82,6 @@ def criteria_params(criteria: str) -> list[tuple[str, str]]:
 async def matching_patient_ids(ctx: RequestContext, services: Services,
                                params: list[tuple[str, str]]) -> list[str]:
     """Ids of the Patients matching the search, streamed from a cursor (ids only)."""
-    from fhir_server.interactions.search import compiled_filter
-
     query = await compiled_filter(ctx, services, "Patient", params)
     cursor = services.store.iterate(ctx, "Patient", query, projection={"_id": 1}, sort=[("_id", 1)])
     return [doc["_id"] async for doc in cursor]

@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo.asynchronous.client_session import AsyncClientSession
-
 from fhir_server.context import RequestContext
-from fhir_server.storage.store import ResourceStore
+from fhir_server.storage.store import DbSession, ResourceStore
 from fhir_server.terminology.service import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
@@ -41,12 +39,12 @@ class ConformanceCache:
         self._lock = asyncio.Lock()
         self._derived: dict[str, Any] = {}
 
-    async def current_epoch(self, session: AsyncClientSession | None = None) -> tuple[int, str]:
+    async def current_epoch(self, session: DbSession | None = None) -> tuple[int, str]:
         """The counter and the token of the epoch document (a document re-created after a wipe gets a new
         token, so a process whose counter happens to match a fresh database still reloads)."""
         return await self.store.read_counter(EPOCH_ID, session)
 
-    async def refresh(self, session: AsyncClientSession | None = None) -> None:
+    async def refresh(self, session: DbSession | None = None) -> None:
         epoch = await self.current_epoch(session)
         if epoch == self._epoch:
             return
@@ -68,7 +66,7 @@ class ConformanceCache:
             self._epoch = epoch
 
     async def _load_superseded(self, loaded: dict[str, list[dict[str, Any]]], live: set[tuple[str, str]],
-                               session: AsyncClientSession | None) -> dict[str, list[dict[str, Any]]]:
+                               session: DbSession | None) -> dict[str, list[dict[str, Any]]]:
         """Earlier versions (from history) of live resources whose url|version no current resource holds."""
         current = {(kind, r.get("url"), r.get("version")) for kind, rs in loaded.items() for r in rs}
         out: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
@@ -97,7 +95,7 @@ class ConformanceCache:
         """Earlier versions replaced in storage, resolvable by ``url|version`` only."""
         return self._superseded.get(kind, [])
 
-    async def terminology(self, session: AsyncClientSession | None = None) -> Terminology:
+    async def terminology(self, session: DbSession | None = None) -> Terminology:
         await self.refresh(session)
         assert self._terminology is not None
         return self._terminology
@@ -110,6 +108,6 @@ class ConformanceCache:
         self._derived[key] = value
 
 
-async def bump_epoch(store: ResourceStore, session: AsyncClientSession) -> None:
+async def bump_epoch(store: ResourceStore, session: DbSession) -> None:
     """Move the epoch in the transaction of ``session`` (the one writing a conformance resource)."""
     await store.bump_counter(EPOCH_ID, session)

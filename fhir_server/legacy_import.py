@@ -2,7 +2,7 @@
 patient) into the registry, one transaction Bundle per patient.
 
 Columns, values and FHIR targets: mappings/form-a-columns.md (``COLUMNS`` below is that table). Each row is
-converted with the same builder as the synthetic data (``fhir_server.synthetic.build_bundle``), so imported
+converted with the same builder as the synthetic data (``fhir_server.registry.form_a.build_bundle``), so imported
 patients are shaped exactly like the data contract's "typical submission", every resource created
 conditionally (a re-import changes nothing). A row is one transaction: a bad row rejects that patient only,
 never half of it. ``--dry-run`` converts and validates locally (structure and the profiles selected by
@@ -26,8 +26,8 @@ from typing import Any, TextIO
 from fhir_server.cli import command
 from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.errors import FhirError, InvalidRequest
+from fhir_server.registry.form_a import DosePeriod, PatientRecord, build_bundle
 from fhir_server.settings import Settings, get_settings
-from fhir_server.synthetic import DosePeriod, PatientRecord, build_bundle
 
 REQUIRED = "required"
 OPTIONAL = "optional"
@@ -256,15 +256,15 @@ def convert(lines: TextIO, validate: Validator | None = None) -> Iterator[Conver
         yield result
 
 
-def local_validator(profiles_dir: Path | None = None) -> Validator:
+def local_validator() -> Validator:
     """Structure (R4 model, primitives) and the profiles ``rules.json`` selects, without a server; the profiles
-    are those the server loads (``FHIR_PROFILES_DIR``) unless ``profiles_dir`` is given."""
+    are those the server loads (``FHIR_PROFILES_DIR``)."""
     from fhir_server.resources import check_structure
     from fhir_server.validation.conformance import ConformanceSnapshot
     from fhir_server.validation.profile import ProfileValidator
     from fhir_server.validation.rules import load_rules, profiles_required_for
 
-    directory = profiles_dir or get_settings().profiles_dir
+    directory = get_settings().profiles_dir
     profiles = ProfileValidator(ConformanceSnapshot.from_package_dir(str(directory)))
     rules = load_rules(directory / "rules.json")
 

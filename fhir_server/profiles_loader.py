@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from fhir_server import fhirjson
 from fhir_server.context import RequestContext
 from fhir_server.interactions.create import create
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
@@ -37,11 +38,9 @@ def conformance_files(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-async def load_profiles(services: Services, directory: Path | None = None) -> int:
-    """Store what is missing; return how many resources were created."""
-    from fhir_server import fhirjson
-
-    directory = directory or services.settings.profiles_dir
+async def load_profiles(services: Services) -> int:
+    """Store what is missing of ``FHIR_PROFILES_DIR``; return how many resources were created."""
+    directory = services.settings.profiles_dir
     if not directory.is_dir():
         log.warning("No profiles directory at %s: the registry's rules cannot be enforced", directory)
         return 0

@@ -1,23 +1,20 @@
-"""The long-lived objects an interaction works with, built once per process."""
+"""The long-lived objects an interaction works with, built once per process by the composition root
+(``fhir_server.bootstrap.start_services``). This container imports no interaction or operation module: every
+layer above may depend on it (see ``[tool.importlinter]`` in pyproject.toml)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.conformance import ConformanceCache
 from fhir_server.errors import FhirError
 from fhir_server.operations import OperationRegistry
-from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.settings import Settings
-from fhir_server.storage.store import IndexSpecs, ResourceStore
-from fhir_server.validation.rules import load_rules
+from fhir_server.storage.store import DbSession, ResourceStore
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +29,6 @@ def registry_with(search_parameters: list[dict[str, Any]]) -> SearchParameterReg
         except FhirError as exc:
             log.error("SearchParameter %s is not usable and was skipped: %s", resource.get("url"), exc)
     return registry
-
-
-def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
-    """The registry's rule table. Without it a server meant to enforce it refuses to start (it would accept
-    anything silently); a plain FHIR server (FHIR_REGISTRY_RULES=false) only warns."""
-    path = profiles_dir / "rules.json"
-    if not path.is_file():
-        if enforced:
-            raise RuntimeError(f"No rule table at {path.resolve()}: start the server in the repository's folder "
-                               "or set FHIR_PROFILES_DIR to its profiles/ (FHIR_REGISTRY_RULES=false: no rules)")
-        log.warning("No rule table at %s: no profile is required of any resource (set FHIR_PROFILES_DIR)", path)
-        return []
-    return load_rules(path)
-
-
-def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
-    """The search indexes of every resource collection, as the registry declares them."""
-    return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
-            for kind in SUPPORTED_TYPES}
 
 
 @dataclass
@@ -77,7 +55,7 @@ class Services:
         if any(getattr(getattr(r, "version", None), "type", None) == "SearchParameter" for r in items):
             await self.sync_conformance()
 
-    async def sync_conformance(self, session: AsyncClientSession | None = None) -> bool:
+    async def sync_conformance(self, session: DbSession | None = None) -> bool:
         """Bring the cached conformance resources and the search parameter registry up to the epoch in the
         database (it moves with every conformance write of any process). True when the registry changed."""
         await self.conformance.refresh(session)
@@ -97,23 +75,6 @@ class Services:
         self._search_epoch = None
         self._search_versions = None
         await self.sync_conformance()
-
-    @classmethod
-    async def start(cls, settings: Settings, uri: str) -> Services:
-        rules = rule_table(settings.profiles_dir, settings.registry_rules)
-        store = ResourceStore.open(uri, settings.mongodb_db)
-        services = cls(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
-                       rules=rules)
-        await services.reload_search_parameters()
-        registry = services.search_parameters
-        await store.ensure_indexes(search_indexes(registry))
-        from fhir_server.interactions.catalog import register_operations, write_checks
-        from fhir_server.profiles_loader import load_profiles
-
-        register_operations(services.operations)
-        services.write_checks = write_checks()
-        await load_profiles(services)
-        return services
 
     async def close(self) -> None:
         await self.store.close()

@@ -1,7 +1,7 @@
 """Write ``examples/patient-bundle.json``: one registry patient's transaction Bundle, the README's first example.
 
 The Bundle is what a center submits (data-contract.md, "A typical submission"), built by the same builder as the
-synthetic data and the legacy import (``fhir_server.synthetic.build_bundle``): the center, the patient, the CML
+synthetic data and the legacy import (``fhir_server.registry.form_a.build_bundle``): the center, the patient, the CML
 diagnosis, two imatinib periods (400 mg once daily, then twice daily until stopped for a cytogenetic relapse),
 baseline labs, risk scores, responses, the registration observation, the decision and the second-line therapy,
 each created conditionally. It passes the registry's rules (``tests/api/test_example_bundle.py``).
@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from fhir_server import fhirjson
-from fhir_server.synthetic import DosePeriod, PatientRecord, ResponseAssessment, build_bundle, uuid_factory
+from fhir_server.registry.form_a import DosePeriod, PatientRecord, ResponseAssessment, build_bundle, uuid_factory
 
 OUT = Path(__file__).resolve().parents[1] / "examples" / "patient-bundle.json"
 

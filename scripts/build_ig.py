@@ -17,11 +17,11 @@ import json
 import sys
 import tarfile
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fhir_server.json_types import Json  # noqa: E402
 from fhir_server.validation.core import core_definitions  # noqa: E402
 from fhir_server.validation.snapshot import generate_snapshot  # noqa: E402
 
@@ -29,7 +29,6 @@ PROFILES = ROOT / "profiles"
 BASE = "https://cml-registry.eu/fhir"
 PACKAGE = "eu.cml-registry.ifp"
 VERSION = "0.1.0"
-Json = dict[str, Any]
 
 
 def load_resources() -> dict[Path, Json]:

@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
+from fhir_server.bootstrap import start_services
 from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
@@ -68,7 +69,7 @@ def db(mongo_client: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
 
 @pytest.fixture(scope="session")
 async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
-    svc = await Services.start(settings, mongo_uri)
+    svc = await start_services(settings, mongo_uri)
     try:
         yield svc
     finally:
@@ -79,7 +80,7 @@ async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoC
 @pytest.fixture(scope="session")
 async def registry_services(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[Services]:
     """A second server process's worth of services on the same database, enforcing the registry's rules."""
-    svc = await Services.start(settings.model_copy(update={"registry_rules": True}), mongo_uri)
+    svc = await start_services(settings.model_copy(update={"registry_rules": True}), mongo_uri)
     try:
         yield svc
     finally:

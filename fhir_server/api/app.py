@@ -13,6 +13,7 @@ from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
+from fhir_server.bootstrap import start_services
 from fhir_server.services import Services
 from fhir_server.settings import Settings, get_settings
 
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             return
         if not settings.mongodb_uri:
             raise RuntimeError("FHIR_MONGODB_URI is not set (use `fhir-server serve`, which starts a mongod)")
-        app.state.services = await Services.start(settings, settings.mongodb_uri)
+        app.state.services = await start_services(settings, settings.mongodb_uri)
         # What start-up built lives as long as the process: keep it out of the cyclic collector's full passes
         # (measured with bench/search.py: full collections of them were 40 ms pauses at the p95 of searches).
         gc.collect()

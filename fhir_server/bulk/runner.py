@@ -19,7 +19,9 @@ from fhir_server.bulk.jobs import ExportJob, ExportJobs, OutputFile
 from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, job_dir, remove_job_files
 from fhir_server.bulk.params import filter_pairs
 from fhir_server.bulk.scope import GROUP, PATIENT, all_of, any_of, compartment_filter, time_filter
+from fhir_server.cohorts import cohort_patient_ids
 from fhir_server.context import RequestContext
+from fhir_server.interactions.search import compiled_filter
 from fhir_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,6 @@ async def _members(ctx: RequestContext, services: Services, job: ExportJob) -> l
     """The Group's member ids (group level), None for the other levels (no restriction)."""
     if job.level != GROUP or job.group_id is None:
         return None
-    from fhir_server.cohorts import cohort_patient_ids
 
     return sorted(await cohort_patient_ids(ctx, services, job.group_id))
 
@@ -118,8 +119,6 @@ async def type_query(ctx: RequestContext, services: Services, job: ExportJob, re
 
 async def search_filter(ctx: RequestContext, services: Services, resource_type: str, query: str) -> dict[str, Any]:
     """The MongoDB filter of one ``_typeFilter`` search (chains and ``_has`` resolved by the search module)."""
-    from fhir_server.interactions.search import compiled_filter
-
     return await compiled_filter(ctx, services, resource_type, filter_pairs(query))
 
 

@@ -39,11 +39,11 @@ from fhir_server.interactions.enforcement import Resolver
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import conditional_update
+from fhir_server.json_types import Json
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.registry.risk_scores import RISK_CODE_SYSTEM, RiskScore, age_in_years, all_scores
 from fhir_server.services import Services
 
-Json = dict[str, Any]
 BASE = "https://cml-registry.eu/fhir"
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
 PROFILE = f"{BASE}/StructureDefinition/ifp-risk-score"

@@ -26,6 +26,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
 from fhir_server.interactions.shaping import select_elements, summarize
+from fhir_server.interactions.terminology_support import expand_request
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import (
     CompiledSearch,
@@ -67,7 +68,6 @@ async def _expansions(ctx: RequestContext, services: Services, parsed: ParsedSea
     requests = parsed.terminology_requests()
     if not requests:
         return {}
-    from fhir_server.interactions.terminology_support import expand_request
 
     return {request: await expand_request(ctx, services, request) for request in requests}
 

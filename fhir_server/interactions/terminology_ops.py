@@ -32,12 +32,12 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, NotFound
+from fhir_server.json_types import Json
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.services import Services
 from fhir_server.storage.documents import instant, now_ms
 from fhir_server.terminology import CodeValidation, ExpansionError, Terminology, split_canonical
 
-Json = dict[str, Any]
 OPERATION_BASE = "http://hl7.org/fhir/OperationDefinition"
 
 

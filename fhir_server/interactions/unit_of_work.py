@@ -16,6 +16,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from fhir_server.conformance import bump_epoch
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest
+from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
@@ -66,8 +67,6 @@ class UnitOfWork:
 
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
         """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""
-        from fhir_server.interactions.search import find_matching
-
         await self.flush()
         return await find_matching(self.ctx, self.services, resource_type, query_params(query),
                                    session=self.session, limit=limit)

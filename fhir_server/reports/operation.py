@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from fhir_server.cohorts import cohort_patient_ids
 from fhir_server.context import RequestContext
 from fhir_server.errors import NotAcceptable
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
@@ -28,8 +29,6 @@ CohortResolver = Callable[[RequestContext, Any, str], Awaitable[set[str]]]
 
 async def default_cohort(ctx: RequestContext, services: Any, group_id: str) -> set[str]:
     """Patient ids of a cohort Group's members (``fhir_server.cohorts``)."""
-    from fhir_server.cohorts import cohort_patient_ids
-
     return await cohort_patient_ids(ctx, services, group_id)
 
 

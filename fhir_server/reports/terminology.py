@@ -3,7 +3,7 @@ group (failure / toxicity), and the ifp-decision codes (data-contract.md, "Code 
 
 Terminology maintainers publish new versions of these CodeSystems through the API, so the stored
 CodeSystem (newest ``lastUpdated`` with the canonical URL) is used when there is one; otherwise the
-contract's v0.1 tables, as in ``fhir_server.synthetic``.
+contract's v0.1 tables (``fhir_server.contract``), as in ``fhir_server.registry.form_a``.
 """
 
 from __future__ import annotations

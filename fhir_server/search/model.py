@@ -1,4 +1,5 @@
-"""Parsed search objects (the output of :mod:`.parse`, the input of :mod:`.compile`).
+"""Parsed search objects (the output of :mod:`.parse`, the input of :mod:`.compile`). The value of one
+parameter type (``TokenValue``, ``DateValue``...) is defined by that type's module in :mod:`.param_types`.
 
 Spec: https://hl7.org/fhir/R4/search.html (parameter types, modifiers, prefixes, chaining, ``_has``,
 result parameters: https://hl7.org/fhir/R4/search.html#return).
@@ -8,77 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from urllib.parse import quote
 
+from fhir_server.search.param_types.date import DateValue
+from fhir_server.search.param_types.number import NumberValue
+from fhir_server.search.param_types.quantity import QuantityValue
+from fhir_server.search.param_types.reference import ReferenceValue
+from fhir_server.search.param_types.string import StringValue
+from fhir_server.search.param_types.token import TokenValue
+from fhir_server.search.param_types.uri import UriValue
 from fhir_server.search.registry import SearchParam
-from fhir_server.search.values import DateRange
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-
-
-@dataclass(frozen=True)
-class TokenValue:
-    """``[system]|[code]``, ``|[code]``, ``[system]|``, ``[code]``; ``system`` is None when no ``|`` was
-    given, ``""`` for an explicit "no system" (``|code``).
-
-    For ``:of-type``: ``type_system|type_code|value``."""
-
-    raw: str
-    code: str | None
-    system: str | None = None
-    type_system: str | None = None
-    type_code: str | None = None
-
-
-@dataclass(frozen=True)
-class StringValue:
-    raw: str
-    text: str
-
-
-@dataclass(frozen=True)
-class DateValue:
-    raw: str
-    prefix: str
-    range: DateRange
-
-
-@dataclass(frozen=True)
-class NumberValue:
-    """A number search value; ``lo``/``hi`` is the implicit precision range of ``value``."""
-
-    raw: str
-    prefix: str
-    value: Decimal
-    lo: Decimal
-    hi: Decimal
-
-
-@dataclass(frozen=True)
-class QuantityValue(NumberValue):
-    """A quantity search value ``[prefix]number|system|code`` (``system``/``code`` None when empty)."""
-
-    system: str | None = None
-    code: str | None = None
-
-
-@dataclass(frozen=True)
-class ReferenceValue:
-    """``Type/id``, ``id``, an absolute URL, or a canonical ``url|version``; for ``:identifier`` a token."""
-
-    raw: str
-    type: str | None = None
-    id: str | None = None
-    version: str | None = None
-    url: str | None = None
-    identifier: TokenValue | None = None
-
-
-@dataclass(frozen=True)
-class UriValue:
-    raw: str
-    uri: str
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,10 @@ from fhir_server.storage.documents import (
 from fhir_server.storage.jobs import JobStore
 
 T = TypeVar("T")
-Session = AsyncClientSession | None
+# The handle of a transaction (or of a causally consistent read): opaque to the layers above, which name it
+# by this alias and never import the driver.
+DbSession = AsyncClientSession
+Session = DbSession | None
 IndexKeys = list[tuple[str, Any]]
 # A search index of a resource collection: its keys and its options (e.g. ``wildcardProjection``).
 IndexSpecs = dict[str, list[tuple[IndexKeys, dict[str, Any]]]]

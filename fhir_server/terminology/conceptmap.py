@@ -7,9 +7,9 @@ current equivalents (L01EA..), and to map ``ifp-disease-phase`` to SNOMED CT.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-Json = dict[str, Any]
+from fhir_server.json_types import Json
+
 # Equivalences that say "this is not a usable translation" (concept-map-equivalence).
 NEGATIVE = frozenset({"unmatched", "disjoint"})
 

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.json_types import Json
 from fhir_server.terminology.codesystem import CodeSystemIndex
 from fhir_server.terminology.conceptmap import Match, translate
 from fhir_server.terminology.valueset import ExpansionError, Membership, compose_membership, text_match
 
-Json = dict[str, Any]
 MAX_EXPANSION = 10_000
 
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.json_types import Json
 from fhir_server.terminology.codesystem import CodeSystemIndex, Concept
 
-Json = dict[str, Any]
 CodeSystemResolver = Callable[[str, str | None], CodeSystemIndex | None]
 ValueSetResolver = Callable[[str], Json | None]
 

@@ -12,14 +12,13 @@ construction, so it can be shared by concurrent requests.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
+from fhir_server.json_types import Json
 from fhir_server.terminology import Terminology, split_canonical
 from fhir_server.terminology.service import currency_key
 from fhir_server.validation.core import core_definitions, vital_signs
 from fhir_server.validation.snapshot import generate_snapshot
 
-Json = dict[str, Any]
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 
 

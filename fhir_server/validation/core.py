@@ -14,10 +14,10 @@ import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from fhir_server.json_types import Json
 
 DATA = Path(__file__).resolve().parent / "data"
-Json = dict[str, Any]
 
 
 @functools.cache

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.json_types import Json
 from fhir_server.validation.core import is_base_definition
 
-Json = dict[str, Any]
 CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 # Core element invariants that the wire-format checks already cover or that are too costly per element.
 SKIPPED_CORE_KEYS = frozenset({"ele-1", "dom-3", "dom-4", "dom-5", "dom-6"})

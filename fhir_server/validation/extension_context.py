@@ -38,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_server.json_types import Json
 from fhir_server.validation.core import core_definitions
 from fhir_server.validation.elements import CORE_PREFIX
 from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import TYPES
 
 DATA = Path(__file__).resolve().parent / "data" / "r4-extension-contexts.json"
-Json = dict[str, Any]
 
 
 @dataclass(frozen=True)

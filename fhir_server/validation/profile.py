@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.errors import Issue
+from fhir_server.json_types import Json
 from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
@@ -29,7 +30,6 @@ from fhir_server.validation.extension_context import ExtensionUses, Host, allows
 from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
 
-Json = dict[str, Any]
 Resolver = Callable[[str], Json | None]
 # Types a binding applies to (elementdefinition.html#ElementDefinition.binding): a Quantity by its unit.
 CODED = frozenset({"code", "Coding", "CodeableConcept", "Quantity"})

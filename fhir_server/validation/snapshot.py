@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
 
-Json = dict[str, Any]
+from fhir_server.json_types import Json
+
 SdResolver = Callable[[str], Json | None]
 CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 

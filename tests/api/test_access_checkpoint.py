@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_server.bootstrap import start_services
 from fhir_server.context import RequestContext
 from fhir_server.reports.terminology import REASON_SYSTEM
 from fhir_server.services import Services
@@ -31,7 +32,7 @@ class HideRestricted(AccessPolicy):
 async def restricted_client(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[httpx.AsyncClient]:
     from fhir_server.api.app import create_app
 
-    svc = await Services.start(settings, mongo_uri)
+    svc = await start_services(settings, mongo_uri)
     svc.store.access = HideRestricted()
     transport = httpx.ASGITransport(app=create_app(svc.settings, svc))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

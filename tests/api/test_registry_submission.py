@@ -6,8 +6,8 @@ import random
 
 import httpx
 
-from fhir_server.synthetic import registry_bundle
 from tests.conftest import body, parse
+from tests.synthetic import registry_bundle
 
 
 async def test_contract_shaped_bundle_is_accepted_by_the_registry_server(registry_client: httpx.AsyncClient) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.synthetic import registry_bundle
+from fhir_server.json_types import Json
 from tests.conftest import body, parse, post
 from tests.ig_http.helpers import (
     CONCEPTS,
@@ -39,10 +39,10 @@ from tests.ig_http.helpers import (
     registry_subject,
     risk_score,
 )
+from tests.synthetic import registry_bundle
 
 RULES = json.loads((Path(__file__).resolve().parents[2] / "profiles" / "rules.json").read_text())["rules"]
 ATC = "http://www.whocc.no/atc"
-Json = dict[str, Any]
 
 
 def _imatinib(subject: str) -> Json:

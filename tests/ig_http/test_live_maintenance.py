@@ -20,7 +20,6 @@ import pytest
 
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.services import Services
-from fhir_server.synthetic import registry_bundle
 from tests.conftest import body, parse, post, put
 from tests.ig_http.helpers import (
     REASON,
@@ -35,6 +34,7 @@ from tests.ig_http.helpers import (
     registry_patient,
     registry_subject,
 )
+from tests.synthetic import registry_bundle
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 NEW_TRANSPLANT = "709115004"  # a SNOMED CT transplant code the registry did not list at first

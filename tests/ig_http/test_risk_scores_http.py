@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 
-from fhir_server.synthetic import registry_bundle
 from tests.conftest import body, parse
 from tests.ig_http.helpers import (
     CONCEPTS,
@@ -29,6 +28,7 @@ from tests.ig_http.helpers import (
     registry_subject,
     risk_score,
 )
+from tests.synthetic import registry_bundle
 
 EXPECTED = {"sokal": (Decimal("1.6205"), "high"), "hasford": (Decimal("1730.6"), "high"),
             "eutos": (Decimal("68"), "low"), "elts": (Decimal("1.9654"), "intermediate")}

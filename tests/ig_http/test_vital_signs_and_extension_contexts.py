@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_server.json_types import Json
 from tests.conftest import FHIR_JSON, body, parse, post
 from tests.ig_http.helpers import SD, UCUM, issues, registry_subject
 
@@ -21,7 +22,6 @@ LOINC = "http://loinc.org"
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 BIRTH_PLACE = {"url": f"{CORE}patient-birthPlace", "valueAddress": {"city": "Lyon", "country": "FR"}}
 PROSPECTIVE = {"url": f"{SD}/prospective-study", "valueBoolean": True}
-Json = dict[str, Any]
 SERVERS = ["client", "registry_client"]
 
 

@@ -25,7 +25,7 @@ from fhir_server import fhirjson
 from fhir_server.api.report_page import report_router
 from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.storage.mongod import free_port
-from fhir_server.synthetic import PatientFacts, registry_cohort
+from tests.synthetic import PatientFacts, registry_cohort
 
 CONCEPTS = "https://cml-registry.eu/fhir/CodeSystem/ifp-concepts"
 Key = tuple[str, str, str]

@@ -17,9 +17,9 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
+from fhir_server.registry.form_a import DosePeriod, PatientRecord, build_bundle
 from fhir_server.services import Services
 from fhir_server.storage.documents import HISTORY, instant
-from fhir_server.synthetic import DosePeriod, PatientFacts, PatientRecord, build_bundle, facts_of, synthetic_record
 from tests.reports.helpers import (
     csv_numbers,
     expected_report,
@@ -30,6 +30,7 @@ from tests.reports.helpers import (
     submit,
     table_row,
 )
+from tests.synthetic import PatientFacts, facts_of, synthetic_record
 
 N, SEED = 12, 1984
 PATIENT_SYSTEM = "https://cml-registry.eu/fhir/sid/patient"

@@ -13,8 +13,8 @@ import pytest
 
 from fhir_server import fhirjson
 from fhir_server.services import Services
-from fhir_server.synthetic import PatientFacts
 from tests.reports.helpers import expected_report, flatten, load_cohort
+from tests.synthetic import PatientFacts
 
 N, SEED = 60, 1984
 GROUP_CODES = ["patients", "age-at-diagnosis", "prospective-study", "registration-reason", "failure-vs-toxicity",

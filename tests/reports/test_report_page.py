@@ -17,8 +17,8 @@ import pytest
 from fhir_server.api.app import create_app
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from fhir_server.synthetic import PatientFacts
 from tests.reports.helpers import load_cohort, pct, serve, table_row, with_page
+from tests.synthetic import PatientFacts
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from fhir_server import synthetic
 from fhir_server.contract import BASE
+from tests import synthetic
 
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
 RECORD = f"{BASE}/sid/record"

@@ -327,7 +327,7 @@ def test_the_extraction_plan_gives_what_each_parameter_alone_gives(registry: Sea
     """The cached per-type plan (keys index, composite memo, caches) changes nothing: compare with evaluating
     every parameter of the type on its own, over synthetic registry patients."""
     from fhir_server.search.extract import SORT_KEY, parameter_entries, sort_key
-    from fhir_server.synthetic import registry_cohort
+    from tests.synthetic import registry_cohort
 
     resources = [e["resource"] for bundle, _ in registry_cohort(15, seed=7) for e in bundle["entry"]]
     resources.append(PATIENT)

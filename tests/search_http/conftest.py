@@ -18,6 +18,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.api.app import create_app
+from fhir_server.bootstrap import start_services
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from tests.conftest import FHIR_JSON, parse, put
@@ -27,7 +28,7 @@ from tests.conftest import FHIR_JSON, parse, put
 async def search_services(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
     settings = Settings(mongodb_uri=mongo_uri, mongodb_db=f"search_{uuid.uuid4().hex[:8]}",
                         registry_rules=False, default_count=20, max_count=50)
-    services = await Services.start(settings, mongo_uri)
+    services = await start_services(settings, mongo_uri)
     try:
         yield services
     finally:

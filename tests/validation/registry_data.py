@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import Any
+
+from fhir_server.json_types import Json
 
 B = "https://cml-registry.eu/fhir"
 SD = f"{B}/StructureDefinition"
@@ -15,7 +16,6 @@ RESPONSE = f"{B}/CodeSystem/ifp-response"
 DECISION = f"{B}/CodeSystem/ifp-decision"
 SCT, ICD, ATC, LOINC, UCUM = ("http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10",
                               "http://www.whocc.no/atc", "http://loinc.org", "http://unitsofmeasure.org")
-Json = dict[str, Any]
 
 
 def record(n: int) -> list[Json]:

@@ -3,10 +3,9 @@ finds extensions, without HTTP."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from fhir_server.json_types import Json
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.extension_context import (
     ExtensionUse,
@@ -19,7 +18,6 @@ from fhir_server.validation.extension_context import (
 from fhir_server.validation.profile import ProfileValidator
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
-Json = dict[str, Any]
 
 
 def element(*expressions: str) -> ExtensionUse:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from fhir_server.errors import Issue
+from fhir_server.json_types import Json
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.profile import ProfileValidator, matches_pattern
 from tests.validation.registry_data import (
@@ -23,8 +24,6 @@ from tests.validation.registry_data import (
     resource,
     store,
 )
-
-Json = dict[str, Any]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 
 from fhir_server import fhirjson
 from fhir_server.errors import Issue
+from fhir_server.json_types import Json
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.core import vital_signs
 from fhir_server.validation.profile import ProfileValidator
@@ -21,7 +22,6 @@ CORE = "http://hl7.org/fhir/StructureDefinition/"
 LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
 VITAL = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                       "code": "vital-signs"}]}]
-Json = dict[str, Any]
 
 
 @pytest.fixture(scope="module")

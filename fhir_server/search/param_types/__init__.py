@@ -6,9 +6,10 @@ by :mod:`fhir_server.search.compile`, which keeps the AND/OR of clauses, chains,
 Which element types each parameter type indexes: https://hl7.org/fhir/R4/search.html#table.
 ``special`` parameters are not indexed (``SearchParam.indexed``), so they have no module.
 
-The modules import nothing of the engine but :mod:`fhir_server.search.values`,
-:mod:`fhir_server.search.index_layout` and each other (the search value classes of
-:mod:`fhir_server.search.model` only for type checking), so that the registry can name their fields.
+Each also defines the parsed search value of its type (``TokenValue``, ``DateValue``...), which
+:mod:`fhir_server.search.model` combines into clauses. The modules import nothing of the engine but
+:mod:`fhir_server.search.values`, :mod:`fhir_server.search.index_layout` and each other, so that the registry
+can name their fields and the model their values without an import cycle.
 """
 
 from __future__ import annotations

@@ -12,19 +12,24 @@ bounds those sort keys (:func:`implied_sort_bound`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_server.search.index_layout import SORT_ASCENDING, SORT_DESCENDING, SortKey, bounds_sort_key, sort_path
 from fhir_server.search.param_types.common import Criteria, Entry, Filter
 from fhir_server.search.values import MAX_DATETIME, MIN_DATETIME, DateRange, parse_date_range
 
-if TYPE_CHECKING:
-    from fhir_server.search.model import DateValue
-
 LOW = "lo"  # inclusive
 HIGH = "hi"  # exclusive
 MODIFIERS = frozenset({"missing"})
+
+
+@dataclass(frozen=True)
+class DateValue:
+    raw: str
+    prefix: str
+    range: DateRange
 
 
 def range_entry(value: DateRange) -> Entry:

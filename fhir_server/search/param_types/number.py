@@ -13,18 +13,16 @@ compare the *exact* values (``vl``/``vh``); sa ``vl>=ph``; eb ``vh<pl``; ap +/-1
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bson.decimal128 import Decimal128
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key
 from fhir_server.search.param_types.common import Criteria, Entry, Filter, compact
 from fhir_server.search.values import d128, precision_bounds, to_decimal
-
-if TYPE_CHECKING:
-    from fhir_server.search.model import NumberValue
 
 LOW = "lo"  # implicit precision range, inclusive
 HIGH = "hi"  # exclusive
@@ -36,6 +34,17 @@ UNIT = "u"  # unit text
 MODIFIERS = frozenset({"missing"})
 POS_INF = Decimal128("Infinity")
 NEG_INF = Decimal128("-Infinity")
+
+
+@dataclass(frozen=True)
+class NumberValue:
+    """A number search value; ``lo``/``hi`` is the implicit precision range of ``value``."""
+
+    raw: str
+    prefix: str
+    value: Decimal
+    lo: Decimal
+    hi: Decimal
 
 
 def point_entry(value: Decimal) -> Entry:

@@ -10,19 +10,25 @@ matches ``c`` or ``u``. Sorted like numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.search.param_types import number
 from fhir_server.search.param_types.common import Criteria, Entry, Filter
 from fhir_server.search.values import to_decimal
 
-if TYPE_CHECKING:
-    from fhir_server.search.model import QuantityValue
-
 SYSTEM, CODE, UNIT = number.SYSTEM, number.CODE, number.UNIT
 MODIFIERS = frozenset({"missing"})
 CURRENCY_SYSTEM = "urn:iso:std:iso:4217"
 sort_key = number.sort_key
+
+
+@dataclass(frozen=True)
+class QuantityValue(number.NumberValue):
+    """A quantity search value ``[prefix]number|system|code`` (``system``/``code`` None when empty)."""
+
+    system: str | None = None
+    code: str | None = None
 
 
 def entries(value: Any, _restriction: str | None = None) -> list[Entry]:

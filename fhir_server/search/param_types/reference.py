@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key, param_path
 from fhir_server.search.param_types.common import Criteria, Entry, Filter, compact
-
-if TYPE_CHECKING:
-    from fhir_server.search.model import ReferenceValue
+from fhir_server.search.param_types.token import TokenValue
 
 REFERENCE = "r"  # "Type/id"
 TYPE = "t"
@@ -35,6 +34,18 @@ IDENTIFIER_VALUE = "ic"
 MODIFIERS = frozenset({"missing", "identifier"})  # and any resource type (``:Patient``)
 _RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?$")
 _ABSOLUTE_TAIL = re.compile(r"/([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+
+
+@dataclass(frozen=True)
+class ReferenceValue:
+    """``Type/id``, ``id``, an absolute URL, or a canonical ``url|version``; for ``:identifier`` a token."""
+
+    raw: str
+    type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    url: str | None = None
+    identifier: TokenValue | None = None
 
 
 def path(code: str) -> str:

@@ -11,20 +11,24 @@ Query: case/accent-insensitive starts-with (anchored regex on ``n``); ``:contain
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key
 from fhir_server.search.param_types.common import Criteria, Entry, Filter
 from fhir_server.search.values import normalize_text
-
-if TYPE_CHECKING:
-    from fhir_server.search.model import StringValue
 
 NORMALIZED = "n"
 EXACT = "x"
 MODIFIERS = frozenset({"exact", "contains", "missing"})
 HUMAN_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+
+
+@dataclass(frozen=True)
+class StringValue:
+    raw: str
+    text: str
 
 
 def _entry(text: str) -> Entry:

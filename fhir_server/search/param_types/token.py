@@ -14,15 +14,13 @@ the element) is the compiler's ``$nor`` of the positive conditions. Sorted by ``
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key
 from fhir_server.search.param_types.common import MATCH_NOTHING, Criteria, Entry, Filter, any_of, compact
 from fhir_server.search.values import normalize_text
-
-if TYPE_CHECKING:
-    from fhir_server.search.model import TokenValue
 
 SYSTEM = "s"
 CODE = "c"
@@ -31,6 +29,20 @@ TYPES = "ty"  # Identifier.type codings: [{"s", "c"}]
 MODIFIERS = frozenset({"text", "not", "above", "below", "in", "not-in", "of-type", "missing"})
 CODE_SET_MODIFIERS = frozenset({"in", "not-in", "below", "above"})
 CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+
+
+@dataclass(frozen=True)
+class TokenValue:
+    """``[system]|[code]``, ``|[code]``, ``[system]|``, ``[code]``; ``system`` is None when no ``|`` was
+    given, ``""`` for an explicit "no system" (``|code``).
+
+    For ``:of-type``: ``type_system|type_code|value``."""
+
+    raw: str
+    code: str | None
+    system: str | None = None
+    type_system: str | None = None
+    type_code: str | None = None
 
 
 def _text(value: Any) -> str | None:

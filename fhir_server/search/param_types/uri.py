@@ -9,15 +9,19 @@ value, :func:`uri_prefixes`). Sorted by the string.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from fhir_server.search.index_layout import SortKey, scalar_sort_key
 from fhir_server.search.param_types.common import Criteria, Filter
 
-if TYPE_CHECKING:
-    from fhir_server.search.model import UriValue
-
 MODIFIERS = frozenset({"above", "below", "missing"})
+
+
+@dataclass(frozen=True)
+class UriValue:
+    raw: str
+    uri: str
 
 
 def entries(value: Any, _restriction: str | None = None) -> list[str]:

@@ -1,0 +1,74 @@
+"""The composition root: what a server process builds once at start-up, in order.
+
+Only the entry points import this module (``api.app``'s lifespan, the test fixtures, the benchmarks): it knows
+every operation module, while everything else depends on the narrow ``Services`` container
+(``fhir_server.services``). The layers are a checked contract (``[tool.importlinter]`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fhir_server import cohorts
+from fhir_server.bulk import operation as bulk_export
+from fhir_server.conformance import ConformanceCache
+from fhir_server.interactions import everything, reindex, risk, terminology_ops, validate
+from fhir_server.interactions.enforcement import WriteCheck
+from fhir_server.operations import OperationRegistry
+from fhir_server.profiles_loader import load_profiles
+from fhir_server.reports import operation as registry_report
+from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.services import Services
+from fhir_server.settings import Settings
+from fhir_server.storage.store import IndexSpecs, ResourceStore
+from fhir_server.validation.rules import load_rules
+
+log = logging.getLogger(__name__)
+
+
+async def start_services(settings: Settings, uri: str) -> Services:
+    """Connect, create the indexes, register the operations and write checks, load ``profiles/``."""
+    rules = rule_table(settings.profiles_dir, settings.registry_rules)
+    store = ResourceStore.open(uri, settings.mongodb_db)
+    services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
+                        rules=rules, write_checks=write_checks())
+    await services.reload_search_parameters()
+    await store.ensure_indexes(search_indexes(services.search_parameters))
+    register_operations(services.operations)
+    await load_profiles(services)
+    return services
+
+
+def register_operations(registry: OperationRegistry) -> None:
+    """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
+    are generated from the registry); each operation module contributes its OperationSpec(s)."""
+    for module in (validate, terminology_ops, risk, everything, reindex, registry_report, bulk_export, cohorts):
+        module.register(registry)
+
+
+def write_checks() -> list[WriteCheck]:
+    """Checks run on every validated write besides profiles: refuse unusable SearchParameters before they are
+    stored; warn when a submitted risk score disagrees with the one computed from the patient's data."""
+    return [reindex.check_search_parameter, risk.check_submitted_score]
+
+
+def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
+    """The registry's rule table. Without it a server meant to enforce it refuses to start (it would accept
+    anything silently); a plain FHIR server (FHIR_REGISTRY_RULES=false) only warns."""
+    path = profiles_dir / "rules.json"
+    if not path.is_file():
+        if enforced:
+            raise RuntimeError(f"No rule table at {path.resolve()}: start the server in the repository's folder "
+                               "or set FHIR_PROFILES_DIR to its profiles/ (FHIR_REGISTRY_RULES=false: no rules)")
+        log.warning("No rule table at %s: no profile is required of any resource (set FHIR_PROFILES_DIR)", path)
+        return []
+    return load_rules(path)
+
+
+def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
+    """The search indexes of every resource collection, as the registry declares them."""
+    return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
+            for kind in SUPPORTED_TYPES}
