@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fhir_server.validation.fhirpath import expression, is_true
+from fhir_server.fhirpath import expression, is_true
 
 Json = dict[str, Any]
 
