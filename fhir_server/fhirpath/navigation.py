@@ -48,8 +48,7 @@ class Step:
         if keys is None:
             return lambda items: _dynamic(items, name)
         if self.guard:
-            read = _reader(keys[0])
-            return lambda items: _guarded(items, name, read)
+            return lambda items: _guarded(items, name, keys[0])
         if len(keys) == 1:
             return _reader(keys[0])
         return lambda items: _first_of(items, keys)
@@ -151,25 +150,26 @@ def _first_of(items: Collection, keys: tuple[str, ...]) -> Collection:
     return out
 
 
-def _guarded(items: Collection, name: str, read: Callable[[Collection], Collection]) -> Collection:
+def _guarded(items: Collection, name: str, key: str) -> Collection:
+    out: Collection = []
     for item in items:
-        if isinstance(item, dict) and name in item:
-            raise Unsupported(f"ofType() on {name}, which is not a choice element here")
-    return read(items)
+        if isinstance(item, dict):
+            if name in item:
+                raise Unsupported(f"ofType() on {name}, which is not a choice element here")
+            _append(out, item.get(key))
+    return out
 
 
 def _dynamic(items: Collection, name: str) -> Collection:
     out: Collection = []
     for item in items:
         if isinstance(item, dict):
-            _append(out, child(item, name))
+            _append(out, item[name] if name in item else _choice(item, name))
     return out
 
 
-def child(item: dict[str, Any], name: str) -> Any:
-    """Element ``name`` of an item of unknown type: ``name`` itself, else a choice ``name[Type]``."""
-    if name in item:
-        return item[name]
+def _choice(item: dict[str, Any], name: str) -> Any:
+    """Element ``name[x]`` of an item of unknown type that has no element ``name``: the first ``name[Type]``."""
     size = len(name)
     for key, value in item.items():
         if key.startswith(name) and key[size:] in CHOICE_SUFFIXES:
