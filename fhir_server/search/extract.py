@@ -24,7 +24,7 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from fhir_server.search.fhirpath import CompiledBranch, evaluate
+from fhir_server.search.expressions import CompiledBranch, evaluate
 from fhir_server.search.index_layout import SORT_FIELD, SortKey, SortKeyBuilder
 from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, composite
 from fhir_server.search.param_types import EntryBuilder as Builder

@@ -5,12 +5,16 @@ https://hl7.org/fhir/R4/searchparameter.html (definitions) and
 https://hl7.org/fhir/R4/compartmentdefinition-patient.html (Patient compartment).
 The R4 definitions come from ``data/search-parameters-r4.json`` (``scripts/extract_search_parameters.py``);
 SearchParameter resources created at runtime are added with :meth:`SearchParameterRegistry.add_or_replace`.
-FHIRPath expressions are compiled once per (parameter, resource type) and cached.
+FHIRPath expressions are compiled once per (parameter, resource type) and cached
+(:mod:`fhir_server.search.expressions`); building a registry compiles every parameter for its base types, so an
+expression that cannot be compiled is logged (WARNING, with the parameter's url and code) when the registry is
+built, and indexes nothing rather than failing writes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.fhirpath import CompiledBranch, compile_expression
+from fhir_server.search.expressions import CompiledBranch, compile_expression
 from fhir_server.search.index_layout import (
     INDEX_FIELD,
     SORT_ASCENDING,
@@ -41,6 +45,7 @@ IndexSpec = list[tuple[str, int]]
 WILDCARD: IndexSpec = [("$**", 1)]
 WILDCARD_PROJECTION = {"resource": 0, f"{INDEX_FIELD}.{SORT_FIELD}": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,13 @@ class _Caches:
     branches: dict[tuple[str, str], list[CompiledBranch]] = field(default_factory=dict)
     derived: dict[tuple[str, str], Any] = field(default_factory=dict)
 
+    def without(self, url: str) -> _Caches:
+        """Caches after the parameter ``url`` changed: views and plans are rebuilt, the compiled expressions of
+        the other parameters are kept (a server start adds stored parameters one by one)."""
+        kept = {key: value for key, value in self.branches.items()
+                if key[0] != url and not key[0].startswith(url + "#")}
+        return _Caches(branches=kept)
+
 
 class SearchParameterRegistry:
     """Search parameters by URL, with per-type views and compiled expressions (thread-safe reads)."""
@@ -109,6 +121,7 @@ class SearchParameterRegistry:
         self._compartments = {k: dict(v) for k, v in (compartments or {}).items()}
         for parameter in parameters:
             self._by_url[parameter.url] = parameter
+        self.compile_all()
 
     @classmethod
     def load_default(cls) -> SearchParameterRegistry:
@@ -123,13 +136,24 @@ class SearchParameterRegistry:
         self._check_expression(parameter)
         with self._lock:
             self._by_url[parameter.url] = parameter
-            self._caches = _Caches()
+            self._caches = self._caches.without(parameter.url)
         return parameter
+
+    def compile_all(self) -> None:
+        """Compile every indexed parameter for its base types now (logging the ones that cannot be compiled)
+        rather than on the first write of each type."""
+        for parameter in self.all():
+            if not parameter.indexed:
+                continue
+            for resource_type in parameter.base:
+                self.branches(parameter, resource_type)
+            for index in range(len(parameter.components)):
+                self.component_branches(parameter, index)
 
     def remove(self, url: str) -> bool:
         with self._lock:
             removed = self._by_url.pop(url, None) is not None
-            self._caches = _Caches()
+            self._caches = self._caches.without(url)
         return removed
 
     def all(self) -> list[SearchParam]:
@@ -165,12 +189,12 @@ class SearchParameterRegistry:
 
     def branches(self, parameter: SearchParam, resource_type: str) -> list[CompiledBranch]:
         """Compiled expression branches of ``parameter`` that apply to ``resource_type`` (cached)."""
-        return self._compiled(parameter.url, parameter.expression or "", resource_type)
+        return self._compiled(parameter, parameter.url, parameter.expression or "", resource_type)
 
     def component_branches(self, parameter: SearchParam, index: int) -> list[CompiledBranch]:
         """Compiled expression of a composite's component ``index`` (relative to the composite's element)."""
         component = parameter.components[index]
-        return self._compiled(f"{parameter.url}#{index}", component.expression, "")
+        return self._compiled(parameter, f"{parameter.url}#{index}", component.expression, "")
 
     def component_param(self, parameter: SearchParam, index: int, resource_type: str) -> SearchParam | None:
         """The definition a component refers to (falls back to a same-URL lookup in the type's view)."""
@@ -181,14 +205,18 @@ class SearchParameterRegistry:
         tail = url.rsplit("/", 1)[-1]
         return next((p for p in self.for_type(resource_type).values() if p.url.endswith("/" + tail)), None)
 
-    def _compiled(self, key: str, expression: str, resource_type: str) -> list[CompiledBranch]:
+    def _compiled(self, parameter: SearchParam, key: str, expression: str,
+                  resource_type: str) -> list[CompiledBranch]:
         caches = self._caches
         cache_key = (key, resource_type)
         found = caches.branches.get(cache_key)
         if found is None:
+            label = f"{parameter.url} ({parameter.code})"
             try:
-                found = compile_expression(expression, resource_type) if expression else []
-            except Exception:  # an unusable expression indexes nothing rather than failing writes
+                found = compile_expression(expression, resource_type, label) if expression else []
+            except Exception as exc:  # an unusable expression indexes nothing rather than failing writes
+                log.warning("SearchParameter %s: expression %r cannot be compiled for %s and indexes nothing: %s",
+                            label, expression, resource_type or "a composite's component", exc)
                 found = []
             caches.branches[cache_key] = found
         return found
@@ -201,7 +229,8 @@ class SearchParameterRegistry:
             try:
                 for resource_type in parameter.base:
                     for branch in compile_expression(expression, resource_type):
-                        branch.evaluate({"resourceType": resource_type}, {})  # some errors show only here
+                        empty = {"resourceType": resource_type}
+                        branch.expression.evaluate(empty, empty)  # fhirpathpy reports some errors only here
             except Exception as exc:
                 raise InvalidRequest(
                     f"SearchParameter {parameter.url}: expression {expression!r} cannot be compiled: {exc}",

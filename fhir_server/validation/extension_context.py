@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fhir_server.fhirpath import Expression, FhirPathSyntaxError, expression
 from fhir_server.json_types import Json
 from fhir_server.validation.core import core_definitions
 from fhir_server.validation.elements import CORE_PREFIX
-from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import TYPES
+
+log = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parent / "data" / "r4-extension-contexts.json"
 
@@ -221,15 +224,34 @@ def _inside_extension(expr: str, urls: tuple[str, ...]) -> bool:
 
 
 def _selected_by(expr: str, host: Host) -> bool:
+    """A FHIRPath context that cannot be compiled or evaluated admits the use and is logged: the definition's
+    expression, not the data, is at fault."""
+    compiled = _context_expression(expr)
+    if compiled is None:
+        return True
     try:
-        selected = expression(expr).evaluate(host.resource, host.resource)
-    except Exception:  # the definition's expression, not the data, is at fault
+        selected = compiled.evaluate(host.resource, host.resource)
+    except Exception as exc:
+        compiled.log_failure(exc, f"a {_type_of(host.resource)} (extension context)", "the extension is admitted")
         return True
     if selected == [True]:
         return True
     if isinstance(host.value, dict | list):
         return any(item is host.value for item in selected)
     return host.value in selected
+
+
+@functools.lru_cache(maxsize=1024)
+def _context_expression(expr: str) -> Expression | None:
+    try:
+        return expression(expr)
+    except FhirPathSyntaxError as exc:  # logged once: the cache remembers the failure
+        log.warning("Extension context %r is not a FHIRPath expression; every use is admitted: %s", expr, exc)
+        return None
+
+
+def _type_of(resource: Any) -> str:
+    return str(resource.get("resourceType")) if isinstance(resource, dict) else "resource"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.errors import Issue
+from fhir_server.fhirpath import expression
 from fhir_server.json_types import Json
 from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
 from fhir_server.validation.extension_context import ExtensionUses, Host, allows, extension_sites
-from fhir_server.validation.fhirpath import expression
 from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
 
 Resolver = Callable[[str], Json | None]

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fhir_server.fhirpath import expression, is_true
 from fhir_server.json_types import Json
-from fhir_server.validation.fhirpath import expression, is_true
 
 
 def load_rules(path: Path) -> list[Json]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.search.values import MAX_DATETIME, MIN_DATETIME
 
 B = "https://cml-registry.eu/fhir"
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 def utc(*args: int) -> datetime:
@@ -311,13 +314,23 @@ def test_registry_specific_search_parameter_is_extracted() -> None:
     assert extract_index_values(registry, patient)["prospective-study"] == [{"c": "false"}]
 
 
-def test_value_string_reads_codeable_concept_text_without_fhirpathpy(registry: SearchParameterRegistry) -> None:
-    """``(Observation.value as CodeableConcept).text`` runs on the dictionary walker and finds the text."""
-    from fhir_server.search.fhirpath import SimplePath
+def test_registry_dose_is_indexed_from_the_choice_of_the_dosage_datatype() -> None:
+    """``MedicationStatement.dosage.doseAndRate.dose``: ``dose[x]`` is a choice of the Dosage datatype
+    (``Dosage.doseAndRate.dose``), which navigation finds through the element's type."""
+    registry = SearchParameterRegistry.load_default()
+    registry.add_or_replace(json.loads((PROFILES / "SearchParameter-MedicationStatement-dose.json").read_text()))
+    statement = {"resourceType": "MedicationStatement", "status": "active",
+                 "dosage": [{"doseAndRate": [{"doseQuantity": {"value": 400, "unit": "mg",
+                                                               "system": "http://unitsofmeasure.org", "code": "mg"}}]}]}
+    (entry,) = extract_index_values(registry, statement)["dose"]
+    assert (entry["vl"], entry["c"]) == (D("400"), "mg")
 
+
+def test_value_string_reads_codeable_concept_text_without_fhirpathpy(registry: SearchParameterRegistry) -> None:
+    """``(Observation.value as CodeableConcept).text`` runs on the native engine and finds the text."""
     param = registry.get("Observation", "value-string")
     assert param is not None
-    assert all(isinstance(b.evaluate, SimplePath) for b in registry.branches(param, "Observation"))
+    assert all(b.expression.native for b in registry.branches(param, "Observation"))
     sp = extract_index_values(registry, {"resourceType": "Observation",
                                          "valueCodeableConcept": {"text": "Échec", "coding": [{"code": "x"}]}})
     assert sp["value-string"] == [{"n": "echec", "x": "Échec"}]

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.fhirpath import compile_expression, evaluate, split_union
+from fhir_server.search.expressions import compile_expression, evaluate, split_union
 from fhir_server.search.registry import SearchParameterRegistry
 
 SUPPORTED = (

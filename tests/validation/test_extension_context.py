@@ -3,6 +3,8 @@ finds extensions, without HTTP."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from fhir_server.json_types import Json
@@ -113,6 +115,17 @@ def test_fhirpath_context_admits_the_selected_elements() -> None:
 def test_fhirpath_context_that_cannot_be_evaluated_admits() -> None:
     use = ExtensionUse((("fhirpath", "Patient.name.("),), modifier=False)
     assert allows(use, Host(("Patient",), value={}, resource={"resourceType": "Patient"}))
+
+
+def test_fhirpath_context_that_cannot_be_compiled_or_evaluated_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    patient = {"resourceType": "Patient", "birthDate": "1970"}
+    with caplog.at_level(logging.WARNING):
+        for broken in ("Patient.name.where(", "Patient.birthDate > 5"):  # not FHIRPath; a date against a number
+            assert allows(ExtensionUse((("fhirpath", broken),), modifier=False),
+                          Host(("Patient",), value={}, resource=patient))
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("Patient.name.where(" in m for m in logged)
+    assert any("Patient.birthDate > 5" in m and "extension is admitted" in m for m in logged)
 
 
 def test_r4_extension_table_holds_the_specification_contexts() -> None:

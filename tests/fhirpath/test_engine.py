@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.validation.fhirpath import Expression, expression, is_true
+from fhir_server.fhirpath import Expression, expression, is_true
 from fhir_server.validation.rules import load_rules
 from tests.validation.registry_data import CONCEPTS, REASON, all_resources, concept
 
