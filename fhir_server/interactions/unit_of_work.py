@@ -128,7 +128,9 @@ class UnitOfWork:
 
 async def run_in_transaction(ctx: RequestContext, services: Services,
                              work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run ``work`` in a fresh unit of work inside one MongoDB transaction (re-run on transient errors)."""
+    """Run ``work`` in a fresh unit of work inside one MongoDB transaction (re-run on transient errors), then
+    apply what the commit changes for this process (``Services.after_commit``: a stored SearchParameter is used
+    at once), so no caller can forget it."""
 
     async def attempt(session: AsyncClientSession) -> T:
         uow = UnitOfWork(ctx, services, session)
@@ -136,4 +138,6 @@ async def run_in_transaction(ctx: RequestContext, services: Services,
         await uow.flush()
         return result
 
-    return await services.store.run_transaction(attempt)
+    result = await services.store.run_transaction(attempt)
+    await services.after_commit(result)
+    return result
