@@ -8,8 +8,6 @@ by the callers, once per request or entry (``authorization.authorize``).
 
 from __future__ import annotations
 
-from pymongo.asynchronous.client_session import AsyncClientSession
-
 from fhir_server.context import RequestContext
 from fhir_server.errors import MethodNotAllowed, NotFound
 from fhir_server.interactions import capabilities, history, search
@@ -23,10 +21,11 @@ from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.update import conditional_update, update
 from fhir_server.operations import OperationRequest, OperationResponse
 from fhir_server.services import Services
+from fhir_server.storage.store import DbSession
 
 
 async def perform_read(ctx: RequestContext, services: Services, request: FhirRequest, *,
-                       session: AsyncClientSession | None = None) -> InteractionResult:
+                       session: DbSession | None = None) -> InteractionResult:
     """read, vread, search, history or capabilities; a Bundle or resource answered with 200 (or 304)."""
     kind, resource_type = request.interaction, request.resource_type
     if kind is Interaction.READ:
@@ -41,8 +40,8 @@ async def perform_read(ctx: RequestContext, services: Services, request: FhirReq
                                      session=session)
         return InteractionResult(200, bundle)
     if kind in (Interaction.HISTORY_INSTANCE, Interaction.HISTORY_TYPE, Interaction.HISTORY_SYSTEM):
-        # history reads what is committed: in a transaction, not yet the transaction's own writes
-        bundle = await history.history(ctx, services, resource_type, request.resource_id, request.params)
+        bundle = await history.history(ctx, services, resource_type, request.resource_id, request.params,
+                                       session=session)
         return InteractionResult(200, bundle)
     if kind is Interaction.CAPABILITIES:
         return InteractionResult(200, capabilities.capability_statement(ctx, services))

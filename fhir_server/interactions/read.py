@@ -7,18 +7,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pymongo.asynchronous.client_session import AsyncClientSession
-
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, NotFound
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.versioning import etag_matches
 from fhir_server.services import Services
+from fhir_server.storage.store import DbSession
 
 
 async def read(ctx: RequestContext, services: Services, resource_type: str, resource_id: str, *,
                if_none_match: str | None = None, if_modified_since: datetime | None = None,
-               session: AsyncClientSession | None = None) -> InteractionResult:
+               session: DbSession | None = None) -> InteractionResult:
     """The current version; 304 (no body) when the client's copy, named by ``If-None-Match`` or
     ``If-Modified-Since``, is current; 410 for a deleted resource (like a vread of its deletion)."""
     current = await services.store.current(ctx, resource_type, resource_id, session=session)
@@ -34,7 +33,7 @@ async def read(ctx: RequestContext, services: Services, resource_type: str, reso
 
 
 async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
-                version_id: str, *, session: AsyncClientSession | None = None) -> InteractionResult:
+                version_id: str, *, session: DbSession | None = None) -> InteractionResult:
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
     version = await services.store.version(ctx, resource_type, resource_id, int(version_id), session=session)
