@@ -25,7 +25,6 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.unit_of_work import run_in_transaction
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
-from fhir_server.resources import check_structure
 from fhir_server.services import Services
 
 COHORT_CRITERIA = "https://cml-registry.eu/fhir/StructureDefinition/cohort-criteria"
@@ -56,8 +55,7 @@ async def create_cohort(ctx: RequestContext, services: Services, op: OperationRe
     params = criteria_params(criteria)
     patient_ids = await matching_patient_ids(ctx, services, params)
     group = cohort_group(op.param("name") or f"Cohort: {criteria}", criteria, patient_ids)
-    check_structure(group, "Group")
-    result = await run_in_transaction(ctx, services, lambda uow: create(uow, group))
+    result = await run_in_transaction(ctx, services, lambda uow: create(uow, "Group", group))
     return OperationResponse(201, result.resource, headers=result.headers(ctx, with_location=True))
 
 

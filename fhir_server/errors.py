@@ -134,12 +134,3 @@ class UnprocessableEntity(FhirError):
     """422: the resource is well formed but breaks a profile or a business rule."""
 
     status = 422
-
-
-class NotModified(FhirError):
-    """304: conditional read, the client's copy is current (not an error for the client)."""
-
-    status = 304
-
-    def __init__(self, headers: dict[str, str]) -> None:
-        super().__init__("not modified", code="informational", headers=headers)

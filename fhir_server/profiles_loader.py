@@ -22,7 +22,7 @@ from fhir_server import fhirjson
 from fhir_server.context import RequestContext
 from fhir_server.interactions.create import create
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
-from fhir_server.resources import CONFORMANCE_TYPES, check_structure
+from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,7 @@ async def load_profiles(services: Services) -> int:
     ctx = RequestContext.system()
     created = 0
     for raw in conformance_files(directory):
-        resource = fhirjson.loads(json.dumps(raw))  # decimals exact, as for any submission
-        check_structure(resource)
+        resource = fhirjson.loads(json.dumps(raw))  # decimals exact, as for any submission (checked by create)
         if await _load_one(ctx, services, resource):
             created += 1
     if created:
@@ -66,7 +65,7 @@ async def _load_one(ctx: RequestContext, services: Services, resource: dict[str,
             return False
         free = wanted_id is not None and await uow.current(kind, wanted_id) is None
         assigned = wanted_id if free else None
-        result = await create(uow, resource, if_none_exist=criteria, assigned_id=assigned)
+        result = await create(uow, kind, resource, if_none_exist=criteria, assigned_id=assigned)
         return result.status == 201
 
     return await run_in_transaction(ctx, services, work)

@@ -64,6 +64,9 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
             f"resourceType '{resource_type}' does not match the URL's type '{expected_type}'",
             code="invalid", expression=("resourceType",))
     require_supported_type(resource_type)
+    if expected_id is not None and resource.get("id") is None:
+        raise InvalidRequest("The resource must carry the id of the URL", code="required",
+                             expression=(f"{resource_type}.id",))
     if expected_id is not None and resource.get("id") != expected_id:
         raise InvalidRequest(
             f"The resource id '{resource.get('id')}' does not match the URL's id '{expected_id}'",

@@ -47,8 +47,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.state.services = services
     install_error_handlers(app)
     app.include_router(bulk_files_router)
-    app.include_router(router)
     app.include_router(report_router)
+    app.include_router(router)  # last: its catch-all under /fhir would shadow any route included after it
     return app
 
 

@@ -5,18 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from fhir_server.context import RequestContext
+from fhir_server.interactions.request import parse_prefer
 from fhir_server.settings import Settings
 
 
 def prefer(request: Request) -> dict[str, str]:
     """``Prefer: return=minimal, handling=strict`` -> {"return": "minimal", "handling": "strict"}."""
-    out: dict[str, str] = {}
-    for header in request.headers.getlist("prefer"):
-        for part in header.split(","):
-            key, _, value = part.strip().partition("=")
-            if key:
-                out[key.strip().lower()] = value.strip().strip('"')
-    return out
+    return parse_prefer(request.headers.getlist("prefer"))
 
 
 def request_context(request: Request, settings: Settings) -> RequestContext:

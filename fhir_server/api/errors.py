@@ -16,10 +16,7 @@ from fhir_server.api.negotiation import fhir_response
 log = logging.getLogger("fhir_server")
 
 def error_response(exc: errors.FhirError) -> Response:
-    status = exc.status
-    if status == 304:
-        return Response(status_code=304, headers=exc.headers)
-    return fhir_response(exc.outcome(), status, exc.headers)
+    return fhir_response(exc.outcome(), exc.status, exc.headers)
 
 
 def _outcome(status: int, code: str, diagnostics: str) -> Response:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 from fhir_server.errors import InvalidRequest, NotAcceptable
 from fhir_server.interactions.dates import parse_instant_param
+from fhir_server.interactions.request import parse_prefer
 from fhir_server.operations import OperationRequest
 
 NDJSON = "application/fhir+ndjson"
@@ -41,20 +42,10 @@ class ExportParams:
     ignored: tuple[str, ...] = field(default_factory=tuple)  # what ``handling=lenient`` let through
 
 
-def prefer_tokens(headers: dict[str, str]) -> dict[str, str]:
-    """``Prefer: respond-async, handling=lenient`` -> {"respond-async": "", "handling": "lenient"}."""
-    out: dict[str, str] = {}
-    for part in headers.get("prefer", "").split(","):
-        key, _, value = part.strip().partition("=")
-        if key:
-            out[key.strip().lower()] = value.strip().strip('"').lower()
-    return out
-
-
 def check_kickoff_headers(headers: dict[str, str]) -> bool:
     """Enforce ``Prefer: respond-async`` (400 without it) and a JSON ``Accept`` (406 otherwise; absent is
     taken as application/fhir+json, which the IG allows). Returns True for ``handling=lenient``."""
-    prefer = prefer_tokens(headers)
+    prefer = parse_prefer([headers.get("prefer", "")])
     if "respond-async" not in prefer:
         raise InvalidRequest("$export runs asynchronously: send the header 'Prefer: respond-async' "
                              "(Bulk Data IG, export.html#headers)", code="invalid")
@@ -63,7 +54,7 @@ def check_kickoff_headers(headers: dict[str, str]) -> bool:
         offered = {part.split(";")[0].strip().lower() for part in accept.split(",")}
         if not offered & ACCEPTABLE:
             raise NotAcceptable(f"$export answers with application/fhir+json, not {accept}")
-    return prefer.get("handling") == "lenient"
+    return prefer.get("handling", "").lower() == "lenient"
 
 
 def collect_params(op: OperationRequest) -> list[tuple[str, str]]:

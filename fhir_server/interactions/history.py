@@ -9,7 +9,6 @@ without ``_total``: up to ``total_budget`` versions, concurrently with the page;
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,9 @@ from fhir_server.errors import InvalidRequest, NotFound
 from fhir_server.interactions.dates import parse_instant_param
 from fhir_server.resources import require_supported_type
 from fhir_server.services import Services
+from fhir_server.storage.concurrency import both
 from fhir_server.storage.documents import StoredVersion, instant
+from fhir_server.storage.store import Session
 
 _HISTORY_PARAMS = {"_since", "_count", "_page", "_format", "_pretty"}
 
@@ -50,7 +51,10 @@ def _count(params: dict[str, str], services: Services) -> int:
 
 
 async def history(ctx: RequestContext, services: Services, resource_type: str | None,
-                  resource_id: str | None, params: list[tuple[str, str]]) -> dict[str, Any]:
+                  resource_id: str | None, params: list[tuple[str, str]], *,
+                  session: Session = None) -> dict[str, Any]:
+    """The history Bundle; with a transaction's ``session`` (a GET entry of a transaction Bundle) it includes
+    what the transaction wrote before it."""
     if resource_type is not None:
         require_supported_type(resource_type)
     args = dict(params)
@@ -61,15 +65,16 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     count = _count(args, services)
     after = _decode_page(args["_page"]) if "_page" in args else None
     if resource_id is not None and resource_type is not None \
-            and await services.store.current(ctx, resource_type, resource_id) is None:
+            and await services.store.current(ctx, resource_type, resource_id, session=session) is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     listing = services.store.history(ctx, resource_type, resource_id, since=since, after_key=after,
-                                     limit=count + 1)
+                                     limit=count + 1, session=session)
     budget = services.settings.total_budget
     total: int | None = None
     if budget:
-        counting = services.store.count_history(ctx, resource_type, resource_id, since, limit=budget + 1)
-        versions, counted = await asyncio.gather(listing, counting)
+        counting = services.store.count_history(ctx, resource_type, resource_id, since, session=session,
+                                                limit=budget + 1)
+        versions, counted = await both(session, listing, counting)
         total = counted if counted <= budget else None
     else:
         versions = await listing

@@ -12,7 +12,6 @@ from fhir_server.errors import Gone, InvalidRequest, NotFound, UnprocessableEnti
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.update import check_if_match, update
-from fhir_server.resources import check_structure
 
 
 def parse_patch(document: Any) -> jsonpatch.JsonPatch:
@@ -36,5 +35,4 @@ async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operation
         patched = operations.apply(copy.deepcopy(current.resource))
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise UnprocessableEntity(f"The patch cannot be applied: {exc}", code="processing") from exc
-    check_structure(patched, resource_type, resource_id)
-    return await update(uow, patched, resource_id, method="PATCH")
+    return await update(uow, resource_type, resource_id, patched, method="PATCH")  # checks what the patch made

@@ -309,11 +309,10 @@ async def _persist(ctx: RequestContext, services: Services, resources: list[Json
         results = []
         for r in resources:
             criteria = f"identifier={COMPUTED}|{r['identifier'][0]['value']}"
-            results.append(await conditional_update(uow, r, criteria))
+            results.append(await conditional_update(uow, "Observation", criteria, r))
         return results
 
     results = await run_in_transaction(ctx, services, work)
-    await services.after_commit(results)
     return [dict(r.resource) for r in results]
 
 

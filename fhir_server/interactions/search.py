@@ -15,13 +15,10 @@ concurrently with the page. A first page that holds the whole result gives its t
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
-
-from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
@@ -43,12 +40,11 @@ from fhir_server.search.paging import at_filter
 from fhir_server.search.param_types import reference
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
+from fhir_server.storage.concurrency import both, gather
+from fhir_server.storage.store import Session
 
-Session = AsyncClientSession | None
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
-T = TypeVar("T")
-U = TypeVar("U")
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
 
@@ -202,7 +198,7 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
         page = await paging
         total = None
     else:
-        total, page = await _both(session, counting, paging)
+        total, page = await both(session, counting, paging)
     if total is None and parsed.total is None and page_token is None and page.next_key is None:
         total = len(page.docs)  # the whole result is on this page: the total costs nothing
     if total is not None:
@@ -231,7 +227,7 @@ async def _total(ctx: RequestContext, services: Services, filters: dict[str, Any
                  *, limit: int = 0) -> int:
     """Count every match (``_total=accurate|estimate``, ``_summary=count``; the estimate is exact), or at most
     ``limit`` of each type."""
-    counts = await _gather(session, [services.store.count(ctx, t, query, session=session, limit=limit)
+    counts = await gather(session, [services.store.count(ctx, t, query, session=session, limit=limit)
                                      for t, query in filters.items()])
     return sum(counts)
 
@@ -242,20 +238,6 @@ async def _total_within(budget: int, ctx: RequestContext, services: Services, fi
     when the sum stays within the budget, every count was exact."""
     total = await _total(ctx, services, filters, session, limit=budget + 1)
     return total if total <= budget else None
-
-
-async def _both(session: Session, first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
-    """Two calls of different types, run as ``_gather`` runs them."""
-    if session is None:
-        return await asyncio.gather(first, second)
-    return await first, await second
-
-
-async def _gather(session: Session, calls: list[Awaitable[T]]) -> list[T]:
-    """Run concurrently, except inside a transaction (one session runs one operation at a time)."""
-    if session is None:
-        return list(await asyncio.gather(*calls))
-    return [await call for call in calls]
 
 
 def _projection(compiled: CompiledSearch) -> dict[str, int]:

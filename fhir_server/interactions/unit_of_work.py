@@ -11,8 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from pymongo.asynchronous.client_session import AsyncClientSession
-
 from fhir_server.conformance import bump_epoch
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest
@@ -20,7 +18,7 @@ from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
-from fhir_server.storage.store import ResourceStore
+from fhir_server.storage.store import DbSession, ResourceStore
 
 T = TypeVar("T")
 
@@ -43,7 +41,7 @@ def normalized_criteria(resource_type: str, query: str) -> str:
 
 
 class UnitOfWork:
-    def __init__(self, ctx: RequestContext, services: Services, session: AsyncClientSession) -> None:
+    def __init__(self, ctx: RequestContext, services: Services, session: DbSession) -> None:
         self.ctx = ctx
         self.services = services
         self.session = session
@@ -128,12 +126,16 @@ class UnitOfWork:
 
 async def run_in_transaction(ctx: RequestContext, services: Services,
                              work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run ``work`` in a fresh unit of work inside one MongoDB transaction (re-run on transient errors)."""
+    """Run ``work`` in a fresh unit of work inside one MongoDB transaction (re-run on transient errors), then
+    apply what the commit changes for this process (``Services.after_commit``: a stored SearchParameter is used
+    at once), so no caller can forget it."""
 
-    async def attempt(session: AsyncClientSession) -> T:
+    async def attempt(session: DbSession) -> T:
         uow = UnitOfWork(ctx, services, session)
         result = await work(uow)
         await uow.flush()
         return result
 
-    return await services.store.run_transaction(attempt)
+    result = await services.store.run_transaction(attempt)
+    await services.after_commit(result)
+    return result

@@ -15,6 +15,7 @@ from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.versioning import content_equal, etag_matches, parse_etag
 from fhir_server.interactions.write import stage_version
+from fhir_server.resources import check_structure
 from fhir_server.storage.documents import StoredVersion
 
 
@@ -36,14 +37,16 @@ def check_if_none_match(current: StoredVersion | None, if_none_match: str | None
                                  f'(version W/"{current.vid}")')
 
 
-async def update(uow: UnitOfWork, resource: dict[str, Any], resource_id: str, *,
-                 if_match: str | None = None, if_none_match: str | None = None,
-                 method: str = "PUT") -> InteractionResult:
-    """Store ``resource`` as the next version of ``resource_id``; create it with this id if it is new.
+async def update(uow: UnitOfWork, resource_type: str, resource_id: str, resource: dict[str, Any], *,
+                 if_match: str | None = None, if_none_match: str | None = None, method: str = "PUT",
+                 structure_checked: bool = False) -> InteractionResult:
+    """Store ``resource`` as the next version of ``resource_type/resource_id``; create it with this id if it is
+    new. Its structure, type and id are checked first (400; ``structure_checked``: see ``create``).
 
     Resubmitting identical content (an EHR retry) stores no new version and answers 200 with the current one.
     """
-    resource_type = resource["resourceType"]
+    if not structure_checked:
+        check_structure(resource, resource_type, resource_id)
     current = await uow.current(resource_type, resource_id)
     check_if_match(current, if_match)
     check_if_none_match(current, if_none_match)
@@ -74,9 +77,10 @@ def check_matched_id(resource: dict[str, Any], match_id: str) -> None:
             code="invalid", expression=(f"{resource['resourceType']}.id",))
 
 
-async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria: str, *,
+async def conditional_update(uow: UnitOfWork, resource_type: str, criteria: str, resource: dict[str, Any], *,
                              if_match: str | None = None, if_none_match: str | None = None) -> InteractionResult:
-    resource_type = resource["resourceType"]
+    """Update the one resource ``criteria`` match (412 for several), or create one (checked first: 400)."""
+    check_structure(resource, resource_type)
     matches = await uow.matches(resource_type, criteria)
     if len(matches) > 1:
         raise PreconditionFailed(f"Conditional update '{criteria}' matches {len(matches)} resources")
@@ -84,8 +88,10 @@ async def conditional_update(uow: UnitOfWork, resource: dict[str, Any], criteria
     if matches:
         match_id = matches[0]["_id"]
         check_matched_id(resource, match_id)
-        return await update(uow, resource, match_id, if_match=if_match, if_none_match=if_none_match)
+        return await update(uow, resource_type, match_id, resource, if_match=if_match, if_none_match=if_none_match,
+                            structure_checked=True)
     if body_id is not None:  # update-as-create with the client's id, claimed like a conditional create
         uow.claim(resource_type, criteria, f"{resource_type}/{body_id}")
-        return await update(uow, resource, body_id, if_match=if_match, if_none_match=if_none_match)
-    return await create(uow, resource, if_none_exist=criteria)
+        return await update(uow, resource_type, body_id, resource, if_match=if_match, if_none_match=if_none_match,
+                            structure_checked=True)
+    return await create(uow, resource_type, resource, if_none_exist=criteria, structure_checked=True)

@@ -218,16 +218,41 @@ async def test_transaction_get_with_current_if_none_match_is_304(client: httpx.A
     assert "resource" not in response["entry"][0] and response["entry"][1]["resource"]["id"] == existing["id"]
 
 
-async def test_transaction_get_of_a_version_sees_the_transactions_own_write(client: httpx.AsyncClient) -> None:
+async def _update_then_get(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    """A transaction that sets ``active`` on a stored Patient, then GETs ``Patient/<id>`` + ``path``."""
     existing = parse(await post(client, "Patient", patient(unique())))
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         _entry({**existing, "active": True}, "PUT", f"Patient/{existing['id']}"),
-        {"request": {"method": "GET", "url": f"Patient/{existing['id']}/_history/2"}}]}
+        {"request": {"method": "GET", "url": f"Patient/{existing['id']}{path}"}}]}
     r = await _submit(client, bundle)
     assert r.status_code == 200, r.text
     response = parse(r)
     assert [e["response"]["status"] for e in response["entry"]] == ["200 OK", "200 OK"]
-    assert response["entry"][1]["resource"]["active"] is True
+    return response["entry"][1]["resource"]
+
+
+async def test_transaction_get_of_a_version_sees_the_transactions_own_write(client: httpx.AsyncClient) -> None:
+    assert (await _update_then_get(client, "/_history/2"))["active"] is True
+
+
+async def test_transaction_get_of_a_history_sees_the_transactions_own_write(client: httpx.AsyncClient) -> None:
+    history = await _update_then_get(client, "/_history")
+    assert history["total"] == 2
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    assert history["entry"][0]["resource"]["active"] is True
+
+
+async def test_transaction_get_of_the_history_of_a_resource_it_creates_lists_its_first_version(
+        client: httpx.AsyncClient) -> None:
+    new_id = unique("tx-history-")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(unique(), id=new_id), "PUT", f"Patient/{new_id}"),
+        {"request": {"method": "GET", "url": f"Patient/{new_id}/_history"}}]}
+    r = await _submit(client, bundle)
+    assert r.status_code == 200, r.text
+    response = parse(r)
+    assert [e["response"]["status"] for e in response["entry"]] == ["201 Created", "200 OK"]
+    assert [e["resource"]["id"] for e in response["entry"][1]["resource"]["entry"]] == [new_id]
 
 
 async def test_transaction_conditional_update_with_conflicting_id_is_400(client: httpx.AsyncClient) -> None:
