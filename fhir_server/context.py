@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fhir_server.permissions import Caller, Role
+
 
 @dataclass(frozen=True)
 class RequestContext:
@@ -11,10 +13,16 @@ class RequestContext:
     caller: str = "anonymous"
     scopes: frozenset[str] = field(default_factory=lambda: frozenset({"system/*.*"}))
     center: str | None = None  # center code (e.g. FR-POI) when the caller is scoped to one center
+    role: Role = Role.SYSTEM
     handling_strict: bool = False  # Prefer: handling=strict
 
     def url(self, *parts: str) -> str:
         return "/".join([self.base_url, *parts])
+
+    @classmethod
+    def for_caller(cls, base_url: str, caller: Caller, *, handling_strict: bool = False) -> RequestContext:
+        return cls(base_url=base_url, caller=caller.id, scopes=caller.scopes, center=caller.center,
+                   role=caller.role, handling_strict=handling_strict)
 
     @classmethod
     def system(cls, base_url: str = "http://localhost/fhir") -> RequestContext:

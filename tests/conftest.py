@@ -16,7 +16,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
+from fhir_server.api.authentication import FixedCaller
 from fhir_server.bootstrap import start_services
+from fhir_server.permissions import Caller
 from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
@@ -87,9 +89,16 @@ async def registry_services(settings: Settings, mongo_uri: str, services: Servic
         await svc.close()
 
 
-def _client(services: Services) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(services.settings, services))
+def _client(services: Services, caller: Caller | None = None) -> httpx.AsyncClient:
+    app = create_app(services.settings, services, authenticator=FixedCaller(caller) if caller else None)
+    transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"Accept": FHIR_JSON})
+
+
+def client_as(services: Services, caller: Caller) -> httpx.AsyncClient:
+    """An HTTP client whose every request is ``caller`` (use as ``async with client_as(services, c) as http``):
+    for tests of access rules, where the identity is given and the rules are the server's."""
+    return _client(services, caller)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_server import __version__
+from fhir_server.api.authentication import Authenticator, FullAccess
 from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.report_page import report_router
@@ -18,9 +19,11 @@ from fhir_server.services import Services
 from fhir_server.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None,
+               authenticator: Authenticator | None = None) -> FastAPI:
     """The app. With ``services`` given (tests) it uses them; otherwise it connects to
-    ``settings.mongodb_uri`` at start-up and disconnects at shutdown."""
+    ``settings.mongodb_uri`` at start-up and disconnects at shutdown. ``authenticator`` tells who calls
+    (default: everyone is the full-access system caller, ``FHIR_AUTH_MODE=none``)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   openapi_url=None)
     if services is not None:
         app.state.services = services
+    app.state.authenticator = authenticator or FullAccess()
     install_error_handlers(app)
     app.include_router(bulk_files_router)
     app.include_router(report_router)

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/fhir")
 @router.get("/_export/{job_id}/files/{file_name}")
 async def export_file(request: Request, job_id: str, file_name: str) -> Response:
     services: Services = request.app.state.services
-    ctx = request_context(request, services.settings)
+    ctx = await request_context(request, services.settings)
     job = await visible_job(ctx, services, job_id)
     if job.status != COMPLETED or not is_file_name(file_name) or file_name not in {f.name for f in job.output}:
         raise NotFound(f"Export {job_id} has no file {file_name}")

@@ -14,6 +14,9 @@ def prefer(request: Request) -> dict[str, str]:
     return parse_prefer(request.headers.getlist("prefer"))
 
 
-def request_context(request: Request, settings: Settings) -> RequestContext:
+async def request_context(request: Request, settings: Settings) -> RequestContext:
+    """The context of ``request``: its caller (from the app's authenticator), base URL and Prefer handling."""
+    caller = await request.app.state.authenticator.authenticate(request)
     base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
-    return RequestContext(base_url=base.rstrip("/"), handling_strict=prefer(request).get("handling") == "strict")
+    return RequestContext.for_caller(base.rstrip("/"), caller,
+                                     handling_strict=prefer(request).get("handling") == "strict")

@@ -25,7 +25,7 @@ report_router = APIRouter()
 async def report_page(request: Request) -> HTMLResponse:
     """The report page; invalid filters or an unknown cohort give an HTML error page with their status."""
     services = request.app.state.services
-    ctx = request_context(request, services.settings)
+    ctx = await request_context(request, services.settings)
     filters: Filters | None = None
     try:
         filters = parse_filters(request.query_params.getlist)

@@ -53,7 +53,7 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
-    ctx = request_context(request, services.settings)
+    ctx = await request_context(request, services.settings)
     return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_server.context import RequestContext
+from fhir_server.permissions import Role
 from fhir_server.storage.documents import now_ms
 from fhir_server.storage.jobs import COMPLETED, FAILED, IN_PROGRESS, PROCESS, STALE_AFTER_SECONDS, JobStore
 from fhir_server.storage.store import ResourceStore
@@ -48,6 +49,7 @@ class ExportJob:
     caller: str
     scopes: list[str]
     center: str | None = None
+    role: str = Role.SYSTEM.value
     group_id: str | None = None
     since: datetime | None = None
     type_filters: dict[str, list[str]] = field(default_factory=dict)
@@ -62,7 +64,7 @@ class ExportJob:
     def context(self) -> RequestContext:
         """The kick-off caller's context: the task reads exactly what the caller may read."""
         return RequestContext(base_url=self.base_url, caller=self.caller, scopes=frozenset(self.scopes),
-                              center=self.center)
+                              center=self.center, role=Role(self.role))
 
     def to_document(self) -> dict[str, Any]:
         doc = asdict(self)

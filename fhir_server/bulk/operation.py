@@ -130,7 +130,7 @@ def _new_job(ctx: RequestContext, services: Services, op: OperationRequest, leve
     return ExportJob(
         id=new_job_id(), level=level, request=request_url(ctx, op), types=list(types), transaction_time=now,
         expires=now + timedelta(seconds=services.settings.export_ttl_seconds), base_url=ctx.base_url,
-        caller=ctx.caller, scopes=sorted(ctx.scopes), center=ctx.center, group_id=op.resource_id,
+        caller=ctx.caller, role=ctx.role.value, scopes=sorted(ctx.scopes), center=ctx.center, group_id=op.resource_id,
         since=params.since, type_filters=type_filters, output_format=params.output_format,
     )
 

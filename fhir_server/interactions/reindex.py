@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, NotFound, operation_outcome
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
+from fhir_server.permissions import Role
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.services import Services
@@ -92,8 +93,8 @@ async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest)
     job = {"_id": job_id, "types": types, "byType": by_type,
            "total": sum(v["total"] for v in by_type.values()), "processed": 0, "updated": 0, "skipped": 0,
            "started": now, "finished": None, "error": None, "expires": now + KEEP_FINISHED, "resume": None,
-           "owner": PROCESS, "caller": ctx.caller, "center": ctx.center, "scopes": sorted(ctx.scopes),
-           "baseUrl": ctx.base_url}
+           "owner": PROCESS, "caller": ctx.caller, "role": ctx.role.value, "center": ctx.center,
+           "scopes": sorted(ctx.scopes), "baseUrl": ctx.base_url}
     await services.store.jobs(REINDEX).insert(job)
     _start(services, job)
     location = ctx.url(f"$reindex-status?{urlencode({'job': job_id})}")
@@ -190,7 +191,7 @@ def _start(services: Services, job: dict[str, Any]) -> None:
 def _context(job: dict[str, Any]) -> RequestContext:
     """The kick-off caller's context: the job reindexes what that caller may read."""
     return RequestContext(base_url=job["baseUrl"], caller=job["caller"], scopes=frozenset(job["scopes"]),
-                          center=job.get("center"))
+                          center=job.get("center"), role=Role(job.get("role", Role.SYSTEM.value)))
 
 
 async def _resume_if_stale(services: Services, job: dict[str, Any]) -> dict[str, Any]:

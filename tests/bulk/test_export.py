@@ -333,7 +333,7 @@ async def test_a_job_whose_process_died_fails_on_the_next_poll(bulk: httpx.Async
     now = now_ms()
     job = ExportJob(id="0" * 32, level="system", request="http://testserver/fhir/$export", types=["Patient"],
                     transaction_time=now, expires=now + timedelta(hours=1), base_url="http://testserver/fhir",
-                    caller="anonymous", scopes=["system/*.*"], owner="elsewhere:1:dead")
+                    caller="system", scopes=["system/*.*"], owner="elsewhere:1:dead")
     await ExportJobs(services.store).insert(job)
     status = f"/fhir/$export-poll-status?_jobId={job.id}"
     assert (await bulk.get(status)).status_code == 202  # heartbeat still fresh
