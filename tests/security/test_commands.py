@@ -21,7 +21,6 @@ from fhir_server.settings import Settings
 from fhir_server.storage.mongod import free_port
 from tests.test_cli import _serve, _stop, _wait_for_metadata
 
-
 FHIR_SERVER = str(Path(sys.executable).parent / "fhir-server")  # the console script (sub-commands of plugins)
 
 
