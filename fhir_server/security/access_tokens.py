@@ -38,6 +38,9 @@ class IdentityProvider:
     center_claim: str
 
 
+VERIFIED_CACHE_SIZE = 10_000
+
+
 class AccessTokens:
     def __init__(self, keys: SigningKeys, remote: RemoteKeySets, lifetime_seconds: int,
                  provider: IdentityProvider | None = None) -> None:
@@ -45,6 +48,9 @@ class AccessTokens:
         self._remote = remote
         self.lifetime = lifetime_seconds
         self._provider = provider
+        # A client sends its token with every request until it expires: its signature is checked once per
+        # process (a P-384 verification costs more than a small search), the caller kept until ``exp``
+        self._verified: dict[tuple[str, str], tuple[Caller, float]] = {}
 
     async def issue(self, client: Client, scopes: Iterable[Scope], base_url: str, at: int) -> str:
         key = await self._keys.current()
@@ -59,14 +65,24 @@ class AccessTokens:
     async def caller(self, token: str, base_url: str, at: int) -> Caller:
         """The caller a bearer token proves; ``Unauthorized`` when it proves none, ``Forbidden`` when it is valid
         but names no usable role."""
+        known = self._verified.get((token, base_url))
+        if known is not None and known[1] > at:
+            return known[0]
         try:
             header, claims = unverified(token)
             provider = self._provider
             if provider is not None and claims.get("iss") == provider.issuer:
-                return await self._provider_caller(token, header["kid"], provider, base_url, at)
-            return await self._own_caller(token, header["kid"], base_url, at)
+                caller = await self._provider_caller(token, header["kid"], provider, base_url, at)
+            else:
+                caller = await self._own_caller(token, header["kid"], base_url, at)
         except TokenError as exc:
             raise Unauthorized(f"The access token is not accepted: {exc}") from exc
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified = {k: v for k, v in self._verified.items() if v[1] > at}
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+        self._verified[(token, base_url)] = (caller, float(claims["exp"]))
+        return caller
 
     async def _own_caller(self, token: str, kid: str, base_url: str, at: int) -> Caller:
         key = await self._keys.verifying_key(kid)
