@@ -92,7 +92,8 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
     from fhir_server.settings import Settings
 
     export_dir = Path(tempfile.mkdtemp(prefix="ifp-export-"))
-    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir)
+    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir,
+                        auth_mode="none")  # in-process, no tokens: ingest.py and search.py time them
     services = await start_services(settings, uri)
     operation.register(services.operations)
     app = create_app(settings, services)
