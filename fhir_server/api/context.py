@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from fhir_server.api.forwarded import public_base_url
 from fhir_server.context import RequestContext
 from fhir_server.interactions.request import parse_prefer
 from fhir_server.settings import Settings
@@ -17,6 +18,6 @@ def prefer(request: Request) -> dict[str, str]:
 async def request_context(request: Request, settings: Settings) -> RequestContext:
     """The context of ``request``: its caller (from the app's authenticator), base URL and Prefer handling."""
     caller = await request.app.state.authenticator.authenticate(request)
-    base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
+    base = settings.base_url or public_base_url(request, settings.trusted_proxy_networks) + "/fhir"
     return RequestContext.for_caller(base.rstrip("/"), caller,
                                      handling_strict=prefer(request).get("handling") == "strict")
