@@ -31,9 +31,11 @@ def request_id(incoming: str | None) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to records logged while a request is being served."""
+    """Adds ``request_id`` to records logged while a request is being served (and drops uvicorn's terminal
+    colouring copy of the message)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
         current = REQUEST_ID.get()
         if current is not None:
             record.request_id = current
@@ -55,8 +57,11 @@ def configure(level: str = "INFO", log_format: str = "json") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # uvicorn's own handlers would bypass ours
+    for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own handlers would bypass ours
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
+    access = logging.getLogger("uvicorn.access")  # fhir_server.access logs each request, with more
+    access.handlers.clear()
+    access.propagate = False
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -20,6 +20,7 @@ from fhir_server import logs, metrics
 INTERACTION_KEY = "fhir.interaction"
 REQUEST_ID_HEADER = b"x-request-id"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_QUIET = frozenset({"health", "metrics"})  # probes and scrapes every few seconds: DEBUG, not INFO
 _OTHER_ROUTES = {"health": "health", "metrics": "metrics", "report": "report"}
 access_log = logging.getLogger("fhir_server.access")
 
@@ -71,4 +72,5 @@ class RequestObservability:
         metrics.REQUEST_SECONDS.labels(interaction).observe(seconds)
         fields: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "status": status,
                                   "interaction": interaction, "duration_ms": round(seconds * 1000, 1)}
-        access_log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+        level = logging.DEBUG if interaction in _QUIET else logging.INFO
+        access_log.log(level, "%s %s %s", scope["method"], scope["path"], status, extra=fields)
