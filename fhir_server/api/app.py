@@ -22,6 +22,7 @@ from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
 from fhir_server.bootstrap import start_services
 from fhir_server.bulk.operation import sweep as sweep_exports
+from fhir_server.bulk.runner import stop_all as stop_exports
 from fhir_server.logs import configure as configure_logging
 from fhir_server.services import Services
 from fhir_server.settings import Settings, get_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await stop_exports()  # handed over: another node resumes them at once
             await app.state.services.close()
 
     app = FhirApp(title="ifp-fhir", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -120,6 +120,10 @@ class ExportJobs:
     async def fail(self, job: ExportJob, message: str) -> bool:
         return await self._jobs.fail(job.id, {"message": message}, owner=job.owner, attempt=job.attempts)
 
+    async def release(self, job: ExportJob) -> bool:
+        """This run stops unfinished (its process shuts down): another process may take the job over now."""
+        return await self._jobs.release(job.id, job.owner, attempt=job.attempts)
+
     async def take_over_if_stale(self, job: ExportJob, max_attempts: int) -> ExportJob | None:
         """This process's run of a job whose process died, unless it ran ``max_attempts`` times already (or
         another process took it first): the job as taken, or None."""

@@ -29,6 +29,7 @@ from fhir_server.services import Services
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 _RUNNING: dict[str, asyncio.Task[None]] = {}
+_RUNS: dict[asyncio.Task[None], ExportRun] = {}  # what each task runs, to hand it over at shutdown
 
 
 class Cancelled(Exception):
@@ -37,10 +38,13 @@ class Cancelled(Exception):
 
 def start(services: Services, job: ExportJob) -> None:
     """Run ``job`` (or resume it, after a takeover) in the background; the task is kept referenced until it ends."""
-    task = asyncio.create_task(run(services, job), name=f"bulk-export-{job.id}-{job.attempts}")
+    export = ExportRun(services, job)
+    task = asyncio.create_task(run(export), name=f"bulk-export-{job.id}-{job.attempts}")
     _RUNNING[job.id] = task
+    _RUNS[task] = export
 
     def forget(done: asyncio.Task[None]) -> None:
+        _RUNS.pop(done, None)
         if _RUNNING.get(job.id) is done:  # not a later run of the same job (a takeover in this process)
             del _RUNNING[job.id]
 
@@ -54,6 +58,17 @@ def cancel_here(job_id: str) -> None:
         task.cancel()
 
 
+async def stop_all() -> None:
+    """Process shutdown: stop every export running here and hand each job over, so that another process
+    resumes it at once instead of after ``STALE_AFTER_SECONDS``."""
+    runs = list(_RUNS.items())
+    for task, _ in runs:
+        task.cancel()
+    await asyncio.gather(*(task for task, _ in runs), return_exceptions=True)
+    for _, export in runs:
+        await export.hand_over()
+
+
 async def wait(job_id: str) -> None:
     """Wait for this process's task of ``job_id`` to end (tests and the benchmark)."""
     task = _RUNNING.get(job_id)
@@ -61,13 +76,13 @@ async def wait(job_id: str) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def run(services: Services, job: ExportJob) -> None:
+async def run(export: ExportRun) -> None:
     """Export (from the first type not done yet), then record the manifest. Cancelled or taken away: remove
     the files this run wrote and did not record; failed: remove every file of the job."""
-    export = ExportRun(services, job)
+    job = export.job
     try:
         output = await export.all_types()
-    except (Cancelled, asyncio.CancelledError):
+    except (Cancelled, asyncio.CancelledError):  # asyncio's: a DELETE here, or the process shuts down
         await export.discard_unrecorded()
         return
     except Exception as exc:  # anything: the client learns it from the status request
@@ -76,7 +91,7 @@ async def run(services: Services, job: ExportJob) -> None:
         if await export.store.fail(job, f"The export failed: {exc}"):
             metrics.export_job("failed")
         return
-    if await export.store.complete(job, output, services.settings.export_ttl_seconds):
+    if await export.store.complete(job, output, export.services.settings.export_ttl_seconds):
         metrics.export_job("completed")
 
 
@@ -123,6 +138,15 @@ class ExportRun:
             await self.files.remove([file_id(self.job.id, o) for o in self.unrecorded])
         except Exception:
             log.warning("bulk export %s: could not remove the files of its unfinished type", self.job.id)
+
+    async def hand_over(self) -> None:
+        """Let another process resume the job at once (when it still exists and is still this run's)."""
+        try:
+            if await self.store.release(self.job):
+                log.info("bulk export %s: stopped here unfinished; another process will resume it", self.job.id)
+        except Exception:
+            log.warning("bulk export %s: could not hand it over; it is resumed once its heartbeat is stale",
+                        self.job.id)
 
     async def discard_all(self) -> None:
         try:

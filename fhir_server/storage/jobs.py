@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -28,6 +28,7 @@ from fhir_server.storage.documents import now_ms
 
 IN_PROGRESS, COMPLETED, FAILED = "in-progress", "completed", "failed"
 STALE_AFTER_SECONDS = 60.0
+RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # the heartbeat of a job its owner gave up: stale for everyone
 # This process, as the owner of the jobs it runs.
 PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -63,6 +64,13 @@ class JobStore:
         """Mark a running job failed (only if ``owner`` still runs it, in run ``attempt``, when given)."""
         query = self._running(job_id, owner, attempt) if owner else {**self._key(job_id), "status": IN_PROGRESS}
         result = await self._collection.update_one(query, {"$set": {"status": FAILED, **fields}})
+        return result.matched_count == 1
+
+    async def release(self, job_id: str, owner: str, *, attempt: int | None = None) -> bool:
+        """The owner stops running the job without finishing it (its process shuts down): its heartbeat is made
+        stale now, so that another process takes it over at once instead of after ``STALE_AFTER_SECONDS``."""
+        result = await self._collection.update_one(self._running(job_id, owner, attempt),
+                                                   {"$set": {"heartbeat": RELEASED}})
         return result.matched_count == 1
 
     async def fail_if_stale(self, job_id: str, fields: Job) -> Job | None:

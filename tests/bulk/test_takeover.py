@@ -132,3 +132,20 @@ async def test_an_export_whose_nodes_died_too_often_fails(services: Services, db
     assert "stopped responding 3 times" in fhirjson.loads(response.content)["issue"][0]["diagnostics"]
     failed = await ExportJobs(services.store).get(job.id)
     assert failed is not None and failed.status == FAILED
+
+
+async def test_an_export_on_a_node_that_shuts_down_is_handed_over_at_once(
+        services: Services, registry_services: Services, db: AsyncDatabase, gate: asyncio.Event) -> None:
+    async with node(services) as a:
+        patient = await create(a, data.patient("FR-POI-0002"))
+        job_id = job_id_of(await kickoff(a, "$export?_type=Patient"))
+    await runner.stop_all()  # node A shuts down while its export runs (held before its first resource)
+    gate.set()
+    assert await ExportJobs(services.store).stale() == [job_id]  # no need to wait for its heartbeat to age
+    await sweep(registry_services)
+    await runner.wait(job_id)
+    done = await ExportJobs(services.store).get(job_id)
+    assert done is not None and done.status == COMPLETED and done.attempts == 2
+    async with node(registry_services) as b:
+        manifest = fhirjson.loads((await b.get(f"/fhir/$export-poll-status?_jobId={job_id}")).content)
+        assert [r["id"] for r in (await download(b, manifest))["Patient"]] == [patient["id"]]
