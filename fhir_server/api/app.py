@@ -86,14 +86,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
 
 async def _sweep_forever(services: Services) -> None:
-    """Every ``FHIR_JOB_SWEEP_SECONDS``: resume exports whose process died, delete expired ones. A failure
-    (MongoDB unreachable) is logged and the next round tries again."""
-    while True:
-        await asyncio.sleep(services.settings.job_sweep_seconds)
+    """At start and every ``FHIR_JOB_SWEEP_SECONDS``: resume exports whose process died, delete expired ones. A
+    failure (MongoDB unreachable) is logged and the next round tries again."""
+    while True:  # first at start-up: a restarted node resumes what it (or another node) left at once
         try:
             await sweep_exports(services)
         except Exception:
             log.exception("export sweep failed; trying again in %s s", services.settings.job_sweep_seconds)
+        await asyncio.sleep(services.settings.job_sweep_seconds)
 
 
 def app_factory() -> FastAPI:
