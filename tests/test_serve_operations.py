@@ -3,6 +3,7 @@ logs are JSON lines carrying the request id, /metrics adds up several worker pro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,7 +18,23 @@ from contextlib import contextmanager
 import httpx
 
 from fhir_server import fhirjson
+from fhir_server.bootstrap import start_services
+from fhir_server.settings import Settings
 from fhir_server.storage.mongod import free_port
+
+
+def prepared_database(mongo_uri: str) -> str:
+    """A database that one server process has already started on (collections, indexes, profiles): several
+    workers starting together on a fresh one race to create them (issue #12's defect 3, tested elsewhere)."""
+    name = f"serve_{uuid.uuid4().hex[:8]}"
+
+    async def start_once() -> None:
+        services = await start_services(Settings(mongodb_uri=mongo_uri, mongodb_db=name, registry_rules=False),
+                                        mongo_uri)
+        await services.close()
+
+    asyncio.run(start_once())
+    return name
 
 
 @contextmanager
@@ -93,7 +110,7 @@ def test_sigterm_lets_an_in_flight_request_finish_then_stops(mongo_uri: str) -> 
 
 
 def test_logs_are_json_lines_with_the_request_id_and_metrics_add_up_the_workers(mongo_uri: str) -> None:
-    with serving(mongo_uri, FHIR_WORKERS="2") as (port, proc):
+    with serving(mongo_uri, FHIR_WORKERS="2", FHIR_MONGODB_DB=prepared_database(mongo_uri)) as (port, proc):
         for _ in range(6):
             assert httpx.get(f"http://127.0.0.1:{port}/fhir/metadata", headers={"X-Request-Id": "op-77"},
                              timeout=30).headers["x-request-id"] == "op-77"
