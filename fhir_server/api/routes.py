@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from fhir_server.api.context import request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
+from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.dispatch import dispatch
@@ -56,6 +57,7 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
+    request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
     return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 

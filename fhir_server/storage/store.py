@@ -42,7 +42,9 @@ from fhir_server.storage.documents import (
     StoredVersion,
     now_ms,
 )
+from fhir_server.storage.files import FileStore
 from fhir_server.storage.jobs import JobStore
+from fhir_server.storage.retries import counted
 from fhir_server.storage.security_store import SecurityStore
 
 T = TypeVar("T")
@@ -61,6 +63,7 @@ class ResourceStore:
         self.access = access or AccessPolicy()
         self._collections: dict[str, AsyncCollection] = {}
         self._jobs: dict[str, JobStore] = {}
+        self._files: FileStore | None = None
         self._owned_client: AsyncMongoClient | None = None
         self._security: SecurityStore | None = None
 
@@ -84,6 +87,10 @@ class ResourceStore:
             found = self._collections[name] = self._db[name]
         return found
 
+    async def ping(self) -> None:
+        """Raise unless MongoDB answers (readiness probe)."""
+        await self._db.command("ping")
+
     def jobs(self, kind: str) -> JobStore:
         """The background jobs of ``kind`` (``export``, ``reindex``), see :mod:`fhir_server.storage.jobs`."""
         found = self._jobs.get(kind)
@@ -96,6 +103,12 @@ class ResourceStore:
         if self._security is None:
             self._security = SecurityStore(self._db)
         return self._security
+
+    def files(self) -> FileStore:
+        """Bulk export files (GridFS), see :mod:`fhir_server.storage.files`."""
+        if self._files is None:
+            self._files = FileStore(self._db)
+        return self._files
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -131,7 +144,7 @@ class ResourceStore:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
         async with self._db.client.start_session() as session:
             return await session.with_transaction(
-                work, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
+                counted(work), read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
             )
 
     @asynccontextmanager
