@@ -50,6 +50,12 @@ T = TypeVar("T")
 DbSession = AsyncClientSession
 Session = DbSession | None
 IndexKeys = list[tuple[str, Any]]
+# History's one order, newest first, at every level (system, type, instance), and the keyset key of a row in it.
+_HISTORY_ORDER: IndexKeys = [("lastUpdated", DESCENDING), ("type", DESCENDING), ("id", DESCENDING),
+                             ("vid", DESCENDING)]
+HistoryKey = tuple[datetime, str, str, int]
+_INDEX_NOT_FOUND = 27
+_NAMESPACE_EXISTS = 48
 # A search index of a resource collection: its keys and its options (e.g. ``wildcardProjection``).
 IndexSpecs = dict[str, list[tuple[IndexKeys, dict[str, Any]]]]
 
@@ -100,22 +106,27 @@ class ResourceStore:
                                                        *models])
         await self._create_indexes(HISTORY, [
             IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
-            IndexModel([("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
-            IndexModel([("type", ASCENDING), ("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel(_HISTORY_ORDER),
+            IndexModel([("type", ASCENDING), *(key for key in _HISTORY_ORDER if key[0] != "type")]),
         ])
 
     async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
-        existing = set(await self._db.list_collection_names())
-        if collection not in existing:
-            try:
-                await self._db.create_collection(collection)
-            except OperationFailure as exc:
-                if exc.code != 48:  # NamespaceExists: another process created it first
-                    raise
+        """Idempotent, and safe while other processes (workers, nodes) do the same at the same time: the
+        collection is created without the driver's check-then-create (``check_exists``, a race another process
+        wins between the check and the create), and an index another process dropped first is gone all the same."""
+        try:
+            await self._db.create_collection(collection, check_exists=False)
+        except OperationFailure as exc:
+            if exc.code != _NAMESPACE_EXISTS:
+                raise
         created = set(await self._collection(collection).create_indexes(models))
         async for index in await self._collection(collection).list_indexes():
             if index["name"] != "_id_" and index["name"] not in created:
-                await self._collection(collection).drop_index(index["name"])
+                try:
+                    await self._collection(collection).drop_index(index["name"])
+                except OperationFailure as exc:
+                    if exc.code != _INDEX_NOT_FOUND:
+                        raise
 
     # -- transactions ----------------------------------------------------------------------------------
 
@@ -239,17 +250,15 @@ class ResourceStore:
 
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,
-                      after_key: tuple[datetime, str] | None = None, limit: int = 50,
+                      after_key: HistoryKey | None = None, limit: int = 50,
                       session: Session = None) -> list[StoredVersion]:
-        """Versions newest first, keyset-paged on (lastUpdated, _id) descending."""
+        """Versions newest first, keyset-paged on (lastUpdated, type, id, vid) descending: ``vid`` as a number
+        (version 10 is newer than 9, which the string ``_id`` would not say)."""
         query = _history_query(resource_type, resource_id, since, before)
         if after_key:
-            at, key = after_key
-            query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
-                                             {"lastUpdated": at, "_id": {"$lt": key}}]})
+            query = restrict(query, _after(after_key))
         cursor = self._collection(HISTORY).find(
-            self._filter(ctx, resource_type, query),
-            sort=[("lastUpdated", DESCENDING), ("_id", DESCENDING)], limit=limit, session=session,
+            self._filter(ctx, resource_type, query), sort=_HISTORY_ORDER, limit=limit, session=session,
         )
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
@@ -329,6 +338,13 @@ class ResourceStore:
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
         await self._collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
+
+
+def _after(key: HistoryKey) -> dict[str, Any]:
+    """The history rows after ``key`` in ``_HISTORY_ORDER`` (a lexicographic 'less than', field by field)."""
+    fields = [name for name, _ in _HISTORY_ORDER]
+    return {"$or": [{**dict(zip(fields[:n], key[:n], strict=True)), fields[n]: {"$lt": key[n]}}
+                    for n in range(len(fields))]}
 
 
 def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,
