@@ -42,6 +42,7 @@ from fhir_server.storage.documents import (
     StoredVersion,
     now_ms,
 )
+from fhir_server.storage.faults import bounded
 from fhir_server.storage.jobs import JobStore
 
 T = TypeVar("T")
@@ -61,18 +62,22 @@ IndexSpecs = dict[str, list[tuple[IndexKeys, dict[str, Any]]]]
 
 
 class ResourceStore:
-    def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None, *,
+                 timeout_seconds: float | None = None) -> None:
         self._db = db
         self.access = access or AccessPolicy()
+        # Every read and transaction ends within this (``faults.bounded``): None leaves the driver's defaults.
+        self.timeout_seconds = timeout_seconds
         self._collections: dict[str, AsyncCollection] = {}
         self._jobs: dict[str, JobStore] = {}
         self._owned_client: AsyncMongoClient | None = None
 
     @classmethod
-    def open(cls, uri: str, database: str, access: AccessPolicy | None = None) -> ResourceStore:
+    def open(cls, uri: str, database: str, access: AccessPolicy | None = None, *,
+             timeout_seconds: float | None = None) -> ResourceStore:
         """A store over ``database`` of the MongoDB at ``uri``, with a client of its own (see :meth:`close`)."""
         client = connect(uri)
-        store = cls(client[database], access)
+        store = cls(client[database], access, timeout_seconds=timeout_seconds)
         store._owned_client = client
         return store
 
@@ -130,6 +135,7 @@ class ResourceStore:
 
     # -- transactions ----------------------------------------------------------------------------------
 
+    @bounded
     async def run_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
         async with self._db.client.start_session() as session:
@@ -145,6 +151,7 @@ class ResourceStore:
 
     # -- counters --------------------------------------------------------------------------------------
 
+    @bounded
     async def read_counter(self, name: str, session: Session = None) -> tuple[int, str]:
         """The value and token of counter ``name`` ((0, "") before its first bump). The token is drawn when the
         counter document is created: a counter re-created after a wipe differs even if its value matches."""
@@ -162,6 +169,7 @@ class ResourceStore:
     def _filter(self, ctx: RequestContext, resource_type: str | None, base: dict[str, Any]) -> dict[str, Any]:
         return restrict(base, self.access.read_filter(ctx, resource_type))
 
+    @bounded
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
                       session: Session = None) -> StoredVersion | None:
         """The current version of a resource, tombstone included (to tell 404 from 410)."""
@@ -171,6 +179,7 @@ class ResourceStore:
         )
         return StoredVersion.from_current(resource_type, doc) if doc else None
 
+    @bounded
     async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
                       session: Session = None) -> StoredVersion | None:
         doc = await self._collection(HISTORY).find_one(
@@ -179,6 +188,7 @@ class ResourceStore:
         )
         return StoredVersion.from_history(doc) if doc else None
 
+    @bounded
     async def find(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                    sort: Sequence[tuple[str, int]] | None = None, limit: int = 0,
                    projection: dict[str, Any] | None = None, session: Session = None) -> list[dict[str, Any]]:
@@ -189,6 +199,7 @@ class ResourceStore:
         )
         return [doc async for doc in cursor]
 
+    @bounded
     async def find_each(self, ctx: RequestContext, resource_type: str, queries: Sequence[dict[str, Any]], *,
                         limit: int, session: Session = None) -> list[list[dict[str, Any]]]:
         """The current documents (without ``sp``) matching each of ``queries``, at most ``limit`` each, in one
@@ -211,6 +222,7 @@ class ResourceStore:
         async for doc in cursor:
             yield doc
 
+    @bounded
     async def count(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                     session: Session = None, limit: int = 0) -> int:
         kwargs: dict[str, Any] = {"session": session}
@@ -219,6 +231,7 @@ class ResourceStore:
         return int(await self._collection(resource_type).count_documents(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), **kwargs))
 
+    @bounded
     async def aggregate(self, ctx: RequestContext, collection: str, pipeline: Sequence[dict[str, Any]], *,
                         session: Session = None) -> list[dict[str, Any]]:
         """Run ``pipeline`` on ``collection`` (a resource type, or history) with what ``ctx`` may read in front of
@@ -248,6 +261,7 @@ class ResourceStore:
             {"$unset": key},
         ]
 
+    @bounded
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,
                       after_key: HistoryKey | None = None, limit: int = 50,
@@ -262,6 +276,7 @@ class ResourceStore:
         )
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
+    @bounded
     async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
                             since: datetime | None = None, session: Session = None, limit: int = 0) -> int:
         """Versions ``history`` would list (at most ``limit`` of them counted, when given)."""
