@@ -47,12 +47,20 @@ def mongod_binary() -> Path:
 @contextlib.contextmanager
 def temporary_mongod(cache_gb: float = 1.0, prefix: str = "ifp-fhir-") -> Iterator[str]:
     """A throw-away single-node replica set (tests, benchmarks); yields its URI, removes its files after."""
+    with temporary_node(cache_gb, prefix) as server:
+        yield server.uri
+
+
+@contextlib.contextmanager
+def temporary_node(cache_gb: float = 1.0, prefix: str = "ifp-fhir-") -> Iterator[LocalMongod]:
+    """:func:`temporary_mongod`'s process itself, for whoever stops, pauses or kills it (fault tests)."""
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     server = LocalMongod(data_dir, free_port(), cache_gb=cache_gb)
     try:
         server.start()
-        yield server.uri
+        yield server
     finally:
+        server.resume()
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -6,10 +6,7 @@ a restart. Against a mongod of this module's own, stopped, paused and restarted 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +16,7 @@ from fhir_server.bootstrap import start_services
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.client import connect
-from fhir_server.storage.mongod import LocalMongod, free_port
+from fhir_server.storage.mongod import LocalMongod, temporary_node
 from tests.conftest import FHIR_JSON, _client, body, parse, patient, post, put, unique
 
 BUDGET = 3.0  # the server's time budget here; a test fails on a hang at twice that, never on timing
@@ -28,15 +25,8 @@ PATIENT_SYSTEM = "https://cml-registry.eu/fhir/sid/patient"
 
 @pytest.fixture(scope="module")
 def own_mongod() -> Iterator[LocalMongod]:
-    data_dir = Path(tempfile.mkdtemp(prefix="ifp-fhir-faults-"))
-    server = LocalMongod(data_dir, free_port(), cache_gb=0.25)
-    try:
-        server.start()
+    with temporary_node(cache_gb=0.25, prefix="ifp-fhir-faults-") as server:
         yield server
-    finally:
-        server.resume()
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
