@@ -200,10 +200,11 @@ async def _create_storm(http: httpx.AsyncClient, base: str, clients: int, outcom
     pseudonym = f"urn:storm|{uuid.uuid4().hex}"
     payload = fhirjson.dumps({"resourceType": "Patient", "identifier": [
         {"system": "urn:storm", "value": pseudonym.split("|")[1]}], "gender": "female"})
-    answers = await asyncio.gather(*[http.post(f"{base}/Patient", content=payload, headers={
-        "Content-Type": FHIR_JSON, "If-None-Exist": f"identifier={pseudonym}"}) for _ in range(clients)])
-    statuses = Counter(r.status_code for r in answers)
-    outcome.tally.answers.update(str(s) for s in statuses.elements())
+    def create() -> Awaitable[httpx.Response]:
+        return http.post(f"{base}/Patient", content=payload,
+                         headers={"Content-Type": FHIR_JSON, "If-None-Exist": f"identifier={pseudonym}"})
+
+    statuses = Counter(await asyncio.gather(*[_final(outcome, create) for _ in range(clients)]))
     if statuses != Counter({201: 1, 200: clients - 1}):
         outcome.failures.append(f"conditional create storm answered {dict(statuses)}")
     await _exactly_one(http, base, pseudonym, outcome)
@@ -216,10 +217,11 @@ async def _update_storm(http: httpx.AsyncClient, base: str, clients: int, outcom
         return fhirjson.dumps({"resourceType": "Patient", "identifier": [
             {"system": "urn:storm", "value": pseudonym.split("|")[1]}], "birthDate": f"{1900 + n}-01-01"})
 
-    answers = await asyncio.gather(*[http.put(f"{base}/Patient?identifier={pseudonym}", content=body(n),
-                                              headers={"Content-Type": FHIR_JSON}) for n in range(clients)])
-    statuses = Counter(r.status_code for r in answers)
-    outcome.tally.answers.update(str(s) for s in statuses.elements())
+    def update(n: int) -> Callable[[], Awaitable[httpx.Response]]:
+        return lambda: http.put(f"{base}/Patient?identifier={pseudonym}", content=body(n),
+                                headers={"Content-Type": FHIR_JSON})
+
+    statuses = Counter(await asyncio.gather(*[_final(outcome, update(n)) for n in range(clients)]))
     if statuses != Counter({201: 1, 200: clients - 1}):
         outcome.failures.append(f"conditional update storm answered {dict(statuses)}")
     found = await _exactly_one(http, base, pseudonym, outcome)
@@ -234,6 +236,17 @@ async def _update_storm(http: httpx.AsyncClient, base: str, clients: int, outcom
     stamps = [datetime.fromisoformat(m["lastUpdated"]) for m in metas]
     if not all(newer > older for newer, older in itertools.pairwise(stamps)):
         outcome.failures.append("conditional update storm: a version's lastUpdated is not after its predecessor's")
+
+
+async def _final(outcome: Outcome, send: Callable[[], Awaitable[httpx.Response]]) -> int:
+    """The status of the request ``send`` makes, repeated after a 503 as a client would (``Retry-After``); every
+    answer is tallied."""
+    while True:
+        r = await send()
+        outcome.tally.answers[str(r.status_code)] += 1
+        if r.status_code != 503:
+            return r.status_code
+        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
 
 
 async def _exactly_one(http: httpx.AsyncClient, base: str, pseudonym: str, outcome: Outcome) -> str | None:

@@ -267,12 +267,16 @@ class ResourceStore:
                       after_key: HistoryKey | None = None, limit: int = 50,
                       session: Session = None) -> list[StoredVersion]:
         """Versions newest first, keyset-paged on (lastUpdated, type, id, vid) descending: ``vid`` as a number
-        (version 10 is newer than 9, which the string ``_id`` would not say)."""
+        (version 10 is newer than 9, which the string ``_id`` would not say). One resource's versions are in
+        ``vid`` order, the same order (each version's lastUpdated is after its predecessor's), read from the
+        unique ``type,id,vid`` index rather than by scanning the type's history in time order for them."""
         query = _history_query(resource_type, resource_id, since, before)
+        instance = resource_id is not None
         if after_key:
-            query = restrict(query, _after(after_key))
+            query = restrict(query, {"vid": {"$lt": after_key[3]}} if instance else _after(after_key))
         cursor = self._collection(HISTORY).find(
-            self._filter(ctx, resource_type, query), sort=_HISTORY_ORDER, limit=limit, session=session,
+            self._filter(ctx, resource_type, query), sort=[("vid", DESCENDING)] if instance else _HISTORY_ORDER,
+            limit=limit, session=session,
         )
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
