@@ -6,11 +6,13 @@ a restart. Against a mongod of this module's own, stopped, paused and restarted 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from pymongo.errors import PyMongoError
 
 from fhir_server.bootstrap import start_services
 from fhir_server.services import Services
@@ -119,3 +121,24 @@ async def test_hung_database_is_503_within_the_budget_and_the_server_recovers(
     finally:
         own_mongod.resume()
     assert (await _recovered(http, f"/fhir/Patient/{created['id']}")).status_code == 200
+
+
+async def test_primary_stepping_down_for_longer_than_the_budget_is_503_and_the_server_recovers(
+        http: httpx.AsyncClient, own_mongod: LocalMongod) -> None:
+    created = parse(await post(http, "Patient", patient(unique())))
+    admin = connect(own_mongod.uri)
+    try:
+        # The only member steps down and may not stand for election for 3 x the budget: no primary meanwhile.
+        with contextlib.suppress(PyMongoError):  # the step-down closes the connection that asked for it
+            await admin.admin.command("replSetStepDown", int(3 * BUDGET), force=True)
+        _assert_transient(await _answer(put(http, f"Patient/{created['id']}", {**created, "active": True})))
+    finally:
+        await admin.close()
+    r = await _recovered(http, f"/fhir/Patient/{created['id']}")
+    assert r.status_code == 200
+    for _ in range(60):  # reads came back; writes need the new primary
+        r = await _answer(put(http, f"Patient/{created['id']}", {**created, "active": True}))
+        if r.status_code != 503:
+            break
+        await asyncio.sleep(0.5)
+    assert r.status_code == 200, r.text
