@@ -71,20 +71,26 @@ def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-            time.sleep(0.3)
+        if not serving(proc, base, timeout=60):
+            raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
         yield base
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def serving(proc: subprocess.Popen[bytes], base: str, *, timeout: float) -> bool:
+    """Wait until the server ``proc`` answers ``base``/metadata (True), exits or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:

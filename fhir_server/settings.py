@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # A request's reads and transactions end within this many seconds; a database unavailable for longer, or a
+    # write conflict that outlasts it, is a 503 with Retry-After (well under common EHR client timeouts)
+    transaction_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # Search and paging
     default_count: int = 20
     max_count: int = 1000
