@@ -106,7 +106,9 @@ def _check_boolean(value: Any) -> str | None:
 
 def _check_decimal(value: Any) -> str | None:
     kind = type(value)
-    if kind is int or kind is Decimal or kind is float:
+    if kind is Decimal:  # math.isfinite would convert to float: 1E+400 is finite, the float is not
+        return None if value.is_finite() else f"{value} is not a finite decimal"
+    if kind is int or kind is float:
         return None if math.isfinite(value) else f"{value} is not a finite decimal"
     return f"must be a JSON number, not {_json_type(value)}"
 

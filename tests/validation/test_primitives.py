@@ -316,3 +316,7 @@ def test_tab_carriage_return_and_line_feed_are_allowed_in_strings() -> None:
     p["identifier"][0]["value"] = "FR\t42\r\nsecond line"
     assert check_primitive_types(p) == []
 
+
+def test_a_decimal_beyond_the_range_of_a_float_is_finite() -> None:
+    for value in ("1E+6000", "-1.5E+400", "1E-6000"):
+        assert check_primitive_types(observation(valueQuantity={"value": decimal.Decimal(value)})) == [], value
