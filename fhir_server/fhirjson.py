@@ -19,6 +19,7 @@ import decimal
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +40,27 @@ _DECIMAL128 = decimal.Context(prec=34, Emin=-6143, Emax=6144, clamp=1, traps=[
     decimal.Inexact, decimal.Rounded, decimal.Overflow, decimal.Underflow, decimal.Clamped])
 
 
+class _UnstorableNumber(str):
+    """A JSON number Decimal128 cannot hold, kept as its text (only while locating it for the error)."""
+
+
 def _parse_decimal(text: str) -> decimal.Decimal:
     try:
         return _DECIMAL128.create_decimal(text)
     except decimal.DecimalException as exc:
-        raise InvalidRequest(f"The number {text[:40]} cannot be stored exactly (a decimal has at most 34 "
-                             "significant digits)", code="value") from exc
+        raise _unstorable(text) from exc
+
+
+def _unstorable(text: str, where: str | None = None) -> InvalidRequest:
+    return InvalidRequest(f"The number {text[:40]} cannot be stored exactly (a decimal has at most 34 "
+                          "significant digits)", code="value", expression=(where,) if where else ())
+
+
+def _number_or_marker(text: str) -> Any:
+    try:
+        return _parse_int(text) if text.lstrip("-").isdigit() else _parse_decimal(text)
+    except InvalidRequest:
+        return _UnstorableNumber(text)
 
 
 def _parse_int(text: str) -> int | decimal.Decimal:
@@ -64,6 +80,9 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _STRICT_DECODER = json.JSONDecoder(parse_float=_parse_decimal, parse_int=_parse_int,
                                    parse_constant=_reject_constant, object_pairs_hook=_unique_names)
+# Decodes what _STRICT_DECODER refused for a number, to say where that number is.
+_LOCATING_DECODER = json.JSONDecoder(parse_float=_number_or_marker, parse_int=_number_or_marker,
+                                     parse_constant=_reject_constant, object_pairs_hook=_unique_names)
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,8 @@ def loads(body: bytes | str, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
         value = _STRICT_DECODER.decode(text)
+    except InvalidRequest as exc:  # a number Decimal128 cannot hold exactly: say where it is
+        raise _locate_unstorable(text, limits) or exc from None
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Body is not UTF-8: {exc}", code="structure") from exc
     except ValueError as exc:
@@ -99,8 +120,60 @@ def loads(body: bytes | str, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     return value
 
 
-def _too_deep(limits: JsonLimits) -> InvalidRequest:
-    return InvalidRequest(f"The JSON is nested deeper than {limits.max_depth} levels", code="structure")
+def _too_deep(limits: JsonLimits, where: tuple[str, ...] = ()) -> InvalidRequest:
+    return InvalidRequest(f"The JSON is nested deeper than {limits.max_depth} levels", code="structure",
+                          expression=where)
+
+
+def _locate_unstorable(text: str, limits: JsonLimits) -> InvalidRequest | None:
+    try:
+        value = _LOCATING_DECODER.decode(text)
+        _check_shape(value, limits)
+    except InvalidRequest as exc:  # the body has a worse problem before the number
+        return exc
+    except (ValueError, RecursionError):  # malformed after the number: the number's error stands
+        return None
+    found = locate(value, lambda node, _depth: type(node) is _UnstorableNumber)
+    return _unstorable(str(found[1]), found[0]) if found else None
+
+
+# -- where something is, said as a FHIRPath-like location (Patient.name[0].family); only on the error path ---
+
+
+def _root_name(value: Any) -> str:
+    kind = value.get("resourceType") if type(value) is dict else None
+    return kind if type(kind) is str and kind.isalnum() else "$"
+
+
+def _printable(name: str) -> str:
+    """A property name as it may appear in a response: no lone surrogate, not endless."""
+    return name[:64].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _children(node: Any, path: str) -> list[tuple[Any, str]]:
+    if type(node) is dict:
+        return [(child, f"{path}.{_printable(name)}") for name, child in reversed(node.items())]
+    if type(node) is list:
+        return [(child, f"{path}[{index}]") for index, child in reversed(list(enumerate(node)))]
+    return []
+
+
+def locate(value: Any, wanted: Callable[[Any, int], bool]) -> tuple[str, Any] | None:
+    """The location and the node of the first node (depth first, in document order) for which
+    ``wanted(node, depth)`` holds; the root is depth 1 and is named after its ``resourceType`` (``$`` without)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, _root_name(value))]
+    while stack:
+        node, depth, path = stack.pop()
+        if wanted(node, depth):
+            return path, node
+        stack += [(child, depth + 1, at) for child, at in _children(node, path)]
+    return None
+
+
+def _where(value: Any, wanted: Callable[[Any, int], bool]) -> tuple[str, ...]:
+    """``expression`` of an issue about the first node ``wanted``: its location, or nothing."""
+    found = locate(value, wanted)
+    return (found[0],) if found else ()
 
 
 def _check_shape(value: Any, limits: JsonLimits) -> None:
@@ -110,13 +183,14 @@ def _check_shape(value: Any, limits: JsonLimits) -> None:
     while stack:
         node, depth = pop()
         if depth > limits.max_depth:
-            raise _too_deep(limits)
+            raise _too_deep(limits, _where(value, lambda n, d: d > limits.max_depth and type(n) in (dict, list)))
         if type(node) is dict:
             children: Any = node.values()
         else:
             if len(node) > limits.max_array_items:
                 raise InvalidRequest(f"An array has {len(node)} elements; at most {limits.max_array_items} "
-                                     "are accepted", code="too-costly")
+                                     "are accepted", code="too-costly",
+                                     expression=_where(value, lambda n, _d, long=node: n is long))
             children = node
         for child in children:
             if type(child) is dict or type(child) is list:
@@ -128,7 +202,15 @@ def _check_surrogates(value: Any) -> None:
         orjson.dumps(value, default=_default)  # refuses a lone surrogate in any string, name or value
     except orjson.JSONEncodeError as exc:
         raise InvalidRequest("A string holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF); it is not "
-                             "Unicode text", code="structure") from exc
+                             "Unicode text", code="structure", expression=_where(value, _holds_surrogate)) from exc
+
+
+def _holds_surrogate(node: Any, _depth: int) -> bool:
+    texts = [node] if type(node) is str else list(node) if type(node) is dict else []
+    return any(_LONE_SURROGATE.search(text) for text in texts)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _default(value: Any) -> Any:
