@@ -188,13 +188,16 @@ def _check_shape(value: Any, limits: JsonLimits) -> None:
             children: Any = node.values()
         else:
             if len(node) > limits.max_array_items:
-                raise InvalidRequest(f"An array has {len(node)} elements; at most {limits.max_array_items} "
-                                     "are accepted", code="too-costly",
-                                     expression=_where(value, lambda n, _d, long=node: n is long))
+                raise _too_long(value, node, limits)
             children = node
         for child in children:
             if type(child) is dict or type(child) is list:
                 push((child, depth + 1))
+
+
+def _too_long(value: Any, array: list[Any], limits: JsonLimits) -> InvalidRequest:
+    return InvalidRequest(f"An array has {len(array)} elements; at most {limits.max_array_items} are accepted",
+                          code="too-costly", expression=_where(value, lambda node, _depth: node is array))
 
 
 def _check_surrogates(value: Any) -> None:
