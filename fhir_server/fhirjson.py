@@ -72,17 +72,39 @@ def _parse_int(text: str) -> int | decimal.Decimal:
 def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        repeated = next(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
-        raise InvalidRequest(f"The property '{repeated[:100]}' appears more than once in one object",
-                             code="structure")
+        raise _repeated(_repeated_name(pairs))
     return obj
+
+
+def _repeated_name(pairs: list[tuple[str, Any]]) -> str:
+    return next(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
+
+
+def _repeated(name: str, where: str | None = None) -> InvalidRequest:
+    return InvalidRequest(f"The property '{name[:100]}' appears more than once in one object", code="structure",
+                          expression=(where,) if where else ())
+
+
+class _RepeatedName(dict[str, Any]):
+    """An object with a property name given twice (only while locating it for the error)."""
+
+    repeated = ""
+
+
+def _names_or_marker(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    marked = _RepeatedName(obj)
+    marked.repeated = _repeated_name(pairs)
+    return marked
 
 
 _STRICT_DECODER = json.JSONDecoder(parse_float=_parse_decimal, parse_int=_parse_int,
                                    parse_constant=_reject_constant, object_pairs_hook=_unique_names)
-# Decodes what _STRICT_DECODER refused for a number, to say where that number is.
+# Decodes what _STRICT_DECODER refused for a number or a repeated name, to say where it is.
 _LOCATING_DECODER = json.JSONDecoder(parse_float=_number_or_marker, parse_int=_number_or_marker,
-                                     parse_constant=_reject_constant, object_pairs_hook=_unique_names)
+                                     parse_constant=_reject_constant, object_pairs_hook=_names_or_marker)
 
 
 @dataclass(frozen=True)
@@ -106,8 +128,8 @@ def loads(body: bytes | str, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
     try:
         text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else body
         value = _STRICT_DECODER.decode(text)
-    except InvalidRequest as exc:  # a number Decimal128 cannot hold exactly: say where it is
-        raise _locate_unstorable(text, limits) or exc from None
+    except InvalidRequest as exc:  # a number Decimal128 cannot hold exactly, a repeated name: say where it is
+        raise _located(text, limits) or exc from None
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Body is not UTF-8: {exc}", code="structure") from exc
     except ValueError as exc:
@@ -125,23 +147,29 @@ def _too_deep(limits: JsonLimits, where: tuple[str, ...] = ()) -> InvalidRequest
                           expression=where)
 
 
-def _locate_unstorable(text: str, limits: JsonLimits) -> InvalidRequest | None:
+def _located(text: str, limits: JsonLimits) -> InvalidRequest | None:
+    """The first unstorable number or repeated property name of ``text``, as an error naming its location."""
     try:
         value = _LOCATING_DECODER.decode(text)
         _check_shape(value, limits)
-    except InvalidRequest as exc:  # the body has a worse problem before the number
+    except InvalidRequest as exc:  # the body has a worse problem
         return exc
-    except (ValueError, RecursionError):  # malformed after the number: the number's error stands
+    except (ValueError, RecursionError):  # malformed after the problem: its error stands
         return None
-    found = locate(value, lambda node, _depth: type(node) is _UnstorableNumber)
-    return _unstorable(str(found[1]), found[0]) if found else None
+    found = locate(value, lambda node, _depth: type(node) in (_UnstorableNumber, _RepeatedName))
+    if found is None:
+        return None
+    where, node = found
+    if type(node) is _RepeatedName:
+        return _repeated(node.repeated, f"{where}.{_printable(node.repeated)}")
+    return _unstorable(str(node), where)
 
 
 # -- where something is, said as a FHIRPath-like location (Patient.name[0].family); only on the error path ---
 
 
 def _root_name(value: Any) -> str:
-    kind = value.get("resourceType") if type(value) is dict else None
+    kind = value.get("resourceType") if isinstance(value, dict) else None
     return kind if type(kind) is str and kind.isalnum() else "$"
 
 

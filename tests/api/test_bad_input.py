@@ -210,3 +210,12 @@ async def test_nesting_deeper_than_the_setting_is_400_at_the_first_element_too_d
 async def test_an_array_longer_than_the_setting_is_400_at_that_array(narrow: httpx.AsyncClient) -> None:
     r = await post(narrow, "Patient", patient(name=[{"given": ["a", "b", "c", "d"]}]))
     assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].given"]
+
+
+async def test_a_repeated_property_name_is_400_at_its_element(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"family":"A","given":["B"],"family":"C"}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].family"]
+    r = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient","gender":"male","gender":"female"}',
+                          headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.gender"]
