@@ -349,7 +349,7 @@ def mutations(draw: st.DrawFn, resource: dict[str, Any]) -> Mutation:
     """``resource`` broken in one place, chosen by hypothesis among the breakages that apply to it."""
     resource = copy.deepcopy(resource)
     places = locations(resource)
-    kinds = ["unknown element", "empty", "deep nesting"]
+    kinds = ["unknown element", "empty", "deep nesting", "repeated property name"]
     if places:
         kinds += ["wrong JSON type", "wrong array-ness"]
     if any(p.element.min > 0 for p in places):
@@ -444,7 +444,8 @@ def _mutate_surrogate(draw: st.DrawFn, resource: dict[str, Any], places: list[Lo
 def _mutate_out_of_range(draw: st.DrawFn, resource: dict[str, Any], places: list[Location]) -> Mutation:
     place = draw(st.sampled_from([p for p in places if p.element.type in ("integer", "positiveInt",
                                                                           "unsignedInt")]))
-    _set(place, draw(st.sampled_from([2**31, -(2**31) - 1, 2**63, 10**30, 10**40])))
+    number = draw(st.sampled_from([2**31, -(2**31) - 1, 2**63, 10**30, 10**40]))
+    _set(place, Decimal(number) if abs(number) >= 2**63 else number)  # the JSON text is the same integer
     return Mutation("integer out of range", resource, place.path)
 
 
@@ -455,9 +456,21 @@ def _mutate_unstorable(draw: st.DrawFn, resource: dict[str, Any], places: list[L
     return Mutation("unstorable decimal", resource, place.path, (f'"{UNSTORABLE_MARK}"'.encode(), number))
 
 
+REPEATED_MARK = "fuzz-repeated-name"
+
+
+def _mutate_repeated(draw: st.DrawFn, resource: dict[str, Any], places: list[Location]) -> Mutation:
+    obj, path = draw(st.sampled_from(_objects(resource, places)))
+    name = draw(st.sampled_from(sorted(obj)))
+    obj[REPEATED_MARK] = draw(st.sampled_from(["x", 1, {"a": "b"}]))
+    return Mutation("repeated property name", resource, f"{path}.{name}",
+                    (f'"{REPEATED_MARK}"'.encode(), f'"{name}"'.encode()))
+
+
 MUTATORS = {
     "wrong JSON type": _mutate_wrong_type, "wrong array-ness": _mutate_arrayness,
     "missing required element": _mutate_missing, "unknown element": _mutate_unknown, "empty": _mutate_empty,
     "deep nesting": _mutate_deep, "control character": _mutate_control, "lone surrogate": _mutate_surrogate,
     "integer out of range": _mutate_out_of_range, "unstorable decimal": _mutate_unstorable,
+    "repeated property name": _mutate_repeated,
 }
