@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -67,13 +68,22 @@ def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True) -> It
 @contextmanager
 def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     """Run a server command until its /fhir/metadata answers; yields the base URL, stops it afterwards."""
+    with served_process(command, env, port) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def served_process(command: list[str], env: dict[str, str], port: int,
+                   log: IO[bytes] | None = None, start_seconds: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``served``, also yielding the server's process (to watch its memory, bench/soak.py). A long run passes
+    a ``log`` file for the server's stderr: a pipe nobody reads would fill and stall the server."""
     proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        if not serving(proc, base, timeout=60):
+        if not serving(proc, base, timeout=start_seconds):
             raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         proc.wait(30)
