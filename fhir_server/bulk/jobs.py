@@ -93,8 +93,9 @@ class ExportJobs:
         job.heartbeat = now_ms()
         await self._jobs.insert(job.to_document())
 
-    async def get(self, job_id: str) -> ExportJob | None:
-        doc = await self._jobs.get(job_id)
+    async def get_for(self, ctx: RequestContext, job_id: str) -> ExportJob | None:
+        """The job if ``ctx``'s caller started it (``JobStore.get_for``), else None."""
+        doc = await self._jobs.get_for(ctx, job_id)
         return ExportJob.from_document(doc) if doc else None
 
     async def beat(self, job: ExportJob, progress: str) -> bool:
