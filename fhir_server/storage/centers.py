@@ -25,6 +25,7 @@ admin, system,     derived from the content: an Organization -> its center ident
                    the Patients it references (none -> shared; several, or an unassigned one -> unassigned).
                    References are resolved among the resources stored in the same flush first (a transaction
                    Bundle's ``urn:uuid`` entries, rewritten to ``Type/id`` before storage), then the store.
+researcher         nothing (403); maintainer: conformance resources only (403 for clinical ones).
 any                a delete's tombstone keeps the center of the version it ends; conformance types: shared.
 =================  ==============================================================================================
 
@@ -111,7 +112,18 @@ def assign(role: Role, center: str | None, versions: Sequence[Version],
     resource of :func:`needed_keys` (absent: not stored). Raises Forbidden (403) or NotFound (404)."""
     if role in ROLES_OF_ONE_CENTER:
         return [_own_center(center, version, stored) for version in versions]
+    for version in versions:
+        _check_role_data(role, version)
     return _Derivation(versions, stored).centers()
+
+
+def _check_role_data(role: Role, version: Version) -> None:
+    """The data a role may not touch at all, whatever the request (``interactions/authorization.py`` refuses the
+    interaction first; this holds on every write path, e.g. an operation that stores a resource)."""
+    if role == Role.RESEARCHER:
+        raise Forbidden("A researcher reads every center's data and changes none")
+    if role == Role.MAINTAINER and version.type not in CONFORMANCE_TYPES:
+        raise Forbidden(f"A maintainer changes conformance resources only, not {version.type}")
 
 
 def _own_center(center: str | None, version: Version, stored: Mapping[Key, str | None]) -> str:
