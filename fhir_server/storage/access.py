@@ -36,7 +36,8 @@ class AccessPolicy:
         """Extra MongoDB filter that restricts what ``ctx`` may read of ``resource_type`` (None: the history of
         every type, whose documents carry ``type``)."""
         if ctx.role in centers.ROLES_OF_ONE_CENTER:
-            return {"center": {"$in": [ctx.center, None], "$exists": True}}
+            own = [ctx.center] if ctx.center not in (None, centers.UNASSIGNED) else []
+            return {"center": {"$in": [*own, None], "$exists": True}}
         if ctx.role == Role.MAINTAINER:
             if resource_type is None:
                 return {"type": {"$in": list(CONFORMANCE_TYPES)}}

@@ -188,6 +188,10 @@ class ResourceStore:
     def _filter(self, ctx: RequestContext, resource_type: str | None, base: dict[str, Any]) -> dict[str, Any]:
         return restrict(base, self.access.read_filter(ctx, resource_type))
 
+    def _read_filters(self, ctx: RequestContext) -> ReadFilters:
+        """What ``ctx`` may read, per collection (aggregations, reads of several types' history)."""
+        return ReadFilters(lambda resource_type: self.access.read_filter(ctx, resource_type))
+
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
                       session: Session = None) -> StoredVersion | None:
         """The current version of a resource, tombstone included (to tell 404 from 410)."""
@@ -250,8 +254,7 @@ class ResourceStore:
         """Run ``pipeline`` on ``collection`` (a resource type, or history) with what ``ctx`` may read in front of
         every read of a collection, the first and those of ``$lookup``, ``$unionWith``, ``$graphLookup``
         (:func:`fhir_server.storage.aggregation.guarded`); a read it cannot filter raises ``UnguardedRead``."""
-        filters = ReadFilters(lambda resource_type: self.access.read_filter(ctx, resource_type))
-        cursor = await self._collection(collection).aggregate(guarded(collection, pipeline, filters),
+        cursor = await self._collection(collection).aggregate(guarded(collection, pipeline, self._read_filters(ctx)),
                                                               session=session)
         return [doc async for doc in cursor]
 
@@ -304,10 +307,8 @@ class ResourceStore:
                                 projection: dict[str, Any] | None = None, session: Session = None,
                                 limit: int = 0) -> AsyncIterator[dict[str, Any]]:
         """History documents (any version) of ``resource_types`` matching ``query``, newest version first."""
-        terms = [restrict({"type": kind}, self.access.read_filter(ctx, kind)) for kind in resource_types]
-        scope = terms[0] if len(terms) == 1 else {"$or": terms}
-        cursor = self._collection(HISTORY).find(restrict(scope, query), projection, sort=[("vid", DESCENDING)],
-                                                 limit=limit, session=session)
+        cursor = self._collection(HISTORY).find(restrict(self._read_filters(ctx).history(resource_types), query),
+                                                 projection, sort=[("vid", DESCENDING)], limit=limit, session=session)
         async for doc in cursor:
             yield doc
 
