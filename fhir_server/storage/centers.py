@@ -29,6 +29,9 @@ researcher         nothing (403); maintainer: conformance resources only (403 fo
 any                a delete's tombstone keeps the center of the version it ends; conformance types: shared.
 =================  ==============================================================================================
 
+The 403 for a reference to another center's resource tells the client that the id exists elsewhere: the issue
+asks for the refusal, and ids are random UUIDs a client does not guess. Every read of it stays a 404.
+
 An admin moving a Patient to another center changes the Patient's center only; its other resources keep theirs
 until they are written again. Documents stored before centers existed get theirs at start-up
 (``ResourceStore.assign_missing_centers``), with the admin rules.

@@ -393,6 +393,8 @@ class ResourceStore:
         commit and aborts the other with a write conflict (a TransientTransactionError), so the driver re-runs
         it, and its new snapshot sees the first one's resource. That is what makes concurrent identical
         conditional creates produce exactly one resource. One round trip for all the claims of a Bundle.
+        :meth:`apply` suffixes each key with the center the created resource is stored with: the criteria of two
+        centers' clients never match each other's resources, so each center gets its own one resource.
         """
         if not claims:
             return

@@ -148,3 +148,22 @@ async def test_a_page_link_is_useless_to_another_client(
     refused = await researcher.get(next_url)
     assert refused.status_code == 410
     assert parse(refused)["resourceType"] == "OperationOutcome"
+
+
+async def test_a_maintainers_reindex_reaches_the_clinical_data_it_may_not_read(services: Services,
+                                                                                world: World) -> None:
+    """Re-extracting index values is the server's maintenance (after a maintainer adds a SearchParameter), not a
+    read: it processes every center's resources, and shows the maintainer counts only."""
+    maintainer = Caller(id="maintainer-1", role=Role.MAINTAINER)
+    async with client_as(services, maintainer) as http:
+        assert (await http.get(f"/fhir/Organization/{world.ids['orgFR']}")).status_code == 404
+        kickoff = await http.post("/fhir/Organization/$reindex")
+        assert kickoff.status_code == 202, kickoff.text
+        for _ in range(400):
+            status = await http.get(kickoff.headers["content-location"])
+            if status.status_code != 202:
+                break
+            await asyncio.sleep(0.05)
+    assert status.status_code == 200, status.text
+    processed = next(p["valueInteger"] for p in parse(status)["parameter"] if p["name"] == "processed")
+    assert processed >= 3  # the seed's three Organizations at least

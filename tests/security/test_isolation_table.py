@@ -19,6 +19,7 @@ maintainers no clinical data (403, also from ``interactions/authorization.py`` o
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -199,6 +200,15 @@ async def _report(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
     return seen(200, f"patients={patients['population'][0]['count']}")
 
 
+async def _report_page(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
+    """``/report`` (the page for people): its "Registered patients" card, filtered to center FR."""
+    response = await http.get(f"/report?center={world.fr}")
+    if response.status_code != 200:
+        return Seen(response.status_code)
+    card = re.search(r"Registered patients<b>(\d+)</b>", response.text)
+    return seen(200, f"patients={card.group(1) if card else None}")
+
+
 async def _page_link(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
     """The next-page link of center FR's own search (made by the FR client, see ``world``)."""
     response = await http.get(world.extra["fr-next-page"])
@@ -280,6 +290,8 @@ READS = [
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), NOT_FOUND, seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth"),
            NOT_FOUND)),
     Row("$registry-report", _report,
+        by(seen(200, "patients=1"), seen(200, "patients=0"), seen(200, "patients=1"), seen(200, "patients=0"))),
+    Row("/report", _report_page,
         by(seen(200, "patients=1"), seen(200, "patients=0"), seen(200, "patients=1"), seen(200, "patients=0"))),
     Row("paging link of another caller", _page_link,
         by(seen(200, "oFR-b"), Seen(410), Seen(410), Seen(410))),
@@ -446,6 +458,8 @@ WRITES = [
         by(seen(403, "None"), seen(403, "None"), seen(403, "None"), seen(403, "None"))),
     Row("patch", _patch, by(seen(200, "FR"), seen(404, "FR"), seen(403, "FR"), seen(404, "FR"))),
     Row("delete", _delete, by(seen(204, "deleted"), seen(204, "FR"), seen(403, "FR"), seen(204, "FR"))),
+    # The researcher's match writes nothing, so storage has nothing to refuse: 200 until the role rules of
+    # interactions/authorization.py refuse a researcher's create (403) before it is matched.
     Row("conditional create", _conditional_create,
         by(seen(201, "new in FR"), seen(200, "oDE"), seen(200, "oDE"), FORBIDDEN)),
     Row("conditional update", _conditional_update,
