@@ -4,9 +4,11 @@ the expected status and exactly which of the seed's resources it sees (``tests/s
 Rows are paths; columns are callers (``COLUMNS``): the own-center ``ehr`` client (center FR), the other
 center's ``ehr`` client (DE), a researcher and a maintainer. A column is a name and a way to open an HTTP client
 as that caller, so callers who prove their identity differently (no token, an expired token: 401 on every
-path) are two more ``Column`` entries and an expectation each. Each cell is one test, so a failure names its
-path and its caller. The tenant leaks of other servers came from a read path that skipped the filter (HAPI
-#6065, #2012, #3394, #5275; Microsoft PR #5683): here every path is asked of every caller.
+path) are two more ``Column`` entries, each with its one expectation for every row in ``EVERY_ROW``, e.g.
+``COLUMNS.append(Column("no token", open_without_token)); EVERY_ROW["no token"] = Seen(401)``. Each cell is
+one test, so a failure names its path and its caller. The tenant leaks of other servers came from a read
+path that skipped the filter (HAPI #6065, #2012, #3394, #5275; Microsoft PR #5683): here every path is asked of
+every caller.
 
 What the table pins down (``storage/access.py``, ``storage/centers.py``): another center's resource is 404 on
 every instance path (never 403), invisible to every search, count, include, chain, ``_has``, history, export
@@ -71,10 +73,16 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class Seen:
-    """What a request gave: its status and the seed's names it showed (or another observable, e.g. a total)."""
+    """What a request gave: its status and the seed's names it showed (or another observable, e.g. a total). As an
+    expectation, ``ids`` None checks the status alone (a path that shows nothing, or a column such as "no
+    token" whose every answer is the same refusal)."""
 
     status: int
     ids: frozenset[str] | None = None
+
+    def shown_as(self, expected: Seen) -> Seen:
+        """This observation as ``expected`` compares it."""
+        return self if expected.ids is not None else Seen(self.status)
 
 
 def seen(status: int, *ids: str | frozenset[str]) -> Seen:
@@ -92,6 +100,13 @@ class Row:
     path: str
     probe: Probe
     expected: dict[str, Seen]  # column name -> what it must see
+
+    def expectation(self, column: str) -> Seen:
+        return self.expected[column] if column in self.expected else EVERY_ROW[column]
+
+
+# Columns whose expectation is the same for every row (the hook for callers without a valid token).
+EVERY_ROW: dict[str, Seen] = {}
 
 
 @dataclass
@@ -520,11 +535,13 @@ def _cells() -> Iterator[Any]:
 
 
 def test_every_row_has_an_expectation_for_every_column() -> None:
-    assert [sorted(row.expected) for row in ROWS] == [sorted(c.name for c in COLUMNS)] * len(ROWS)
+    names = sorted(c.name for c in COLUMNS)
+    assert [sorted({*row.expected, *EVERY_ROW}) for row in ROWS] == [names] * len(ROWS)
 
 
 @pytest.mark.parametrize(("row", "column"), list(_cells()))
 async def test_isolation(row: Row, column: Column, world: World, services: Services, client: httpx.AsyncClient,
                          db: AsyncDatabase) -> None:
     async with column.open(services, world) as http:
-        assert await row.probe(http, world, Cell(client, db)) == row.expected[column.name]
+        expected = row.expectation(column.name)
+        assert (await row.probe(http, world, Cell(client, db))).shown_as(expected) == expected
