@@ -127,10 +127,11 @@ class ResourceStore:
                 version = Version(kind, doc["_id"], resource, created=True)
                 (center,) = self.access.centers(RequestContext.system(), [version],
                                                 await self._stored_centers(needed_keys([version]), None))
-                await self._collection(kind).update_one({"_id": doc["_id"], "center": {"$exists": False}},
-                                                        {"$set": {"center": center}})
+                # history first: a migration stopped in between finds the current document still to do
                 await self._collection(HISTORY).update_many(
                     {"type": kind, "id": doc["_id"], "center": {"$exists": False}}, {"$set": {"center": center}})
+                await self._collection(kind).update_one({"_id": doc["_id"], "center": {"$exists": False}},
+                                                        {"$set": {"center": center}})
                 changed += 1
         return changed
 

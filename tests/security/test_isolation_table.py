@@ -316,6 +316,9 @@ READS = [
         by(Seen(200), NOT_FOUND, NOT_FOUND, NOT_FOUND)),
     Row("reindex status of another caller's job", _job_url("maintainer-reindex-status"),
         by(NOT_FOUND, NOT_FOUND, NOT_FOUND, Seen(200))),
+    # the job counts every center's resources: a center's client may not start one (nor a researcher)
+    Row("$reindex", status_only("POST", lambda w: "/fhir/Group/$reindex"),
+        by(Seen(403), Seen(403), Seen(403), Seen(202))),
 ]
 
 
