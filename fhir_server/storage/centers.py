@@ -22,7 +22,8 @@ written by         stored center
                    A PUT to an id of another center answers 404, as a read of it would.
 admin, system,     derived from the content: an Organization -> its center identifier (else shared); a Patient ->
 ``import-csv``     the center of its ``managingOrganization`` (else unassigned); anything else -> the center of
-                   the Patients it references (none -> shared; several, or an unassigned one -> unassigned).
+                   the Patients it references (none -> shared; several, an unassigned one, a contained one or
+                   one on another server -> unassigned).
                    References are resolved among the resources stored in the same flush first (a transaction
                    Bundle's ``urn:uuid`` entries, rewritten to ``Type/id`` before storage), then the store.
 researcher         nothing (403); maintainer: conformance resources only (403 for clinical ones).
@@ -78,24 +79,33 @@ def center_identifiers(resource: Mapping[str, Any]) -> list[str]:
 
 
 def references(node: Any) -> set[Key]:
-    """Every relative literal reference (``Type/id``, also version-specific) in ``node``."""
-    found: set[Key] = set()
-    _collect(node, found)
+    """Every relative literal reference (``Type/id``, also version-specific) in ``node``, contained resources
+    included; absolute URLs (another server's), ``#id`` and conditional references name no stored resource
+    (a transaction has rewritten its own to ``Type/id`` before storage)."""
+    return {(match.group(1), match.group(2)) for match in map(_RELATIVE.match, _reference_strings(node)) if match}
+
+
+def names_unstored_patient(resource: Mapping[str, Any]) -> bool:
+    """Whether ``resource`` is about a patient who is not a stored Patient: a contained one, or one on another
+    server (``http://.../Patient/1``). Such a resource has no center to inherit, and is not shared either."""
+    contained = any(isinstance(r, dict) and r.get("resourceType") == "Patient" for r in resource.get("contained") or [])
+    return contained or any("Patient/" in ref and not _RELATIVE.match(ref) for ref in _reference_strings(resource))
+
+
+def _reference_strings(node: Any) -> list[str]:
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key == "reference" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
     return found
-
-
-def _collect(node: Any, out: set[Key]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                match = _RELATIVE.match(value)
-                if match:
-                    out.add((match.group(1), match.group(2)))
-            elif key != "contained":  # a contained resource's references are checked as the container's
-                _collect(value, out)
-    elif isinstance(node, list):
-        for item in node:
-            _collect(item, out)
 
 
 def needed_keys(versions: Sequence[Version]) -> set[Key]:
@@ -198,7 +208,10 @@ class _Derivation:
             organization = references(resource.get("managingOrganization"))
             center = self._of(next(iter(organization))) if organization else None
             return center if center is not None else UNASSIGNED
-        return _single({self._of(key) for key in references(resource) if key[0] == "Patient"})
+        centers = {self._of(key) for key in references(resource) if key[0] == "Patient"}
+        if names_unstored_patient(resource):
+            centers.add(UNASSIGNED)
+        return _single(centers)
 
 
 def _single(centers: Iterable[str | None]) -> str | None:

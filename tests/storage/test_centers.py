@@ -68,6 +68,14 @@ def test_anything_else_is_of_its_patients_center() -> None:
     assert admin(observation("e", "p3"), patient("p3", "o1"), organization("o1", "IT-MI")) == ["IT-MI"] * 3
 
 
+def test_a_resource_about_a_patient_who_is_not_stored_here_is_unassigned_not_shared() -> None:
+    contained = {"resourceType": "Observation", "contained": [{"resourceType": "Patient", "id": "p"}],
+                 "subject": {"reference": "#p"}}
+    elsewhere = {"resourceType": "Observation", "subject": {"reference": "https://other.example/fhir/Patient/1"}}
+    assert admin(Version("Observation", "a", contained, created=True),
+                 Version("Observation", "b", elsewhere, created=True)) == [UNASSIGNED, UNASSIGNED]
+
+
 def test_a_reference_cycle_within_one_write_is_unassigned() -> None:
     a = Version("Patient", "a", {"resourceType": "Patient", "managingOrganization": {"reference": "Patient/a"}},
                 created=True)
@@ -133,8 +141,8 @@ def test_the_rules_read_only_the_stored_resources_they_need() -> None:
     assert needed_keys(versions) == {("Patient", "p9"), ("Patient", "p5"), ("Patient", "p6")}
 
 
-def test_references_are_relative_literal_ones_outside_contained_resources() -> None:
+def test_references_are_the_relative_literal_ones_contained_resources_included() -> None:
     resource = {"subject": {"reference": "Patient/1"}, "focus": [{"reference": "http://x/fhir/Patient/2"},
                                                                  {"reference": "#c"}, {"reference": "Patient?x=1"}],
                 "contained": [{"resourceType": "Patient", "link": [{"other": {"reference": "Patient/3"}}]}]}
-    assert references(resource) == {("Patient", "1")}
+    assert references(resource) == {("Patient", "1"), ("Patient", "3")}
