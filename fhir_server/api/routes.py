@@ -47,13 +47,15 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if kind not in OPERATIONS:
             response_media_type(request)
 
+    # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
+    # CapabilityStatement needs no token (SMART: clients discover the server from it)
+    ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
     try:
         fhir_request = await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
     except NotFound as exc:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
-    ctx = await request_context(request, services.settings)
     return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 
