@@ -31,14 +31,17 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(settings: Settings, uri: str) -> Services:
-    """Connect, create the indexes, read the clients file, register the operations and write checks, load
-    ``profiles/``."""
+    """Connect, create the indexes, give old documents their center, read the clients file, register the
+    operations and write checks, load ``profiles/``."""
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
     store = ResourceStore.open(uri, settings.mongodb_db, timeout_seconds=settings.transaction_timeout_seconds)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     await services.reload_search_parameters()
     await store.ensure_indexes(search_indexes(services.search_parameters))
+    migrated = await store.assign_missing_centers(SUPPORTED_TYPES)
+    if migrated:
+        log.warning("%d resources stored before centers existed were given their center", migrated)
     await store.security().ensure_indexes()
     if settings.auth_mode == "smart":  # reads the clients file: a malformed one stops the start here
         services.authority = Authority(settings, store.security())

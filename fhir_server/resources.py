@@ -14,13 +14,11 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_server.errors import InvalidRequest, Issue, NotFound
+from fhir_server.permissions import CONFORMANCE_TYPES
 from fhir_server.validation.primitives import check_primitive_types
 
 CLINICAL_TYPES = (
     "Patient", "Organization", "Condition", "MedicationStatement", "Observation", "Procedure", "Group",
-)
-CONFORMANCE_TYPES = (
-    "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
 )
 SUPPORTED_TYPES = CLINICAL_TYPES + CONFORMANCE_TYPES
 

@@ -265,7 +265,7 @@ async def _page(ctx: RequestContext, services: Services, filters: dict[str, Any]
     values: list[Any] | None = None
     last_type = ""
     if token:
-        values, meta = decode_page_token(token, sort)
+        values, meta = decode_page_token(token, sort, owner=ctx.caller)
         backwards = meta.get("d") == "prev"
         last_type = str(meta.get("t", ""))
     order = [(f, -d) for f, d in sort] if backwards else sort
@@ -431,10 +431,10 @@ def _links(ctx: RequestContext, resource_type: str | None, compartment: tuple[st
         links.append({"relation": "first", "url": _url(ctx, resource_type, compartment, parsed, None)})
     if page.prev_key is not None:
         values, kind = page.prev_key
-        prev = encode_page_token(values, compiled.sort, meta={"d": "prev", "t": kind})
+        prev = encode_page_token(values, compiled.sort, meta={"d": "prev", "t": kind}, owner=ctx.caller)
         links.append({"relation": "previous", "url": _url(ctx, resource_type, compartment, parsed, prev)})
     if page.next_key is not None:
         values, kind = page.next_key
-        nxt = encode_page_token(values, compiled.sort, meta={"t": kind})
+        nxt = encode_page_token(values, compiled.sort, meta={"t": kind}, owner=ctx.caller)
         links.append({"relation": "next", "url": _url(ctx, resource_type, compartment, parsed, nxt)})
     return links

@@ -122,12 +122,12 @@ class UnitOfWork:
         return write.version()
 
     async def flush(self) -> None:
-        if self._claims:
+        """Store the staged writes and the claims of their conditional creates (per center, see
+        ``ResourceStore.apply``)."""
+        if self._claims or self._unflushed:
             claims, self._claims = self._claims, []
-            await self.store.claim(claims, self.session)
-        if self._unflushed:
             writes, self._unflushed = self._unflushed, []
-            await self.store.apply(self.ctx, writes, self.session)
+            await self.store.apply(self.ctx, writes, self.session, claims)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
 
