@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -525,13 +524,9 @@ ROWS = READS + WRITES
 
 
 @pytest.fixture(scope="module")
-async def world(servers: Servers, client: httpx.AsyncClient, tmp_path_factory: pytest.TempPathFactory,
-                ) -> AsyncIterator[World]:
+async def world(servers: Servers, client: httpx.AsyncClient) -> AsyncIterator[World]:
     """The seed, plus what one caller made for the others to try: center FR's next-page link and export job,
     the maintainer's reindex job."""
-    services = servers.plain
-    saved_dir: Path = services.settings.export_dir
-    services.settings.export_dir = tmp_path_factory.mktemp("isolation-export")
     world = new_world()
     await store_seed(client, world)
     async with await _open(OWN, servers, world) as fr:
@@ -553,7 +548,6 @@ async def world(servers: Servers, client: httpx.AsyncClient, tmp_path_factory: p
                 break
             await asyncio.sleep(0.05)
     yield world
-    services.settings.export_dir = saved_dir
 
 
 @pytest.fixture(scope="module")
