@@ -134,3 +134,12 @@ class UnprocessableEntity(FhirError):
     """422: the resource is well formed but breaks a profile or a business rule."""
 
     status = 422
+
+
+class Forbidden(FhirError):
+    """403: the caller is known but may not do this."""
+
+    status = 403
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "forbidden"), **kw)

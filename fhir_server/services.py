@@ -14,6 +14,7 @@ from fhir_server.operations import OperationRegistry
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.settings import Settings
+from fhir_server.storage.audit_log import AuditLog
 from fhir_server.storage.store import DbSession, ResourceStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Services:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
     write_checks: list[Any] = field(default_factory=list)
+    audit_log: AuditLog | None = None  # where AuditEvents go (None: FHIR_AUDIT_ENABLED=false)
     _search_epoch: tuple[int, str] | None = None
     _search_versions: frozenset[tuple[Any, Any]] | None = None
 
@@ -77,4 +79,7 @@ class Services:
         await self.sync_conformance()
 
     async def close(self) -> None:
+        """Write the AuditEvents still queued (nothing is lost on a clean shutdown), then disconnect."""
+        if self.audit_log is not None:
+            await self.audit_log.close()
         await self.store.close()

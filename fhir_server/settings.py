@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     export_dir: Path = Path(".data/export")
     export_ttl_seconds: int = 3600
 
+    # The audit trail (README, "Audit trail"): reads' events are written in batches of this many, or after this long
+    audit_enabled: bool = True  # false only to measure what auditing costs
+    audit_batch_size: int = Field(default=200, ge=1)
+    audit_flush_ms: int = Field(default=500, ge=1)
+    audit_source: str = "ifp-fhir"  # this server as the AuditEvents' observer (source.observer); name each node
+
     @property
     def json_limits(self) -> JsonLimits:
         return JsonLimits(self.max_json_depth, self.max_json_array_items)

@@ -75,8 +75,8 @@ async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoC
     try:
         yield svc
     finally:
+        await svc.close()  # first: it writes the AuditEvents still queued
         await mongo_client.drop_database(settings.mongodb_db)
-        await svc.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,11 @@ def prefer(request: Request) -> dict[str, str]:
 async def request_context(request: Request, settings: Settings) -> RequestContext:
     """The context of ``request``: its caller (from the app's authenticator), base URL and Prefer handling."""
     caller = await request.app.state.authenticator.authenticate(request)
-    base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
-    return RequestContext.for_caller(base.rstrip("/"), caller,
+    return RequestContext.for_caller(base_url(request, settings), caller,
                                      handling_strict=prefer(request).get("handling") == "strict")
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """The FHIR base of this server as the client sees it (``FHIR_BASE_URL``, or from the request)."""
+    base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
+    return base.rstrip("/")

@@ -10,6 +10,7 @@ method; any other method or path on those is then the catch-all's, parsed like a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -17,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
-from fhir_server.api.context import request_context
+from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.context import RequestContext
-from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.errors import FhirError, InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.interactions import audit_event
 from fhir_server.interactions.dispatch import dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
 from fhir_server.interactions.result import InteractionResult
@@ -47,14 +49,36 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if kind not in OPERATIONS:
             response_media_type(request)
 
+    ctx: RequestContext | None = None
     try:
-        fhir_request = await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
+        fhir_request = await _parse(request, path, query, body, negotiate)
+        ctx = await request_context(request, services.settings)
+        return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
+    except Exception as exc:  # refused before dispatch (unknown URL, 405, 406, 413, 415, no identity): audited too
+        if ctx is None:
+            ctx = await _identified(request, services.settings)
+        audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,
+                                   base_url=base_url(request, services.settings))
+        raise
+
+
+async def _identified(request: Request, settings: Settings) -> RequestContext | None:
+    """The context of a request refused before its caller was asked for (its URL could not be parsed), for its
+    AuditEvent; None when it proves no identity."""
+    try:
+        return await request_context(request, settings)
+    except FhirError:
+        return None
+
+
+async def _parse(request: Request, path: str, query: str, body: HttpBody | None,
+                 negotiate: Callable[[Interaction], None]) -> FhirRequest:
+    try:
+        return await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
     except NotFound as exc:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
-    ctx = await request_context(request, services.settings)
-    return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 
 def _served_by_another_route(request: Request) -> bool:

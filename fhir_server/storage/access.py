@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.context import RequestContext
+from fhir_server.storage.audit_log import audit_read_filter
 
 
 class AccessPolicy:
     def read_filter(self, ctx: RequestContext, resource_type: str | None) -> dict[str, Any]:
         """Extra MongoDB filter that restricts what ``ctx`` may read of ``resource_type``."""
-        return {}
+        return audit_read_filter(ctx, resource_type)  # the audit trail: admins only
 
     def check_write(self, ctx: RequestContext, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Raise a FhirError when ``ctx`` may not write this resource."""

@@ -31,6 +31,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict
 from fhir_server.storage.access import AccessPolicy, restrict
 from fhir_server.storage.aggregation import ReadFilters, guarded
+from fhir_server.storage.audit_log import AUDIT_EVENTS, AuditLog
 from fhir_server.storage.client import CODEC_OPTIONS, MAJORITY, connect
 from fhir_server.storage.documents import (
     CLAIMS,
@@ -88,6 +89,10 @@ class ResourceStore:
         if found is None:
             found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
+
+    def audit_log(self, *, batch_size: int, interval: float) -> AuditLog:
+        """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`); one per process."""
+        return AuditLog(self._collection(AUDIT_EVENTS), batch_size=batch_size, interval=interval)
 
     # -- setup -----------------------------------------------------------------------------------------
 
