@@ -36,7 +36,7 @@ async def start_services(settings: Settings, uri: str) -> Services:
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     if settings.audit_enabled:
-        services.audit_log = store.audit_log(batch_size=settings.audit_batch_size,
+        services.audit_log = store.audit_log(services.index_values, batch_size=settings.audit_batch_size,
                                              interval=settings.audit_flush_ms / 1000)
     await services.reload_search_parameters()
     await store.ensure_indexes(search_indexes(services.search_parameters))

@@ -29,10 +29,10 @@ from fhir_server.interactions.audit_event import (
     Asked,
     StagingWork,
     data_entity,
-    document,
     patient_entity,
     patient_of,
     query_entity,
+    queue,
     stage,
 )
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction
@@ -81,8 +81,7 @@ def record(ctx: RequestContext, services: Services, request: FhirRequest,
     """Queue the event of a successful read, search, history or operation (no waiting on its write)."""
     if services.audit_log is None or request.interaction is Interaction.CAPABILITIES:
         return
-    entities = [*_request_entities(request), *result_entities(result)]
-    services.audit_log.record(document(services, ctx, ctx.base_url, asked(request), result.status, entities))
+    queue(services, ctx, asked(request), result.status, [*_request_entities(request), *result_entities(result)])
 
 
 def stage_write(uow: StagingWork, request: FhirRequest, results: list[InteractionResult]) -> None:

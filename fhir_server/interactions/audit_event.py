@@ -99,7 +99,7 @@ def stage(uow: StagingWork, asked: Asked | None, status: int, entities: Iterable
     writes = uow.staged_writes()
     described = asked if asked is not None else _asked_by_writes(writes)
     every = [*entities, *write_entities(writes)]
-    uow.record_audit(document(services, uow.ctx, uow.ctx.base_url, described, status, every))
+    uow.record_audit(document(services, uow.ctx, described, status, every))
 
 
 def record_failure(ctx: RequestContext | None, services: Services, asked: Asked, exc: BaseException, *,
@@ -112,18 +112,27 @@ def record_failure(ctx: RequestContext | None, services: Services, asked: Asked,
         setattr(exc, _MARK, True)
     status = exc.status if isinstance(exc, FhirError) else 500
     base = ctx.base_url if ctx is not None else (base_url or "")
-    services.audit_log.record(document(services, ctx, base, asked, status, _target_entities(asked),
-                                       description=_description(exc), unexpected=not isinstance(exc, FhirError)))
-
-
-def document(services: Services, ctx: RequestContext | None, base_url: str, asked: Asked, status: int,
-             entities: Iterable[dict[str, Any]], *, description: str | None = None,
-             unexpected: bool = False) -> dict[str, Any]:
-    """The stored document of the event (its search values extracted now, as for any resource written)."""
     recorded = now_ms()
-    resource = event(services.settings.audit_source, ctx, base_url, asked, status, entities, recorded,
-                     description=description, unexpected=unexpected)
+    services.audit_log.record(event(services.settings.audit_source, ctx, base, asked, status, _target_entities(asked),
+                                    recorded, description=_description(exc),
+                                    unexpected=not isinstance(exc, FhirError)), recorded)
+
+
+def document(services: Services, ctx: RequestContext, asked: Asked, status: int,
+             entities: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The stored document of a write's event (its search values extracted now, as for any resource written)."""
+    recorded = now_ms()
+    resource = event(services.settings.audit_source, ctx, ctx.base_url, asked, status, entities, recorded)
     return audit_document(resource, recorded, services.index_values(resource))
+
+
+def queue(services: Services, ctx: RequestContext, asked: Asked, status: int,
+          entities: Iterable[dict[str, Any]]) -> None:
+    """Queue the event of a successful read for the background writer (which also extracts its search values)."""
+    if services.audit_log is not None:
+        recorded = now_ms()
+        services.audit_log.record(event(services.settings.audit_source, ctx, ctx.base_url, asked, status, entities,
+                                        recorded), recorded)
 
 
 def event(source: str, ctx: RequestContext | None, base_url: str, asked: Asked, status: int,

@@ -90,9 +90,11 @@ class ResourceStore:
             found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
 
-    def audit_log(self, *, batch_size: int, interval: float) -> AuditLog:
-        """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`); one per process."""
-        return AuditLog(self._collection(AUDIT_EVENTS), batch_size=batch_size, interval=interval)
+    def audit_log(self, index: Callable[[dict[str, Any]], dict[str, Any]], *, batch_size: int,
+                  interval: float) -> AuditLog:
+        """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`; ``index``: an event's search
+        values); one per process."""
+        return AuditLog(self._collection(AUDIT_EVENTS), index, batch_size=batch_size, interval=interval)
 
     # -- setup -----------------------------------------------------------------------------------------
 
