@@ -52,6 +52,12 @@ async def test_the_date_parameter(auditor: httpx.AsyncClient, history: dict[str,
     assert await found(auditor, history, f"date=lt{history['start']}") == []
 
 
+async def test_events_sort_by_date(auditor: httpx.AsyncClient, history: dict[str, Any]) -> None:
+    newest_first = await events(auditor, f"{history['agent']}&_sort=-date")
+    assert [e["recorded"] for e in newest_first] == sorted((e["recorded"] for e in newest_first), reverse=True)
+    assert len(newest_first) == 5
+
+
 async def test_the_entity_and_patient_parameters(auditor: httpx.AsyncClient, history: dict[str, Any]) -> None:
     patient_id = history["patient"]
     # entity is every entity's ``what``: the patient is an entity of the observation's creation too

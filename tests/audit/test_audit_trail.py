@@ -4,9 +4,11 @@ failure gets one too, and nothing queued is lost at a clean shutdown. Over HTTP,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.api.app import create_app
 from fhir_server.api.authentication import FixedCaller
@@ -16,6 +18,7 @@ from fhir_server.resources import check_structure
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from tests.audit.conftest import NEVER, a_client, decoded_query, events_of, flush, references
+from tests.bulk.conftest import finish, kickoff, local
 from tests.conftest import FHIR_JSON, body, client_as, parse, patient, post, unique
 
 PATIENT_SYSTEM = "https://cml-registry.eu/fhir/sid/patient"
@@ -212,3 +215,21 @@ async def test_queued_events_are_written_at_a_clean_shutdown(settings: Settings,
                 assert (await http.get(f"/fhir/Patient?identifier={unique()}")).status_code == 200
         assert await events_of(auditor, caller) == []  # still queued in the stopping server
     assert subtypes(await events_of(auditor, caller)) == ["search-type"] * 3
+
+
+async def test_an_export_files_download_is_audited(audit_services: Services, auditor: httpx.AsyncClient,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_services.settings, "export_dir", tmp_path / "export")
+    caller, marker = a_client(Role.RESEARCHER), unique("P-")
+    async with client_as(audit_services, a_client()) as http:
+        await post(http, "Patient", patient(marker))
+    async with client_as(audit_services, caller) as http:
+        status = await kickoff(http, f"Patient/$export?_typeFilter=Patient%3Fidentifier%3D{marker}")
+        [item] = (await finish(http, status))["output"]
+        assert (await http.get(local(item["url"]))).status_code == 200
+        assert (await http.get(local(item["url"]) + "-nothing")).status_code == 404
+    await flush(audit_services)
+    downloads = [e for e in await events_of(auditor, caller) if e["action"] == "R"]
+    file_path = local(item["url"]).removeprefix("/fhir/")
+    assert sorted((decoded_query(e), e["outcome"]) for e in downloads) == [
+        (file_path, "0"), (f"{file_path}-nothing", "4")]
