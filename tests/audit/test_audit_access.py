@@ -45,6 +45,8 @@ async def found(auditor: httpx.AsyncClient, story: dict[str, Any], query: str) -
 async def test_the_agent_parameter_finds_a_clients_events(auditor: httpx.AsyncClient, history: dict[str, Any]) -> None:
     assert await found(auditor, history, "_count=1000") == ["create", "create", "read", "read", "update"]
     assert await events(auditor, f"agent:identifier={CLIENT_SYSTEM}|{unique()}") == []
+    client_id = history["agent"].rsplit("|", 1)[1]
+    assert len(await events(auditor, f"agent:identifier={client_id}")) == 5  # the client id alone
 
 
 async def test_the_date_parameter(auditor: httpx.AsyncClient, history: dict[str, Any]) -> None:

@@ -224,8 +224,8 @@ async def test_an_export_files_download_is_audited(audit_services: Services, aud
     async with client_as(audit_services, a_client()) as http:
         await post(http, "Patient", patient(marker))
     async with client_as(audit_services, caller) as http:
-        status = await kickoff(http, f"Patient/$export?_typeFilter=Patient%3Fidentifier%3D{marker}")
-        [item] = (await finish(http, status))["output"]
+        status = await kickoff(http, f"Patient/$export?_type=Patient&_typeFilter=Patient%3Fidentifier%3D{marker}")
+        item = (await finish(http, status))["output"][0]
         assert (await http.get(local(item["url"]))).status_code == 200
         assert (await http.get(local(item["url"]) + "-nothing")).status_code == 404
     await flush(audit_services)
