@@ -24,11 +24,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from fhir_server.context import RequestContext
 from fhir_server.contract import BASE
 from fhir_server.errors import FhirError
+from fhir_server.permissions import Role
 from fhir_server.resources import AUDIT_EVENT
 from fhir_server.services import Services
 from fhir_server.storage.audit_log import audit_document
@@ -145,16 +147,15 @@ def event(source: str, ctx: RequestContext | None, base_url: str, asked: Asked, 
         "type": EVENT_TYPE,
     }
     if asked.subtype is not None:
-        out["subtype"] = [{"system": INTERACTIONS, "code": asked.subtype}]
+        out["subtype"] = _subtype(asked.subtype)
     out["action"] = asked.action or _action_of_method(asked.method)
     out["recorded"] = at
     out["outcome"] = _outcome(status, unexpected)
     if description:
         out["outcomeDesc"] = description
-    out["agent"] = [_client(ctx), _server(base_url)]
-    out["source"] = {"site": base_url or "unknown",
-                     "observer": {"identifier": {"system": SOURCE_SYSTEM, "value": source}, "display": source},
-                     "type": [SOURCE_TYPE]}
+    client = _client(ctx.caller, ctx.role, ctx.center) if ctx is not None else UNAUTHENTICATED
+    out["agent"] = [client, _server(base_url)]
+    out["source"] = _source(source, base_url)
     unique = _unique(entities)
     if unique:
         out["entity"] = unique
@@ -173,22 +174,35 @@ def _action_of_method(method: str) -> str:
     return {"GET": "R", "POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}.get(method.upper(), "E")
 
 
-def _client(ctx: RequestContext | None) -> dict[str, Any]:
-    agent: dict[str, Any] = {"type": {"coding": [CLIENT_AGENT]}}
-    if ctx is None:
-        agent["who"] = {"display": "unauthenticated client"}
-        agent["requestor"] = True
-        return agent
-    agent["role"] = [{"coding": [{"system": ROLE_SYSTEM, "code": str(ctx.role)}]}]
-    if ctx.center:
-        agent["role"].append({"coding": [{"system": CENTER_SYSTEM, "code": ctx.center}]})
-    agent["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": ctx.caller}}
-    agent["requestor"] = True
-    return agent
+# The parts that repeat from one event to the next are built once and shared by the events (stored, never mutated).
+UNAUTHENTICATED = {"type": {"coding": [CLIENT_AGENT]}, "who": {"display": "unauthenticated client"},
+                   "requestor": True}
 
 
+@lru_cache(maxsize=4096)
+def _client(caller: str, role: Role, center: str | None) -> dict[str, Any]:
+    roles = [{"coding": [{"system": ROLE_SYSTEM, "code": str(role)}]}]
+    if center:
+        roles.append({"coding": [{"system": CENTER_SYSTEM, "code": center}]})
+    return {"type": {"coding": [CLIENT_AGENT]}, "role": roles,
+            "who": {"identifier": {"system": CLIENT_SYSTEM, "value": caller}}, "requestor": True}
+
+
+@lru_cache(maxsize=64)
 def _server(base_url: str) -> dict[str, Any]:
     return {"type": {"coding": [SERVER_AGENT]}, "who": {"display": base_url or "this server"}, "requestor": False}
+
+
+@lru_cache(maxsize=64)
+def _source(source: str, base_url: str) -> dict[str, Any]:
+    return {"site": base_url or "unknown",
+            "observer": {"identifier": {"system": SOURCE_SYSTEM, "value": source}, "display": source},
+            "type": [SOURCE_TYPE]}
+
+
+@lru_cache(maxsize=64)
+def _subtype(code: str) -> list[dict[str, Any]]:
+    return [{"system": INTERACTIONS, "code": code}]
 
 
 # -- entities ---------------------------------------------------------------------------------------------------
