@@ -18,7 +18,8 @@ async def request_context(request: Request, settings: Settings) -> RequestContex
     """The context of ``request``: its caller (from the app's authenticator), base URL and Prefer handling."""
     caller = await request.app.state.authenticator.authenticate(request)
     return RequestContext.for_caller(base_url(request, settings), caller,
-                                     handling_strict=prefer(request).get("handling") == "strict")
+                                     handling_strict=prefer(request).get("handling") == "strict",
+                                     client_address=request.client.host if request.client else None)
 
 
 def base_url(request: Request, settings: Settings) -> str:

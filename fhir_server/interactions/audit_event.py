@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,8 @@ def event(source: str, ctx: RequestContext | None, base_url: str, asked: Asked, 
     if description:
         out["outcomeDesc"] = description
     client = _client(ctx.caller, ctx.role, ctx.center) if ctx is not None else UNAUTHENTICATED
+    if ctx is not None and ctx.client_address:
+        client = {**client, "network": _network(ctx.client_address)}
     out["agent"] = [client, _server(base_url)]
     out["source"] = _source(source, base_url)
     unique = _unique(entities)
@@ -186,6 +189,20 @@ def _client(caller: str, role: Role, center: str | None) -> dict[str, Any]:
         roles.append({"coding": [{"system": CENTER_SYSTEM, "code": center}]})
     return {"type": {"coding": [CLIENT_AGENT]}, "role": roles,
             "who": {"identifier": {"system": CLIENT_SYSTEM, "value": caller}}, "requestor": True}
+
+
+@lru_cache(maxsize=4096)
+def _network(address: str) -> dict[str, str]:
+    """``agent.network`` of an address: type 2 an IP address (network-type), 1 a machine name."""
+    return {"address": address, "type": "2" if _is_ip(address) else "1"}
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=64)

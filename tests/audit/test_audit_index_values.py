@@ -18,7 +18,7 @@ from fhir_server.storage.documents import now_ms
 
 BASE = "http://testserver/fhir"
 EHR = RequestContext.for_caller(BASE, Caller(id="ehr-fr-poi", role=Role.EHR, center="FR-POI"))
-ADMIN = RequestContext.for_caller(BASE, Caller(id="admin-1", role=Role.ADMIN))
+ADMIN = RequestContext.for_caller(BASE, Caller(id="admin-1", role=Role.ADMIN), client_address="10.1.2.3")
 
 
 def shapes() -> list[tuple[str, dict[str, Any]]]:

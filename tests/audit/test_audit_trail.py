@@ -12,7 +12,11 @@ import pytest
 
 from fhir_server.api.app import create_app
 from fhir_server.api.authentication import FixedCaller
+from fhir_server.context import RequestContext
+from fhir_server.errors import Forbidden
+from fhir_server.interactions import authorization
 from fhir_server.interactions.audit_event import CENTER_SYSTEM, ROLE_SYSTEM
+from fhir_server.interactions.request import FhirRequest
 from fhir_server.permissions import Role
 from fhir_server.resources import check_structure
 from fhir_server.services import Services
@@ -53,6 +57,7 @@ async def test_a_create_leaves_exactly_one_event_committed_with_it(audit_service
     assert references(event, "1") == {f"Patient/{created['id']}"}
     client, server = event["agent"]
     assert client["who"]["identifier"]["value"] == caller.id and client["requestor"] is True
+    assert client["network"] == {"address": "127.0.0.1", "type": "2"}  # httpx's ASGI transport's client
     assert client["role"] == [{"coding": [{"system": ROLE_SYSTEM, "code": "admin"}]}]
     assert server["requestor"] is False
     assert event["source"]["observer"]["display"] == audit_services.settings.audit_source
@@ -233,3 +238,27 @@ async def test_an_export_files_download_is_audited(audit_services: Services, aud
     file_path = local(item["url"]).removeprefix("/fhir/")
     assert sorted((decoded_query(e), e["outcome"]) for e in downloads) == [
         (file_path, "0"), (f"{file_path}-nothing", "4")]
+
+
+async def test_a_write_refused_by_authorization_is_audited_outside_its_transaction(
+        audit_services: Services, auditor: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever rule refuses (``authorization.authorize``, issue #11's scopes and roles), the refusal is recorded
+    once, after it, for an HTTP write and for a transaction's entry alike, and nothing is stored."""
+    researcher, marker = a_client(Role.RESEARCHER), unique("P-")
+
+    def researchers_write_nothing(ctx: RequestContext, request: FhirRequest) -> None:
+        if ctx.role is Role.RESEARCHER and request.is_write:
+            raise Forbidden("A researcher writes nothing")
+
+    monkeypatch.setattr(authorization, "authorize", researchers_write_nothing)
+    async with client_as(audit_services, researcher) as http:
+        assert (await post(http, "Patient", patient(marker))).status_code == 403
+        response = await post_bundle(http, {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": patient(marker), "request": {"method": "POST", "url": "Patient"}}]})
+        assert response.status_code == 403
+        assert parse(await http.get(f"/fhir/Patient?identifier={PATIENT_SYSTEM}|{marker}"))["total"] == 0
+    assert await events_of(auditor, researcher) == []
+    await flush(audit_services)
+    found = await events_of(auditor, researcher)
+    refused = sorted((e["subtype"][0]["code"], e["action"], e["outcome"]) for e in found if e["outcome"] != "0")
+    assert refused == [("create", "C", "4"), ("transaction", "E", "4")]
