@@ -92,7 +92,8 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
     from fhir_server.settings import Settings
 
     export_dir = Path(tempfile.mkdtemp(prefix="ifp-export-"))
-    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir)
+    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir,
+                        auth_mode="none")  # in-process, no tokens: ingest.py and search.py time them
     services = await start_services(settings, uri)
     operation.register(services.operations)
     app = create_app(settings, services)
@@ -159,8 +160,8 @@ def main() -> None:
     print(f"{args.patients} patients, {args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores")
     with mongod() as uri:
         db = f"bench_export_{uuid.uuid4().hex[:6]}"
-        with fhir_server(uri, db, args.workers) as base:
-            written, seconds = asyncio.run(load(base, args.patients, args.clients, args.seed))
+        with fhir_server(uri, db, args.workers, auth=False) as server:  # loading only: export is timed in-process
+            written, seconds = asyncio.run(load(server.base, args.patients, args.clients, args.seed))
         print(f"load (HTTP transaction Bundles): {written} entries in {seconds:.1f} s = "
               f"{written / seconds:.0f} entries/s (conditional creates of existing centers write nothing)")
         report("system $export", run_child(uri, db, "$export"))

@@ -32,11 +32,26 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve http://HOST:PORT/fhir; start a local mongod unless FHIR_MONGODB_URI is set."""
     import uvicorn
 
+    from fhir_server.security.clients import ClientsFileError, read_clients
+    from fhir_server.security.modes import check_auth_settings
+    from fhir_server.security.registration import ensure_dev_admin
     from fhir_server.storage.mongod import LocalMongod
 
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    try:  # what would stop every worker's start, told once before MongoDB starts
+        check_auth_settings(settings, host)
+        dev_admin_key = ensure_dev_admin(settings)
+        if settings.auth_mode == "smart" and settings.clients_path.exists():
+            read_clients(settings.clients_path)
+    except (RuntimeError, ClientsFileError) as exc:
+        print(f"fhir-server: {exc}", file=sys.stderr)
+        return 2
+    if dev_admin_key is not None:
+        print(f"First start: registered the client dev-admin (role admin) in {settings.clients_path}, its key in "
+              f"{dev_admin_key}; `fhir-server token` prints a token for it")
+    os.environ["FHIR_HOST"] = host  # the workers check FHIR_AUTH_MODE=none against the address really bound
     mongod: LocalMongod | None = None
     if not settings.mongodb_uri:
         mongod = LocalMongod(settings.data_dir.resolve(), settings.mongod_port)
@@ -59,7 +74,7 @@ def _load_plugins() -> None:
     """Modules that add sub-commands register them on import."""
     import importlib
 
-    for module in ("fhir_server.legacy_import",):
+    for module in ("fhir_server.legacy_import", "fhir_server.auth_commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -15,6 +15,7 @@ from fhir_server.resources import AUDIT_EVENT
 from fhir_server.search import audit_values
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.security.authority import Authority
 from fhir_server.settings import Settings
 from fhir_server.storage.audit_log import AuditLog
 from fhir_server.storage.store import DbSession, ResourceStore
@@ -44,6 +45,8 @@ class Services:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
     write_checks: list[Any] = field(default_factory=list)
+    # Tokens and clients (FHIR_AUTH_MODE=smart); None when every caller is the system (FHIR_AUTH_MODE=none)
+    authority: Authority | None = None
     audit_log: AuditLog | None = None  # where AuditEvents go (None: FHIR_AUDIT_ENABLED=false)
     _search_epoch: tuple[int, str] | None = None
     _search_versions: frozenset[tuple[Any, Any]] | None = None
@@ -87,4 +90,6 @@ class Services:
         """Write the AuditEvents still queued (nothing is lost on a clean shutdown), then disconnect."""
         if self.audit_log is not None:
             await self.audit_log.close()
+        if self.authority is not None:
+            await self.authority.close()
         await self.store.close()

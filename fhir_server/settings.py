@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,11 +49,28 @@ class Settings(BaseSettings):
     export_dir: Path = Path(".data/export")
     export_ttl_seconds: int = 3600
 
+    # Authentication (SMART Backend Services; README "Authentication"). ``none``: every request is the full-access
+    # system caller, refused at start unless the server listens on a loopback address
+    auth_mode: Literal["smart", "none"] = "smart"
+    clients_file: Path | None = None  # the registered clients; default: data_dir / "clients.json"
+    # An external OAuth2/OIDC identity provider whose access tokens are accepted too (both needed)
+    auth_issuer: str | None = None
+    auth_jwks_uri: str | None = None
+    auth_audience: str | None = None  # the ``aud`` its tokens carry; default: the FHIR base URL
+    auth_role_claim: str = "fhir_role"  # claim holding the role (a dotted path into nested claims)
+    auth_center_claim: str = "fhir_center"  # claim holding an ``ehr`` caller's center code
+    # Lifetime of the access tokens this server issues (SMART: at most five minutes)
+    token_lifetime_seconds: int = Field(default=300, ge=1, le=300)
+
     # The audit trail (README, "Audit trail"): reads' events are written in batches of this many, or after this long
     audit_enabled: bool = True  # false only to measure what auditing costs
     audit_batch_size: int = Field(default=200, ge=1)
     audit_flush_ms: int = Field(default=500, ge=1)
     audit_source: str = "ifp-fhir"  # this server as the AuditEvents' observer (source.observer); name each node
+
+    @property
+    def clients_path(self) -> Path:
+        return self.clients_file or self.data_dir / "clients.json"
 
     @property
     def json_limits(self) -> JsonLimits:

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_server import __version__
-from fhir_server.api.authentication import Authenticator, FullAccess
+from fhir_server.api.authentication import Authenticator, authenticator_for
 from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
+from fhir_server.api.smart import router as smart_router
 from fhir_server.bootstrap import start_services
+from fhir_server.security.modes import check_auth_settings
 from fhir_server.services import Services
 from fhir_server.settings import Settings, get_settings
 
@@ -23,8 +25,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                authenticator: Authenticator | None = None) -> FastAPI:
     """The app. With ``services`` given (tests) it uses them; otherwise it connects to
     ``settings.mongodb_uri`` at start-up and disconnects at shutdown. ``authenticator`` tells who calls
-    (default: everyone is the full-access system caller, ``FHIR_AUTH_MODE=none``)."""
+    (default: the one ``FHIR_AUTH_MODE`` names: bearer tokens, or everyone the full-access system caller)."""
     settings = settings or get_settings()
+    if authenticator is None:
+        check_auth_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,8 +52,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                   openapi_url=None)
     if services is not None:
         app.state.services = services
-    app.state.authenticator = authenticator or FullAccess()
+    app.state.authenticator = authenticator or authenticator_for(settings)
     install_error_handlers(app)
+    if settings.auth_mode == "smart":
+        app.include_router(smart_router)
     app.include_router(bulk_files_router)
     app.include_router(report_router)
     app.include_router(router)  # last: its catch-all under /fhir would shadow any route included after it

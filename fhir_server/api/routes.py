@@ -21,7 +21,7 @@ from starlette.routing import Match
 from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.context import RequestContext
-from fhir_server.errors import FhirError, InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions import audit_event
 from fhir_server.interactions.dispatch import dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
@@ -51,24 +51,15 @@ async def fhir_api(request: Request, path: str = "") -> Response:
 
     ctx: RequestContext | None = None
     try:
+        # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
+        # CapabilityStatement needs no token (SMART: clients discover the server from it)
+        ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
         fhir_request = await _parse(request, path, query, body, negotiate)
-        ctx = await request_context(request, services.settings)
         return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
-    except Exception as exc:  # refused before dispatch (unknown URL, 405, 406, 413, 415, no identity): audited too
-        if ctx is None:
-            ctx = await _identified(request, services.settings)
+    except Exception as exc:  # refused before dispatch (no identity 401, unknown URL, 405, 406, 413, 415): audited too
         audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,
                                    base_url=base_url(request, services.settings))
         raise
-
-
-async def _identified(request: Request, settings: Settings) -> RequestContext | None:
-    """The context of a request refused before its caller was asked for (its URL could not be parsed), for its
-    AuditEvent; None when it proves no identity."""
-    try:
-        return await request_context(request, settings)
-    except FhirError:
-        return None
 
 
 async def _parse(request: Request, path: str, query: str, body: HttpBody | None,

@@ -11,8 +11,9 @@ Bulk Data Access IG 2.0, https://hl7.org/fhir/uv/bulkdata/STU2/export.html:
 * delete (#bulk-data-delete-request): ``202``; the export stops, its files are removed, later polls are 404.
 
 Files are served by ``fhir_server.api.bulk_files`` at ``[base]/_export/<job>/files/<Type>-<n>.ndjson``.
-``requiresAccessToken`` is false: file URLs are unguessable (128-bit job id), and the file route still checks
-the caller. Jobs are only visible to the caller that started them.
+``requiresAccessToken`` is true with ``FHIR_AUTH_MODE=smart`` (the file route needs the bearer token, and checks
+the caller), false without authentication (file URLs are unguessable, 128-bit job id). Jobs are only visible to
+the caller that started them.
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ async def poll_status(ctx: RequestContext, services: Services, op: OperationRequ
     if job.status == FAILED:
         outcome = operation_outcome([Issue("error", "exception", job.message or "The export failed")])
         return OperationResponse(500, outcome)
-    return OperationResponse(200, fhirjson.dumps(manifest(ctx, job)), media_type=MANIFEST_MEDIA_TYPE,
+    return OperationResponse(200, fhirjson.dumps(manifest(ctx, job, services.settings.auth_mode == "smart")),
+                             media_type=MANIFEST_MEDIA_TYPE,
                              headers={"Expires": format_datetime(job.expires.astimezone(UTC), usegmt=True)})
 
 
@@ -201,12 +203,13 @@ async def cancel(services: Services, job: ExportJob) -> OperationResponse:
     return OperationResponse(202, outcome)
 
 
-def manifest(ctx: RequestContext, job: ExportJob) -> dict[str, Any]:
-    """The complete-status body (export.html#response---complete-status)."""
+def manifest(ctx: RequestContext, job: ExportJob, requires_token: bool = False) -> dict[str, Any]:
+    """The complete-status body (export.html#response---complete-status); with tokens (``FHIR_AUTH_MODE=smart``)
+    the files are fetched with the same bearer token as the export."""
     return {
         "transactionTime": instant(job.transaction_time),
         "request": job.request,
-        "requiresAccessToken": False,
+        "requiresAccessToken": requires_token,
         "output": [{"type": f.type, "url": file_url(ctx, job.id, f.name), "count": f.count} for f in job.output],
         "error": [],
     }

@@ -24,7 +24,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fhir_server.context import RequestContext
-from fhir_server.errors import Forbidden
 from fhir_server.interactions.audit_event import (
     Asked,
     StagingWork,
@@ -38,9 +37,7 @@ from fhir_server.interactions.audit_event import (
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.operations import OperationResponse
-from fhir_server.resources import AUDIT_EVENT
 from fhir_server.services import Services
-from fhir_server.storage.audit_log import AUDIT_READERS
 
 # interaction -> (restful-interaction subtype, action)
 _SUBTYPES: dict[Interaction, tuple[str, str]] = {
@@ -65,15 +62,6 @@ def asked(request: FhirRequest) -> Asked:
     subtype, action = _SUBTYPES[request.interaction]
     return Asked(request.method, _relative_url(request), subtype, action, request.resource_type, request.resource_id,
                  query=request.interaction in _QUERIES)
-
-
-def check_access(ctx: RequestContext, request: FhirRequest) -> None:
-    """Only admins (and the system) read the audit trail: 403 for anyone else naming AuditEvent (the store's
-    access filter also hides AuditEvents from them on every other path: includes, chains, ``_has``)."""
-    named = request.resource_type == AUDIT_EVENT or any(
-        k == "_type" and AUDIT_EVENT in (t.strip() for t in v.split(",")) for k, v in request.params)
-    if named and ctx.role not in AUDIT_READERS:
-        raise Forbidden("Only an admin may read the audit trail (AuditEvent)")
 
 
 def record(ctx: RequestContext, services: Services, request: FhirRequest,

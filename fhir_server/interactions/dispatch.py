@@ -28,7 +28,6 @@ async def dispatch(ctx: RequestContext, services: Services,
     else (``interactions.audit``), and queued for a refusal or failure once it is known."""
     try:
         authorization.authorize(ctx, request)
-        audit.check_access(ctx, request)
         result = await _perform(ctx, services, request)
     except Exception as exc:
         audit_event.record_failure(ctx, services, audit.asked(request), exc)

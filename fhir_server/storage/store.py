@@ -44,6 +44,7 @@ from fhir_server.storage.documents import (
     now_ms,
 )
 from fhir_server.storage.jobs import JobStore
+from fhir_server.storage.security_store import SecurityStore
 
 T = TypeVar("T")
 # The handle of a transaction (or of a causally consistent read): opaque to the layers above, which name it
@@ -62,6 +63,7 @@ class ResourceStore:
         self._collections: dict[str, AsyncCollection] = {}
         self._jobs: dict[str, JobStore] = {}
         self._owned_client: AsyncMongoClient | None = None
+        self._security: SecurityStore | None = None
 
     @classmethod
     def open(cls, uri: str, database: str, access: AccessPolicy | None = None) -> ResourceStore:
@@ -89,6 +91,12 @@ class ResourceStore:
         if found is None:
             found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
+
+    def security(self) -> SecurityStore:
+        """Signing keys and used client assertions, see :mod:`fhir_server.storage.security_store`."""
+        if self._security is None:
+            self._security = SecurityStore(self._db)
+        return self._security
 
     def audit_log(self, index: Callable[[dict[str, Any]], dict[str, Any]], *, batch_size: int,
                   interval: float) -> AuditLog:

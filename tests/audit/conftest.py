@@ -11,12 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.bootstrap import start_services
 from fhir_server.interactions.audit_event import CLIENT_SYSTEM
 from fhir_server.permissions import Caller, Role
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from tests.conftest import client_as, parse, unique
+from tests.conftest import client_as, parse, server_process, unique
 
 NEVER = 3_600_000  # ms: the background writer's interval, longer than any test
 
@@ -24,12 +23,9 @@ NEVER = 3_600_000  # ms: the background writer's interval, longer than any test
 @pytest.fixture(scope="module")
 async def audit_services(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[Services]:
     """Another server process on the test database, whose queued AuditEvents are written only by ``flush``."""
-    svc = await start_services(settings.model_copy(update={"audit_flush_ms": NEVER, "audit_batch_size": 100_000}),
-                               mongo_uri)
-    try:
+    quiet = settings.model_copy(update={"audit_flush_ms": NEVER, "audit_batch_size": 100_000})
+    async with server_process(quiet, mongo_uri) as svc:
         yield svc
-    finally:
-        await svc.close()
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,6 @@ async def execute_entries(ctx: RequestContext, services: Services, entries: list
         for entry in entries:
             try:
                 authorization.authorize(ctx, entry.request)
-                audit.check_access(ctx, entry.request)
                 _check_resource(entry)
             except FhirError as exc:
                 raise located(exc, entry) from exc
