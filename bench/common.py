@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -67,24 +68,39 @@ def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True) -> It
 @contextmanager
 def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     """Run a server command until its /fhir/metadata answers; yields the base URL, stops it afterwards."""
+    with served_process(command, env, port) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def served_process(command: list[str], env: dict[str, str], port: int,
+                   log: IO[bytes] | None = None, start_seconds: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``served``, also yielding the server's process (to watch its memory, bench/soak.py). A long run passes
+    a ``log`` file for the server's stderr: a pipe nobody reads would fill and stall the server."""
     proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-            time.sleep(0.3)
-        yield base
+        if not serving(proc, base, timeout=start_seconds):
+            raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+        yield base, proc
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def serving(proc: subprocess.Popen[bytes], base: str, *, timeout: float) -> bool:
+    """Wait until the server ``proc`` answers ``base``/metadata (True), exits or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:

@@ -20,10 +20,8 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -91,8 +89,7 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
     from fhir_server.bulk import operation, runner
     from fhir_server.settings import Settings
 
-    export_dir = Path(tempfile.mkdtemp(prefix="ifp-export-"))
-    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir,
+    settings = Settings(mongodb_uri=uri, mongodb_db=db,
                         auth_mode="none")  # in-process, no tokens: ingest.py and search.py time them
     services = await start_services(settings, uri)
     operation.register(services.operations)
@@ -116,7 +113,7 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
             done = await client.get(status_url)
             assert done.status_code == 200, done.text
             manifest = json.loads(done.content)
-        size = sum(f.stat().st_size for f in export_dir.rglob("*.ndjson"))
+        size = await _exported_bytes(uri, db, status_url.rsplit("=", 1)[1])
         resources = sum(item["count"] for item in manifest["output"])
         return {"resources": resources, "seconds": seconds, "files": len(manifest["output"]),
                 "megabytes": size / 2**20, "rss_before_mb": before, "rss_peak_mb": sampler.peak,
@@ -124,7 +121,18 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
                 "by_type": {item["type"]: item["count"] for item in manifest["output"]}}
     finally:
         await services.close()
-        shutil.rmtree(export_dir, ignore_errors=True)
+
+
+async def _exported_bytes(uri: str, db: str, job_id: str) -> int:
+    """The size of the export's NDJSON files, kept in the GridFS bucket ``export`` (ids ``<job>/...``)."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    try:
+        files = client[db]["export.files"].find({"_id": {"$regex": f"^{job_id}/"}}, {"length": 1})
+        return sum([doc["length"] async for doc in files])
+    finally:
+        await client.close()
 
 
 def run_child(uri: str, db: str, path: str) -> dict[str, Any]:

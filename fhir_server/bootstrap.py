@@ -34,7 +34,7 @@ async def start_services(settings: Settings, uri: str) -> Services:
     """Connect, create the indexes, read the clients file, register the operations and write checks, load
     ``profiles/``."""
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
-    store = ResourceStore.open(uri, settings.mongodb_db)
+    store = ResourceStore.open(uri, settings.mongodb_db, timeout_seconds=settings.transaction_timeout_seconds)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     if settings.audit_enabled:

@@ -156,3 +156,14 @@ class UnprocessableEntity(FhirError):
     """422: the resource is well formed but breaks a profile or a business rule."""
 
     status = 422
+
+
+class ServiceUnavailable(FhirError):
+    """503: the database is unavailable for now (unreachable, electing a primary, a conflict beyond the time
+    budget); ``Retry-After`` says when to try again (RFC 9110 15.6.4)."""
+
+    status = 503
+
+    def __init__(self, diagnostics: str, *, retry_after: int, **kw: Any) -> None:
+        headers = {**kw.pop("headers", {}), "Retry-After": str(retry_after)}
+        super().__init__(diagnostics, code=kw.pop("code", "transient"), headers=headers, **kw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from fhir_server.api.forwarded import public_base_url
 from fhir_server.context import RequestContext
 from fhir_server.interactions.request import parse_prefer
 from fhir_server.permissions import Caller, Role
@@ -20,7 +21,7 @@ def prefer(request: Request) -> dict[str, str]:
 
 def base_url(request: Request, settings: Settings) -> str:
     """The FHIR base of ``request``: ``FHIR_BASE_URL``, else as the request names the server."""
-    return (settings.base_url or str(request.base_url).rstrip("/") + "/fhir").rstrip("/")
+    return (settings.base_url or public_base_url(request, settings.trusted_proxy_networks) + "/fhir").rstrip("/")
 
 
 async def request_context(request: Request, settings: Settings, *, public: bool = False) -> RequestContext:

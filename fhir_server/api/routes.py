@@ -20,6 +20,7 @@ from starlette.routing import Match
 
 from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
+from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions import audit_event
@@ -55,6 +56,7 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         # CapabilityStatement needs no token (SMART: clients discover the server from it)
         ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
         fhir_request = await _parse(request, path, query, body, negotiate)
+        request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
         return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
     except Exception as exc:  # refused before dispatch (no identity 401, unknown URL, 405, 406, 413, 415): audited too
         audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,

@@ -4,7 +4,6 @@ failure gets one too, and nothing queued is lost at a clean shutdown. Over HTTP,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -222,9 +221,7 @@ async def test_queued_events_are_written_at_a_clean_shutdown(settings: Settings,
     assert subtypes(await events_of(auditor, caller)) == ["search-type"] * 3
 
 
-async def test_an_export_files_download_is_audited(audit_services: Services, auditor: httpx.AsyncClient,
-                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_services.settings, "export_dir", tmp_path / "export")
+async def test_an_export_files_download_is_audited(audit_services: Services, auditor: httpx.AsyncClient) -> None:
     caller, marker = a_client(Role.RESEARCHER), unique("P-")
     async with client_as(audit_services, a_client()) as http:
         await post(http, "Patient", patient(marker))
