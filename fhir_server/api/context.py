@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from fhir_server.api.forwarded import public_base_url
+from fhir_server.api.forwarded import client_address, public_base_url
 from fhir_server.context import RequestContext
 from fhir_server.interactions.request import parse_prefer
 from fhir_server.permissions import Caller, Role
@@ -30,4 +30,4 @@ async def request_context(request: Request, settings: Settings, *, public: bool 
     caller = ANONYMOUS if public else await request.app.state.authenticator.authenticate(request)
     return RequestContext.for_caller(base_url(request, settings), caller,
                                      handling_strict=prefer(request).get("handling") == "strict",
-                                     client_address=request.client.host if request.client else None)
+                                     client_address=client_address(request, settings.trusted_proxy_networks))

@@ -259,3 +259,20 @@ async def test_a_write_refused_by_authorization_is_audited_outside_its_transacti
     found = await events_of(auditor, researcher)
     refused = sorted((e["subtype"][0]["code"], e["action"], e["outcome"]) for e in found if e["outcome"] != "0")
     assert refused == [("create", "C", "4"), ("transaction", "E", "4")]
+
+
+async def test_behind_a_trusted_proxy_the_client_address_is_the_one_it_forwards(
+        audit_services: Services, auditor: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's ASGI transport connects from 127.0.0.1: trusted as a proxy, the X-Forwarded-For it names counts;
+    from an untrusted peer the header is ignored (anyone can send it)."""
+    trusted, untrusted = a_client(), a_client()
+    async with client_as(audit_services, untrusted) as http:
+        await http.get(f"/fhir/Patient?identifier={unique()}", headers={"X-Forwarded-For": "203.0.113.9"})
+    monkeypatch.setattr(audit_services.settings, "trusted_proxies", "127.0.0.1/32")
+    async with client_as(audit_services, trusted) as http:
+        await http.get(f"/fhir/Patient?identifier={unique()}", headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"})
+    await flush(audit_services)
+    [seen_untrusted] = await events_of(auditor, untrusted)
+    [seen_trusted] = await events_of(auditor, trusted)
+    assert seen_untrusted["agent"][0]["network"]["address"] == "127.0.0.1"
+    assert seen_trusted["agent"][0]["network"] == {"address": "203.0.113.9", "type": "2"}
