@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # Lifetime of the access tokens this server issues (SMART: at most five minutes)
     token_lifetime_seconds: int = Field(default=300, ge=1, le=300)
 
+    # The audit trail (README, "Audit trail"): reads' events are written in batches of this many, or after this long
+    audit_enabled: bool = True  # false only to measure what auditing costs
+    audit_batch_size: int = Field(default=200, ge=1)
+    audit_flush_ms: int = Field(default=500, ge=1)
+    audit_source: str = "ifp-fhir"  # this server as the AuditEvents' observer (source.observer); name each node
+
     @property
     def clients_path(self) -> Path:
         return self.clients_file or self.data_dir / "clients.json"

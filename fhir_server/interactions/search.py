@@ -24,7 +24,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
 from fhir_server.interactions.shaping import select_elements, summarize
 from fhir_server.interactions.terminology_support import expand_request
-from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
+from fhir_server.resources import SERVED_TYPES, SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import (
     CompiledSearch,
     ParsedSearch,
@@ -367,7 +367,7 @@ async def _include_round(ctx: RequestContext, services: Services, plans: list[In
             _add(doc, seen, found)
     refs = [f"{d['resource']['resourceType']}/{d['_id']}" for d in frontier]
     for plan in (p for p in plans if p.reverse):
-        if plan.source_type not in SUPPORTED_TYPES:
+        if plan.source_type not in SERVED_TYPES:  # AuditEvent too: the store shows it to admins only
             continue
         for doc in await services.store.find(ctx, plan.source_type, plan.reverse_filter(refs),
                                              projection=projection, session=session):

@@ -26,6 +26,7 @@ from typing import Any
 from fhir_server.context import RequestContext
 from fhir_server.permissions import CONFORMANCE_TYPES, Role
 from fhir_server.storage import centers
+from fhir_server.storage.audit_log import audit_read_filter
 from fhir_server.storage.centers import Key, Version
 
 NOTHING: dict[str, Any] = {"_id": {"$in": []}}
@@ -34,7 +35,10 @@ NOTHING: dict[str, Any] = {"_id": {"$in": []}}
 class AccessPolicy:
     def read_filter(self, ctx: RequestContext, resource_type: str | None) -> dict[str, Any]:
         """Extra MongoDB filter that restricts what ``ctx`` may read of ``resource_type`` (None: the history of
-        every type, whose documents carry ``type``)."""
+        every type, whose documents carry ``type``). The audit trail is for admins only (``audit_read_filter``)."""
+        audit = audit_read_filter(ctx, resource_type)
+        if audit:
+            return audit
         if ctx.role in centers.ROLES_OF_ONE_CENTER:
             own = [ctx.center] if ctx.center not in (None, centers.UNASSIGNED) else []
             return {"center": {"$in": [*own, None], "$exists": True}}

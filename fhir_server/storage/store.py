@@ -31,6 +31,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict
 from fhir_server.storage.access import AccessPolicy, restrict
 from fhir_server.storage.aggregation import RESOURCE_COLLECTION, ReadFilters, guarded
+from fhir_server.storage.audit_log import AUDIT_EVENTS, AuditLog
 from fhir_server.storage.centers import UNASSIGNED, Key, Version, needed_keys
 from fhir_server.storage.client import CODEC_OPTIONS, MAJORITY, connect
 from fhir_server.storage.documents import (
@@ -122,6 +123,12 @@ class ResourceStore:
         if self._files is None:
             self._files = FileStore(self._db)
         return self._files
+
+    def audit_log(self, index: Callable[[dict[str, Any]], dict[str, Any]], *, batch_size: int,
+                  interval: float) -> AuditLog:
+        """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`; ``index``: an event's search
+        values); one per process."""
+        return AuditLog(self._collection(AUDIT_EVENTS), index, batch_size=batch_size, interval=interval)
 
     # -- setup -----------------------------------------------------------------------------------------
 
