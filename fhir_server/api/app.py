@@ -14,6 +14,7 @@ from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
+from fhir_server.api.signin import install_signin
 from fhir_server.api.smart import router as smart_router
 from fhir_server.bootstrap import start_services
 from fhir_server.security.modes import check_auth_settings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     if settings.auth_mode == "smart":
         app.include_router(smart_router)
+        install_signin(app)  # people sign in to the pages
     app.include_router(bulk_files_router)
     app.include_router(report_router)
     app.include_router(router)  # last: its catch-all under /fhir would shadow any route included after it
