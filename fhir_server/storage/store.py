@@ -93,19 +93,23 @@ class ResourceStore:
 
     async def ensure_indexes(self, search_indexes: IndexSpecs) -> None:
         """Create the indexes of every resource collection (the search indexes given, per collection), of
-        history and of the claims; drop the ones this version no longer declares (idempotent)."""
+        history and of the claims; drop the ones this version no longer declares (idempotent). The collections
+        exist before any transaction writes to them (one per resource type: 146 with every R4 type)."""
+        existing = set(await self._db.list_collection_names())
         for resource_type, specs in search_indexes.items():
             models = [IndexModel(keys, **options) for keys, options in specs]
             await self._create_indexes(resource_type, [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
-                                                       *models])
+                                                       *models], existing)
         await self._create_indexes(HISTORY, [
             IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
             IndexModel([("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
             IndexModel([("type", ASCENDING), ("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
         ])
 
-    async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
-        existing = set(await self._db.list_collection_names())
+    async def _create_indexes(self, collection: str, models: list[IndexModel],
+                              existing: set[str] | None = None) -> None:
+        if existing is None:
+            existing = set(await self._db.list_collection_names())
         if collection not in existing:
             try:
                 await self._db.create_collection(collection)
