@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 async def start_services(settings: Settings, uri: str) -> Services:
     """Connect, create the indexes, register the operations and write checks, load ``profiles/``."""
+    unknown = sorted(settings.accepted_type_set - set(SUPPORTED_TYPES))
+    if unknown:
+        raise RuntimeError(f"FHIR_ACCEPTED_TYPES names types that are not R4 resource types: {', '.join(unknown)}")
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
     store = ResourceStore.open(uri, settings.mongodb_db)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),

@@ -23,7 +23,8 @@ RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_inc
 
 def capability_statement(ctx: RequestContext, services: Services) -> dict[str, Any]:
     registry = services.search_parameters
-    resources = [_resource(t, services) for t in SUPPORTED_TYPES]
+    accepted = services.settings.accepted_type_set
+    resources = [_resource(t, services) for t in SUPPORTED_TYPES if not accepted or t in accepted]
     system_ops = [spec for spec in services.operations.all() if "system" in spec.levels]
     return {
         "resourceType": "CapabilityStatement",
@@ -47,11 +48,13 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
 
 
 def _common_params(registry: SearchParameterRegistry) -> list[SearchParam]:
-    return [p for code, p in sorted(registry.for_type("Patient").items()) if code.startswith("_")]
+    return [p for code, p in sorted(registry.for_type("Patient").items())
+            if code.startswith("_") and registry.evaluable(p, "Patient")]
 
 
 def _resource(resource_type: str, services: Services) -> dict[str, Any]:
-    params = services.search_parameters.for_type(resource_type)
+    registry = services.search_parameters
+    params = {code: p for code, p in registry.for_type(resource_type).items() if registry.evaluable(p, resource_type)}
     references = sorted(code for code, p in params.items() if p.type == "reference")
     ops = [spec for spec in services.operations.all()
            if spec.levels & {"type", "instance"} and (spec.types is None or resource_type in spec.types)]

@@ -243,6 +243,18 @@ class SearchParameterRegistry:
                     f"SearchParameter {parameter.url}: expression {expression!r} cannot be compiled: {exc}",
                     code="invalid") from exc
 
+    def evaluable(self, parameter: SearchParam, resource_type: str) -> bool:
+        """True when a search with ``parameter`` on ``resource_type`` is really evaluated: ``_id`` and
+        ``_lastUpdated``, or an indexed parameter whose expression compiles for the type and, for a composite,
+        whose components resolve and compile. Special parameters (Location's ``near``) and parameters without an
+        expression (``_text``, ``_content``) are not (the CapabilityStatement lists only evaluable ones)."""
+        if parameter.code in TOP_LEVEL_PARAMS:
+            return True
+        if not parameter.indexed or not self.branches(parameter, resource_type):
+            return False
+        return all(self.component_param(parameter, i, resource_type) is not None
+                   and self.component_branches(parameter, i) for i in range(len(parameter.components)))
+
     def compartment_params(self, compartment_type: str, resource_type: str) -> list[str]:
         """Codes of the parameters linking ``resource_type`` to a ``compartment_type`` compartment."""
         return list(self._compartments.get(compartment_type, {}).get(resource_type, ()))
