@@ -14,7 +14,7 @@ from typing import Any
 from fhir_server import cohorts
 from fhir_server.bulk import operation as bulk_export
 from fhir_server.conformance import ConformanceCache
-from fhir_server.interactions import everything, reindex, risk, terminology_ops, validate
+from fhir_server.interactions import everything, lastn, reindex, risk, terminology_ops, validate
 from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
@@ -48,7 +48,8 @@ async def start_services(settings: Settings, uri: str) -> Services:
 def register_operations(registry: OperationRegistry) -> None:
     """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
     are generated from the registry); each operation module contributes its OperationSpec(s)."""
-    for module in (validate, terminology_ops, risk, everything, reindex, registry_report, bulk_export, cohorts):
+    for module in (validate, terminology_ops, risk, everything, lastn, reindex, registry_report, bulk_export,
+                   cohorts):
         module.register(registry)
 
 
