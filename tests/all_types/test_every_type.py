@@ -1,6 +1,7 @@
 """Every R4 resource type (https://hl7.org/fhir/R4/resourcelist.html) answers to every interaction the server
-has (http.html): create, read, vread, update, history, conditional create, JSON Patch, search, $validate and
-delete; and the CapabilityStatement lists each type with the search parameters it really evaluates."""
+has (http.html): create, read, vread, update, history, JSON Patch, conditional create, update and delete,
+search, $validate and a transaction Bundle; and the CapabilityStatement lists each type with the search
+parameters it really evaluates."""
 
 from __future__ import annotations
 
@@ -79,7 +80,21 @@ async def test_every_interaction_works_for_the_type(big_client: httpx.AsyncClien
                                       headers={"Content-Type": FHIR_JSON})
     assert validated.status_code == 200, validated.text
 
-    assert (await big_client.delete(url)).status_code == 204
+    current = parse(await big_client.get(url))
+    current["implicitRules"] = "http://example.org/conditional-rules"
+    conditional = await big_client.put(f"/fhir/{kind}", params={"_id": ident}, content=body(current),
+                                       headers={"Content-Type": FHIR_JSON})
+    assert conditional.status_code == 200 and parse(conditional)["meta"]["versionId"] == "4", conditional.text
+
+    batch = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"{kind}/{ident}"}},
+        {"resource": _sample(kind), "request": {"method": "POST", "url": kind}}]}
+    answered = await post(big_client, "", batch)
+    assert answered.status_code == 200, answered.text
+    assert [e["response"]["status"][:3] for e in parse(answered)["entry"]] == ["200", "201"]
+
+    deleted = await big_client.delete(f"/fhir/{kind}", params={"_id": ident})
+    assert deleted.status_code == 204, deleted.text
     assert (await big_client.get(url)).status_code == 410
 
 
