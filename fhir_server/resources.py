@@ -81,13 +81,14 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
         raise InvalidRequest(
             f"The resource id '{resource.get('id')}' does not match the URL's id '{expected_id}'",
             code="invalid", expression=(f"{resource_type}.id",))
-    issues: list[Issue] = []
+    issues = check_primitive_types(resource)
     if resource_type in R4B_MODEL_TYPES:
         try:
             _model(resource_type).model_validate(resource)
         except ValidationError as exc:
-            issues += _pydantic_issues(resource_type, exc)
-    issues += check_primitive_types(resource)
+            # One issue per problem: the R4 table's, when it found one at the same element.
+            judged = {i.expression for i in issues}
+            issues += [i for i in _pydantic_issues(resource_type, exc) if i.expression not in judged]
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
         raise InvalidRequest(issues=_dedupe(errors))
