@@ -287,8 +287,10 @@ def main(source: Path) -> None:
     core = [trim(sd) for sd in sds if sd["type"] in wanted and sd["url"].rsplit("/", 1)[1] == sd["type"]]
     payload = json.dumps({"resourceType": "Bundle", "type": "collection",
                           "entry": [{"resource": sd} for sd in core]}, separators=(",", ":"))
-    with gzip.open(OUT / "r4-core-definitions.json.gz", "wt", encoding="utf-8", compresslevel=9) as f:
-        f.write(payload)
+    # mtime=0: the same definitions give the same bytes (no spurious diff when the generator is re-run)
+    with open(OUT / "r4-core-definitions.json.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+        f.write(payload.encode("utf-8"))
     print(f"{len(roots)} resource types ({len(r4b)} checked by R4B models too)")
     print(f"{len(table)} types, {len(valuesets)} value sets, {len(core)} core StructureDefinitions -> {OUT}")
 
