@@ -19,7 +19,7 @@ from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
-from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.resources import CONFORMANCE_TYPES, REGISTRY_TYPES, SUPPORTED_TYPES
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.services import Services
 from fhir_server.settings import Settings
@@ -39,7 +39,8 @@ async def start_services(settings: Settings, uri: str) -> Services:
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     await services.reload_search_parameters()
-    await store.ensure_indexes(search_indexes(services.search_parameters))
+    # The registry's and the conformance types at once, the other R4 types when first written to.
+    await store.ensure_indexes(search_indexes(services.search_parameters), eager=(*REGISTRY_TYPES, *CONFORMANCE_TYPES))
     register_operations(services.operations)
     await load_profiles(services)
     return services
