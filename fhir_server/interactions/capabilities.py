@@ -24,7 +24,9 @@ RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_inc
 
 def capability_statement(ctx: RequestContext, services: Services) -> dict[str, Any]:
     registry = services.search_parameters
-    resources = [_audit_event(services) if t == AUDIT_EVENT else _resource(t, services) for t in SERVED_TYPES]
+    accepted = services.settings.accepted_type_set
+    resources = [_audit_event(services) if t == AUDIT_EVENT else _resource(t, services)
+                 for t in SERVED_TYPES if not accepted or t in accepted or t == AUDIT_EVENT]
     system_ops = [spec for spec in services.operations.all() if "system" in spec.levels]
     return {
         "resourceType": "CapabilityStatement",
@@ -64,11 +66,13 @@ def _security(ctx: RequestContext, services: Services) -> dict[str, Any]:
 
 
 def _common_params(registry: SearchParameterRegistry) -> list[SearchParam]:
-    return [p for code, p in sorted(registry.for_type("Patient").items()) if code.startswith("_")]
+    return [p for code, p in sorted(registry.for_type("Patient").items())
+            if code.startswith("_") and registry.evaluable(p, "Patient")]
 
 
 def _resource(resource_type: str, services: Services) -> dict[str, Any]:
-    params = services.search_parameters.for_type(resource_type)
+    registry = services.search_parameters
+    params = {code: p for code, p in registry.for_type(resource_type).items() if registry.evaluable(p, resource_type)}
     references = sorted(code for code, p in params.items() if p.type == "reference")
     ops = _type_operations(services, resource_type)
     return {

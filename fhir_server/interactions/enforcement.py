@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fhir_server.errors import Issue, UnprocessableEntity
+from fhir_server.errors import Issue, NotFound, UnprocessableEntity
 from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.validation.conformance import ConformanceSnapshot
@@ -114,7 +114,12 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
 
 
 async def check_write(uow: UnitOfWork, resource: dict[str, Any]) -> list[Issue]:
-    """Validate ``resource`` for storage; raise UnprocessableEntity (422) on errors, return the warnings."""
+    """Validate ``resource`` for storage; raise UnprocessableEntity (422) on errors, return the warnings. A type
+    the deployment does not accept (FHIR_ACCEPTED_TYPES) is refused first, as a type the server does not serve."""
+    accepted = uow.services.settings.accepted_type_set
+    if accepted and resource["resourceType"] not in accepted:
+        raise NotFound(f"This server does not accept resources of type '{resource['resourceType']}' "
+                       "(FHIR_ACCEPTED_TYPES)", code="not-supported", expression=(resource["resourceType"],))
     issues = await validation_issues(uow, resource)
     if any(i.severity in ("error", "fatal") for i in issues):
         raise UnprocessableEntity(issues=issues)

@@ -29,6 +29,7 @@ from fhir_server.interactions.dates import parse_http_date
 from fhir_server.interactions.patch import parse_patch
 from fhir_server.interactions.result import RETURN_PREFERENCES, ReturnPreference
 from fhir_server.resources import AUDIT_EVENT, require_supported_type
+from fhir_server.search.registry import COMPARTMENT_TYPES
 
 
 class Interaction(Enum):
@@ -184,7 +185,7 @@ def _target(method: str, path: str) -> _Target:
 
 def _check_target(target: _Target, method: str, path: str, query: str) -> None:
     """An unknown type is 404 (https://hl7.org/fhir/R4/http.html#general: "not supported"), as is a compartment
-    other than Patient; PUT or DELETE on a type needs criteria (405)."""
+    R4 does not define; PUT or DELETE on a type needs criteria (405)."""
     if target.resource_type is None:
         return
     require_supported_type(target.resource_type)
@@ -231,9 +232,10 @@ def _allowed(method: str, interactions: Mapping[str, Interaction], path: str) ->
 
 
 def _check_compartment(compartment_type: str, searched_type: str) -> None:
-    """Patient is the one compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html) served; the
-    audit trail is searched by ``AuditEvent?patient=``, not as a patient's data."""
-    if compartment_type != "Patient":
+    """The compartments R4 defines are served (https://hl7.org/fhir/R4/compartmentdefinition.html: Patient,
+    Encounter, Practitioner, RelatedPerson, Device); a type outside the compartment finds nothing. The audit
+    trail is searched by ``AuditEvent?patient=``, not as a patient's data."""
+    if compartment_type not in COMPARTMENT_TYPES:
         raise NotFound(f"{compartment_type} is not a compartment this server supports", code="not-supported")
     require_supported_type(searched_type)
     if searched_type == AUDIT_EVENT:

@@ -99,7 +99,7 @@ async def _referenced_ids(ctx: RequestContext, services: Services, has: HasJoin,
 
 
 def compartment_filter(services: Services, compartment: tuple[str, str], resource_type: str) -> dict[str, Any]:
-    """Resources of ``resource_type`` in the compartment ``Patient/{id}`` (compartmentdefinition-patient)."""
+    """Resources of ``resource_type`` in the compartment ``{kind}/{id}`` (the R4 CompartmentDefinitions)."""
     kind, ident = compartment
     if resource_type == kind:
         return {"_id": ident}

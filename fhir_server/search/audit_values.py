@@ -42,6 +42,15 @@ def _one(event: Mapping[str, Any], key: str) -> Values:
 # code -> (R4 definition, the values its expression selects)
 PATHS: dict[str, tuple[str, Callable[[Mapping[str, Any]], Values]]] = {
     "action": (f"{R4}AuditEvent-action", lambda e: _one(e, "action")),
+    "address": (f"{R4}AuditEvent-address", lambda e: [(a["network"]["address"], None) for a in _agents(e)
+                                                      if "address" in (a.get("network") or {})]),
+    "agent-name": (f"{R4}AuditEvent-agent-name", lambda e: [(a["name"], None) for a in _agents(e) if "name" in a]),
+    "altid": (f"{R4}AuditEvent-altid", lambda e: [(a["altId"], None) for a in _agents(e) if "altId" in a]),
+    "entity-name": (f"{R4}AuditEvent-entity-name", lambda e: [(x["name"], None) for x in _entities(e) if "name" in x]),
+    "entity-type": (f"{R4}AuditEvent-entity-type", lambda e: [(x["type"], None) for x in _entities(e) if "type" in x]),
+    "policy": (f"{R4}AuditEvent-policy", lambda e: [(p, None) for a in _agents(e) for p in a.get("policy") or ()]),
+    "site": (f"{R4}AuditEvent-site",
+             lambda e: [(e["source"]["site"], None)] if "site" in (e.get("source") or {}) else []),
     "agent": (f"{R4}AuditEvent-agent", lambda e: [(a["who"], None) for a in _agents(e) if "who" in a]),
     "agent-role": (f"{R4}AuditEvent-agent-role",
                    lambda e: [(role, None) for a in _agents(e) for role in a.get("role") or ()]),

@@ -2,13 +2,16 @@
 
 Spec: https://hl7.org/fhir/R4/search.html#standard (common parameters),
 https://hl7.org/fhir/R4/searchparameter.html (definitions) and
-https://hl7.org/fhir/R4/compartmentdefinition-patient.html (Patient compartment).
-The R4 definitions come from ``data/search-parameters-r4.json`` (``scripts/extract_search_parameters.py``);
-SearchParameter resources created at runtime are added with :meth:`SearchParameterRegistry.add_or_replace`.
+https://hl7.org/fhir/R4/compartmentdefinition.html (the Patient, Encounter, Practitioner, RelatedPerson and
+Device compartments).
+The R4 definitions of every resource type come from ``data/search-parameters-r4.json`` and
+``data/compartments.json`` (``scripts/extract_search_parameters.py``); SearchParameter resources created at
+runtime are added with :meth:`SearchParameterRegistry.add_or_replace`.
 FHIRPath expressions are compiled once per (parameter, resource type) and cached
-(:mod:`fhir_server.search.expressions`); building a registry compiles every parameter for its base types, so an
+(:mod:`fhir_server.search.expressions`). A registry built from given parameters compiles them all, so an
 expression that cannot be compiled is logged (WARNING, with the parameter's url and code) when the registry is
-built, and indexes nothing rather than failing writes.
+built, and indexes nothing rather than failing writes; the 1,378 R4 definitions are compiled when their type is
+first used instead (a test compiles them all), which keeps the server's start fast.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERIC_BASES = frozenset({"Resource", "DomainResource"})
 PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "composite", "quantity", "uri",
                          "special"})
+# The compartments R4 defines (https://hl7.org/fhir/R4/compartmentdefinition.html), in data/compartments.json.
+COMPARTMENT_TYPES = ("Device", "Encounter", "Patient", "Practitioner", "RelatedPerson")
 # Parameters answered from top-level document fields, never extracted into ``sp``.
 TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
 
@@ -114,21 +119,23 @@ class SearchParameterRegistry:
     """Search parameters by URL, with per-type views and compiled expressions (thread-safe reads)."""
 
     def __init__(self, parameters: Iterable[SearchParam] = (),
-                 compartments: Mapping[str, Mapping[str, list[str]]] | None = None) -> None:
+                 compartments: Mapping[str, Mapping[str, list[str]]] | None = None, *, compile_now: bool = True
+                 ) -> None:
         self._by_url: dict[str, SearchParam] = {}
         self._lock = threading.Lock()
         self._caches = _Caches()
         self._compartments = {k: dict(v) for k, v in (compartments or {}).items()}
         for parameter in parameters:
             self._by_url[parameter.url] = parameter
-        self.compile_all()
+        if compile_now:
+            self.compile_all()
 
     @classmethod
     def load_default(cls) -> SearchParameterRegistry:
-        """The R4 parameters of the supported types, plus the Patient compartment."""
+        """The R4 parameters of every resource type and the R4 compartments (compiled on first use)."""
         raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
-        patient = json.loads((DATA_DIR / "compartment-patient.json").read_text(encoding="utf-8"))
-        return cls((SearchParam.from_resource(r) for r in raw), {"Patient": patient})
+        compartments = json.loads((DATA_DIR / "compartments.json").read_text(encoding="utf-8"))
+        return cls((SearchParam.from_resource(r) for r in raw), compartments, compile_now=False)
 
     def add_or_replace(self, search_parameter: Mapping[str, Any]) -> SearchParam:
         """Register a SearchParameter resource (replacing any with the same URL). Validates its expression."""
@@ -236,9 +243,25 @@ class SearchParameterRegistry:
                     f"SearchParameter {parameter.url}: expression {expression!r} cannot be compiled: {exc}",
                     code="invalid") from exc
 
+    def evaluable(self, parameter: SearchParam, resource_type: str) -> bool:
+        """True when a search with ``parameter`` on ``resource_type`` is really evaluated: ``_id`` and
+        ``_lastUpdated``, or an indexed parameter whose expression compiles for the type and, for a composite,
+        whose components resolve and compile. Special parameters (Location's ``near``) and parameters without an
+        expression (``_text``, ``_content``) are not (the CapabilityStatement lists only evaluable ones)."""
+        if parameter.code in TOP_LEVEL_PARAMS:
+            return True
+        if not parameter.indexed or not self.branches(parameter, resource_type):
+            return False
+        return all(self.component_param(parameter, i, resource_type) is not None
+                   and self.component_branches(parameter, i) for i in range(len(parameter.components)))
+
     def compartment_params(self, compartment_type: str, resource_type: str) -> list[str]:
         """Codes of the parameters linking ``resource_type`` to a ``compartment_type`` compartment."""
         return list(self._compartments.get(compartment_type, {}).get(resource_type, ()))
+
+    def compartment_types(self) -> list[str]:
+        """The compartments defined (``Patient``, ``Encounter``...)."""
+        return sorted(self._compartments)
 
     @staticmethod
     def index_options(spec: IndexSpec) -> dict[str, Any]:

@@ -79,6 +79,9 @@ class ResourceStore:
         self._files: FileStore | None = None
         self._owned_client: AsyncMongoClient | None = None
         self._security: SecurityStore | None = None
+        # Indexes of the collections not created yet (see ensure_indexes), and the ones a write may have created.
+        self._deferred: dict[str, list[IndexModel]] = {}
+        self._written: set[str] = set()
 
     @classmethod
     def open(cls, uri: str, database: str, access: AccessPolicy | None = None, *,
@@ -132,14 +135,24 @@ class ResourceStore:
 
     # -- setup -----------------------------------------------------------------------------------------
 
-    async def ensure_indexes(self, search_indexes: IndexSpecs) -> None:
-        """Create the indexes of every resource collection (the search indexes given, per collection), of
-        history and of the claims; drop the ones this version no longer declares (idempotent)."""
+    async def ensure_indexes(self, search_indexes: IndexSpecs, eager: Iterable[str] | None = None) -> None:
+        """Create the indexes of the resource collections (the search indexes given, per collection), of
+        history and of the claims; drop the ones this version no longer declares (idempotent).
+
+        With every R4 type that is some 700 index tables, most of them for types a deployment never holds:
+        a collection that does not exist yet and is not ``eager`` gets its indexes after the first transaction
+        that writes to it commits (MongoDB creates the collection inside that transaction); until then it
+        holds nothing, so no search misses an index. ``eager`` None: every collection now."""
+        existing = set(await self._db.list_collection_names())
+        now = set(search_indexes) if eager is None else (set(eager) | existing) & set(search_indexes)
         for resource_type, specs in search_indexes.items():
-            models = [IndexModel(keys, **options) for keys, options in specs]
-            await self._create_indexes(resource_type, [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
-                                                       IndexModel([("center", ASCENDING), ("_id", ASCENDING)]),
-                                                       *models])
+            models = [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
+                      IndexModel([("center", ASCENDING), ("_id", ASCENDING)]),
+                      *(IndexModel(keys, **options) for keys, options in specs)]
+            if resource_type in now:
+                await self._create_indexes(resource_type, models)
+            else:
+                self._deferred[resource_type] = models
         # center-first twins of the history indexes: a center's history (type or system level) reads its own
         # versions in order, instead of walking every center's (the read filter of ``storage/access.py``)
         await self._create_indexes(HISTORY, [
@@ -205,9 +218,24 @@ class ResourceStore:
     async def run_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
         async with self._db.client.start_session() as session:
-            return await session.with_transaction(
+            result = await session.with_transaction(
                 counted(work), read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
             )
+        await self._index_new_collections()
+        return result
+
+    async def _index_new_collections(self) -> None:
+        """The deferred indexes of the collections written to (see :meth:`ensure_indexes`)."""
+        for resource_type in list(self._written):
+            self._written.discard(resource_type)
+            models = self._deferred.pop(resource_type, None)
+            if models is None:
+                continue  # indexed already (by a concurrent transaction's completion)
+            try:
+                await self._create_indexes(resource_type, models)
+            except Exception:
+                self._deferred[resource_type] = models  # tried again after the next write to it
+                raise
 
     @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncClientSession]:
@@ -390,6 +418,8 @@ class ResourceStore:
         replaces: dict[str, list[ReplaceOne]] = defaultdict(list)
         history: list[dict[str, Any]] = []
         for write, center in zip(writes, stored_centers, strict=True):
+            if write.type in self._deferred:
+                self._written.add(write.type)
             doc = write.current_document(center)
             if write.previous_vid is None:
                 inserts[write.type].append(doc)

@@ -122,6 +122,9 @@ def _collect(obj: Json, trail: _Trail, urls: tuple[str, ...], resource: Json, si
                 for i, item in enumerate(value):
                     if type(item) is dict:
                         _collect(item, (trail, name, i, None), inside, resource, sites)
+        elif kind is dict and type(value.get("resourceType")) is str:
+            # A resource inside a resource (Bundle.entry.resource, Parameters.parameter.resource): its own root.
+            _collect(value, (trail, key, None, value["resourceType"]), (), value, sites)
         elif kind is dict:
             name = key[1:] if key[0] == "_" else key
             inside = urls if is_extension and name.startswith("value") else ()

@@ -156,7 +156,15 @@ def _checkers(primitives: dict[str, dict[str, Any]]) -> dict[str, Checker]:
     return out
 
 
-def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker], frozenset[str]]:
+class ElementTable(NamedTuple):
+    types: dict[str, TypeInfo]
+    checkers: dict[str, Checker]
+    required_value_sets: frozenset[str]
+    resource_types: tuple[str, ...]  # every concrete R4 resource type, sorted
+    r4b_models: frozenset[str]  # the types whose fhir.resources R4B model matches R4 (build_snapshots.py)
+
+
+def _load(path: Path) -> ElementTable:
     data = json.loads(path.read_text())
     checkers = _checkers(data["primitives"])
     valuesets = {url: {s: frozenset(c) for s, c in systems.items()}
@@ -185,10 +193,11 @@ def _load(path: Path) -> tuple[dict[str, TypeInfo], dict[str, Checker], frozense
                 required.append(name)
         types[key] = TypeInfo(rows, tuple(required),
                               tuple((c, tuple(choices[c])) for c in sorted(choice_min)), key in resources)
-    return types, checkers, frozenset(valuesets)
+    return ElementTable(types, checkers, frozenset(valuesets), tuple(data["resources"]),
+                        frozenset(data["r4bModels"]))
 
 
-TYPES, CHECKERS, REQUIRED_VALUE_SETS = _load(DATA)
+TYPES, CHECKERS, REQUIRED_VALUE_SETS, RESOURCE_TYPES, R4B_MODEL_TYPES = _load(DATA)
 
 
 def check_primitive_types(resource: dict[str, Any]) -> list[Issue]:
