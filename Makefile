@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export fuzz soak clean
+.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export fuzz soak clean reliability reliability-short
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,8 +29,16 @@ test: $(TEST_STAMP)
 smoke:
 	$(PY) scripts/smoke.py
 
+# The reliability suite (README, "Reliability suite"): faults the server must survive, then a Bundle-by-Bundle
+# read-back. The short version runs in CI after `make test` and `make smoke`.
+reliability: $(TEST_STAMP)
+	$(BIN)/python -m reliability
+
+reliability-short: $(TEST_STAMP)
+	$(BIN)/python -m reliability --short
+
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check fhir_server tests bench scripts
+	$(BIN)/ruff check fhir_server tests bench scripts reliability
 	$(BIN)/mypy fhir_server
 	$(BIN)/lint-imports --no-logo
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from fhir_server import errors
 from fhir_server.api.negotiation import fhir_response
+from fhir_server.storage import faults
 
 log = logging.getLogger("fhir_server")
 
@@ -45,5 +46,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if faults.is_transient(exc):  # a database failure storage did not translate (e.g. a streamed cursor)
+            log.warning("Database unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return error_response(faults.unavailable(exc))
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
         return _outcome(500, "exception", f"Internal error: {type(exc).__name__}")

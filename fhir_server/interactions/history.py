@@ -1,6 +1,6 @@
 """history at instance, type and system level (https://hl7.org/fhir/R4/http.html#history).
 
-Newest first, keyset-paged on (lastUpdated, history key): a page link names the last entry it showed, so
+Newest first, keyset-paged on (lastUpdated, type, id, version number): a page link names the last entry it showed, so
 pages stay correct while new versions arrive (they are newer and never shift older pages).
 
 ``Bundle.total`` is the number of versions of the whole history (with ``_since``), counted as a search counts
@@ -23,7 +23,7 @@ from fhir_server.resources import require_supported_type
 from fhir_server.services import Services
 from fhir_server.storage.concurrency import both
 from fhir_server.storage.documents import StoredVersion, instant
-from fhir_server.storage.store import Session
+from fhir_server.storage.store import HistoryKey, Session
 
 _HISTORY_PARAMS = {"_since", "_count", "_page", "_format", "_pretty"}
 
@@ -33,10 +33,11 @@ def _encode_page(version: StoredVersion) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
 
 
-def _decode_page(token: str) -> tuple[datetime, str]:
+def _decode_page(token: str) -> HistoryKey:
     try:
         at, key = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return datetime.fromisoformat(at), str(key)
+        resource_type, resource_id, vid = str(key).split("/")
+        return datetime.fromisoformat(at), resource_type, resource_id, int(vid)
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(f"Invalid _page token '{token}'", code="invalid", expression=("_page",)) from exc
 

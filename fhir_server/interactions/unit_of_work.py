@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,6 +22,7 @@ from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
 from fhir_server.storage.store import DbSession, ResourceStore
 
 T = TypeVar("T")
+_ONE_MS = timedelta(milliseconds=1)  # BSON dates keep milliseconds
 
 
 def new_id() -> str:
@@ -101,6 +103,15 @@ class UnitOfWork:
             if write.resource is not None:
                 found[f"{kind}/{ident}"] = write.resource
         return found
+
+    def stamp_after(self, previous: StoredVersion | None) -> datetime:
+        """``meta.lastUpdated`` of the version replacing ``previous``: this unit of work's time, but always later
+        than ``previous``'s. The time is taken when the unit of work starts, before its transaction's snapshot
+        reads ``previous``: a concurrent writer that started later may have committed ``previous`` with a later
+        time (and clocks of several server nodes differ). Later writes of this unit of work keep the moved time."""
+        if previous is not None and previous.last_updated >= self.last_updated:
+            self.last_updated = previous.last_updated + _ONE_MS
+        return self.last_updated
 
     def touched(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._staged

@@ -17,10 +17,11 @@ async def stage_version(uow: UnitOfWork, resource: dict[str, Any], resource_id: 
     """Validate ``resource`` (422 on profile errors), stamp it as the version after ``previous`` (None: new)
     and stage it; the result carries the validation warnings as its OperationOutcome."""
     vid = previous.vid + 1 if previous is not None else 1
-    stored = stamp(resource, resource_id, vid, uow.last_updated)
+    last_updated = uow.stamp_after(previous)
+    stored = stamp(resource, resource_id, vid, last_updated)
     issues = await check_write(uow, stored)
     write = ResourceWrite(
-        type=stored["resourceType"], id=resource_id, vid=vid, last_updated=uow.last_updated, method=method,
+        type=stored["resourceType"], id=resource_id, vid=vid, last_updated=last_updated, method=method,
         resource=stored, search_values=uow.services.index_values(stored),
         previous_vid=previous.vid if previous is not None else None,
     )
@@ -30,7 +31,7 @@ async def stage_version(uow: UnitOfWork, resource: dict[str, Any], resource_id: 
 
 def stage_tombstone(uow: UnitOfWork, previous: StoredVersion) -> StoredVersion:
     write = ResourceWrite(
-        type=previous.type, id=previous.id, vid=previous.vid + 1, last_updated=uow.last_updated,
+        type=previous.type, id=previous.id, vid=previous.vid + 1, last_updated=uow.stamp_after(previous),
         method="DELETE", resource=None, previous_vid=previous.vid,
     )
     return uow.stage(write)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +21,12 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 REPLICA_SET = "rs0"
+# How long mongod keeps a transaction open before aborting it. A server process that dies mid-transaction leaves
+# its transactions open, holding their writes: a client's replay of that Bundle conflicts with them until mongod
+# aborts them: its reaper runs every half of this limit, so at most 1.5 x 15 = 22.5 s after they began, within the
+# FHIR_TRANSACTION_TIMEOUT_SECONDS (30 s) a replay has; long enough for the largest Bundle (README, "Faults and time
+# limits").
+TRANSACTION_LIFETIME_LIMIT_SECONDS = 15
 
 
 def mongod_binary() -> Path:
@@ -40,12 +47,20 @@ def mongod_binary() -> Path:
 @contextlib.contextmanager
 def temporary_mongod(cache_gb: float = 1.0, prefix: str = "ifp-fhir-") -> Iterator[str]:
     """A throw-away single-node replica set (tests, benchmarks); yields its URI, removes its files after."""
+    with temporary_node(cache_gb, prefix) as server:
+        yield server.uri
+
+
+@contextlib.contextmanager
+def temporary_node(cache_gb: float = 1.0, prefix: str = "ifp-fhir-") -> Iterator[LocalMongod]:
+    """:func:`temporary_mongod`'s process itself, for whoever stops, pauses or kills it (fault tests)."""
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     server = LocalMongod(data_dir, free_port(), cache_gb=cache_gb)
     try:
         server.start()
-        yield server.uri
+        yield server
     finally:
+        server.resume()
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -78,7 +93,7 @@ class LocalMongod:
             str(mongod_binary()), "--dbpath", str(db_path), "--port", str(self.port),
             "--bind_ip", "127.0.0.1", "--replSet", REPLICA_SET,
             "--wiredTigerCacheSizeGB", str(self.cache_gb), "--logpath", str(log_path), "--logappend",
-            "--setParameter", "transactionLifetimeLimitSeconds=120",
+            "--setParameter", f"transactionLifetimeLimitSeconds={TRANSACTION_LIFETIME_LIMIT_SECONDS}",
         ]
         if self.quiet:
             args.append("--quiet")
@@ -120,6 +135,21 @@ class LocalMongod:
                     client.admin.command("replSetInitiate", config)
             else:
                 raise
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no clean shutdown (the journal recovers on the next :meth:`start`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its connections but answers nothing (a hung server)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:

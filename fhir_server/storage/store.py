@@ -42,7 +42,11 @@ from fhir_server.storage.documents import (
     StoredVersion,
     now_ms,
 )
+from fhir_server.storage.faults import bounded
+from fhir_server.storage.files import FileStore
 from fhir_server.storage.jobs import JobStore
+from fhir_server.storage.retries import counted
+from fhir_server.storage.security_store import SecurityStore
 
 T = TypeVar("T")
 # The handle of a transaction (or of a causally consistent read): opaque to the layers above, which name it
@@ -50,23 +54,35 @@ T = TypeVar("T")
 DbSession = AsyncClientSession
 Session = DbSession | None
 IndexKeys = list[tuple[str, Any]]
+# History's one order, newest first, at every level (system, type, instance), and the keyset key of a row in it.
+_HISTORY_ORDER: IndexKeys = [("lastUpdated", DESCENDING), ("type", DESCENDING), ("id", DESCENDING),
+                             ("vid", DESCENDING)]
+HistoryKey = tuple[datetime, str, str, int]
+_INDEX_NOT_FOUND = 27
+_NAMESPACE_EXISTS = 48
 # A search index of a resource collection: its keys and its options (e.g. ``wildcardProjection``).
 IndexSpecs = dict[str, list[tuple[IndexKeys, dict[str, Any]]]]
 
 
 class ResourceStore:
-    def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None) -> None:
+    def __init__(self, db: AsyncDatabase, access: AccessPolicy | None = None, *,
+                 timeout_seconds: float | None = None) -> None:
         self._db = db
         self.access = access or AccessPolicy()
+        # Every read and transaction ends within this (``faults.bounded``): None leaves the driver's defaults.
+        self.timeout_seconds = timeout_seconds
         self._collections: dict[str, AsyncCollection] = {}
         self._jobs: dict[str, JobStore] = {}
+        self._files: FileStore | None = None
         self._owned_client: AsyncMongoClient | None = None
+        self._security: SecurityStore | None = None
 
     @classmethod
-    def open(cls, uri: str, database: str, access: AccessPolicy | None = None) -> ResourceStore:
+    def open(cls, uri: str, database: str, access: AccessPolicy | None = None, *,
+             timeout_seconds: float | None = None) -> ResourceStore:
         """A store over ``database`` of the MongoDB at ``uri``, with a client of its own (see :meth:`close`)."""
         client = connect(uri)
-        store = cls(client[database], access)
+        store = cls(client[database], access, timeout_seconds=timeout_seconds)
         store._owned_client = client
         return store
 
@@ -82,12 +98,28 @@ class ResourceStore:
             found = self._collections[name] = self._db[name]
         return found
 
+    async def ping(self) -> None:
+        """Raise unless MongoDB answers (readiness probe)."""
+        await self._db.command("ping")
+
     def jobs(self, kind: str) -> JobStore:
         """The background jobs of ``kind`` (``export``, ``reindex``), see :mod:`fhir_server.storage.jobs`."""
         found = self._jobs.get(kind)
         if found is None:
             found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
+
+    def security(self) -> SecurityStore:
+        """Signing keys and used client assertions, see :mod:`fhir_server.storage.security_store`."""
+        if self._security is None:
+            self._security = SecurityStore(self._db)
+        return self._security
+
+    def files(self) -> FileStore:
+        """Bulk export files (GridFS), see :mod:`fhir_server.storage.files`."""
+        if self._files is None:
+            self._files = FileStore(self._db)
+        return self._files
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -100,30 +132,36 @@ class ResourceStore:
                                                        *models])
         await self._create_indexes(HISTORY, [
             IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
-            IndexModel([("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
-            IndexModel([("type", ASCENDING), ("lastUpdated", DESCENDING), ("_id", DESCENDING)]),
+            IndexModel(_HISTORY_ORDER),
+            IndexModel([("type", ASCENDING), *(key for key in _HISTORY_ORDER if key[0] != "type")]),
         ])
 
     async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
-        existing = set(await self._db.list_collection_names())
-        if collection not in existing:
-            try:
-                await self._db.create_collection(collection)
-            except OperationFailure as exc:
-                if exc.code != 48:  # NamespaceExists: another process created it first
-                    raise
+        """Idempotent, and safe while other processes (workers, nodes) do the same at the same time: the
+        collection is created without the driver's check-then-create (``check_exists``, a race another process
+        wins between the check and the create), and an index another process dropped first is gone all the same."""
+        try:
+            await self._db.create_collection(collection, check_exists=False)
+        except OperationFailure as exc:
+            if exc.code != _NAMESPACE_EXISTS:
+                raise
         created = set(await self._collection(collection).create_indexes(models))
         async for index in await self._collection(collection).list_indexes():
             if index["name"] != "_id_" and index["name"] not in created:
-                await self._collection(collection).drop_index(index["name"])
+                try:
+                    await self._collection(collection).drop_index(index["name"])
+                except OperationFailure as exc:
+                    if exc.code != _INDEX_NOT_FOUND:
+                        raise
 
     # -- transactions ----------------------------------------------------------------------------------
 
+    @bounded
     async def run_transaction(self, work: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
         async with self._db.client.start_session() as session:
             return await session.with_transaction(
-                work, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
+                counted(work), read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
             )
 
     @asynccontextmanager
@@ -134,6 +172,7 @@ class ResourceStore:
 
     # -- counters --------------------------------------------------------------------------------------
 
+    @bounded
     async def read_counter(self, name: str, session: Session = None) -> tuple[int, str]:
         """The value and token of counter ``name`` ((0, "") before its first bump). The token is drawn when the
         counter document is created: a counter re-created after a wipe differs even if its value matches."""
@@ -151,6 +190,7 @@ class ResourceStore:
     def _filter(self, ctx: RequestContext, resource_type: str | None, base: dict[str, Any]) -> dict[str, Any]:
         return restrict(base, self.access.read_filter(ctx, resource_type))
 
+    @bounded
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
                       session: Session = None) -> StoredVersion | None:
         """The current version of a resource, tombstone included (to tell 404 from 410)."""
@@ -160,6 +200,7 @@ class ResourceStore:
         )
         return StoredVersion.from_current(resource_type, doc) if doc else None
 
+    @bounded
     async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
                       session: Session = None) -> StoredVersion | None:
         doc = await self._collection(HISTORY).find_one(
@@ -168,6 +209,7 @@ class ResourceStore:
         )
         return StoredVersion.from_history(doc) if doc else None
 
+    @bounded
     async def find(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                    sort: Sequence[tuple[str, int]] | None = None, limit: int = 0,
                    projection: dict[str, Any] | None = None, session: Session = None) -> list[dict[str, Any]]:
@@ -178,6 +220,7 @@ class ResourceStore:
         )
         return [doc async for doc in cursor]
 
+    @bounded
     async def find_each(self, ctx: RequestContext, resource_type: str, queries: Sequence[dict[str, Any]], *,
                         limit: int, session: Session = None) -> list[list[dict[str, Any]]]:
         """The current documents (without ``sp``) matching each of ``queries``, at most ``limit`` each, in one
@@ -200,6 +243,7 @@ class ResourceStore:
         async for doc in cursor:
             yield doc
 
+    @bounded
     async def count(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                     session: Session = None, limit: int = 0) -> int:
         kwargs: dict[str, Any] = {"session": session}
@@ -208,6 +252,7 @@ class ResourceStore:
         return int(await self._collection(resource_type).count_documents(
             self._filter(ctx, resource_type, restrict(query, NOT_DELETED)), **kwargs))
 
+    @bounded
     async def aggregate(self, ctx: RequestContext, collection: str, pipeline: Sequence[dict[str, Any]], *,
                         session: Session = None) -> list[dict[str, Any]]:
         """Run ``pipeline`` on ``collection`` (a resource type, or history) with what ``ctx`` may read in front of
@@ -237,22 +282,26 @@ class ResourceStore:
             {"$unset": key},
         ]
 
+    @bounded
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,
-                      after_key: tuple[datetime, str] | None = None, limit: int = 50,
+                      after_key: HistoryKey | None = None, limit: int = 50,
                       session: Session = None) -> list[StoredVersion]:
-        """Versions newest first, keyset-paged on (lastUpdated, _id) descending."""
+        """Versions newest first, keyset-paged on (lastUpdated, type, id, vid) descending: ``vid`` as a number
+        (version 10 is newer than 9, which the string ``_id`` would not say). One resource's versions are in
+        ``vid`` order, the same order (each version's lastUpdated is after its predecessor's), read from the
+        unique ``type,id,vid`` index rather than by scanning the type's history in time order for them."""
         query = _history_query(resource_type, resource_id, since, before)
+        instance = resource_id is not None
         if after_key:
-            at, key = after_key
-            query = restrict(query, {"$or": [{"lastUpdated": {"$lt": at}},
-                                             {"lastUpdated": at, "_id": {"$lt": key}}]})
+            query = restrict(query, {"vid": {"$lt": after_key[3]}} if instance else _after(after_key))
         cursor = self._collection(HISTORY).find(
-            self._filter(ctx, resource_type, query),
-            sort=[("lastUpdated", DESCENDING), ("_id", DESCENDING)], limit=limit, session=session,
+            self._filter(ctx, resource_type, query), sort=[("vid", DESCENDING)] if instance else _HISTORY_ORDER,
+            limit=limit, session=session,
         )
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
+    @bounded
     async def count_history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None,
                             since: datetime | None = None, session: Session = None, limit: int = 0) -> int:
         """Versions ``history`` would list (at most ``limit`` of them counted, when given)."""
@@ -329,6 +378,13 @@ class ResourceStore:
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
         await self._collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
+
+
+def _after(key: HistoryKey) -> dict[str, Any]:
+    """The history rows after ``key`` in ``_HISTORY_ORDER`` (a lexicographic 'less than', field by field)."""
+    fields = [name for name, _ in _HISTORY_ORDER]
+    return {"$or": [{**dict(zip(fields[:n], key[:n], strict=True)), fields[n]: {"$lt": key[n]}}
+                    for n in range(len(fields))]}
 
 
 def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,

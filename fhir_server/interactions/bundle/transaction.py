@@ -259,6 +259,12 @@ class _TransactionState:
             self._map(entry, f"{resource_type}/{resource_id}")
             return
         key = normalized_criteria(resource_type, criteria)
+        if key in self.criteria_map:
+            # Criteria an earlier entry already resolved (a conditional create, or another conditional update that
+            # creates): the same resource, so this is a second change to it (400 when it is written), never a
+            # second resource under criteria that must match one.
+            self._resolve_put_to(entry, self.criteria_map[key], key)
+            return
         matches = await self.uow.matches(resource_type, criteria)
         if len(matches) > 1:
             raise PreconditionFailed(f"Conditional update '{entry.url}' matches {len(matches)} resources")
@@ -268,8 +274,14 @@ class _TransactionState:
         target = matches[0]["_id"] if matches else resource.get("id") or new_id()
         if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
             self.uow.claim(resource_type, criteria, f"{resource_type}/{target}")
+        self._resolve_put_to(entry, f"{resource_type}/{target}", key)
+
+    def _resolve_put_to(self, entry: BundleEntry, reference: str, key: str) -> None:
+        target = reference.split("/", 1)[1]
+        resource = self.resources[entry.index] or {}
+        check_matched_id(resource, target)
         self.resources[entry.index] = {**resource, "id": target}
-        self._map(entry, f"{resource_type}/{target}", key)
+        self._map(entry, reference, key)
 
     async def _resolve_conditional_references(self) -> None:
         wanted: set[str] = set()
