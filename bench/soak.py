@@ -351,11 +351,6 @@ def server_errors(log: Path) -> list[str]:
     return [line for line in lines if "ERROR" in line or "Traceback" in line or "Error:" in line]
 
 
-def _serve(workers: int, env: dict[str, str]) -> tuple[list[str], dict[str, str], int]:
-    port = free_port()
-    return [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)], env, port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=int, default=10)
@@ -374,14 +369,12 @@ def main() -> None:
                "FHIR_EXPORT_DIR": str(Path(scratch) / "export")}
         if "auth_mode" in Settings.model_fields:  # token authentication, when it exists, is not what is measured
             env["FHIR_AUTH_MODE"] = "none"
+        port = free_port()
+        command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers",
+                   str(args.workers)]
         log = Path(scratch) / "server.log"
         try:
-            # One worker first creates the collections and indexes of the fresh database: several workers doing it
-            # at once can collide (issue #12, defect 3, a start-up race); the soak is about the steady state.
-            with open(log, "wb") as log_file, served_process(*_serve(1, env), log_file, 600):
-                pass
-            with open(log, "wb") as log_file, served_process(*_serve(args.workers, env), log_file, 600) as (
-                    base, proc):
+            with open(log, "wb") as log_file, served_process(command, env, port, log_file, 600) as (base, proc):
                 stats = asyncio.run(run(base, proc.pid, uri, args))
         except RuntimeError:
             print(log.read_text(errors="replace")[-3000:])
