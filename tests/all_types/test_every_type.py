@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fhir_server.resources import CONFORMANCE_TYPES, SUPPORTED_TYPES
+from fhir_server.resources import CONFORMANCE_TYPES, SERVED_TYPES, SUPPORTED_TYPES
 from tests.all_types.examples import example_files, load
 from tests.conftest import FHIR_JSON, body, parse, post, put
 
@@ -41,10 +41,12 @@ def _sample(kind: str) -> dict:
 
 
 def test_every_r4_resource_type_is_served() -> None:
-    assert len(SUPPORTED_TYPES) == R4_TYPE_COUNT
+    assert len(SERVED_TYPES) == R4_TYPE_COUNT
     assert {"Encounter", "Practitioner", "MedicationRequest", "Provenance", "AuditEvent", "Bundle",
-            "MedicinalProduct", "SubstanceSpecification"} <= set(SUPPORTED_TYPES)
-    assert "SubscriptionStatus" not in SUPPORTED_TYPES  # R4B's, not R4's
+            "MedicinalProduct", "SubstanceSpecification"} <= set(SERVED_TYPES)
+    assert "SubscriptionStatus" not in SERVED_TYPES  # R4B's, not R4's
+    # the audit trail is served read-only (issue #11: recorded by the server, never written by a client)
+    assert set(SERVED_TYPES) - set(SUPPORTED_TYPES) == {"AuditEvent"}
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -102,7 +104,7 @@ async def test_capability_statement_lists_every_type_with_only_evaluable_paramet
         client: httpx.AsyncClient) -> None:
     statement = parse(await client.get("/fhir/metadata"))
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(resources) == set(SUPPORTED_TYPES)
+    assert set(resources) == set(SERVED_TYPES)
     encounter = {p["name"]: p["type"] for p in resources["Encounter"]["searchParam"]}
     assert {"patient": "reference", "date": "date", "class": "token", "length": "quantity"}.items() <= (
         encounter.items())

@@ -27,13 +27,13 @@ from typing import Any
 from hypothesis import strategies as st
 
 import fhir_server.validation
-from fhir_server.resources import CLINICAL_TYPES
+from fhir_server.resources import REGISTRY_TYPES
 
 ELEMENTS = json.loads((Path(fhir_server.validation.__file__).parent / "data" / "r4-elements.json").read_text())
 TYPES: dict[str, dict[str, list[Any]]] = ELEMENTS["types"]
 PRIMITIVES: frozenset[str] = frozenset(ELEMENTS["primitives"])
 VALUE_SETS: dict[str, dict[str, list[str]]] = ELEMENTS["valuesets"]
-FUZZED_TYPES = CLINICAL_TYPES
+FUZZED_TYPES = REGISTRY_TYPES  # the registry's clinical types (DomainResources: extensions everywhere)
 
 # Elements the generator never writes (see the module docstring).
 SKIPPED = frozenset({"meta", "implicitRules", "contained", "modifierExtension"})
