@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export clean reliability reliability-short
+.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export fuzz soak clean reliability reliability-short
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,14 @@ ig: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# The property-based fuzz tests with the long budget (CI runs them with the bounded `ci` profile in `make test`).
+fuzz: $(TEST_STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q tests/fuzz $(PYTEST_ARGS)
+
+# Ten minutes of mixed load against a server of its own (bench/soak.py --help): memory, p95 latency, errors.
+soak: $(TEST_STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .data

@@ -1,18 +1,40 @@
-"""Shared benchmark plumbing: a private mongod, the server in a subprocess, timing helpers."""
+"""Shared benchmark plumbing: a private mongod, the server in a subprocess (with tokens, as a client really
+uses it, or without: ``--no-auth``), timing helpers."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import httpx
 
+from fhir_server.permissions import Role
+from fhir_server.security.client import BackendServicesAuth
+from fhir_server.security.registration import load_private_key, register_client
 from fhir_server.storage.mongod import free_port, temporary_mongod
+
+BENCH_CLIENT = "bench-admin"
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str  # the FHIR base URL
+    auth: httpx.Auth | None  # SMART Backend Services tokens of an admin client; None without authentication
+
+
+def add_auth_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-auth", dest="auth", action="store_false",
+                        help="serve with FHIR_AUTH_MODE=none (default: tokens, as a real client does)")
 
 
 @contextmanager
@@ -27,24 +49,41 @@ def mongod() -> Iterator[str]:
 
 
 @contextmanager
-def fhir_server(uri: str, db: str, workers: int = 2) -> Iterator[str]:
-    """`fhir-server serve` in a subprocess against ``uri``; yields its base URL."""
+def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True) -> Iterator[Server]:
+    """`fhir-server serve` in a subprocess against ``uri``. With ``auth``, in ``smart`` mode with a clients file
+    of its own holding an admin client, whose tokens (the backend-services flow) the yielded ``auth`` gets."""
     port = free_port()
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    with served(command, {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db}, port) as base:
-        yield base
+    with tempfile.TemporaryDirectory(prefix="ifp-bench-auth-") as folder:
+        env = {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_AUTH_MODE": "smart" if auth else "none"}
+        key = None
+        if auth:
+            clients = Path(folder) / "clients.json"
+            key = load_private_key(register_client(clients, BENCH_CLIENT, Role.ADMIN))
+            env["FHIR_CLIENTS_FILE"] = str(clients)
+        with served(command, env, port) as base:
+            yield Server(base, BackendServicesAuth(base, BENCH_CLIENT, key) if key is not None else None)
 
 
 @contextmanager
 def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
     """Run a server command until its /fhir/metadata answers; yields the base URL, stops it afterwards."""
+    with served_process(command, env, port) as (base, _proc):
+        yield base
+
+
+@contextmanager
+def served_process(command: list[str], env: dict[str, str], port: int,
+                   log: IO[bytes] | None = None, start_seconds: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``served``, also yielding the server's process (to watch its memory, bench/soak.py). A long run passes
+    a ``log`` file for the server's stderr: a pipe nobody reads would fill and stall the server."""
     proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE)
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        if not serving(proc, base, timeout=60):
+        if not serving(proc, base, timeout=start_seconds):
             raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         proc.wait(30)

@@ -20,10 +20,8 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -91,8 +89,8 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
     from fhir_server.bulk import operation, runner
     from fhir_server.settings import Settings
 
-    export_dir = Path(tempfile.mkdtemp(prefix="ifp-export-"))
-    settings = Settings(mongodb_uri=uri, mongodb_db=db, export_dir=export_dir)
+    settings = Settings(mongodb_uri=uri, mongodb_db=db,
+                        auth_mode="none")  # in-process, no tokens: ingest.py and search.py time them
     services = await start_services(settings, uri)
     operation.register(services.operations)
     app = create_app(settings, services)
@@ -115,7 +113,7 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
             done = await client.get(status_url)
             assert done.status_code == 200, done.text
             manifest = json.loads(done.content)
-        size = sum(f.stat().st_size for f in export_dir.rglob("*.ndjson"))
+        size = await _exported_bytes(uri, db, status_url.rsplit("=", 1)[1])
         resources = sum(item["count"] for item in manifest["output"])
         return {"resources": resources, "seconds": seconds, "files": len(manifest["output"]),
                 "megabytes": size / 2**20, "rss_before_mb": before, "rss_peak_mb": sampler.peak,
@@ -123,7 +121,18 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
                 "by_type": {item["type"]: item["count"] for item in manifest["output"]}}
     finally:
         await services.close()
-        shutil.rmtree(export_dir, ignore_errors=True)
+
+
+async def _exported_bytes(uri: str, db: str, job_id: str) -> int:
+    """The size of the export's NDJSON files, kept in the GridFS bucket ``export`` (ids ``<job>/...``)."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient = AsyncMongoClient(uri)
+    try:
+        files = client[db]["export.files"].find({"_id": {"$regex": f"^{job_id}/"}}, {"length": 1})
+        return sum([doc["length"] async for doc in files])
+    finally:
+        await client.close()
 
 
 def run_child(uri: str, db: str, path: str) -> dict[str, Any]:
@@ -159,8 +168,8 @@ def main() -> None:
     print(f"{args.patients} patients, {args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores")
     with mongod() as uri:
         db = f"bench_export_{uuid.uuid4().hex[:6]}"
-        with fhir_server(uri, db, args.workers) as base:
-            written, seconds = asyncio.run(load(base, args.patients, args.clients, args.seed))
+        with fhir_server(uri, db, args.workers, auth=False) as server:  # loading only: export is timed in-process
+            written, seconds = asyncio.run(load(server.base, args.patients, args.clients, args.seed))
         print(f"load (HTTP transaction Bundles): {written} entries in {seconds:.1f} s = "
               f"{written / seconds:.0f} entries/s (conditional creates of existing centers write nothing)")
         report("system $export", run_child(uri, db, "$export"))

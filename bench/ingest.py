@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fhir_server, mongod
+from bench.common import Server, add_auth_argument, fhir_server, mongod
 from fhir_server import fhirjson
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.storage.client import connect
@@ -51,10 +51,11 @@ async def run_clients(items: list[Any], clients: int, work: Any) -> float:
     return time.perf_counter() - start
 
 
-async def through_server(base: str, bundles: list[dict[str, Any]], clients: int) -> float:
+async def through_server(server: Server, bundles: list[dict[str, Any]], clients: int) -> float:
     payloads = [fhirjson.dumps(b) for b in bundles]
+    base = server.base
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=120, limits=limits, auth=server.auth) as client:
         async def submit(payload: bytes) -> None:
             r = await client.post(base, content=payload, headers={"Content-Type": "application/fhir+json"})
             if r.status_code != 200:
@@ -113,16 +114,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
     parser.add_argument("--seed", type=int, default=2008)
+    add_auth_argument(parser)
     args = parser.parse_args()
 
     bundles = make_bundles(args.patients, args.seed)
     resources = sum(len(b["entry"]) for b in bundles)
     print(f"{args.patients} patients, {resources} resources ({resources / args.patients:.1f} per Bundle), "
-          f"{args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores")
+          f"{args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores, "
+          f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}")
     with mongod() as uri:
         db = f"bench_ingest_{uuid.uuid4().hex[:6]}"
-        with fhir_server(uri, db, args.workers) as base:
-            server_s = asyncio.run(through_server(base, bundles, args.clients))
+        with fhir_server(uri, db, args.workers, auth=args.auth) as server:
+            server_s = asyncio.run(through_server(server, bundles, args.clients))
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(bundles), args.clients))
     server_rate, raw_rate = resources / server_s, resources / raw_s
     print(f"server : {server_rate:8.0f} resources/s  ({server_s:.1f} s, {args.patients / server_s:.0f} Bundles/s)")

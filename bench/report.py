@@ -41,7 +41,8 @@ async def run(count: int) -> None:
     mongod = LocalMongod(data_dir, free_port(), cache_gb=0.5)
     mongod.start()
     try:
-        settings = Settings(mongodb_uri=mongod.uri, mongodb_db=f"bench_{uuid.uuid4().hex[:6]}")
+        settings = Settings(mongodb_uri=mongod.uri, mongodb_db=f"bench_{uuid.uuid4().hex[:6]}",
+                            auth_mode="none")  # in-process, no tokens: ingest.py and search.py time them
         services = await start_services(settings, mongod.uri)
         if not services.operations.known("registry-report"):
             operation.register(services.operations)

@@ -38,7 +38,7 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import fhir_server, mongod, percentiles
+from bench.common import Server, add_auth_argument, fhir_server, mongod, percentiles
 from fhir_server.bootstrap import search_indexes
 from fhir_server.interactions.versioning import stamp
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -251,11 +251,13 @@ def time_pairs(http: httpx.Client, base: str, make: Callable[[], str], raw: Call
     return server, hand, rows, hand_rows
 
 
-def bench_queries(uri: str, db_name: str, base: str, pseudonyms: list[str], repeat: int, seed: int) -> None:
+def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str], repeat: int, seed: int) -> None:
     client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
     queries = Queries(client[db_name], pseudonyms, seed)
+    base = server.base
+    print(f"server {'with tokens' if server.auth else 'with FHIR_AUTH_MODE=none'}")
     print(f"{'query':44} {'server p50':>10} {'p95':>7}   {'pymongo p50':>11} {'p95':>7}   {'p95 ratio':>9}  rows")
-    with httpx.Client(timeout=60, headers={"Accept": "application/fhir+json"}) as http:
+    with httpx.Client(timeout=60, headers={"Accept": "application/fhir+json"}, auth=server.auth) as http:
         for name, make, raw in queries.cases():
             time_pairs(http, base, make, raw, max(5, repeat // 10))  # warm-up
             server, hand, rows, hand_rows = time_pairs(http, base, make, raw, repeat)
@@ -300,6 +302,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
     parser.add_argument("--db", help="with FHIR_MONGODB_URI: use (and keep) this database, loading it if empty")
+    add_auth_argument(parser)
     args = parser.parse_args()
     if args.extract:
         bench_extract()
@@ -323,8 +326,8 @@ def main() -> None:
         print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {indexed - loaded:.0f} s")
         del writes
         try:
-            with fhir_server(uri, db_name, args.workers) as base:
-                bench_queries(uri, db_name, base, pseudonyms, args.repeat, args.seed)
+            with fhir_server(uri, db_name, args.workers, auth=args.auth) as server:
+                bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed)
         finally:
             MongoClient(uri).drop_database(db_name)
 
@@ -340,8 +343,8 @@ def reuse(args: argparse.Namespace) -> None:
         asyncio.run(build_indexes(uri, args.db, registry))
     pseudonyms = client[args.db]["Patient"].distinct("resource.identifier.value")
     client.close()
-    with fhir_server(uri, args.db, args.workers) as base:
-        bench_queries(uri, args.db, base, pseudonyms, args.repeat, args.seed)
+    with fhir_server(uri, args.db, args.workers, auth=args.auth) as server:
+        bench_queries(uri, args.db, server, pseudonyms, args.repeat, args.seed)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.security.authority import Authority
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.store import IndexSpecs, ResourceStore
@@ -30,13 +31,17 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(settings: Settings, uri: str) -> Services:
-    """Connect, create the indexes, register the operations and write checks, load ``profiles/``."""
+    """Connect, create the indexes, read the clients file, register the operations and write checks, load
+    ``profiles/``."""
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
     store = ResourceStore.open(uri, settings.mongodb_db, timeout_seconds=settings.transaction_timeout_seconds)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     await services.reload_search_parameters()
     await store.ensure_indexes(search_indexes(services.search_parameters))
+    await store.security().ensure_indexes()
+    if settings.auth_mode == "smart":  # reads the clients file: a malformed one stops the start here
+        services.authority = Authority(settings, store.security())
     register_operations(services.operations)
     await load_profiles(services)
     return services

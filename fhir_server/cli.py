@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 
+from fhir_server.logs import configure as configure_logging
 from fhir_server.settings import Settings, get_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -32,11 +35,26 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve http://HOST:PORT/fhir; start a local mongod unless FHIR_MONGODB_URI is set."""
     import uvicorn
 
+    from fhir_server.security.clients import ClientsFileError, read_clients
+    from fhir_server.security.modes import check_auth_settings
+    from fhir_server.security.registration import ensure_dev_admin
     from fhir_server.storage.mongod import LocalMongod
 
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    try:  # what would stop every worker's start, told once before MongoDB starts
+        check_auth_settings(settings, host)
+        dev_admin_key = ensure_dev_admin(settings)
+        if settings.auth_mode == "smart" and settings.clients_path.exists():
+            read_clients(settings.clients_path)
+    except (RuntimeError, ClientsFileError) as exc:
+        print(f"fhir-server: {exc}", file=sys.stderr)
+        return 2
+    if dev_admin_key is not None:
+        print(f"First start: registered the client dev-admin (role admin) in {settings.clients_path}, its key in "
+              f"{dev_admin_key}; `fhir-server token` prints a token for it")
+    os.environ["FHIR_HOST"] = host  # the workers check FHIR_AUTH_MODE=none against the address really bound
     mongod: LocalMongod | None = None
     if not settings.mongodb_uri:
         mongod = LocalMongod(settings.data_dir.resolve(), settings.mongod_port)
@@ -45,21 +63,40 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["FHIR_MONGODB_URI"] = mongod.uri
         get_settings.cache_clear()
     print(f"FHIR server on http://{host}:{port}/fhir  (Ctrl-C to stop)")
+    configure_logging(settings.log_level, settings.log_format)
+    metrics_dir = _share_metrics_between_workers() if workers > 1 else None
     try:
+        # proxy_headers=False: the app alone decides whom to believe (FHIR_TRUSTED_PROXIES, api/forwarded.py);
+        # log_config=None: the JSON logging configured here (and by each worker's app_factory) stays.
         uvicorn.run("fhir_server.api.app:app_factory", factory=True, host=host, port=port, workers=workers,
-                    log_level="info", access_log=False)
+                    log_level=settings.log_level.lower(), access_log=False, log_config=None, proxy_headers=False,
+                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
     finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if mongod is not None:
             print("Stopping MongoDB ...")
             mongod.stop()
     return 0
 
 
+def _share_metrics_between_workers() -> str | None:
+    """Prometheus multiprocess mode: the worker processes (spawned after this) keep their metrics in files
+    of one fresh directory, which ``/metrics`` of any worker adds up. The directory made here (removed when
+    the server stops), or None when the operator named one."""
+    from fhir_server.metrics import MULTIPROCESS_DIR_VARIABLE
+
+    if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        return None
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = tempfile.mkdtemp(prefix="ifp-fhir-metrics-")
+    return os.environ[MULTIPROCESS_DIR_VARIABLE]
+
+
 def _load_plugins() -> None:
     """Modules that add sub-commands register them on import."""
     import importlib
 
-    for module in ("fhir_server.legacy_import",):
+    for module in ("fhir_server.legacy_import", "fhir_server.auth_commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

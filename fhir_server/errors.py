@@ -52,6 +52,28 @@ class FhirError(Exception):
         return operation_outcome(self.issues)
 
 
+class Unauthorized(FhirError):
+    """401: no valid access token (RFC 6750 section 3: the response says ``WWW-Authenticate: Bearer``)."""
+
+    status = 401
+
+    def __init__(self, diagnostics: str, *, token_given: bool = True, **kw: Any) -> None:
+        challenge = 'Bearer realm="fhir"'
+        if token_given:  # RFC 6750 3.1: a token was sent and is not acceptable
+            challenge += ', error="invalid_token"'
+        super().__init__(diagnostics, code=kw.pop("code", "login"),
+                         headers={"WWW-Authenticate": challenge, **kw.pop("headers", {})}, **kw)
+
+
+class Forbidden(FhirError):
+    """403: the caller is known but its scopes or role do not allow the request."""
+
+    status = 403
+
+    def __init__(self, diagnostics: str, **kw: Any) -> None:
+        super().__init__(diagnostics, code=kw.pop("code", "forbidden"), **kw)
+
+
 class InvalidRequest(FhirError):
     """400: malformed or invalid input."""
 

@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
+from fhir_server.auth_commands import add_client_arguments, client_key_path
 from fhir_server.cli import command
 from fhir_server.contract import DECISIONS, REASONS
 from fhir_server.errors import FhirError, InvalidRequest
@@ -329,9 +330,9 @@ def report(results: list[Converted], out: TextIO, dry_run: bool) -> None:
             out.write(f"{r.row}\t{r.pseudonym or '-'}\t{r.error}\n")
 
 
-def run_import(path: Path, url: str, dry_run: bool, out: TextIO | None = None) -> int:
+def run_import(path: Path, url: str, dry_run: bool, out: TextIO | None = None, auth: Any = None) -> int:
     """Convert, validate (dry run) or send, report; the exit code. Progress and report go to ``out``
-    (stderr by default)."""
+    (stderr by default); ``auth`` (an ``httpx.Auth``) authenticates the requests."""
     import httpx
 
     out = out or sys.stderr
@@ -342,7 +343,7 @@ def run_import(path: Path, url: str, dry_run: bool, out: TextIO | None = None) -
             lines.seek(0)
             results: list[Converted] = []
             validate = local_validator() if dry_run else None
-            with httpx.Client(timeout=60, headers={"Content-Type": "application/fhir+json",
+            with httpx.Client(timeout=60, auth=auth, headers={"Content-Type": "application/fhir+json",
                                                    "Accept": "application/fhir+json"}) as client:
                 def post(body: bytes) -> tuple[int, bytes]:
                     response = client.post(url, content=body)
@@ -367,9 +368,22 @@ def _args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", type=Path, help="Form A CSV (columns: mappings/form-a-columns.md)")
     parser.add_argument("--url", default="http://127.0.0.1:8080/fhir", help="the FHIR base to POST Bundles to")
     parser.add_argument("--dry-run", action="store_true", help="convert and validate locally, send nothing")
+    add_client_arguments(parser)
 
 
 @command("import-csv", _args)
 def import_csv(args: argparse.Namespace, settings: Settings) -> int:
     """Import a legacy Form A spreadsheet (CSV), one transaction per patient."""
-    return run_import(args.file, args.url.rstrip("/"), args.dry_run)
+    return run_import(args.file, args.url.rstrip("/"), args.dry_run, auth=_auth(args, settings))
+
+
+def _auth(args: argparse.Namespace, settings: Settings) -> Any:
+    """The client's backend-services authentication, when its private key is there (without it the requests
+    go unauthenticated: a server in FHIR_AUTH_MODE=none takes them, a server with tokens answers 401)."""
+    from fhir_server.security.client import BackendServicesAuth
+    from fhir_server.security.registration import load_private_key
+
+    path = client_key_path(args, settings)
+    if args.dry_run or not path.exists():
+        return None
+    return BackendServicesAuth(args.url.rstrip("/"), args.client, load_private_key(path))

@@ -13,6 +13,7 @@ from fhir_server.errors import FhirError
 from fhir_server.operations import OperationRegistry
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.security.authority import Authority
 from fhir_server.settings import Settings
 from fhir_server.storage.store import DbSession, ResourceStore
 
@@ -41,6 +42,8 @@ class Services:
     rules: list[dict[str, Any]] = field(default_factory=list)
     # Checks run on every validated write besides profiles (e.g. risk scores): (uow, resource, resolve) -> issues
     write_checks: list[Any] = field(default_factory=list)
+    # Tokens and clients (FHIR_AUTH_MODE=smart); None when every caller is the system (FHIR_AUTH_MODE=none)
+    authority: Authority | None = None
     _search_epoch: tuple[int, str] | None = None
     _search_versions: frozenset[tuple[Any, Any]] | None = None
 
@@ -77,4 +80,6 @@ class Services:
         await self.sync_conformance()
 
     async def close(self) -> None:
+        if self.authority is not None:
+            await self.authority.close()
         await self.store.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fhir_server.fhirjson import DEFAULT_LIMITS, JsonLimits
@@ -30,6 +32,14 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=DEFAULT_LIMITS.max_depth, ge=1, le=170)
     max_json_array_items: int = Field(default=DEFAULT_LIMITS.max_array_items, ge=1)
     workers: int = 1
+    # Proxies whose Forwarded / X-Forwarded-Proto/Host/Prefix headers give the public base URL (when base_url is
+    # unset): comma-separated IPs or CIDRs of the peers allowed to say so; none by default (headers ignored)
+    trusted_proxies: str = ""
+    # On SIGTERM: stop accepting connections, let in-flight requests finish for at most this long, then stop
+    shutdown_timeout_seconds: int = Field(default=30, ge=0)
+    # Logs on stderr: one JSON object per line (with the request id) or plain text
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # A request's reads and transactions end within this many seconds; a database unavailable for longer, or a
     # write conflict that outlasts it, is a 503 with Retry-After (well under common EHR client timeouts)
@@ -48,13 +58,50 @@ class Settings(BaseSettings):
     # to the working directory (a plain ``pip install .`` does not carry them inside the package)
     profiles_dir: Path = Path("profiles")
 
-    # Bulk export
-    export_dir: Path = Path(".data/export")
+    # Bulk export (files are kept in MongoDB GridFS: any node serves them)
     export_ttl_seconds: int = 3600
+    # An export whose process died is resumed by another process (its next poll, or the sweep below) at most
+    # this many times in all (the first run included); then it fails
+    export_max_attempts: int = Field(default=3, ge=1)
+    # How often each process looks for exports to resume and expired exports to delete
+    job_sweep_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        _networks(value)  # a typo must stop the server at start, not silently trust nobody (or everybody)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.trusted_proxies)
+
+    # Authentication (SMART Backend Services; README "Authentication"). ``none``: every request is the full-access
+    # system caller, refused at start unless the server listens on a loopback address
+    auth_mode: Literal["smart", "none"] = "smart"
+    clients_file: Path | None = None  # the registered clients; default: data_dir / "clients.json"
+    # An external OAuth2/OIDC identity provider whose access tokens are accepted too (both needed)
+    auth_issuer: str | None = None
+    auth_jwks_uri: str | None = None
+    auth_audience: str | None = None  # the ``aud`` its tokens carry; default: the FHIR base URL
+    auth_role_claim: str = "fhir_role"  # claim holding the role (a dotted path into nested claims)
+    auth_center_claim: str = "fhir_center"  # claim holding an ``ehr`` caller's center code
+    # Lifetime of the access tokens this server issues (SMART: at most five minutes)
+    token_lifetime_seconds: int = Field(default=300, ge=1, le=300)
+
+    @property
+    def clients_path(self) -> Path:
+        return self.clients_file or self.data_dir / "clients.json"
 
     @property
     def json_limits(self) -> JsonLimits:
         return JsonLimits(self.max_json_depth, self.max_json_array_items)
+
+
+@lru_cache(maxsize=8)  # read for every request's base URL
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``"10.0.0.0/8, 127.0.0.1"`` -> the networks (a bare address is a network of one)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
 
 @lru_cache(maxsize=1)

@@ -2,12 +2,13 @@
 
 1. Copy the working tree (tracked and new files, nothing git ignores) into a temporary folder: a fresh clone.
 2. Create its ``.venv`` with a plain ``pip install .`` (no test extras).
-3. Start the server as ``make run`` does (``.venv/bin/fhir-server serve`` with a mongod of its own), under a
-   temporary ``FHIR_DATA_DIR``, on free ports.
+3. Start the server as ``make run`` does (``.venv/bin/fhir-server serve`` with a mongod of its own, its data,
+   the clients file and dev-admin's key in the clone's ``.data/``), on free ports.
 4. Run every command of the README's quick-start block (the code block after the ``<!-- quick-start`` marker)
-   with the port substituted, and open every server link its comments show. A command passes when it exits 0
-   (``curl`` fails on an HTTP error status) and prints what its ``# prints:`` line says; ``# exits N and
-   prints:`` expects exit status N instead.
+   with the port substituted, in the clone's folder, as one shell session would (a variable a command sets,
+   ``TOKEN=$(...)``, is there for the next ones), and open every server link its comments show. A command
+   passes when it exits 0 (``curl`` fails on an HTTP error status) and prints what its ``# prints:`` line says;
+   ``# exits N and prints:`` expects exit status N instead.
 5. Stop the server with Ctrl-C (SIGINT) and check that it and its mongod stopped cleanly.
 
 Standard library only (it runs before any virtualenv exists): ``python3 scripts/smoke.py [--keep]``.
@@ -112,12 +113,17 @@ def plain_install(clone: Path) -> None:
         raise SystemExit(f"pip install . failed:\n{done.stdout}{done.stderr}")
 
 
+def clean_environment() -> dict[str, str]:
+    """The environment without a developer's FHIR_ settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
+
+
 @contextmanager
 def served(clone: Path, data_dir: Path) -> Iterator[int]:
     """``fhir-server serve`` as ``make run`` starts it; yields its port; stops it with Ctrl-C and checks it and
     its mongod stopped cleanly."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}  # a developer's settings stay out
+    env = clean_environment()
     env.update(FHIR_PORT=str(port), FHIR_MONGOD_PORT=str(free_port()), FHIR_DATA_DIR=str(data_dir))
     log_path = data_dir.parent / "server.log"
     print(f"$ .venv/bin/fhir-server serve   (port {port}, FHIR_DATA_DIR={data_dir}, log {log_path})", flush=True)
@@ -167,11 +173,18 @@ def stop(server: subprocess.Popen[bytes], data_dir: Path) -> str | None:
     return None
 
 
-def run(step: Step, clone: Path, port: int) -> bool:
+def run(step: Step, clone: Path, port: int, env: dict[str, str]) -> bool:
+    """Run ``step`` in ``env``, which then holds what the step set (``set -a``: every variable assigned is
+    exported, and the environment is saved after the command)."""
     command = localised(step.command, port)
     print(f"\n$ {command}", flush=True)
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"{CURL}\n{command}"], cwd=clone, capture_output=True,
+    saved = clone.parent / "smoke-env"
+    script = f"{CURL}\nset -a\n{command}\nstatus=$?\nenv -0 > {saved}\nexit $status"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], cwd=clone, env=env, capture_output=True,
                           text=True, timeout=300)
+    if saved.exists():
+        env.clear()
+        env.update(item.split("=", 1) for item in saved.read_text().split("\0") if "=" in item)
     for text in (done.stdout.rstrip(), done.stderr.rstrip()):  # curl's status is on stderr: shown after any body
         if text:
             print(text if len(text) < 1500 else text[:1500] + " ...", flush=True)
@@ -201,8 +214,9 @@ def main() -> int:
     try:
         clone = fresh_clone(tmp)
         plain_install(clone)
-        with served(clone, tmp / "data") as port:
-            results = [run(step, clone, port) for step in steps(block)]
+        with served(clone, clone / ".data") as port:
+            env = clean_environment()
+            results = [run(step, clone, port, env) for step in steps(block)]
             results += [opens(localised(url, port)) for url in links(block)]
         ok = all(results)
         print(f"\nsmoke: {sum(results)} of {len(results)} quick-start steps passed", flush=True)

@@ -46,10 +46,11 @@ def mongo_uri() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(mongo_uri: str) -> Settings:
-    """A plain FHIR server: the registry's rule table is not enforced (generic FHIR behaviour, HL7's examples).
-    Profiles a resource claims in meta.profile are still validated."""
+    """A plain FHIR server: the registry's rule table is not enforced (generic FHIR behaviour, HL7's examples),
+    and every request is the full-access system caller (``FHIR_AUTH_MODE=none``; tests/security/ runs the
+    server with tokens). Profiles a resource claims in meta.profile are still validated."""
     return Settings(mongodb_uri=mongo_uri, mongodb_db=f"test_{uuid.uuid4().hex[:8]}", max_body_bytes=1_000_000,
-                    registry_rules=False)
+                    registry_rules=False, auth_mode="none")
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,15 @@ def test_the_quick_start_submits_the_example_reads_it_back_imports_the_csv_and_s
     assert any("Patient?identifier=" in c and "FR-POI-0042" in c for c in commands)
     assert any(c.startswith(".venv/bin/fhir-server import-csv examples/legacy-registry.csv") for c in commands)
     assert any("$registry-report" in c for c in commands)
-    assert [smoke.localised(url, 1234) for url in smoke.links(BLOCK)] == ["http://127.0.0.1:1234/report"]
+    assert any("http://127.0.0.1:8080/report" in c for c in commands)  # the page (with a token)
+
+
+def test_the_quick_start_gets_a_token_and_sends_it_with_every_request_but_metadata() -> None:
+    """SMART Backend Services (README, Authentication): a token from the CLI, then ``Authorization: Bearer``."""
+    assert STEPS[1].command == "TOKEN=$(.venv/bin/fhir-server token --url http://127.0.0.1:8080/fhir)"
+    for step in STEPS[2:]:
+        if step.command.startswith("curl"):
+            assert '-H "Authorization: Bearer $TOKEN"' in step.command, step.command
 
 
 def test_every_command_talks_to_the_server_the_smoke_starts() -> None:
@@ -47,7 +55,7 @@ def test_every_command_talks_to_the_server_the_smoke_starts() -> None:
         addresses = set(re.findall(r"(?:^|[\s'\"])https?://([^/\s'\"]+)", step.command))  # not in a parameter
         assert addresses == {smoke.README_ADDRESS}, step.command
         assert smoke.README_ADDRESS not in smoke.localised(step.command, 1234)
-        first = shlex.split(step.command)[0]
+        first = shlex.split(step.command)[0].removeprefix("TOKEN=$(")
         assert first in ("curl", ".venv/bin/fhir-server"), step.command
 
 
@@ -76,3 +84,16 @@ def test_ci_runs_the_smoke_after_the_tests() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert ci.index("make smoke") > ci.index("make test")
     assert "\nsmoke:\n\t$(PY) scripts/smoke.py\n" in (ROOT / "Makefile").read_text()
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """Each field of ``Settings`` is documented as its environment variable in the README's table (first column),
+    and the table names no variable that the server does not read (a few, like ``FHIR_MONGOD_BIN``, are read
+    where they are used rather than through ``Settings``)."""
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `FHIR_")]
+    documented = {name for row in rows for name in re.findall(r"`(FHIR_[A-Z0-9_]+)`", row.split(" | ")[0])}
+    expected = {f"FHIR_{name.upper()}" for name in Settings.model_fields}
+    assert expected - documented == set(), "settings missing from the README's table"
+    source = "\n".join(path.read_text() for path in (ROOT / "fhir_server").rglob("*.py"))
+    assert {name for name in documented - expected if f'"{name}"' not in source} == set(), "rows naming no setting"

@@ -1,20 +1,21 @@
 """Bulk export output files (Bulk Data Access IG 2.0, export.html#file-request).
 
-``GET [base]/_export/<job>/files/<Type>-<n>.ndjson`` streams the file from disk (``FileResponse``: constant
-memory) as ``application/fhir+ndjson``. Four path segments after ``/fhir``, so no route of the main FHIR router
-(``/{type}/{id}/{compartment}``, ``/{type}/{id}/_history/{vid}``) can shadow it, whatever the inclusion order.
-Only the caller that started the export gets its files; unknown, cancelled or expired jobs are 404.
+``GET [base]/_export/<job>/files/<Type>-<n>.ndjson`` streams the file from MongoDB GridFS one chunk at a time
+(constant memory) as ``application/fhir+ndjson``, whichever server node wrote it. Four path segments after
+``/fhir``, so no route of the main FHIR router (``/{type}/{id}/{compartment}``, ``/{type}/{id}/_history/{vid}``)
+can shadow it, whatever the inclusion order. Only the caller that started the export gets its files; unknown,
+cancelled or expired jobs are 404.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from fhir_server.api.context import request_context
 from fhir_server.bulk.jobs import COMPLETED
-from fhir_server.bulk.ndjson import is_file_name, job_dir
+from fhir_server.bulk.ndjson import file_id, is_file_name
 from fhir_server.bulk.operation import visible_job
 from fhir_server.bulk.params import NDJSON
 from fhir_server.errors import NotFound
@@ -28,9 +29,10 @@ async def export_file(request: Request, job_id: str, file_name: str) -> Response
     services: Services = request.app.state.services
     ctx = await request_context(request, services.settings)
     job = await visible_job(ctx, services, job_id)
-    if job.status != COMPLETED or not is_file_name(file_name) or file_name not in {f.name for f in job.output}:
+    output = next((f for f in job.output if f.name == file_name), None)
+    if job.status != COMPLETED or not is_file_name(file_name) or output is None:
         raise NotFound(f"Export {job_id} has no file {file_name}")
-    path = job_dir(services.settings.export_dir, job.id) / file_name
-    if not path.is_file():
+    stored = await services.store.files().open(file_id(job.id, output))
+    if stored is None:
         raise NotFound(f"The file {file_name} of export {job_id} is gone")
-    return FileResponse(path, media_type=NDJSON)
+    return StreamingResponse(stored.chunks(), media_type=NDJSON, headers={"Content-Length": str(stored.length)})

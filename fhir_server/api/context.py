@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from fhir_server.api.forwarded import public_base_url
 from fhir_server.context import RequestContext
 from fhir_server.interactions.request import parse_prefer
+from fhir_server.permissions import Caller, Role
 from fhir_server.settings import Settings
+
+# Who calls a public endpoint (GET metadata) without proving anything: no scope, the narrowest role
+ANONYMOUS = Caller(id="anonymous", role=Role.RESEARCHER, scopes=frozenset())
 
 
 def prefer(request: Request) -> dict[str, str]:
@@ -14,9 +19,14 @@ def prefer(request: Request) -> dict[str, str]:
     return parse_prefer(request.headers.getlist("prefer"))
 
 
-async def request_context(request: Request, settings: Settings) -> RequestContext:
-    """The context of ``request``: its caller (from the app's authenticator), base URL and Prefer handling."""
-    caller = await request.app.state.authenticator.authenticate(request)
-    base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
-    return RequestContext.for_caller(base.rstrip("/"), caller,
+def base_url(request: Request, settings: Settings) -> str:
+    """The FHIR base of ``request``: ``FHIR_BASE_URL``, else as the request names the server."""
+    return (settings.base_url or public_base_url(request, settings.trusted_proxy_networks) + "/fhir").rstrip("/")
+
+
+async def request_context(request: Request, settings: Settings, *, public: bool = False) -> RequestContext:
+    """The context of ``request``: its caller (from the app's authenticator; anonymous on a ``public``
+    endpoint, which needs no token), base URL and Prefer handling."""
+    caller = ANONYMOUS if public else await request.app.state.authenticator.authenticate(request)
+    return RequestContext.for_caller(base_url(request, settings), caller,
                                      handling_strict=prefer(request).get("handling") == "strict")

@@ -19,6 +19,7 @@ from starlette.routing import Match
 
 from fhir_server.api.context import request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
+from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.dispatch import dispatch
@@ -47,13 +48,16 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if kind not in OPERATIONS:
             response_media_type(request)
 
+    # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
+    # CapabilityStatement needs no token (SMART: clients discover the server from it)
+    ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
     try:
         fhir_request = await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
     except NotFound as exc:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
-    ctx = await request_context(request, services.settings)
+    request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
     return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 

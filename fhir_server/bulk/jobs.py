@@ -1,13 +1,16 @@
 """Export jobs, kept by the one job store of ``storage/`` (kind ``export``, see ``fhir_server.storage.jobs``), so
-that every server process answers the same status.
+that every server process answers the same status and any process can finish a job.
 
 A job is created ``in-progress`` by the process that accepted the kick-off; that process runs it as an asyncio
-task and refreshes ``heartbeat`` every few seconds. If the process dies, the heartbeat stops: the next status
-request (answered by any process) sees a heartbeat older than ``STALE_AFTER_SECONDS`` and marks the job
-``failed`` (the client gets a 500 OperationOutcome and starts a new export: the files of a dead process are
-not worth resuming from). Cancelling (DELETE on the status
-URL, export.html#bulk-data-delete-request) removes the job document; the running task notices at its next
-heartbeat and deletes its files. Jobs and files expire ``export_ttl_seconds`` after completion.
+task and refreshes ``heartbeat`` every few seconds. After each resource type it records the files written so
+far (``output``) and how many types are done (``types_done``). If the process dies, the heartbeat stops: the next
+status request or the periodic sweep of any process sees a heartbeat older than ``STALE_AFTER_SECONDS``, takes
+the job over (``attempts`` + 1, at most ``FHIR_EXPORT_MAX_ATTEMPTS`` in all, then the job fails), removes the
+half-written files and resumes after the last type done. The runner's updates match its ``owner`` and its
+attempt, so a process that lost the job (stalled, then woke up) can no longer write to it. Cancelling (DELETE
+on the status URL, export.html#bulk-data-delete-request) removes the job document and its files; the running
+task notices at its next heartbeat and removes what it was writing. Jobs and files expire
+``export_ttl_seconds`` after completion.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class OutputFile:
     type: str
     name: str
     count: int
+    attempt: int = 1  # the run of the job that wrote it (part of its GridFS id)
 
 
 @dataclass
@@ -58,8 +62,10 @@ class ExportJob:
     owner: str = PROCESS
     heartbeat: datetime | None = None
     progress: str = "accepted"
-    output: list[OutputFile] = field(default_factory=list)
+    output: list[OutputFile] = field(default_factory=list)  # also while running: the finished types' files
     message: str | None = None  # why it failed
+    attempts: int = 1  # runs started: the first, then one per takeover
+    types_done: int = 0  # how many of ``types`` are finished (their files are in ``output``)
 
     def context(self) -> RequestContext:
         """The kick-off caller's context: the task reads exactly what the caller may read."""
@@ -99,20 +105,41 @@ class ExportJobs:
 
     async def beat(self, job: ExportJob, progress: str) -> bool:
         """Refresh the heartbeat; False when the job was cancelled (or taken away) meanwhile."""
-        return await self._jobs.update(job.id, job.owner, set_fields={"progress": progress})
+        return await self._jobs.update(job.id, job.owner, set_fields={"progress": progress}, attempt=job.attempts)
+
+    async def type_done(self, job: ExportJob, output: list[OutputFile], types_done: int) -> bool:
+        """Record the files of the types finished so far (where a takeover resumes); False as for ``beat``."""
+        return await self._jobs.update(job.id, job.owner, attempt=job.attempts, set_fields={
+            "output": [asdict(o) for o in output], "types_done": types_done})
 
     async def complete(self, job: ExportJob, output: list[OutputFile], ttl_seconds: int) -> bool:
-        return await self._jobs.update(job.id, job.owner, set_fields={
+        return await self._jobs.update(job.id, job.owner, attempt=job.attempts, set_fields={
             "status": COMPLETED, "progress": "completed", "output": [asdict(o) for o in output],
-            "expires": now_ms() + timedelta(seconds=ttl_seconds)})
+            "types_done": len(job.types), "expires": now_ms() + timedelta(seconds=ttl_seconds)})
 
     async def fail(self, job: ExportJob, message: str) -> bool:
-        return await self._jobs.fail(job.id, {"message": message}, owner=job.owner)
+        return await self._jobs.fail(job.id, {"message": message}, owner=job.owner, attempt=job.attempts)
+
+    async def release(self, job: ExportJob) -> bool:
+        """This run stops unfinished (its process shuts down): another process may take the job over now."""
+        return await self._jobs.release(job.id, job.owner, attempt=job.attempts)
+
+    async def take_over_if_stale(self, job: ExportJob, max_attempts: int) -> ExportJob | None:
+        """This process's run of a job whose process died, unless it ran ``max_attempts`` times already (or
+        another process took it first): the job as taken, or None."""
+        doc = await self._jobs.take_over_if_stale(job.id, max_attempts=max_attempts)
+        return ExportJob.from_document(doc) if doc else None
+
+    async def stale(self) -> list[str]:
+        """Ids of running exports whose process died."""
+        return await self._jobs.stale()
 
     async def fail_if_stale(self, job: ExportJob) -> ExportJob | None:
-        """Mark the job failed when its heartbeat stopped (its process died); the updated job or None."""
+        """Mark the job failed when its heartbeat stopped (its process died) and no takeover is left; the
+        updated job or None."""
         doc = await self._jobs.fail_if_stale(job.id, {"message": (
-            f"The server process running this export ({job.owner}) stopped responding; start a new export")})
+            f"The server processes running this export stopped responding {job.attempts} times (last: "
+            f"{job.owner}); start a new export")})
         return ExportJob.from_document(doc) if doc else None
 
     async def remove(self, job_id: str) -> bool:

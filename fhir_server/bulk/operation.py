@@ -11,18 +11,20 @@ Bulk Data Access IG 2.0, https://hl7.org/fhir/uv/bulkdata/STU2/export.html:
 * delete (#bulk-data-delete-request): ``202``; the export stops, its files are removed, later polls are 404.
 
 Files are served by ``fhir_server.api.bulk_files`` at ``[base]/_export/<job>/files/<Type>-<n>.ndjson``.
-``requiresAccessToken`` is false: file URLs are unguessable (128-bit job id), and the file route still checks
-the caller. Jobs are only visible to the caller that started them.
+``requiresAccessToken`` is true with ``FHIR_AUTH_MODE=smart`` (the file route needs the bearer token, and checks
+the caller), false without authentication (file URLs are unguessable, 128-bit job id). Jobs are only visible to
+the caller that started them.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, timedelta
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fhir_server import fhirjson
+from fhir_server import fhirjson, metrics
 from fhir_server.bulk import runner
 from fhir_server.bulk.jobs import FAILED, IN_PROGRESS, ExportJob, ExportJobs, new_job_id
 from fhir_server.bulk.ndjson import is_job_id, remove_job_files
@@ -44,6 +46,7 @@ from fhir_server.storage.documents import instant, now_ms
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 RETRY_AFTER_SECONDS = 2
 MANIFEST_MEDIA_TYPE = "application/json"
+log = logging.getLogger(__name__)
 
 
 def register(registry: OperationRegistry) -> None:
@@ -83,6 +86,7 @@ async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest)
     job = _new_job(ctx, services, op, level, types, params, type_filters)
     await ExportJobs(services.store).insert(job)
     runner.start(services, job)
+    metrics.export_job("started")
     notes = [*params.ignored, *dropped, *dropped_filters]
     return OperationResponse(202, _accepted_outcome(job, notes), headers={"Content-Location": status_url(ctx, job.id)})
 
@@ -166,15 +170,16 @@ async def poll_status(ctx: RequestContext, services: Services, op: OperationRequ
     job = await visible_job(ctx, services, op.param("_jobId"))
     if op.method == "DELETE":
         return await cancel(services, job)
-    if job.status == IN_PROGRESS and not runner.running_here(job.id):
-        job = await ExportJobs(services.store).fail_if_stale(job) or job
+    if job.status == IN_PROGRESS:
+        job = await resume_if_stale(services, job)
     if job.status == IN_PROGRESS:
         return OperationResponse(202, None, headers={
             "X-Progress": job.progress[:100], "Retry-After": str(RETRY_AFTER_SECONDS)})
     if job.status == FAILED:
         outcome = operation_outcome([Issue("error", "exception", job.message or "The export failed")])
         return OperationResponse(500, outcome)
-    return OperationResponse(200, fhirjson.dumps(manifest(ctx, job)), media_type=MANIFEST_MEDIA_TYPE,
+    return OperationResponse(200, fhirjson.dumps(manifest(ctx, job, services.settings.auth_mode == "smart")),
+                             media_type=MANIFEST_MEDIA_TYPE,
                              headers={"Expires": format_datetime(job.expires.astimezone(UTC), usegmt=True)})
 
 
@@ -197,27 +202,60 @@ async def cancel(services: Services, job: ExportJob) -> OperationResponse:
     running task (here or in another process) stops at its next heartbeat."""
     await purge(services, job.id)
     runner.cancel_here(job.id)
+    metrics.export_job("cancelled")
     outcome = operation_outcome([Issue("information", "informational", f"Export {job.id} cancelled and deleted")])
     return OperationResponse(202, outcome)
 
 
-def manifest(ctx: RequestContext, job: ExportJob) -> dict[str, Any]:
-    """The complete-status body (export.html#response---complete-status)."""
+def manifest(ctx: RequestContext, job: ExportJob, requires_token: bool = False) -> dict[str, Any]:
+    """The complete-status body (export.html#response---complete-status); with tokens (``FHIR_AUTH_MODE=smart``)
+    the files are fetched with the same bearer token as the export."""
     return {
         "transactionTime": instant(job.transaction_time),
         "request": job.request,
-        "requiresAccessToken": False,
+        "requiresAccessToken": requires_token,
         "output": [{"type": f.type, "url": file_url(ctx, job.id, f.name), "count": f.count} for f in job.output],
         "error": [],
     }
 
 
 async def purge(services: Services, job_id: str) -> None:
+    """The job document first: no process serves a file of a job that is gone, or writes to it."""
     await ExportJobs(services.store).remove(job_id)
-    remove_job_files(services.settings.export_dir, job_id)
+    await remove_job_files(services.store.files(), job_id)
 
 
 async def purge_expired(services: Services) -> None:
-    """Housekeeping at each kick-off: expired jobs lose their document and their files."""
+    """Housekeeping at each kick-off and sweep: expired jobs lose their document and their files."""
     for job_id in await ExportJobs(services.store).expired(now_ms()):
         await purge(services, job_id)
+
+
+# -- takeover --------------------------------------------------------------------------------------------------
+
+
+async def resume_if_stale(services: Services, job: ExportJob) -> ExportJob:
+    """A running job whose process died (its heartbeat stopped): taken over and resumed here after its last
+    finished type, or failed once it ran ``FHIR_EXPORT_MAX_ATTEMPTS`` times. Any other job is returned as is."""
+    store = ExportJobs(services.store)
+    taken = await store.take_over_if_stale(job, services.settings.export_max_attempts)
+    if taken is None:
+        return await store.fail_if_stale(job) or job
+    log.warning("bulk export %s: its process (%s) stopped; resuming it here (run %d of at most %d), after %d of "
+                "%d types", job.id, job.owner, taken.attempts, services.settings.export_max_attempts,
+                taken.types_done, len(taken.types))
+    await remove_job_files(services.store.files(), taken.id, keep=taken.output)  # half-written ones
+    metrics.export_job("taken-over")
+    runner.start(services, taken)
+    return taken
+
+
+async def sweep(services: Services) -> None:
+    """What every process does now and then (``FHIR_JOB_SWEEP_SECONDS``), so that no export waits for a poll:
+    resume the exports whose process died, delete the expired ones."""
+    store = ExportJobs(services.store)
+    for job_id in await store.stale():
+        job = await store.get(job_id)
+        if job is not None:
+            await resume_if_stale(services, job)
+    await purge_expired(services)

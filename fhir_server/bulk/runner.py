@@ -1,10 +1,11 @@
-"""The export itself: an asyncio task in the process that accepted the kick-off.
+"""The export itself: an asyncio task in the process that accepted the kick-off (or took the job over).
 
 For each type, one MongoDB cursor (``ResourceStore.iterate``: access filter, no tombstones, ``batch_size``
-documents at a time) is streamed line by line into NDJSON files, so memory stays flat whatever the export's
-size (engineering notes: Microsoft fhir-server #3755). The task refreshes the job's heartbeat every
-``HEARTBEAT_SECONDS``; a failed heartbeat update means the job was cancelled, and the task stops and deletes
-its files. See ``fhir_server.bulk.jobs`` for what happens when the process dies.
+documents at a time) is streamed line by line into NDJSON files in GridFS, so memory stays flat whatever the
+export's size (engineering notes: Microsoft fhir-server #3755). The task refreshes the job's heartbeat every
+``HEARTBEAT_SECONDS`` and records each finished type; a refused update means the job was cancelled or taken
+over, and the task stops and removes the files it had not recorded. See ``fhir_server.bulk.jobs`` for what
+happens when the process dies.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import logging
 import time
 from typing import Any
 
+from fhir_server import metrics
 from fhir_server.bulk import jobs as jobs_module
 from fhir_server.bulk.jobs import ExportJob, ExportJobs, OutputFile
-from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, job_dir, remove_job_files
+from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, file_id, remove_job_files
 from fhir_server.bulk.params import filter_pairs
 from fhir_server.bulk.scope import GROUP, PATIENT, all_of, any_of, compartment_filter, time_filter
 from fhir_server.cohorts import cohort_patient_ids
@@ -27,6 +29,7 @@ from fhir_server.services import Services
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 _RUNNING: dict[str, asyncio.Task[None]] = {}
+_RUNS: dict[asyncio.Task[None], ExportRun] = {}  # what each task runs, to hand it over at shutdown
 
 
 class Cancelled(Exception):
@@ -34,14 +37,18 @@ class Cancelled(Exception):
 
 
 def start(services: Services, job: ExportJob) -> None:
-    """Run ``job`` in the background; the task is kept referenced until it ends."""
-    task = asyncio.create_task(run(services, job), name=f"bulk-export-{job.id}")
+    """Run ``job`` (or resume it, after a takeover) in the background; the task is kept referenced until it ends."""
+    export = ExportRun(services, job)
+    task = asyncio.create_task(run(export), name=f"bulk-export-{job.id}-{job.attempts}")
     _RUNNING[job.id] = task
-    task.add_done_callback(lambda _t: _RUNNING.pop(job.id, None))
+    _RUNS[task] = export
 
+    def forget(done: asyncio.Task[None]) -> None:
+        _RUNS.pop(done, None)
+        if _RUNNING.get(job.id) is done:  # not a later run of the same job (a takeover in this process)
+            del _RUNNING[job.id]
 
-def running_here(job_id: str) -> bool:
-    return job_id in _RUNNING
+    task.add_done_callback(forget)
 
 
 def cancel_here(job_id: str) -> None:
@@ -51,6 +58,17 @@ def cancel_here(job_id: str) -> None:
         task.cancel()
 
 
+async def stop_all() -> None:
+    """Process shutdown: stop every export running here and hand each job over, so that another process
+    resumes it at once instead of after ``STALE_AFTER_SECONDS``."""
+    runs = list(_RUNS.items())
+    for task, _ in runs:
+        task.cancel()
+    await asyncio.gather(*(task for task, _ in runs), return_exceptions=True)
+    for _, export in runs:
+        await export.hand_over()
+
+
 async def wait(job_id: str) -> None:
     """Wait for this process's task of ``job_id`` to end (tests and the benchmark)."""
     task = _RUNNING.get(job_id)
@@ -58,44 +76,83 @@ async def wait(job_id: str) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def run(services: Services, job: ExportJob) -> None:
-    """Export, then record the manifest; on cancellation or failure remove the files."""
-    store = ExportJobs(services.store)
-    export_dir = services.settings.export_dir
+async def run(export: ExportRun) -> None:
+    """Export (from the first type not done yet), then record the manifest. Cancelled or taken away: remove
+    the files this run wrote and did not record; failed: remove every file of the job."""
+    job = export.job
     try:
-        output = await export_all(services, store, job)
-    except (Cancelled, asyncio.CancelledError):
-        remove_job_files(export_dir, job.id)
+        output = await export.all_types()
+    except (Cancelled, asyncio.CancelledError):  # asyncio's: a DELETE here, or the process shuts down
+        await export.discard_unrecorded()
         return
     except Exception as exc:  # anything: the client learns it from the status request
         log.exception("bulk export %s failed", job.id)
-        remove_job_files(export_dir, job.id)
-        await store.fail(job, f"The export failed: {exc}")
+        await export.discard_all()
+        if await export.store.fail(job, f"The export failed: {exc}"):
+            metrics.export_job("failed")
         return
-    if not await store.complete(job, output, services.settings.export_ttl_seconds):
-        remove_job_files(export_dir, job.id)  # cancelled while finishing
+    if await export.store.complete(job, output, export.services.settings.export_ttl_seconds):
+        metrics.export_job("completed")
 
 
-async def export_all(services: Services, store: ExportJobs, job: ExportJob) -> list[OutputFile]:
-    """Write every type's files; the manifest's ``output`` (types without resources have no file)."""
-    ctx = job.context()
-    patient_ids = await _members(ctx, services, job)
-    directory = job_dir(services.settings.export_dir, job.id)
-    heartbeat = Heartbeat(store, job)
-    output: list[OutputFile] = []
-    for index, resource_type in enumerate(job.types):
-        heartbeat.where = f"{resource_type} ({index + 1} of {len(job.types)} types)"
-        query = await type_query(ctx, services, job, resource_type, patient_ids)
-        with NdjsonWriter(directory, resource_type, MAX_PER_FILE) as writer:
-            # No sort: a sort the index cannot serve would be done in memory (and fail on big exports).
-            cursor = services.store.iterate(ctx, resource_type, query, batch_size=BATCH_SIZE,
-                                            projection={"resource": 1})
-            async for doc in cursor:
-                writer.write(doc["resource"])
-                await heartbeat.tick()
-        output.extend(writer.files)
-        await heartbeat.beat()
-    return output
+class ExportRun:
+    """One run of an export job: the types it writes and the files it wrote but did not record yet."""
+
+    def __init__(self, services: Services, job: ExportJob) -> None:
+        self.services = services
+        self.job = job
+        self.store = ExportJobs(services.store)
+        self.files = services.store.files()
+        self.unrecorded: list[OutputFile] = []
+
+    async def all_types(self) -> list[OutputFile]:
+        """Write the files of every type not done yet; the manifest's ``output`` (types without resources have
+        no file). After each type its files are recorded in the job, where a takeover resumes."""
+        job = self.job
+        ctx = job.context()
+        patient_ids = await _members(ctx, self.services, job)
+        heartbeat = Heartbeat(self.store, job)
+        output = list(job.output)
+        for index in range(job.types_done, len(job.types)):
+            resource_type = job.types[index]
+            heartbeat.where = f"{resource_type} ({index + 1} of {len(job.types)} types)"
+            query = await type_query(ctx, self.services, job, resource_type, patient_ids)
+            async with NdjsonWriter(self.files, job.id, job.attempts, resource_type, MAX_PER_FILE) as writer:
+                self.unrecorded = writer.files
+                # No sort: a sort the index cannot serve would be done in memory (and fail on big exports).
+                cursor = self.services.store.iterate(ctx, resource_type, query, batch_size=BATCH_SIZE,
+                                                     projection={"resource": 1})
+                async for doc in cursor:
+                    await writer.write(doc["resource"])
+                    await heartbeat.tick()
+            if not await self.store.type_done(job, [*output, *writer.files], index + 1):
+                raise Cancelled(job.id)
+            output.extend(writer.files)
+            self.unrecorded = []
+        return output
+
+    async def discard_unrecorded(self) -> None:
+        """Remove this run's files that no job document lists (best effort: the sweep or expiry cleans up after
+        a process that cannot, e.g. one shutting down without its database)."""
+        try:
+            await self.files.remove([file_id(self.job.id, o) for o in self.unrecorded])
+        except Exception:
+            log.warning("bulk export %s: could not remove the files of its unfinished type", self.job.id)
+
+    async def hand_over(self) -> None:
+        """Let another process resume the job at once (when it still exists and is still this run's)."""
+        try:
+            if await self.store.release(self.job):
+                log.info("bulk export %s: stopped here unfinished; another process will resume it", self.job.id)
+        except Exception:
+            log.warning("bulk export %s: could not hand it over; it is resumed once its heartbeat is stale",
+                        self.job.id)
+
+    async def discard_all(self) -> None:
+        try:
+            await remove_job_files(self.files, self.job.id)
+        except Exception:
+            log.warning("bulk export %s: could not remove its files", self.job.id)
 
 
 async def _members(ctx: RequestContext, services: Services, job: ExportJob) -> list[str] | None:

@@ -17,6 +17,7 @@ from fhir_server.services import Services
 _STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
                      "create", "search-type")
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude")
 
@@ -38,12 +39,28 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            **_security(ctx, services),
             "resource": resources,
             "interaction": [{"code": code} for code in SYSTEM_INTERACTIONS],
             "searchParam": [_search_param(p) for p in _common_params(registry)],
             "operation": [_operation(spec) for spec in system_ops],
         }],
     }
+
+
+def _security(ctx: RequestContext, services: Services) -> dict[str, Any]:
+    """``rest.security`` of a server taking SMART Backend Services tokens
+    (https://hl7.org/fhir/smart-app-launch/conformance.html#using-cors): the service and the token endpoint."""
+    if services.settings.auth_mode != "smart":
+        return {}
+    return {"security": {
+        "cors": False,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR"}], "text": "OAuth2 using SMART-on-FHIR profile"}],
+        "extension": [{"url": OAUTH_URIS, "extension": [{"url": "token", "valueUri": ctx.url("auth", "token")}]}],
+        "description": "SMART Backend Services: client_credentials with private_key_jwt; "
+                       f"discovery at {ctx.url('.well-known', 'smart-configuration')}",
+    }}
 
 
 def _common_params(registry: SearchParameterRegistry) -> list[SearchParam]:

@@ -43,7 +43,10 @@ from fhir_server.storage.documents import (
     now_ms,
 )
 from fhir_server.storage.faults import bounded
+from fhir_server.storage.files import FileStore
 from fhir_server.storage.jobs import JobStore
+from fhir_server.storage.retries import counted
+from fhir_server.storage.security_store import SecurityStore
 
 T = TypeVar("T")
 # The handle of a transaction (or of a causally consistent read): opaque to the layers above, which name it
@@ -70,7 +73,9 @@ class ResourceStore:
         self.timeout_seconds = timeout_seconds
         self._collections: dict[str, AsyncCollection] = {}
         self._jobs: dict[str, JobStore] = {}
+        self._files: FileStore | None = None
         self._owned_client: AsyncMongoClient | None = None
+        self._security: SecurityStore | None = None
 
     @classmethod
     def open(cls, uri: str, database: str, access: AccessPolicy | None = None, *,
@@ -93,12 +98,28 @@ class ResourceStore:
             found = self._collections[name] = self._db[name]
         return found
 
+    async def ping(self) -> None:
+        """Raise unless MongoDB answers (readiness probe)."""
+        await self._db.command("ping")
+
     def jobs(self, kind: str) -> JobStore:
         """The background jobs of ``kind`` (``export``, ``reindex``), see :mod:`fhir_server.storage.jobs`."""
         found = self._jobs.get(kind)
         if found is None:
             found = self._jobs[kind] = JobStore(self._collection(JOBS), kind)
         return found
+
+    def security(self) -> SecurityStore:
+        """Signing keys and used client assertions, see :mod:`fhir_server.storage.security_store`."""
+        if self._security is None:
+            self._security = SecurityStore(self._db)
+        return self._security
+
+    def files(self) -> FileStore:
+        """Bulk export files (GridFS), see :mod:`fhir_server.storage.files`."""
+        if self._files is None:
+            self._files = FileStore(self._db)
+        return self._files
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -140,7 +161,7 @@ class ResourceStore:
         """Run ``work`` in one snapshot transaction, retried by the driver on transient errors."""
         async with self._db.client.start_session() as session:
             return await session.with_transaction(
-                work, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
+                counted(work), read_concern=ReadConcern("snapshot"), write_concern=MAJORITY
             )
 
     @asynccontextmanager

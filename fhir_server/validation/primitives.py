@@ -58,6 +58,12 @@ class TypeInfo(NamedTuple):
 Checker = Callable[[Any], str | None]
 
 
+# datatypes.html#string: strings SHALL NOT contain code points below 32 except tab, carriage return and line
+# feed (U+0009, U+000D, U+000A); every string-based primitive inherits the rule, and the regexes (\S) let NUL,
+# ESC and the like through.
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _string_checker(name: str, regex: str | None) -> Checker:
     # The spec's regexes follow XML Schema, where \s and \S are ASCII-only.
     pattern = re.compile(regex, re.ASCII) if regex else None
@@ -69,6 +75,9 @@ def _string_checker(name: str, regex: str | None) -> Checker:
             return f"must be a JSON string, not {_json_type(value)}"
         if not value:
             return "must not be an empty string"
+        control = _CONTROL_CHARACTER.search(value)
+        if control is not None:
+            return f"holds the control character U+{ord(control.group()):04X} (none below 32 but tab, CR, LF)"
         if full is not None and full(value) is None:
             return f"{value!r} is not a valid {name}"
         if dated and len(value) >= 10 and not _valid_day(value):
@@ -97,7 +106,9 @@ def _check_boolean(value: Any) -> str | None:
 
 def _check_decimal(value: Any) -> str | None:
     kind = type(value)
-    if kind is int or kind is Decimal or kind is float:
+    if kind is Decimal:  # math.isfinite would convert to float: 1E+400 is finite, the float is not
+        return None if value.is_finite() else f"{value} is not a finite decimal"
+    if kind is int or kind is float:
         return None if math.isfinite(value) else f"{value} is not a finite decimal"
     return f"must be a JSON number, not {_json_type(value)}"
 

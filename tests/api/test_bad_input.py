@@ -183,3 +183,39 @@ async def test_array_longer_than_the_setting_is_400(narrow: httpx.AsyncClient) -
 def test_nesting_limit_cannot_exceed_what_mongodb_stores() -> None:
     with pytest.raises(ValidationError):
         Settings(max_json_depth=171)
+
+
+# Hostile JSON is refused before the resource is read, but the OperationOutcome still names the element.
+
+async def test_a_lone_surrogate_is_400_at_its_element(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"given":["A","\\udc00 low"]}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].given[1]"]
+
+
+async def test_a_number_decimal128_cannot_hold_is_400_at_its_element(client: httpx.AsyncClient) -> None:
+    for number in (b"1." + b"0" * 40 + b"1", b"1E-7000", b"9" * 40):
+        payload = b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":' \
+                  + number + b"}}"
+        r = await client.post("/fhir/Observation", content=payload, headers={"Content-Type": FHIR_JSON})
+        assert r.status_code == 400 and _issue(r)["expression"] == ["Observation.valueQuantity.value"], number
+
+
+async def test_nesting_deeper_than_the_setting_is_400_at_the_first_element_too_deep(
+        narrow: httpx.AsyncClient) -> None:
+    r = await post(narrow, "Patient", patient(name=[{"extension": [{"url": "http://x.org/e", "valueString": "y"}]}]))
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].extension[0]"]
+
+
+async def test_an_array_longer_than_the_setting_is_400_at_that_array(narrow: httpx.AsyncClient) -> None:
+    r = await post(narrow, "Patient", patient(name=[{"given": ["a", "b", "c", "d"]}]))
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].given"]
+
+
+async def test_a_repeated_property_name_is_400_at_its_element(client: httpx.AsyncClient) -> None:
+    payload = b'{"resourceType":"Patient","name":[{"family":"A","given":["B"],"family":"C"}]}'
+    r = await client.post("/fhir/Patient", content=payload, headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.name[0].family"]
+    r = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient","gender":"male","gender":"female"}',
+                          headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.gender"]

@@ -1,16 +1,16 @@
-"""Fixtures for bulk export and cohorts: an app with the export operations, the file router and an export
-directory of its own (the shared ``services`` stay; only ``settings.export_dir`` is pointed at a tmp dir)."""
+"""Fixtures for bulk export and cohorts: an app with the export operations and the file router over the shared
+``services`` (export files are kept in the database's GridFS bucket ``export``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
@@ -23,10 +23,8 @@ ASYNC = {"Prefer": "respond-async"}
 
 
 @pytest.fixture
-async def bulk(services: Services, settings: Settings, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+async def bulk(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app serving $export, $export-poll-status, $cohort and the export files."""
-    monkeypatch.setattr(services.settings, "export_dir", tmp_path / "export")
     app = create_app(settings, services)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
@@ -91,11 +89,18 @@ async def create(client: httpx.AsyncClient, resource: dict[str, Any]) -> dict[st
 def gate(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     """Holds every export task before its first resource until the event is set (to observe 'running')."""
     event = asyncio.Event()
-    original: Callable[..., Awaitable[Any]] = runner.export_all
+    original: Callable[..., Awaitable[Any]] = runner.ExportRun.all_types
 
     async def held(*args: Any, **kwargs: Any) -> Any:
         await event.wait()
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "export_all", held)
+    monkeypatch.setattr(runner.ExportRun, "all_types", held)
     return event
+
+
+async def stored_files(db: AsyncDatabase, job_id: str) -> int:
+    """How many GridFS documents (files and chunks, finished or half-written) the export ``job_id`` holds."""
+    prefix = {"$regex": f"^{job_id}/"}
+    return (await db["export.files"].count_documents({"_id": prefix})
+            + await db["export.chunks"].count_documents({"files_id": prefix}))

@@ -27,7 +27,7 @@ from tests.conftest import FHIR_JSON, parse, put
 @pytest.fixture(scope="session")
 async def search_services(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
     settings = Settings(mongodb_uri=mongo_uri, mongodb_db=f"search_{uuid.uuid4().hex[:8]}",
-                        registry_rules=False, default_count=20, max_count=50)
+                        registry_rules=False, default_count=20, max_count=50, auth_mode="none")
     services = await start_services(settings, mongo_uri)
     try:
         yield services

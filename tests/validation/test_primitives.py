@@ -301,3 +301,22 @@ def test_official_examples_have_no_errors(path: Path) -> None:
 
 def test_all_138_official_examples_are_present() -> None:
     assert len(official_examples()) == OFFICIAL_EXAMPLE_COUNT == 138
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1b", "\x0b", "\x0c", "\x1f"])
+def test_a_string_holding_a_control_character_is_an_error_at_the_element(character: str) -> None:
+    # datatypes.html#string: no code points below 32 but tab, CR and LF, in every string-based primitive
+    p = patient(language=f"fr{character}")
+    p["identifier"][0]["value"] = f"FR{character}42"
+    assert sorted(expressions(p)) == ["Patient.identifier[0].value", "Patient.language"]
+
+
+def test_tab_carriage_return_and_line_feed_are_allowed_in_strings() -> None:
+    p = patient()
+    p["identifier"][0]["value"] = "FR\t42\r\nsecond line"
+    assert check_primitive_types(p) == []
+
+
+def test_a_decimal_beyond_the_range_of_a_float_is_finite() -> None:
+    for value in ("1E+6000", "-1.5E+400", "1E-6000"):
+        assert check_primitive_types(observation(valueQuantity={"value": decimal.Decimal(value)})) == [], value

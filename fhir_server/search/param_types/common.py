@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,3 +39,9 @@ def elem_match(field: str, condition: Filter) -> Filter:
         if not key.startswith("$"):
             return {f"{field}.{key}": value}
     return {field: {"$elemMatch": condition}}
+
+
+def regex_literal(text: str) -> str:
+    """A ``$regex`` pattern matching ``text`` literally: ``re.escape``, with NUL written as ``\\x00`` (MongoDB
+    refuses a pattern holding a NUL byte, a 500 before; PCRE reads the escape as the same character)."""
+    return re.escape(text).replace("\x00", "\\x00")

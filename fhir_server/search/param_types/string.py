@@ -10,12 +10,11 @@ Query: case/accent-insensitive starts-with (anchored regex on ``n``); ``:contain
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key
-from fhir_server.search.param_types.common import Criteria, Entry, Filter
+from fhir_server.search.param_types.common import Criteria, Entry, Filter, regex_literal
 from fhir_server.search.values import normalize_text
 
 NORMALIZED = "n"
@@ -61,5 +60,5 @@ def sort_key(values: list[Any]) -> SortKey | None:
 def entry_condition(value: StringValue, criteria: Criteria) -> Filter:
     if criteria.modifier == "exact":
         return {EXACT: value.text}
-    pattern = re.escape(normalize_text(value.text))
+    pattern = regex_literal(normalize_text(value.text))
     return {NORMALIZED: {"$regex": pattern if criteria.modifier == "contains" else "^" + pattern}}

@@ -13,13 +13,12 @@ the element) is the compiler's ``$nor`` of the positive conditions. Sorted by ``
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from fhir_server.search.index_layout import SortKey, bounds_sort_key
-from fhir_server.search.param_types.common import MATCH_NOTHING, Criteria, Entry, Filter, any_of, compact
+from fhir_server.search.param_types.common import MATCH_NOTHING, Criteria, Entry, Filter, any_of, compact, regex_literal
 from fhir_server.search.values import normalize_text
 
 SYSTEM = "s"
@@ -97,7 +96,7 @@ def sort_key(values: list[Any]) -> SortKey | None:
 
 def entry_condition(value: TokenValue, criteria: Criteria) -> Filter:
     if criteria.modifier == "text":
-        return {TEXT: {"$regex": "^" + re.escape(normalize_text(value.raw))}}
+        return {TEXT: {"$regex": "^" + regex_literal(normalize_text(value.raw))}}
     if criteria.modifier == "of-type":
         return {CODE: value.code, TYPES: {"$elemMatch": {SYSTEM: value.type_system, CODE: value.type_code}}}
     condition: Filter = {}

@@ -8,12 +8,11 @@ value, :func:`uri_prefixes`). Sorted by the string.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.search.index_layout import SortKey, scalar_sort_key
-from fhir_server.search.param_types.common import Criteria, Filter
+from fhir_server.search.param_types.common import Criteria, Filter, regex_literal
 
 MODIFIERS = frozenset({"above", "below", "missing"})
 
@@ -39,7 +38,7 @@ def sort_key(values: list[Any]) -> SortKey | None:
 def value_filter(field: str, value: UriValue, criteria: Criteria) -> Filter:
     """The filter on ``sp.<code>`` (a list of strings, compared directly)."""
     if criteria.modifier == "below":
-        return {field: {"$regex": "^" + re.escape(value.uri)}}
+        return {field: {"$regex": "^" + regex_literal(value.uri)}}
     if criteria.modifier == "above":
         return {field: {"$in": uri_prefixes(value.uri)}}
     return {field: value.uri}

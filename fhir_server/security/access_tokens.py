@@ -1,0 +1,142 @@
+"""Access tokens: those this server issues (ES384 JWTs signed with the shared keys of ``signing.py``) and,
+with ``FHIR_AUTH_ISSUER`` and ``FHIR_AUTH_JWKS_URI`` set, those of an existing OAuth2/OIDC identity provider
+(Keycloak, Entra ID...). Either becomes the request's ``Caller``: id, role, scopes, center.
+
+This server's tokens carry ``iss`` = ``aud`` = the FHIR base URL, ``sub`` and ``client_id``, ``scope`` (what was
+granted), ``role`` and, for an ``ehr`` client, ``center``. An identity provider's carry its ``iss``, ``aud`` =
+``FHIR_AUTH_AUDIENCE`` (default the base URL), the role and center in the claims ``FHIR_AUTH_ROLE_CLAIM`` and
+``FHIR_AUTH_CENTER_CLAIM`` (dotted paths, e.g. ``realm_access.roles``), scopes in ``scope`` or ``scp``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+
+from fhir_server.errors import Forbidden, Unauthorized
+from fhir_server.permissions import Caller, Role
+from fhir_server.security.clients import Client
+from fhir_server.security.jwt_checks import Claims, TokenError, check_audience, check_times, unverified, verified
+from fhir_server.security.remote_keys import RemoteKeySets
+from fhir_server.security.roles import ROLES
+from fhir_server.security.scopes import Scope, scope_text
+from fhir_server.security.signing import ALGORITHM, SigningKeys
+
+
+@dataclass(frozen=True)
+class IdentityProvider:
+    """An external issuer whose tokens are accepted (settings ``FHIR_AUTH_*``)."""
+
+    issuer: str
+    jwks_uri: str
+    audience: str | None
+    role_claim: str
+    center_claim: str
+
+
+VERIFIED_CACHE_SIZE = 10_000
+
+
+class AccessTokens:
+    def __init__(self, keys: SigningKeys, remote: RemoteKeySets, lifetime_seconds: int,
+                 provider: IdentityProvider | None = None) -> None:
+        self._keys = keys
+        self._remote = remote
+        self.lifetime = lifetime_seconds
+        self._provider = provider
+        # A client sends its token with every request until it expires: its signature is checked once per
+        # process (a P-384 verification costs more than a small search), the caller kept until ``exp``
+        self._verified: dict[tuple[str, str], tuple[Caller, float]] = {}
+
+    async def issue(self, client: Client, scopes: Iterable[Scope], base_url: str, at: int) -> str:
+        key = await self._keys.current()
+        claims: dict[str, Any] = {
+            "iss": base_url, "aud": base_url, "sub": client.client_id, "client_id": client.client_id,
+            "scope": scope_text(scopes), "role": client.role.value, "iat": at, "exp": at + self.lifetime,
+            "jti": uuid.uuid4().hex}
+        if client.center:
+            claims["center"] = client.center
+        return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}, claims, key, algorithms=[ALGORITHM])
+
+    async def caller(self, token: str, base_url: str, at: int) -> Caller:
+        """The caller a bearer token proves; ``Unauthorized`` when it proves none, ``Forbidden`` when it is valid
+        but names no usable role."""
+        known = self._verified.get((token, base_url))
+        if known is not None and known[1] > at:
+            return known[0]
+        try:
+            header, claims = unverified(token)
+            provider = self._provider
+            if provider is not None and claims.get("iss") == provider.issuer:
+                caller = await self._provider_caller(token, header["kid"], provider, base_url, at)
+            else:
+                caller = await self._own_caller(token, header["kid"], base_url, at)
+        except TokenError as exc:
+            raise Unauthorized(f"The access token is not accepted: {exc}") from exc
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified = {k: v for k, v in self._verified.items() if v[1] > at}
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+        self._verified[(token, base_url)] = (caller, float(claims["exp"]))
+        return caller
+
+    async def _own_caller(self, token: str, kid: str, base_url: str, at: int) -> Caller:
+        key = await self._keys.verifying_key(kid)
+        if key is None:
+            raise TokenError(f"it is signed with a key ({kid}) this server does not publish")
+        claims = verified(token, key)
+        if claims.get("iss") != base_url:
+            raise TokenError(f"iss must be {base_url}")
+        check_audience(claims, base_url)
+        check_times(claims, at)
+        return _caller(str(claims.get("sub")), claims.get("role"), claims.get("center"), _scopes(claims.get("scope")))
+
+    async def _provider_caller(self, token: str, kid: str, provider: IdentityProvider, base_url: str,
+                               at: int) -> Caller:
+        key = await self._remote.key(provider.jwks_uri, kid)
+        if key is None:
+            raise TokenError(f"the identity provider publishes no key {kid}")
+        claims = verified(token, key)
+        check_audience(claims, provider.audience or base_url)
+        check_times(claims, at)
+        scopes = _scopes(claims.get("scope")) or _scopes(claims.get("scp"))
+        return _caller(str(claims.get("sub") or claims.get("client_id") or claims.get("azp")),
+                       _role_value(_claim(claims, provider.role_claim)), _claim(claims, provider.center_claim),
+                       scopes)
+
+
+def _claim(claims: Claims, path: str) -> Any:
+    """A claim by name, or by a dotted path into nested objects (``realm_access.roles``)."""
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _role_value(value: Any) -> Any:
+    """A role claim may be one value or a list of roles of which this server knows one."""
+    if isinstance(value, list):
+        return next((v for v in value if v in [r.value for r in ROLES]), None)
+    return value
+
+
+def _scopes(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
+def _caller(caller_id: str, role: Any, center: Any, scopes: frozenset[str]) -> Caller:
+    if role not in [r.value for r in ROLES]:
+        raise Forbidden(f"The access token names no role of this server ({', '.join(r.value for r in ROLES)})")
+    if role == Role.EHR.value and (not isinstance(center, str) or not center):
+        raise Forbidden("The access token of an ehr caller names no center")
+    return Caller(id=caller_id, role=Role(role), scopes=scopes, center=center if role == Role.EHR.value else None)
