@@ -13,6 +13,7 @@ stored for that entry. A Bundle is complete (every entry), absent (none) or part
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -161,10 +162,13 @@ def _at(value: Any, path: tuple[Any, ...]) -> Any:
     return value
 
 
-async def read_back(base: str, items: list[dict[str, Any]]) -> ReadBack:
-    """Each Bundle of ``items`` as the server holds it now (see the module docstring)."""
+async def read_back(base: str, items: list[dict[str, Any]], http: httpx.AsyncClient | None = None) -> ReadBack:
+    """Each Bundle of ``items`` as the server at ``base`` holds it now (see the module docstring), read with
+    ``http`` when given."""
     result = ReadBack()
-    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=REQUEST_TIMEOUT))
         for number, bundle in enumerate(items):
             await _read_bundle(http, base, number, bundle, result)
     return result

@@ -28,10 +28,10 @@ T = TypeVar("T")
 
 RETRY_AFTER_SECONDS = 5
 # Server error codes that say "not now" (https://github.com/mongodb/mongo/blob/master/src/mongo/base/error_codes.yml):
-# HostUnreachable, HostNotFound, ExceededTimeLimit (and MaxTimeMSExpired), NetworkTimeout, ShutdownInProgress,
-# WriteConflict, PrimarySteppedDown, NotWritablePrimary, InterruptedAtShutdown, InterruptedDueToReplStateChange,
-# NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, LockTimeout, NoSuchTransaction (aborted by the server's
-# transaction lifetime limit), SocketException, ExceededTimeLimit.
+# HostUnreachable 6, HostNotFound 7, LockTimeout 24, MaxTimeMSExpired 50, NetworkTimeout 89, ShutdownInProgress 91,
+# WriteConflict 112, PrimarySteppedDown 189, NoSuchTransaction 251 (aborted by the server's transaction lifetime
+# limit), ExceededTimeLimit 262, SocketException 9001, NotWritablePrimary 10107, InterruptedAtShutdown 11600,
+# InterruptedDueToReplStateChange 11602, NotPrimaryNoSecondaryOk 13435, NotPrimaryOrSecondary 13436.
 _TRANSIENT_CODES = frozenset({6, 7, 24, 50, 89, 91, 112, 189, 251, 262, 9001, 10107, 11600, 11602, 13435, 13436})
 _TRANSIENT_LABELS = ("TransientTransactionError", "RetryableWriteError", "UnknownTransactionCommitResult")
 

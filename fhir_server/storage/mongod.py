@@ -142,10 +142,19 @@ class LocalMongod:
             self.process.kill()
             self.process.wait()
 
-    def pause(self) -> None:
-        """SIGSTOP: the process holds its connections but answers nothing (a hung server)."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP: the process holds its connections but answers nothing (a hung server). Returns once every
+        thread of it is stopped (Linux: ``/proc``), so no request sent afterwards can still be answered."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + timeout
+        while tasks.is_dir() and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if all(_stopped(task) for task in tasks.iterdir()):
+                    return
+            time.sleep(0.01)
 
     def resume(self) -> None:
         if self.process is not None:
@@ -160,3 +169,8 @@ class LocalMongod:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _stopped(task: Path) -> bool:
+    """Whether the thread ``/proc/<pid>/task/<tid>`` is stopped (state ``T``, after the command in parentheses)."""
+    return (task / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
