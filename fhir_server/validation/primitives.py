@@ -318,7 +318,9 @@ def _check_codings(value: dict[str, Any], row: Row, path: str, issues: list[Issu
     for i, coding in enumerate(codings):
         if type(coding) is not dict:
             continue
-        allowed = row.systems.get(coding.get("system"))  # type: ignore[arg-type]
+        system = coding.get("system")
+        # a system of the wrong JSON type (a list: unhashable, a 500 before) is reported by the type check
+        allowed = row.systems.get(system) if type(system) is str else None
         if allowed is not None and coding.get("code") not in allowed:
             where = prefix if row.target == "Coding" else f"{prefix}[{i}]"
             issues.append(_issue("code-invalid", f"code '{coding.get('code')}' of {coding.get('system')} is "

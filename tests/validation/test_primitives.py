@@ -320,3 +320,10 @@ def test_tab_carriage_return_and_line_feed_are_allowed_in_strings() -> None:
 def test_a_decimal_beyond_the_range_of_a_float_is_finite() -> None:
     for value in ("1E+6000", "-1.5E+400", "1E-6000"):
         assert check_primitive_types(observation(valueQuantity={"value": decimal.Decimal(value)})) == [], value
+
+
+def test_a_coding_system_given_as_an_array_in_a_bound_element_is_an_error_not_a_crash() -> None:
+    # found by tests/fuzz/: the required-binding check looked the list up as a dict key (a 500)
+    condition = {"resourceType": "Condition", "subject": {"display": "x"}, "clinicalStatus": {"coding": [
+        {"system": ["http://terminology.hl7.org/CodeSystem/condition-clinical"], "code": "active"}]}}
+    assert expressions(condition) == ["Condition.clinicalStatus.coding[0].system"]
