@@ -4,6 +4,7 @@ uses it, or without: ``--no-auth``), timing helpers."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -75,18 +76,21 @@ def served(command: list[str], env: dict[str, str], port: int) -> Iterator[str]:
 @contextmanager
 def served_process(command: list[str], env: dict[str, str], port: int,
                    log: IO[bytes] | None = None, start_seconds: float = 60) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``served``, also yielding the server's process (to watch its memory, bench/soak.py). A long run passes
-    a ``log`` file for the server's stderr: a pipe nobody reads would fill and stall the server."""
-    proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
-                            stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}/fhir"
-    try:
-        if not serving(proc, base, timeout=start_seconds):
-            raise RuntimeError(f"server did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
-        yield base, proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    """``served``, also yielding the server's process (to watch its memory, bench/soak.py). The server's stderr
+    (one JSON log line per request) goes to ``log`` or to a temporary file, never to a pipe: a pipe nobody reads
+    fills after a few hundred requests and stalls the server (seen: benchmark clients timing out)."""
+    with tempfile.TemporaryFile() if log is None else contextlib.nullcontext(log) as stderr:
+        proc = subprocess.Popen(command, env={**os.environ, "FHIR_MAX_COUNT": "1000", **env},
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+        base = f"http://127.0.0.1:{port}/fhir"
+        try:
+            if not serving(proc, base, timeout=start_seconds):
+                stderr.seek(0)
+                raise RuntimeError(f"server did not start: {stderr.read().decode(errors='replace')[-4000:]}")
+            yield base, proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
 
 
 def serving(proc: subprocess.Popen[bytes], base: str, *, timeout: float) -> bool:
