@@ -92,12 +92,15 @@ def _part_value(part: dict[str, Any] | None) -> str | None:
 
 async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest) -> OperationResponse:
     inputs = parse_inputs(op, services)
+    store = ImportJobs(services.store)
+    for expired in await store.expired(now_ms()):  # housekeeping: finished jobs past their expiry, and their files
+        await purge(services, expired)
     now = now_ms()
     job = ImportJob(id=new_job_id(), request=ctx.url("$import"), transaction_time=now,
                     expires=now + timedelta(seconds=services.settings.export_ttl_seconds), base_url=ctx.base_url,
                     caller=ctx.caller, scopes=sorted(ctx.scopes), center=ctx.center, role=ctx.role.value,
                     inputs=inputs)
-    await ImportJobs(services.store).insert(job)
+    await store.insert(job)
     start(services, job)
     outcome = operation_outcome([Issue("information", "informational",
                                        f"Import {job.id} accepted; poll the Content-Location")])
@@ -121,6 +124,9 @@ async def visible_job(ctx: RequestContext, services: Services, job_id: str | Non
     job = await ImportJobs(services.store).get(job_id)
     if job is None or job.caller != ctx.caller:
         raise NotFound(f"No import job {job_id} (unknown, cancelled or expired)")
+    if job.status != IN_PROGRESS and job.expires <= now_ms():
+        await purge(services, job.id)
+        raise NotFound(f"Import job {job_id} has expired")
     return job
 
 

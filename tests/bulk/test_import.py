@@ -185,3 +185,29 @@ async def test_a_cancelled_import_is_gone(client: httpx.AsyncClient, import_dir:
     await import_operation.wait(job_id_of(status))
     assert (await client.delete(status)).status_code == 202
     assert (await client.get(status)).status_code == 404
+
+
+async def test_an_import_whose_process_died_is_resumed_by_the_next_poll(
+        client: httpx.AsyncClient, services: Services, db: Any, import_dir: Path) -> None:
+    from datetime import timedelta
+
+    from fhir_server.bulk.import_jobs import ImportInput, ImportJob, ImportJobs, new_job_id
+    from fhir_server.context import RequestContext
+    from fhir_server.storage.documents import JOBS, now_ms
+
+    (import_dir / "p.ndjson").write_bytes(ndjson([{**data.patient("FR-POI-7"), "id": "resumed-1"}]))
+    ctx = RequestContext.system("http://testserver/fhir")
+    job = ImportJob(id=new_job_id(), request=ctx.url("$import"), transaction_time=now_ms(), expires=now_ms(),
+                    base_url=ctx.base_url, caller=ctx.caller, scopes=sorted(ctx.scopes),
+                    inputs=[ImportInput("p.ndjson")], owner="a-dead-process:1")
+    await ImportJobs(services.store).insert(job)
+    await db[JOBS].update_one({"_id": job.id}, {"$set": {"owner": "a-dead-process:1",
+                                                         "heartbeat": now_ms() - timedelta(minutes=5)}})
+    status = f"/fhir/$import-poll-status?_jobId={job.id}"
+    assert (await client.get(status)).status_code == 202  # taken over here and started
+    await import_operation.wait(job.id)
+    answer = await client.get(status)
+    assert answer.status_code == 200, answer.text
+    assert fhirjson.loads(answer.content)["output"][0]["count"] == 1
+    assert (await db[JOBS].find_one({"_id": job.id}))["attempts"] == 2
+    assert (await client.get("/fhir/Patient/resumed-1")).status_code == 200
