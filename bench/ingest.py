@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Server, add_auth_argument, fhir_server, mongod
 from fhir_server import fhirjson
+from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
+from fhir_server.storage.centers import Version, assign
 from fhir_server.storage.client import connect
 from fhir_server.storage.documents import ResourceWrite, now_ms
 from tests.synthetic import registry_bundle
@@ -88,13 +90,15 @@ async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[Resource
 
     async def insert(writes: list[ResourceWrite]) -> None:
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for w in writes:
-            by_type[w.type].append(w.current_document())
+        centers = assign(Role.SYSTEM, None, [Version(w.type, w.id, w.resource, created=True) for w in writes], {})
+        for w, center in zip(writes, centers, strict=True):
+            by_type[w.type].append(w.current_document(center))
 
         async def txn(session: Any) -> None:
             for kind, docs in by_type.items():
                 await db[kind].insert_many(docs, session=session)
-            await db["history"].insert_many([w.history_document() for w in writes], session=session)
+            await db["history"].insert_many([w.history_document(c) for w, c in zip(writes, centers, strict=True)],
+                                            session=session)
 
         async with client.start_session() as session:
             await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)

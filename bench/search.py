@@ -41,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Server, add_auth_argument, fhir_server, mongod, percentiles
 from fhir_server.bootstrap import search_indexes
 from fhir_server.interactions.versioning import stamp
+from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.settings import Settings
+from fhir_server.storage.centers import Version, assign
 from fhir_server.storage.client import CODEC_OPTIONS
 from fhir_server.storage.documents import HISTORY, ResourceWrite
 from fhir_server.storage.store import ResourceStore
@@ -99,16 +101,23 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
     return node
 
 
+def stored_centers(writes: list[ResourceWrite]) -> list[str | None]:
+    """The center each write is stored with, by the rules the server applies to an admin's writes."""
+    versions = [Version(w.type, w.id, w.resource, created=True) for w in writes]
+    return assign(Role.SYSTEM, None, versions, {})
+
+
 def load(uri: str, db_name: str, writes: list[ResourceWrite]) -> None:
     client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
     db = client[db_name]
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for write in writes:
-        by_type[write.type].append(write.current_document())
+    centers = stored_centers(writes)
+    for write, center in zip(writes, centers, strict=True):
+        by_type[write.type].append(write.current_document(center))
     for kind, docs in by_type.items():
         for start in range(0, len(docs), 5000):
             db[kind].insert_many(docs[start:start + 5000], ordered=False)
-    history = [w.history_document() for w in writes]
+    history = [w.history_document(center) for w, center in zip(writes, centers, strict=True)]
     for start in range(0, len(history), 5000):
         db[HISTORY].insert_many(history[start:start + 5000], ordered=False)
     client.close()

@@ -1,17 +1,21 @@
-"""``fhir-server token`` and ``fhir-server client add``: SMART Backend Services from the command line.
+"""``fhir-server token``, ``fhir-server signin-link`` and ``fhir-server client add``: SMART Backend Services
+from the command line.
 
 ``token`` runs the real backend-services flow against a running server (discovery, a client assertion signed
 with the client's private key, the token endpoint) and prints the access token, for ``curl -H "Authorization:
 Bearer $TOKEN"``. ``client add`` registers a client (a hospital's EHR integration, a researcher's tool...): a new
 key pair, its public key in the clients file (``FHIR_CLIENTS_FILE``, re-read by the server without a restart),
-its private key in a file to hand to the client.
+its private key in a file to hand to the client. ``signin-link`` gets a token the same way and asks the server for
+a single-use link (five minutes) that signs a person in to the pages as that client (Jupyter's token link).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fhir_server.cli import command
 from fhir_server.permissions import Role
@@ -44,6 +48,19 @@ def _token_args(parser: argparse.ArgumentParser) -> None:
 @command("token", _token_args)
 def token(args: argparse.Namespace, settings: Settings) -> int:
     """Print an access token (SMART Backend Services flow against the running server)."""
+    return _with_token(args, settings, lambda http, answer: answer.value)
+
+
+@command("signin-link", _token_args)
+def signin_link(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a single-use link (valid 5 minutes) that signs a person in to the pages as the client."""
+    from fhir_server.security.client import fetch_signin_link
+
+    return _with_token(args, settings, lambda http, answer: fetch_signin_link(http, args.url, answer))
+
+
+def _with_token(args: argparse.Namespace, settings: Settings, then: Callable[[Any, Any], str]) -> int:
+    """Get a token for ``--client`` from the server at ``--url``; print what ``then`` makes of it."""
     import httpx
 
     from fhir_server.security.client import TokenRequestFailed, fetch_token
@@ -58,13 +75,13 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with httpx.Client(timeout=30) as http:
             answer = fetch_token(http, args.url.rstrip("/"), args.client, key, args.scope)
+            if answer is None:
+                print(f"{args.url} takes no tokens (FHIR_AUTH_MODE=none)", file=sys.stderr)
+                return 1
+            print(then(http, answer))
     except (httpx.HTTPError, TokenRequestFailed) as exc:
-        print(f"no token from {args.url}: {exc}", file=sys.stderr)
+        print(f"{args.url}: {exc}", file=sys.stderr)
         return 1
-    if answer is None:
-        print(f"{args.url} takes no tokens (FHIR_AUTH_MODE=none)", file=sys.stderr)
-        return 1
-    print(answer.value)
     return 0
 
 

@@ -20,7 +20,7 @@ from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
-from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.resources import AUDIT_EVENT, SUPPORTED_TYPES
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.services import Services
@@ -32,14 +32,20 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(settings: Settings, uri: str) -> Services:
-    """Connect, create the indexes, read the clients file, register the operations and write checks, load
-    ``profiles/``."""
+    """Connect, create the indexes, give old documents their center, read the clients file, register the
+    operations and write checks, load ``profiles/``."""
     rules = rule_table(settings.profiles_dir, settings.registry_rules)
     store = ResourceStore.open(uri, settings.mongodb_db, timeout_seconds=settings.transaction_timeout_seconds)
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
+    if settings.audit_enabled:
+        services.audit_log = store.audit_log(services.index_values, batch_size=settings.audit_batch_size,
+                                             interval=settings.audit_flush_ms / 1000)
     await services.reload_search_parameters()
     await store.ensure_indexes(search_indexes(services.search_parameters))
+    migrated = await store.assign_missing_centers(SUPPORTED_TYPES)
+    if migrated:
+        log.warning("%d resources stored before centers existed were given their center", migrated)
     await store.security().ensure_indexes()
     if settings.auth_mode == "smart":  # reads the clients file: a malformed one stops the start here
         services.authority = Authority(settings, store.security())
@@ -78,4 +84,4 @@ def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
 def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
     """The search indexes of every resource collection, as the registry declares them."""
     return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
-            for kind in SUPPORTED_TYPES}
+            for kind in (*SUPPORTED_TYPES, AUDIT_EVENT)}

@@ -15,14 +15,16 @@ class RequestContext:
     center: str | None = None  # center code (e.g. FR-POI) when the caller is scoped to one center
     role: Role = Role.SYSTEM
     handling_strict: bool = False  # Prefer: handling=strict
+    client_address: str | None = None  # the client's network address (its AuditEvents' agent.network)
 
     def url(self, *parts: str) -> str:
         return "/".join([self.base_url, *parts])
 
     @classmethod
-    def for_caller(cls, base_url: str, caller: Caller, *, handling_strict: bool = False) -> RequestContext:
+    def for_caller(cls, base_url: str, caller: Caller, *, handling_strict: bool = False,
+                   client_address: str | None = None) -> RequestContext:
         return cls(base_url=base_url, caller=caller.id, scopes=caller.scopes, center=caller.center,
-                   role=caller.role, handling_strict=handling_strict)
+                   role=caller.role, handling_strict=handling_strict, client_address=client_address)
 
     @classmethod
     def system(cls, base_url: str = "http://localhost/fhir") -> RequestContext:

@@ -5,6 +5,7 @@ report, the legacy importer and the synthetic data, so that all three speak the 
 from __future__ import annotations
 
 BASE = "https://cml-registry.eu/fhir"
+CENTER_SYSTEM = f"{BASE}/sid/center"  # the identifier system of the registry's centers (their Organizations)
 SNOMED = "http://snomed.info/sct"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 ATC = "http://www.whocc.no/atc"

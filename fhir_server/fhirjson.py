@@ -95,7 +95,9 @@ def _names_or_marker(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) == len(pairs):
         return obj
-    marked = _RepeatedName(obj)
+    marked = _RepeatedName()
+    for name, value in pairs:  # the first occurrence: a repeated resourceType still names the resource's type
+        marked.setdefault(name, value)
     marked.repeated = _repeated_name(pairs)
     return marked
 

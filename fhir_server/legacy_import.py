@@ -1,5 +1,6 @@
-"""``fhir-server import-csv FILE [--url URL] [--dry-run]``: the legacy registry spreadsheet (Form A, one row per
-patient) into the registry, one transaction Bundle per patient.
+"""``fhir-server import-csv FILE [--url URL] [--dry-run] [--client ID] [--key FILE]``: the legacy registry
+spreadsheet (Form A, one row per patient) into the registry, one transaction Bundle per patient, sent with the
+client's SMART Backend Services tokens (``dev-admin`` by default, as ``fhir-server token``).
 
 Columns, values and FHIR targets: mappings/form-a-columns.md (``COLUMNS`` below is that table). Each row is
 converted with the same builder as the synthetic data (``fhir_server.registry.form_a.build_bundle``), so imported

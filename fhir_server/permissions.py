@@ -12,6 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The implementation guide's resource types: what a ``maintainer`` works on. They belong to no center (every
+# caller reads them) and hold no clinical data (storage/centers.py).
+CONFORMANCE_TYPES = (
+    "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
+)
+
 
 class Role(StrEnum):
     SYSTEM = "system"

@@ -14,19 +14,22 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from fhir_server.errors import InvalidRequest, Issue, NotFound
+from fhir_server.permissions import CONFORMANCE_TYPES
 from fhir_server.validation.primitives import check_primitive_types
 
 CLINICAL_TYPES = (
     "Patient", "Organization", "Condition", "MedicationStatement", "Observation", "Procedure", "Group",
 )
-CONFORMANCE_TYPES = (
-    "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
-)
 SUPPORTED_TYPES = CLINICAL_TYPES + CONFORMANCE_TYPES
+# The audit trail the server records itself (README, "Audit trail"): read and searched by admins only, never written
+# over the API. Not among SUPPORTED_TYPES, which system-wide searches, ``_revinclude=*``, ``$everything``, exports and
+# re-indexing go through: an AuditEvent is only ever found by asking for that type.
+AUDIT_EVENT = "AuditEvent"
+SERVED_TYPES = (*SUPPORTED_TYPES, AUDIT_EVENT)
 
 
 def require_supported_type(resource_type: str) -> None:
-    if resource_type not in SUPPORTED_TYPES:
+    if resource_type not in SERVED_TYPES:
         raise NotFound(f"Resource type '{resource_type}' is not supported by this server",
                        code="not-supported")
 

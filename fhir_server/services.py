@@ -11,10 +11,13 @@ from typing import Any
 from fhir_server.conformance import ConformanceCache
 from fhir_server.errors import FhirError
 from fhir_server.operations import OperationRegistry
+from fhir_server.resources import AUDIT_EVENT
+from fhir_server.search import audit_values
 from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.settings import Settings
+from fhir_server.storage.audit_log import AuditLog
 from fhir_server.storage.store import DbSession, ResourceStore
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,15 @@ class Services:
     write_checks: list[Any] = field(default_factory=list)
     # Tokens and clients (FHIR_AUTH_MODE=smart); None when every caller is the system (FHIR_AUTH_MODE=none)
     authority: Authority | None = None
+    audit_log: AuditLog | None = None  # where AuditEvents go (None: FHIR_AUDIT_ENABLED=false)
     _search_epoch: tuple[int, str] | None = None
     _search_versions: frozenset[tuple[Any, Any]] | None = None
 
     def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """Search index values of a resource, extracted at write time and stored with it."""
+        """Search index values of a resource, extracted at write time and stored with it (an AuditEvent the server
+        recorded without FHIRPath: ``search.audit_values``)."""
+        if resource.get("resourceType") == AUDIT_EVENT and audit_values.applies(self.search_parameters, resource):
+            return audit_values.index_values(self.search_parameters, resource)
         return extract_index_values(self.search_parameters, resource)
 
     async def after_commit(self, results: Any) -> None:
@@ -80,6 +87,9 @@ class Services:
         await self.sync_conformance()
 
     async def close(self) -> None:
+        """Write the AuditEvents still queued (nothing is lost on a clean shutdown), then disconnect."""
+        if self.audit_log is not None:
+            await self.audit_log.close()
         if self.authority is not None:
             await self.authority.close()
         await self.store.close()

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fhir_server.fhirjson import DEFAULT_LIMITS, JsonLimits
@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     auth_center_claim: str = "fhir_center"  # claim holding an ``ehr`` caller's center code
     # Lifetime of the access tokens this server issues (SMART: at most five minutes)
     token_lifetime_seconds: int = Field(default=300, ge=1, le=300)
+    # People sign in to the pages (/report; README "Signing in to the pages"): with FHIR_AUTH_ISSUER and a client
+    # id registered at that identity provider, by OpenID Connect (authorization code with PKCE)
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None  # unset: a public client (PKCE only)
+    oidc_scope: str = "openid profile"
+    session_lifetime_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)  # a page session's life
+
+    # The audit trail (README, "Audit trail"): reads' events are written in batches of this many, or after this long
+    audit_enabled: bool = True  # false only to measure what auditing costs
+    audit_batch_size: int = Field(default=200, ge=1)
+    audit_flush_ms: int = Field(default=500, ge=1)
+    audit_source: str = "ifp-fhir"  # this server as the AuditEvents' observer (source.observer); name each node
 
     @property
     def clients_path(self) -> Path:

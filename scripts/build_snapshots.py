@@ -28,6 +28,7 @@ OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "validation" / "d
 SUPPORTED = (
     "Patient", "Organization", "Condition", "MedicationStatement", "Observation", "Procedure", "Group",
     "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
+    "AuditEvent",  # served read-only: the audit trail the server records (README, "Audit trail")
 )
 # Often contained in the supported types (e.g. a Medication inside a MedicationStatement).
 CONTAINABLE = ("Medication",)
@@ -219,8 +220,10 @@ def main(source: Path) -> None:
     core = [trim(sd) for sd in sds if sd["type"] in wanted and sd["url"].rsplit("/", 1)[1] == sd["type"]]
     payload = json.dumps({"resourceType": "Bundle", "type": "collection",
                           "entry": [{"resource": sd} for sd in core]}, separators=(",", ":"))
-    with gzip.open(OUT / "r4-core-definitions.json.gz", "wt", encoding="utf-8", compresslevel=9) as f:
-        f.write(payload)
+    # mtime=0: the same definitions give the same bytes (no spurious diff of the committed file)
+    with (OUT / "r4-core-definitions.json.gz").open("wb") as raw, gzip.GzipFile(
+            "r4-core-definitions.json", "wb", compresslevel=9, fileobj=raw, mtime=0) as f:
+        f.write(payload.encode("utf-8"))
     print(f"{len(table)} types, {len(valuesets)} value sets, {len(core)} core StructureDefinitions -> {OUT}")
 
 

@@ -13,7 +13,8 @@ then run (re-runnable, output is deterministic)::
 Outputs:
 
 * ``fhir_server/search/data/search-parameters-r4.json``: a JSON list of trimmed SearchParameter resources
-  whose ``base`` includes a supported resource type, or ``Resource``/``DomainResource``.
+  whose ``base`` includes a supported resource type, or ``Resource``/``DomainResource``, and the parameters of
+  AuditEvent listed in ``AUDIT_PARAMETERS``.
 * ``fhir_server/search/data/compartment-patient.json``: ``{resource type: [param codes]}`` from the Patient
   CompartmentDefinition (https://hl7.org/fhir/R4/compartmentdefinition-patient.html), supported types only.
 
@@ -32,6 +33,12 @@ SUPPORTED_TYPES: tuple[str, ...] = (
     "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
 )
 GENERIC_BASES = ("Resource", "DomainResource")
+# The audit trail (README, "Audit trail"): AuditEvent is served read-only, searched by admins with these of its R4
+# parameters only (every indexed parameter is extracted for every event recorded, on the request path).
+AUDIT_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "AuditEvent": ("action", "agent", "agent-role", "date", "entity", "entity-role", "outcome", "patient", "source",
+                   "subtype", "type"),
+}
 KEPT_FIELDS = (
     "resourceType", "id", "url", "version", "name", "code", "base", "type", "expression", "target",
     "modifier", "comparator", "multipleOr", "multipleAnd", "component",
@@ -43,13 +50,19 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "fhir_server" / "search" / "
 def trim(parameter: dict[str, Any]) -> dict[str, Any]:
     """Keep only the fields the search engine uses; restrict ``base``/``target`` to supported types."""
     out = {k: parameter[k] for k in KEPT_FIELDS if k in parameter}
-    out["base"] = [b for b in parameter["base"] if b in SUPPORTED_TYPES or b in GENERIC_BASES]
+    out["base"] = [b for b in parameter["base"]
+                   if b in SUPPORTED_TYPES or b in GENERIC_BASES or _audit_parameter(b, parameter)]
     return out
+
+
+def _audit_parameter(base: str, parameter: dict[str, Any]) -> bool:
+    return parameter.get("code") in AUDIT_PARAMETERS.get(base, ())
 
 
 def is_supported(parameter: dict[str, Any]) -> bool:
     bases = set(parameter.get("base", ()))
-    return bool(bases & (set(SUPPORTED_TYPES) | set(GENERIC_BASES)))
+    return bool(bases & (set(SUPPORTED_TYPES) | set(GENERIC_BASES))) or any(
+        _audit_parameter(b, parameter) for b in bases)
 
 
 def extract_parameters(bundle: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +71,30 @@ def db(mongo_client: AsyncMongoClient, settings: Settings) -> AsyncDatabase:
     return mongo_client[settings.mongodb_db]
 
 
-@pytest.fixture(scope="session")
-async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
+@asynccontextmanager
+async def server_process(settings: Settings, mongo_uri: str) -> AsyncIterator[Services]:
+    """A server process's worth of services, closed at the end (which writes its queued AuditEvents)."""
     svc = await start_services(settings, mongo_uri)
     try:
         yield svc
     finally:
-        await mongo_client.drop_database(settings.mongodb_db)
         await svc.close()
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings, mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[Services]:
+    try:
+        async with server_process(settings, mongo_uri) as svc:
+            yield svc
+    finally:
+        await mongo_client.drop_database(settings.mongodb_db)
 
 
 @pytest.fixture(scope="session")
 async def registry_services(settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[Services]:
     """A second server process's worth of services on the same database, enforcing the registry's rules."""
-    svc = await start_services(settings.model_copy(update={"registry_rules": True}), mongo_uri)
-    try:
+    async with server_process(settings.model_copy(update={"registry_rules": True}), mongo_uri) as svc:
         yield svc
-    finally:
-        await svc.close()
 
 
 def _client(services: Services, caller: Caller | None = None) -> httpx.AsyncClient:

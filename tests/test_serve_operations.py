@@ -41,7 +41,7 @@ def prepared_database(mongo_uri: str) -> str:
 def serving(mongo_uri: str, **env: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     settings = {"FHIR_MONGODB_URI": mongo_uri, "FHIR_MONGODB_DB": f"serve_{uuid.uuid4().hex[:8]}",
-                "FHIR_REGISTRY_RULES": "false", **env}
+                "FHIR_REGISTRY_RULES": "false", "FHIR_AUTH_MODE": "none", **env}  # loopback: no tokens needed
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)],
                             env={**os.environ, **settings}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -20,6 +20,7 @@ from fhir_server.api.health import router as health_router
 from fhir_server.api.observability import RequestObservability
 from fhir_server.api.report_page import report_router
 from fhir_server.api.routes import router
+from fhir_server.api.signin import install_signin
 from fhir_server.api.smart import router as smart_router
 from fhir_server.bootstrap import start_services
 from fhir_server.bulk.operation import sweep as sweep_exports
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(health_router)
     if settings.auth_mode == "smart":
         app.include_router(smart_router)
+        install_signin(app)  # people sign in to the pages
     app.include_router(bulk_files_router)
     app.include_router(report_router)
     app.include_router(router)  # last: its catch-all under /fhir would shadow any route included after it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from fhir_server.api.forwarded import public_base_url
+from fhir_server.api.forwarded import client_address, public_base_url
 from fhir_server.context import RequestContext
 from fhir_server.interactions.request import parse_prefer
 from fhir_server.permissions import Caller, Role
@@ -29,4 +29,5 @@ async def request_context(request: Request, settings: Settings, *, public: bool 
     endpoint, which needs no token), base URL and Prefer handling."""
     caller = ANONYMOUS if public else await request.app.state.authenticator.authenticate(request)
     return RequestContext.for_caller(base_url(request, settings), caller,
-                                     handling_strict=prefer(request).get("handling") == "strict")
+                                     handling_strict=prefer(request).get("handling") == "strict",
+                                     client_address=client_address(request, settings.trusted_proxy_networks))

@@ -41,6 +41,23 @@ def public_base_url(request: Request, trusted: Sequence[Network]) -> str:
     return f"{proto}://{host}{prefix}{request.scope.get('root_path', '')}".rstrip("/")
 
 
+def client_address(request: Request, trusted: Sequence[Network]) -> str | None:
+    """The client's address (its AuditEvents' ``agent.network``): the TCP peer's, or behind trusted proxies the
+    nearest hop they name that is not itself a trusted proxy (``Forwarded: for=``, else ``X-Forwarded-For``)."""
+    peer = request.client.host if request.client else None
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = [_pairs(element) for value in request.headers.getlist("forwarded") for element in value.split(",")]
+    if forwarded:
+        hops = [_node_address(element.get("for")) for element in forwarded]
+    else:
+        hops = [hop.strip() for hop in (request.headers.get("x-forwarded-for") or "").split(",") if hop.strip()]
+    for hop in reversed(hops):  # each proxy appended the address it saw: walk back while it is a trusted proxy
+        if not _is_trusted(hop, trusted):
+            return hop or peer  # an obfuscated node ("unknown"): the peer is what is known
+    return hops[0] if hops and hops[0] else peer
+
+
 def _is_trusted(address: str | None, trusted: Sequence[Network]) -> bool:
     if not address:
         return False

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from fhir_server.api.context import request_context
+from fhir_server.api.pages import account_bar, page_context
 from fhir_server.errors import FhirError
 from fhir_server.reports import html
 from fhir_server.reports.filters import parse_filters
@@ -23,13 +23,14 @@ report_router = APIRouter()
 
 @report_router.get("/report", response_class=HTMLResponse)
 async def report_page(request: Request) -> HTMLResponse:
-    """The report page; invalid filters or an unknown cohort give an HTML error page with their status."""
+    """The report page; invalid filters or an unknown cohort give an HTML error page with their status. In smart
+    mode it needs a signed-in session (or a bearer token): see ``api/pages.py``."""
     services = request.app.state.services
-    ctx = await request_context(request, services.settings)
+    ctx = await page_context(request, services.settings)
     filters: Filters | None = None
     try:
         filters = parse_filters(request.query_params.getlist)
         report = await compute(ctx, services, filters)
     except FhirError as exc:
-        return HTMLResponse(html.error_page(filters, str(exc)), status_code=exc.status)
-    return HTMLResponse(html.render(report, ctx.base_url))
+        return HTMLResponse(html.error_page(filters, str(exc), account_bar(request)), status_code=exc.status)
+    return HTMLResponse(html.render(report, ctx.base_url, account_bar(request)))

@@ -10,6 +10,7 @@ method; any other method or path on those is then the catch-all's, parsed like a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -17,11 +18,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
-from fhir_server.api.context import request_context
+from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.interactions import audit_event
 from fhir_server.interactions.dispatch import dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
 from fhir_server.interactions.result import InteractionResult
@@ -48,17 +50,28 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         if kind not in OPERATIONS:
             response_media_type(request)
 
-    # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
-    # CapabilityStatement needs no token (SMART: clients discover the server from it)
-    ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
+    ctx: RequestContext | None = None
     try:
-        fhir_request = await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
+        # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
+        # CapabilityStatement needs no token (SMART: clients discover the server from it)
+        ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
+        fhir_request = await _parse(request, path, query, body, negotiate)
+        request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
+        return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
+    except Exception as exc:  # refused before dispatch (no identity 401, unknown URL, 405, 406, 413, 415): audited too
+        audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,
+                                   base_url=base_url(request, services.settings))
+        raise
+
+
+async def _parse(request: Request, path: str, query: str, body: HttpBody | None,
+                 negotiate: Callable[[Interaction], None]) -> FhirRequest:
+    try:
+        return await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
     except NotFound as exc:
         if _served_by_another_route(request):
             raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}") from exc
         raise
-    request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
-    return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
 
 
 def _served_by_another_route(request: Request) -> bool:

@@ -100,7 +100,13 @@ class ExportJobs:
         await self._jobs.insert(job.to_document())
 
     async def get(self, job_id: str) -> ExportJob | None:
+        """The job, whoever started it: the server's own housekeeping (the sweep), never a caller's request."""
         doc = await self._jobs.get(job_id)
+        return ExportJob.from_document(doc) if doc else None
+
+    async def get_for(self, ctx: RequestContext, job_id: str) -> ExportJob | None:
+        """The job if ``ctx``'s caller started it (``JobStore.get_for``), else None."""
+        doc = await self._jobs.get_for(ctx, job_id)
         return ExportJob.from_document(doc) if doc else None
 
     async def beat(self, job: ExportJob, progress: str) -> bool:

@@ -188,8 +188,8 @@ async def visible_job(ctx: RequestContext, services: Services, job_id: str | Non
     if not job_id or not is_job_id(job_id):
         raise NotFound("No such export job (missing or malformed _jobId)")
     store = ExportJobs(services.store)
-    job = await store.get(job_id)
-    if job is None or job.caller != ctx.caller or job.center != ctx.center:
+    job = await store.get_for(ctx, job_id)
+    if job is None:
         raise NotFound(f"No export job {job_id} (unknown, cancelled or expired)")
     if job.status != IN_PROGRESS and job.expires <= now_ms():
         await purge(services, job.id)

@@ -18,7 +18,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import Forbidden
 from fhir_server.interactions.request import FhirRequest, Interaction
 from fhir_server.permissions import Role
-from fhir_server.resources import CLINICAL_TYPES, SUPPORTED_TYPES
+from fhir_server.resources import CLINICAL_TYPES, SERVED_TYPES, SUPPORTED_TYPES
 from fhir_server.security.roles import role_allows
 from fhir_server.security.scopes import allows
 
@@ -88,7 +88,7 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
 def _types(request: FhirRequest) -> Iterable[str]:
     """The types a system-level search, history or export reads: its ``_type`` list, else every type."""
     listed = [t.strip() for key, value in request.params if key == "_type" for t in value.split(",") if t.strip()]
-    return [t for t in listed if t in SUPPORTED_TYPES] or SUPPORTED_TYPES
+    return [t for t in listed if t in SERVED_TYPES] or SUPPORTED_TYPES
 
 
 def _what(request: FhirRequest) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.context import RequestContext
 from fhir_server.operations import OperationSpec
-from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.resources import AUDIT_EVENT, SERVED_TYPES
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.services import Services
 
@@ -24,7 +24,7 @@ RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_inc
 
 def capability_statement(ctx: RequestContext, services: Services) -> dict[str, Any]:
     registry = services.search_parameters
-    resources = [_resource(t, services) for t in SUPPORTED_TYPES]
+    resources = [_audit_event(services) if t == AUDIT_EVENT else _resource(t, services) for t in SERVED_TYPES]
     system_ops = [spec for spec in services.operations.all() if "system" in spec.levels]
     return {
         "resourceType": "CapabilityStatement",
@@ -70,8 +70,7 @@ def _common_params(registry: SearchParameterRegistry) -> list[SearchParam]:
 def _resource(resource_type: str, services: Services) -> dict[str, Any]:
     params = services.search_parameters.for_type(resource_type)
     references = sorted(code for code, p in params.items() if p.type == "reference")
-    ops = [spec for spec in services.operations.all()
-           if spec.levels & {"type", "instance"} and (spec.types is None or resource_type in spec.types)]
+    ops = _type_operations(services, resource_type)
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
@@ -89,6 +88,30 @@ def _resource(resource_type: str, services: Services) -> dict[str, Any]:
         "searchParam": [_search_param(p) for _, p in sorted(params.items())],
         "operation": [_operation(spec) for spec in ops],
     }
+
+
+def _audit_event(services: Services) -> dict[str, Any]:
+    """The audit trail: recorded by the server, read and searched by admins only (README, "Audit trail")."""
+    params = services.search_parameters.for_type(AUDIT_EVENT)
+    return {
+        "type": AUDIT_EVENT,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{AUDIT_EVENT}",
+        "documentation": "Written by the server for every interaction (IHE BALP); read and searched by admins only",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchParam": [_search_param(p) for _, p in sorted(params.items())],
+        "operation": [_operation(spec) for spec in _type_operations(services, AUDIT_EVENT)],
+    }
+
+
+def _type_operations(services: Services, resource_type: str) -> list[OperationSpec]:
+    return [spec for spec in services.operations.all()
+            if spec.levels & {"type", "instance"} and (spec.types is None or resource_type in spec.types)]
 
 
 def _search_param(param: SearchParam) -> dict[str, Any]:

@@ -11,23 +11,41 @@ version that gives ETag, Location and Last-Modified) or, for an operation, its `
 from __future__ import annotations
 
 from fhir_server.context import RequestContext
-from fhir_server.interactions import authorization
+from fhir_server.interactions import audit, audit_event, authorization
 from fhir_server.interactions.bundle.batch import run_batch
 from fhir_server.interactions.bundle.transaction import run_transaction
 from fhir_server.interactions.perform import perform_operation, perform_read, perform_write
 from fhir_server.interactions.request import OPERATIONS, WRITES, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.unit_of_work import run_in_transaction
+from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.operations import OperationResponse
 from fhir_server.services import Services
 
 
 async def dispatch(ctx: RequestContext, services: Services,
                    request: FhirRequest) -> InteractionResult | OperationResponse:
-    authorization.authorize(ctx, request)
+    """Authorize and run ``request``; its AuditEvent is written with a write's transaction, queued for anything
+    else (``interactions.audit``), and queued for a refusal or failure once it is known."""
+    try:
+        authorization.authorize(ctx, request)
+        result = await _perform(ctx, services, request)
+    except Exception as exc:
+        audit_event.record_failure(ctx, services, audit.asked(request), exc)
+        raise
+    if request.interaction not in _AUDITED_INSIDE:
+        audit.record(ctx, services, request, result)
+    return result
+
+
+# Recorded by the interaction itself: writes and transactions in their transaction; a batch's entries each on its own.
+_AUDITED_INSIDE = WRITES | {Interaction.TRANSACTION, Interaction.BATCH}
+
+
+async def _perform(ctx: RequestContext, services: Services,
+                   request: FhirRequest) -> InteractionResult | OperationResponse:
     kind = request.interaction
     if kind in WRITES:
-        return await run_in_transaction(ctx, services, lambda uow: perform_write(uow, request))
+        return await run_in_transaction(ctx, services, lambda uow: _audited_write(uow, request))
     if kind in OPERATIONS:
         return await perform_operation(ctx, services, request)
     if kind is Interaction.TRANSACTION:
@@ -35,3 +53,9 @@ async def dispatch(ctx: RequestContext, services: Services,
     if kind is Interaction.BATCH:
         return await run_batch(ctx, services, request, dispatch)
     return await perform_read(ctx, services, request)
+
+
+async def _audited_write(uow: UnitOfWork, request: FhirRequest) -> InteractionResult:
+    result = await perform_write(uow, request)
+    audit.stage_write(uow, request, [result])
+    return result

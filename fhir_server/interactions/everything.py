@@ -61,7 +61,7 @@ async def everything(ctx: RequestContext, services: Services, op: OperationReque
     after: Key | None = None
     token = op.param(PAGE)
     if token:
-        values, _meta = decode_page_token(token, _KEY_SPEC)
+        values, _meta = decode_page_token(token, _KEY_SPEC, owner=ctx.caller)
         after = (int(values[0]), str(values[1]), str(values[2]))
     remaining = [k for k in keys if after is None or k > after]
     page = remaining[:count]
@@ -73,7 +73,7 @@ async def everything(ctx: RequestContext, services: Services, op: OperationReque
     applied = _applied(op, since, types, count)
     links = [{"relation": "self", "url": _url(ctx, patient_id, applied + ([(PAGE, token)] if token else []))}]
     if len(remaining) > count:
-        nxt = encode_page_token(list(page[-1]), _KEY_SPEC)
+        nxt = encode_page_token(list(page[-1]), _KEY_SPEC, owner=ctx.caller)
         links.append({"relation": "next", "url": _url(ctx, patient_id, [*applied, (PAGE, nxt)])})
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(keys), "link": links, "entry": entries}
     return OperationResponse(200, bundle)

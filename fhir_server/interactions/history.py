@@ -9,17 +9,15 @@ without ``_total``: up to ``total_budget`` versions, concurrently with the page;
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
-
-import orjson
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, NotFound
 from fhir_server.interactions.dates import parse_instant_param
 from fhir_server.resources import require_supported_type
+from fhir_server.search.paging import decode_page_token, encode_page_token
 from fhir_server.services import Services
 from fhir_server.storage.concurrency import both
 from fhir_server.storage.documents import StoredVersion, instant
@@ -28,18 +26,23 @@ from fhir_server.storage.store import HistoryKey, Session
 _HISTORY_PARAMS = {"_since", "_count", "_page", "_format", "_pretty"}
 
 
-def _encode_page(version: StoredVersion) -> str:
-    key = [instant(version.last_updated), f"{version.type}/{version.id}/{version.vid}"]
-    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+# the order of history pages (storage's history order); a token is for this order only
+_PAGE_KEY = (("lastUpdated", -1), ("type", -1), ("id", -1), ("vid", -1))
 
 
-def _decode_page(token: str) -> HistoryKey:
-    try:
-        at, key = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        resource_type, resource_id, vid = str(key).split("/")
-        return datetime.fromisoformat(at), resource_type, resource_id, int(vid)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(f"Invalid _page token '{token}'", code="invalid", expression=("_page",)) from exc
+def _encode_page(ctx: RequestContext, version: StoredVersion) -> str:
+    """The ``_page`` token of the page after ``version``: bound to the caller (``search.paging``)."""
+    return encode_page_token([version.last_updated, version.type, version.id, version.vid], _PAGE_KEY,
+                             owner=ctx.caller)
+
+
+def _decode_page(ctx: RequestContext, token: str) -> HistoryKey:
+    values, _meta = decode_page_token(token, _PAGE_KEY, owner=ctx.caller)
+    at, resource_type, resource_id, vid = values
+    if not (isinstance(at, datetime) and isinstance(resource_type, str) and isinstance(resource_id, str)
+            and isinstance(vid, int)):
+        raise InvalidRequest(f"Invalid _page token '{token}'", code="invalid", expression=("_page",))
+    return at, resource_type, resource_id, vid
 
 
 def _count(params: dict[str, str], services: Services) -> int:
@@ -64,7 +67,7 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
         raise InvalidRequest(f"Unknown history parameter(s): {', '.join(unknown)}", code="not-supported")
     since = parse_instant_param("_since", args["_since"]) if "_since" in args else None
     count = _count(args, services)
-    after = _decode_page(args["_page"]) if "_page" in args else None
+    after = _decode_page(ctx, args["_page"]) if "_page" in args else None
     if resource_id is not None and resource_type is not None \
             and await services.store.current(ctx, resource_type, resource_id, session=session) is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -86,7 +89,7 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     kept = [(k, v) for k, v in params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": _with_query(base, params if not unknown else kept)}]
     if more and page:
-        links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(page[-1]))])})
+        links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(ctx, page[-1]))])})
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
     if total is not None:
         bundle["total"] = total

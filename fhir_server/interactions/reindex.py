@@ -41,7 +41,6 @@ from urllib.parse import urlencode
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, NotFound, operation_outcome
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
-from fhir_server.permissions import Role
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.services import Services
@@ -87,7 +86,8 @@ async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest)
     types = _types(op)
     await _housekeeping(services)
     job_id = uuid.uuid4().hex
-    by_type = {t: {"total": await services.store.count(ctx, t, {}), "processed": 0, "updated": 0, "skipped": 0}
+    every = RequestContext.system(ctx.base_url)  # what the job will process (see ``_context``)
+    by_type = {t: {"total": await services.store.count(every, t, {}), "processed": 0, "updated": 0, "skipped": 0}
                for t in types}
     now = now_ms()
     job = {"_id": job_id, "types": types, "byType": by_type,
@@ -122,8 +122,8 @@ async def status(ctx: RequestContext, services: Services, op: OperationRequest) 
     job_id = op.param("job")
     if not job_id:
         raise InvalidRequest("$reindex-status needs job=<id>", code="required")
-    job = await services.store.jobs(REINDEX).get(job_id)
-    if job is None or job.get("caller") != ctx.caller:  # another caller's job does not exist for this one
+    job = await services.store.jobs(REINDEX).get_for(ctx, job_id)
+    if job is None:  # another caller's job does not exist for this one
         raise NotFound(f"No reindex job {job_id!r}")
     job = await _resume_if_stale(services, job)
     body = _parameters(job)
@@ -189,9 +189,10 @@ def _start(services: Services, job: dict[str, Any]) -> None:
 
 
 def _context(job: dict[str, Any]) -> RequestContext:
-    """The kick-off caller's context: the job reindexes what that caller may read."""
-    return RequestContext(base_url=job["baseUrl"], caller=job["caller"], scopes=frozenset(job["scopes"]),
-                          center=job.get("center"), role=Role(job.get("role", Role.SYSTEM.value)))
+    """The server's own context: re-extracting index values is maintenance of every stored resource, not a read
+    by the caller (a maintainer, who reads no clinical data, reindexes after adding a SearchParameter). The
+    caller sees only counts, and only of its own job."""
+    return RequestContext.system(job["baseUrl"])
 
 
 async def _resume_if_stale(services: Services, job: dict[str, Any]) -> dict[str, Any]:

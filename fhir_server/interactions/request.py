@@ -28,7 +28,7 @@ from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions.dates import parse_http_date
 from fhir_server.interactions.patch import parse_patch
 from fhir_server.interactions.result import RETURN_PREFERENCES, ReturnPreference
-from fhir_server.resources import require_supported_type
+from fhir_server.resources import AUDIT_EVENT, require_supported_type
 
 
 class Interaction(Enum):
@@ -58,6 +58,9 @@ class Interaction(Enum):
 WRITES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.PATCH, Interaction.DELETE})
 OPERATIONS = frozenset({Interaction.OPERATION_SYSTEM, Interaction.OPERATION_TYPE, Interaction.OPERATION_INSTANCE})
 BUNDLES = frozenset({Interaction.BATCH, Interaction.TRANSACTION})
+# What may be asked of AuditEvents (the server writes them; README, "Audit trail"): anything else is 405
+_AUDIT_EVENT_INTERACTIONS = frozenset({Interaction.READ, Interaction.SEARCH_TYPE, Interaction.OPERATION_TYPE,
+                                       Interaction.OPERATION_INSTANCE})
 OPERATION_LEVELS = {Interaction.OPERATION_SYSTEM: "system", Interaction.OPERATION_TYPE: "type",
                     Interaction.OPERATION_INSTANCE: "instance"}
 
@@ -185,6 +188,9 @@ def _check_target(target: _Target, method: str, path: str, query: str) -> None:
     if target.resource_type is None:
         return
     require_supported_type(target.resource_type)
+    if target.resource_type == AUDIT_EVENT and target.interaction not in _AUDIT_EVENT_INTERACTIONS:
+        raise MethodNotAllowed(f"{method} {path}: AuditEvents are recorded by the server and only read and searched "
+                               "(no create, update, patch, delete or history)")
     if target.interaction is Interaction.SEARCH_COMPARTMENT:
         _check_compartment(target.resource_type, target.tail or "")
     if target.interaction in (Interaction.UPDATE, Interaction.DELETE) and "/" not in path and not query:
@@ -225,10 +231,14 @@ def _allowed(method: str, interactions: Mapping[str, Interaction], path: str) ->
 
 
 def _check_compartment(compartment_type: str, searched_type: str) -> None:
-    """Patient is the one compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html) served."""
+    """Patient is the one compartment (https://hl7.org/fhir/R4/compartmentdefinition-patient.html) served; the
+    audit trail is searched by ``AuditEvent?patient=``, not as a patient's data."""
     if compartment_type != "Patient":
         raise NotFound(f"{compartment_type} is not a compartment this server supports", code="not-supported")
     require_supported_type(searched_type)
+    if searched_type == AUDIT_EVENT:
+        raise NotFound("AuditEvent is not searched in a Patient compartment: use AuditEvent?patient=",
+                       code="not-supported")
 
 
 # -- the body ----------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
 from fhir_server.interactions.shaping import select_elements, summarize
 from fhir_server.interactions.terminology_support import expand_request
-from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
+from fhir_server.resources import SERVED_TYPES, SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import (
     CompiledSearch,
     ParsedSearch,
@@ -265,7 +265,7 @@ async def _page(ctx: RequestContext, services: Services, filters: dict[str, Any]
     values: list[Any] | None = None
     last_type = ""
     if token:
-        values, meta = decode_page_token(token, sort)
+        values, meta = decode_page_token(token, sort, owner=ctx.caller)
         backwards = meta.get("d") == "prev"
         last_type = str(meta.get("t", ""))
     order = [(f, -d) for f, d in sort] if backwards else sort
@@ -367,7 +367,7 @@ async def _include_round(ctx: RequestContext, services: Services, plans: list[In
             _add(doc, seen, found)
     refs = [f"{d['resource']['resourceType']}/{d['_id']}" for d in frontier]
     for plan in (p for p in plans if p.reverse):
-        if plan.source_type not in SUPPORTED_TYPES:
+        if plan.source_type not in SERVED_TYPES:  # AuditEvent too: the store shows it to admins only
             continue
         for doc in await services.store.find(ctx, plan.source_type, plan.reverse_filter(refs),
                                              projection=projection, session=session):
@@ -431,10 +431,10 @@ def _links(ctx: RequestContext, resource_type: str | None, compartment: tuple[st
         links.append({"relation": "first", "url": _url(ctx, resource_type, compartment, parsed, None)})
     if page.prev_key is not None:
         values, kind = page.prev_key
-        prev = encode_page_token(values, compiled.sort, meta={"d": "prev", "t": kind})
+        prev = encode_page_token(values, compiled.sort, meta={"d": "prev", "t": kind}, owner=ctx.caller)
         links.append({"relation": "previous", "url": _url(ctx, resource_type, compartment, parsed, prev)})
     if page.next_key is not None:
         values, kind = page.next_key
-        nxt = encode_page_token(values, compiled.sort, meta={"t": kind})
+        nxt = encode_page_token(values, compiled.sort, meta={"t": kind}, owner=ctx.caller)
         links.append({"relation": "next", "url": _url(ctx, resource_type, compartment, parsed, nxt)})
     return links

@@ -1,7 +1,10 @@
 """A unit of work: the writes of one request or one transaction Bundle, inside one MongoDB transaction.
 
 Writes are staged and flushed in bulk (one insert per collection), and flushed before any query so that the
-transaction's own reads see them. Reads of a single resource look at the staged writes first.
+transaction's own reads see them. Reads of a single resource look at the staged writes first. The AuditEvent of the
+writes (``interactions.audit``) is staged too and written by the last flush, in the same transaction; a unit of
+work that changed something and staged no event gets one described by its writes (``audit_event.stage``), so no
+change commits without its trace.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhir_server.conformance import bump_epoch
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest
+from fhir_server.interactions import audit_event
 from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
@@ -54,6 +58,7 @@ class UnitOfWork:
         self._announced: dict[str, dict[str, Any]] = {}
         self._created: set[str] = set()
         self._primed: dict[tuple[str, str], StoredVersion | None] = {}
+        self._audit: list[dict[str, Any]] = []
         self.conformance_checked = False
 
     @property
@@ -130,15 +135,26 @@ class UnitOfWork:
         self._unflushed.append(write)
         return write.version()
 
+    def record_audit(self, document: dict[str, Any]) -> None:
+        """Stage an AuditEvent document, written with the next flush in this transaction."""
+        self._audit.append(document)
+
+    @property
+    def audited(self) -> bool:
+        return bool(self._audit)
+
     async def flush(self) -> None:
-        if self._claims:
+        """Store the staged writes and the claims of their conditional creates (per center, see
+        ``ResourceStore.apply``)."""
+        if self._claims or self._unflushed:
             claims, self._claims = self._claims, []
-            await self.store.claim(claims, self.session)
-        if self._unflushed:
             writes, self._unflushed = self._unflushed, []
-            await self.store.apply(self.ctx, writes, self.session)
+            await self.store.apply(self.ctx, writes, self.session, claims)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
+        if self._audit and self.services.audit_log is not None:
+            documents, self._audit = self._audit, []
+            await self.services.audit_log.write(documents, self.session)
 
     def staged_writes(self) -> list[ResourceWrite]:
         return list(self._staged.values())
@@ -153,6 +169,8 @@ async def run_in_transaction(ctx: RequestContext, services: Services,
     async def attempt(session: DbSession) -> T:
         uow = UnitOfWork(ctx, services, session)
         result = await work(uow)
+        if not uow.audited and uow.staged_writes():
+            audit_event.stage(uow, None, 200)
         await uow.flush()
         return result
 

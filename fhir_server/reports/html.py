@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fhir_server.reports.model import Filters, RegistryReport, Section, Stratifier, Stratum
 
 CSS = """
+form.account{float:right;background:none;padding:0}
 body{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif;margin:24px auto;max-width:1100px;color:#1d2733}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #c9d3dd}
 p.meta{color:#5a6b7b;margin:0 0 12px} table{border-collapse:collapse;margin:4px 0 8px;min-width:420px}
@@ -234,21 +235,21 @@ def page(title: str, body: str) -> str:
             f"<body>{body}</body></html>")
 
 
-def error_page(filters: Filters | None, message: str) -> str:
+def error_page(filters: Filters | None, message: str, top: str = "") -> str:
     form = _form(filters or Filters())
-    return page("IFP registry report", f"<h1>IFP registry report</h1>{form}"
+    return page("IFP registry report", f"{top}<h1>IFP registry report</h1>{form}"
                                        f'<p class="error">{escape(message)}</p>')
 
 
-def render(report: RegistryReport, fhir_base: str = "/fhir") -> str:
-    """The whole page."""
+def render(report: RegistryReport, fhir_base: str = "/fhir", top: str = "") -> str:
+    """The whole page; ``top``: HTML above it (who is signed in)."""
     qs = query_string(report.filters)
     link = f"{fhir_base}/$registry-report?{qs}" if qs else f"{fhir_base}/$registry-report"
     csv_link = f"{link}{'&' if qs else '?'}_format=text/csv"
     decisions = report.section("decision-after-imatinib").stratifier("decision-after-imatinib")
     profile = report.section("failure-vs-toxicity")
     body = [
-        "<h1>European registry of CML patients in failure after imatinib (IFP)</h1>",
+        top, "<h1>European registry of CML patients in failure after imatinib (IFP)</h1>",
         f'<p class="meta">Patients registered {escape(_period(report.period_start, report.period_end))}. '
         f'Percentages are of all registered patients. <a href="{escape(link)}">MeasureReport (JSON)</a> · '
         f'<a href="{escape(csv_link)}">CSV</a></p>',

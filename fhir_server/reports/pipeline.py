@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.context import RequestContext
-from fhir_server.contract import ATC, BASE, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
+from fhir_server.contract import ATC, BASE, CENTER_SYSTEM, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
 from fhir_server.reports.model import Filters
 from fhir_server.reports.terminology import DECISION_SYSTEM, REASON_SYSTEM, ReportCodes
 from fhir_server.storage.store import ResourceStore
@@ -44,7 +44,6 @@ CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
 PHASE_SYSTEM = f"{BASE}/CodeSystem/ifp-disease-phase"
 RESPONSE_SYSTEM = f"{BASE}/CodeSystem/ifp-response"
 PROSPECTIVE_URL = f"{BASE}/StructureDefinition/prospective-study"
-CENTER_SYSTEM = f"{BASE}/sid/center"
 IMATINIB_CODES = ("L01EA01", "L01XE01")  # L01XE01: the pre-2022 ATC code (ConceptMap atc-pre-2022)
 DAYS_PER_UNIT = {"h": 1 / 24, "d": 1, "wk": 7, "mo": DAYS_PER_MONTH}
 COUNTED = ("sex", "country", "prospective", "reason", "group", "decision", "month")

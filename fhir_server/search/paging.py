@@ -2,9 +2,11 @@
 
 Spec: https://hl7.org/fhir/R4/http.html#paging and https://hl7.org/fhir/R4/search.html#count (the server
 chooses how ``next`` links work). A token is urlsafe base64 (no padding) of compact JSON
-``{"v": [sort values of the last row], "k": sort-spec fingerprint, "m": caller metadata}`` followed by a
-truncated HMAC-SHA256 (keyed with ``secret``; an unkeyed checksum when the secret is empty). Garbage,
-truncated or edited tokens, and tokens from another sort, raise ``InvalidRequest`` (400).
+``{"v": [sort values of the last row], "k": sort-spec fingerprint, "o": owner, "m": caller metadata}`` followed
+by a truncated HMAC-SHA256 (keyed with ``secret``; an unkeyed checksum when the secret is empty). Garbage,
+truncated or edited tokens, and tokens from another sort, raise ``InvalidRequest`` (400). The owner is the
+caller whose search made the link (issue #11): another caller's token is ``Gone`` (410), a page link of one
+client is useless to another (what it would show is filtered by that caller's access anyway).
 
 Sort fields must be scalar per document (``_id``, ``lastUpdated``, ``sp._sort.<code>.a|d``): comparing against
 a multikey array would not be a total order. Missing values sort first ascending, last descending (MongoDB's
@@ -25,7 +27,7 @@ from typing import Any
 
 from bson.decimal128 import Decimal128
 
-from fhir_server.errors import InvalidRequest
+from fhir_server.errors import Gone, InvalidRequest
 
 SortSpec = Sequence[tuple[str, int]]
 _MAC_BYTES = 12
@@ -80,15 +82,16 @@ def _mac(payload: bytes, secret: bytes) -> bytes:
 
 
 def encode_page_token(values: Sequence[Any], sort: SortSpec, *, secret: bytes = b"",
-                      meta: Mapping[str, Any] | None = None) -> str:
-    """Opaque token for "the page after the row whose sort values are ``values``"."""
-    body = {"v": [_encode_value(v) for v in values], "k": _fingerprint(sort), "m": dict(meta or {})}
+                      meta: Mapping[str, Any] | None = None, owner: str = "") -> str:
+    """Opaque token for "the page after the row whose sort values are ``values``", for ``owner`` only."""
+    body = {"v": [_encode_value(v) for v in values], "k": _fingerprint(sort), "o": owner, "m": dict(meta or {})}
     payload = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     return base64.urlsafe_b64encode(payload + _mac(payload, secret)).decode().rstrip("=")
 
 
-def decode_page_token(token: str, sort: SortSpec, *, secret: bytes = b"") -> tuple[list[Any], dict[str, Any]]:
-    """(sort values, meta) of a token made by :func:`encode_page_token` for the same ``sort``."""
+def decode_page_token(token: str, sort: SortSpec, *, secret: bytes = b"",
+                      owner: str = "") -> tuple[list[Any], dict[str, Any]]:
+    """(sort values, meta) of a token made by :func:`encode_page_token` for the same ``sort`` and ``owner``."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
@@ -102,6 +105,8 @@ def decode_page_token(token: str, sort: SortSpec, *, secret: bytes = b"") -> tup
             raise ValueError("wrong shape")
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"Invalid page token: {exc}", code="invalid") from exc
+    if body.get("o", "") != owner:
+        raise Gone("This page link belongs to another client's search: run the search again", code="expired")
     return values, body["m"]
 
 

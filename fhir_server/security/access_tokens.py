@@ -103,10 +103,14 @@ class AccessTokens:
         claims = verified(token, key)
         check_audience(claims, provider.audience or base_url)
         check_times(claims, at)
-        scopes = _scopes(claims.get("scope")) or _scopes(claims.get("scp"))
-        return _caller(str(claims.get("sub") or claims.get("client_id") or claims.get("azp")),
-                       _role_value(_claim(claims, provider.role_claim)), _claim(claims, provider.center_claim),
-                       scopes)
+        return provider_caller(claims, provider, _scopes(claims.get("scope")) or _scopes(claims.get("scp")))
+
+
+def provider_caller(claims: Claims, provider: IdentityProvider, scopes: frozenset[str]) -> Caller:
+    """The caller an identity provider's token names (an access token, or the ID token of a person signing in to
+    the pages): role and center from the configured claims; ``Forbidden`` when it names no usable role."""
+    return _caller(str(claims.get("sub") or claims.get("client_id") or claims.get("azp")),
+                   _role_value(_claim(claims, provider.role_claim)), _claim(claims, provider.center_claim), scopes)
 
 
 def _claim(claims: Claims, path: str) -> Any:

@@ -20,8 +20,10 @@ from fhir_server.security.access_tokens import AccessTokens, IdentityProvider
 from fhir_server.security.assertions import TokenRequestError, authenticate_client
 from fhir_server.security.clients import ClientRegistry
 from fhir_server.security.jwt_checks import ASYMMETRIC, now
+from fhir_server.security.oidc import OidcClient, OidcLogin
 from fhir_server.security.remote_keys import RemoteKeySets
 from fhir_server.security.scopes import Scope, ScopeError, narrowed, parse_scopes, scope_text
+from fhir_server.security.sessions import PageSessions
 from fhir_server.security.signing import SigningKeys
 from fhir_server.settings import Settings
 from fhir_server.storage.security_store import SecurityStore
@@ -39,6 +41,9 @@ class Authority:
         self.remote = remote or RemoteKeySets()
         self.keys = SigningKeys(store, settings.token_lifetime_seconds)
         self.tokens = AccessTokens(self.keys, self.remote, settings.token_lifetime_seconds, _provider(settings))
+        # people signed in to the pages: by a sign-in link, or by the identity provider (when configured)
+        self.sessions = PageSessions(store.sessions, settings.session_lifetime_seconds)
+        self.oidc = _oidc(settings)
         self._store = store
 
     async def token(self, form: Sequence[tuple[str, str]], base_url: str) -> dict[str, Any]:
@@ -86,6 +91,8 @@ class Authority:
 
     async def close(self) -> None:
         await self.remote.close()
+        if self.oidc is not None:
+            await self.oidc.close()
 
 
 def _fields(form: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -118,3 +125,12 @@ def _provider(settings: Settings) -> IdentityProvider | None:
         return None
     return IdentityProvider(settings.auth_issuer, settings.auth_jwks_uri, settings.auth_audience,
                             settings.auth_role_claim, settings.auth_center_claim)
+
+
+def _oidc(settings: Settings) -> OidcLogin | None:
+    """The OpenID Connect sign-in of people, with ``FHIR_AUTH_ISSUER`` and ``FHIR_OIDC_CLIENT_ID`` set."""
+    provider = _provider(settings)
+    if provider is None or not settings.oidc_client_id:
+        return None
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
+    return OidcLogin(OidcClient(settings.oidc_client_id, secret, settings.oidc_scope), provider)

@@ -122,3 +122,15 @@ class BackendServicesAuth(httpx.Auth):
         if self._token is not None:
             request.headers["Authorization"] = f"Bearer {self._token.value}"
         return request
+
+
+SIGNIN_LINK_PATH = "auth/signin-link"
+
+
+def fetch_signin_link(http: httpx.Client, base_url: str, token: AccessToken) -> str:
+    """A single-use link that signs a person in to the pages as the token's client (``fhir-server signin-link``)."""
+    response = http.post(f"{base_url.rstrip('/')}/{SIGNIN_LINK_PATH}",
+                         headers={"Authorization": f"Bearer {token.value}", "Accept": "application/json"})
+    if response.status_code != 200:
+        raise TokenRequestFailed(f"no sign-in link: {response.status_code} {response.text[:300]}")
+    return str(response.json()["url"])

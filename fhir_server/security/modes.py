@@ -34,3 +34,6 @@ def check_auth_settings(settings: Settings, host: str | None = None) -> None:
         return
     if bool(settings.auth_issuer) != bool(settings.auth_jwks_uri):
         raise RuntimeError("FHIR_AUTH_ISSUER and FHIR_AUTH_JWKS_URI go together: set both or neither")
+    if settings.oidc_client_id and not settings.auth_issuer:
+        raise RuntimeError("FHIR_OIDC_CLIENT_ID signs people in at the identity provider FHIR_AUTH_ISSUER: set it "
+                           "(and FHIR_AUTH_JWKS_URI)")

@@ -4,7 +4,8 @@
   conformance resources;
 - ``researcher``: reads and searches everything, exports, reads the registry report; writes nothing;
 - ``maintainer``: reads and writes the conformance resources, starts ``$reindex``; no clinical data;
-- ``admin`` (and the server's own ``system`` work): everything.
+- ``admin`` (and the server's own ``system`` work): everything, and reads the audit trail (AuditEvent), which no
+  other role reads and nobody writes over the API.
 
 A role is a ceiling on the permission letters (c r u d s, as in SMART scopes) per resource type; the scopes a
 token carries narrow it further. The scopes a role may be granted at the token endpoint follow from it.
@@ -13,7 +14,7 @@ token carries narrow it further. The scopes a role may be granted at the token e
 from __future__ import annotations
 
 from fhir_server.permissions import Role
-from fhir_server.resources import CLINICAL_TYPES, CONFORMANCE_TYPES
+from fhir_server.resources import AUDIT_EVENT, CLINICAL_TYPES, CONFORMANCE_TYPES
 from fhir_server.security.scopes import PERMISSIONS, Scope
 
 ALL = frozenset(PERMISSIONS)
@@ -31,6 +32,8 @@ _CEILINGS: dict[Role, tuple[frozenset[str], frozenset[str]]] = {  # (clinical ty
 
 
 def role_allows(role: Role, resource_type: str, permission: str) -> bool:
+    if resource_type == AUDIT_EVENT:  # the audit trail: read and searched by admins only (README, "Audit trail")
+        return role in (Role.ADMIN, Role.SYSTEM) and permission in READ
     clinical, conformance = _CEILINGS[role]
     if resource_type in CONFORMANCE_TYPES:
         return permission in conformance

@@ -35,7 +35,7 @@ PASS_THROUGH = frozenset({
     "$count", "$replaceRoot", "$replaceWith", "$bucket", "$bucketAuto", "$sortByCount", "$sample", "$redact",
     "$densify", "$fill", "$setWindowFields", "$documents",
 })
-_RESOURCE_COLLECTION = re.compile(r"^[A-Z][A-Za-z]*$")  # resource types are capitalised; storage's own are not
+RESOURCE_COLLECTION = re.compile(r"^[A-Z][A-Za-z]*$")  # resource types are capitalised; storage's own are not
 
 
 class UnguardedRead(ValueError):
@@ -52,7 +52,7 @@ class ReadFilters:
         """The match for documents read from ``collection``; ``pinned``: the read's own first match (history)."""
         if collection == HISTORY:
             return self.history(_pinned_types(pinned))
-        if not _RESOURCE_COLLECTION.match(collection):
+        if not RESOURCE_COLLECTION.match(collection):
             raise UnguardedRead(f"An aggregation may not read the collection {collection!r}")
         return restrict(dict(NOT_DELETED), self.access(collection))
 

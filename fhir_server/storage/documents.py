@@ -79,15 +79,16 @@ class ResourceWrite:
         """The version this write stores, as a read would give it back."""
         return StoredVersion(self.type, self.id, self.vid, self.last_updated, self.deleted, self.resource, self.method)
 
-    def current_document(self) -> dict[str, Any]:
+    def current_document(self, center: str | None) -> dict[str, Any]:
+        """The document of the type's collection; ``center``: decided by the store (``storage/centers.py``)."""
         return {
             "_id": self.id, "vid": self.vid, "lastUpdated": self.last_updated, "deleted": self.deleted,
-            "resource": self.resource, "sp": self.search_values,
+            "resource": self.resource, "sp": self.search_values, "center": center,
         }
 
-    def history_document(self) -> dict[str, Any]:
+    def history_document(self, center: str | None) -> dict[str, Any]:
         return {
             "_id": history_key(self.type, self.id, self.vid), "type": self.type, "id": self.id, "vid": self.vid,
             "lastUpdated": self.last_updated, "method": self.method, "deleted": self.deleted,
-            "resource": self.resource,
+            "resource": self.resource, "center": center,
         }

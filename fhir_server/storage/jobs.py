@@ -24,6 +24,7 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from fhir_server.context import RequestContext
 from fhir_server.storage.documents import now_ms
 
 IN_PROGRESS, COMPLETED, FAILED = "in-progress", "completed", "failed"
@@ -48,7 +49,13 @@ class JobStore:
                                            "heartbeat": now_ms()})
 
     async def get(self, job_id: str) -> Job | None:
+        """The job, whoever started it (the server's own work: running, resuming, housekeeping)."""
         return await self._collection.find_one(self._key(job_id))
+
+    async def get_for(self, ctx: RequestContext, job_id: str) -> Job | None:
+        """The job if ``ctx``'s caller started it (same client, role and center), else None: another caller's
+        job does not exist for this one (its status, manifest and files are 404 to it)."""
+        return await self._collection.find_one({**self._key(job_id), **owned_by(ctx)})
 
     async def update(self, job_id: str, owner: str, *, set_fields: Job | None = None,
                      inc: dict[str, int] | None = None, attempt: int | None = None) -> bool:
@@ -113,6 +120,11 @@ class JobStore:
 
     def _stale(self, job_id: str) -> Job:
         return {**self._key(job_id), "status": IN_PROGRESS, "heartbeat": {"$lt": _stale_cutoff(now_ms())}}
+
+
+def owned_by(ctx: RequestContext) -> Job:
+    """The fields of a job document that bind it to the caller who started it."""
+    return {"caller": ctx.caller, "role": ctx.role.value, "center": ctx.center}
 
 
 def _stale_cutoff(now: datetime) -> datetime:

@@ -4,7 +4,8 @@
   private JWK), ``created``, ``retired`` (when a newer key replaced it; None while current) and ``expires``
   (retired keys are removed by a TTL index once no token they signed can still be valid);
 - ``auth_assertions``: the client assertions already used, ``_id`` = client id and ``jti``, removed by a TTL
-  index after the assertion's own ``exp``: a replay within its lifetime hits the unique ``_id``, in any process.
+  index after the assertion's own ``exp``: a replay within its lifetime hits the unique ``_id``, in any process;
+- ``auth_sessions``: the people's page sessions, sign-in links and sign-ins under way (``session_store.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.storage.session_store import SessionStore
+
 SIGNING_KEYS = "auth_keys"
 ASSERTIONS = "auth_assertions"
 KeyDocument = dict[str, Any]
@@ -25,11 +28,13 @@ class SecurityStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._keys = db[SIGNING_KEYS]
         self._assertions = db[ASSERTIONS]
+        self.sessions = SessionStore(db)
 
     async def ensure_indexes(self) -> None:
         await self._keys.create_indexes([IndexModel([("expires", ASCENDING)], expireAfterSeconds=0),
                                          IndexModel([("retired", ASCENDING), ("created", DESCENDING)])])
         await self._assertions.create_indexes([IndexModel([("expires", ASCENDING)], expireAfterSeconds=0)])
+        await self.sessions.ensure_indexes()
 
     async def current_signing_key(self) -> KeyDocument | None:
         """The newest key not retired."""

@@ -30,7 +30,9 @@ from pymongo.read_concern import ReadConcern
 from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict
 from fhir_server.storage.access import AccessPolicy, restrict
-from fhir_server.storage.aggregation import ReadFilters, guarded
+from fhir_server.storage.aggregation import RESOURCE_COLLECTION, ReadFilters, guarded
+from fhir_server.storage.audit_log import AUDIT_EVENTS, AuditLog
+from fhir_server.storage.centers import UNASSIGNED, Key, Version, needed_keys
 from fhir_server.storage.client import CODEC_OPTIONS, MAJORITY, connect
 from fhir_server.storage.documents import (
     CLAIMS,
@@ -57,6 +59,7 @@ IndexKeys = list[tuple[str, Any]]
 # History's one order, newest first, at every level (system, type, instance), and the keyset key of a row in it.
 _HISTORY_ORDER: IndexKeys = [("lastUpdated", DESCENDING), ("type", DESCENDING), ("id", DESCENDING),
                              ("vid", DESCENDING)]
+_HISTORY_ORDER_AFTER_TYPE = [key for key in _HISTORY_ORDER if key[0] != "type"]  # type history: type first
 HistoryKey = tuple[datetime, str, str, int]
 _INDEX_NOT_FOUND = 27
 _NAMESPACE_EXISTS = 48
@@ -121,6 +124,12 @@ class ResourceStore:
             self._files = FileStore(self._db)
         return self._files
 
+    def audit_log(self, index: Callable[[dict[str, Any]], dict[str, Any]], *, batch_size: int,
+                  interval: float) -> AuditLog:
+        """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`; ``index``: an event's search
+        values); one per process."""
+        return AuditLog(self._collection(AUDIT_EVENTS), index, batch_size=batch_size, interval=interval)
+
     # -- setup -----------------------------------------------------------------------------------------
 
     async def ensure_indexes(self, search_indexes: IndexSpecs) -> None:
@@ -129,12 +138,48 @@ class ResourceStore:
         for resource_type, specs in search_indexes.items():
             models = [IndexModel(keys, **options) for keys, options in specs]
             await self._create_indexes(resource_type, [IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
+                                                       IndexModel([("center", ASCENDING), ("_id", ASCENDING)]),
                                                        *models])
+        # center-first twins of the history indexes: a center's history (type or system level) reads its own
+        # versions in order, instead of walking every center's (the read filter of ``storage/access.py``)
         await self._create_indexes(HISTORY, [
             IndexModel([("type", ASCENDING), ("id", ASCENDING), ("vid", DESCENDING)], unique=True),
             IndexModel(_HISTORY_ORDER),
-            IndexModel([("type", ASCENDING), *(key for key in _HISTORY_ORDER if key[0] != "type")]),
+            IndexModel([("type", ASCENDING), *_HISTORY_ORDER_AFTER_TYPE]),
+            IndexModel([("center", ASCENDING), *_HISTORY_ORDER]),
+            IndexModel([("center", ASCENDING), ("type", ASCENDING), *_HISTORY_ORDER_AFTER_TYPE]),
         ])
+
+    async def assign_missing_centers(self, resource_types: Sequence[str]) -> int:
+        """The start-up migration of issue #11: documents stored before centers existed get theirs (current and
+        history), with the admin rules of ``storage/centers.py``; returns how many resources it changed.
+
+        Run after :meth:`ensure_indexes` (the ``center,_id`` index finds the documents without the field: the
+        ``null`` bounds of a missing field, so an up-to-date database costs one index probe per collection).
+        Organizations first, then Patients, then the rest: each derivation reads centers already set. Until it
+        has run, the read filter hides the documents without a center from ``ehr`` callers (fail closed)."""
+        order = sorted(resource_types, key=lambda t: (t != "Organization", t != "Patient"))
+        changed = 0
+        for kind in order:
+            async for doc in self._collection(kind).find({"center": {"$exists": False}}, {"resource": 1}):
+                resource = doc.get("resource") or await self._last_content(kind, doc["_id"])
+                version = Version(kind, doc["_id"], resource, created=True)
+                (center,) = self.access.centers(RequestContext.system(), [version],
+                                                await self._stored_centers(needed_keys([version]), None))
+                # history first: a migration stopped in between finds the current document still to do
+                await self._collection(HISTORY).update_many(
+                    {"type": kind, "id": doc["_id"], "center": {"$exists": False}}, {"$set": {"center": center}})
+                await self._collection(kind).update_one({"_id": doc["_id"], "center": {"$exists": False}},
+                                                        {"$set": {"center": center}})
+                changed += 1
+        return changed
+
+    async def _last_content(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The content of the newest version of a resource that has one (a deleted resource's last)."""
+        doc = await self._collection(HISTORY).find_one(
+            {"type": resource_type, "id": resource_id, "resource": {"$ne": None}}, {"resource": 1},
+            sort=[("vid", DESCENDING)])
+        return doc["resource"] if doc else None
 
     async def _create_indexes(self, collection: str, models: list[IndexModel]) -> None:
         """Idempotent, and safe while other processes (workers, nodes) do the same at the same time: the
@@ -189,6 +234,10 @@ class ResourceStore:
 
     def _filter(self, ctx: RequestContext, resource_type: str | None, base: dict[str, Any]) -> dict[str, Any]:
         return restrict(base, self.access.read_filter(ctx, resource_type))
+
+    def _read_filters(self, ctx: RequestContext) -> ReadFilters:
+        """What ``ctx`` may read, per collection (aggregations, reads of several types' history)."""
+        return ReadFilters(lambda resource_type: self.access.read_filter(ctx, resource_type))
 
     @bounded
     async def current(self, ctx: RequestContext, resource_type: str, resource_id: str,
@@ -269,8 +318,7 @@ class ResourceStore:
         """Run ``pipeline`` on ``collection`` (a resource type, or history) with what ``ctx`` may read in front of
         every read of a collection, the first and those of ``$lookup``, ``$unionWith``, ``$graphLookup``
         (:func:`fhir_server.storage.aggregation.guarded`); a read it cannot filter raises ``UnguardedRead``."""
-        filters = ReadFilters(lambda resource_type: self.access.read_filter(ctx, resource_type))
-        cursor = await self._collection(collection).aggregate(guarded(collection, pipeline, filters),
+        cursor = await self._collection(collection).aggregate(guarded(collection, pipeline, self._read_filters(ctx)),
                                                               session=session)
         return [doc async for doc in cursor]
 
@@ -327,28 +375,38 @@ class ResourceStore:
                                 projection: dict[str, Any] | None = None, session: Session = None,
                                 limit: int = 0) -> AsyncIterator[dict[str, Any]]:
         """History documents (any version) of ``resource_types`` matching ``query``, newest version first."""
-        terms = [restrict({"type": kind}, self.access.read_filter(ctx, kind)) for kind in resource_types]
-        scope = terms[0] if len(terms) == 1 else {"$or": terms}
-        cursor = self._collection(HISTORY).find(restrict(scope, query), projection, sort=[("vid", DESCENDING)],
-                                                 limit=limit, session=session)
+        cursor = self._collection(HISTORY).find(restrict(self._read_filters(ctx).history(resource_types), query),
+                                                 projection, sort=[("vid", DESCENDING)], limit=limit, session=session)
         async for doc in cursor:
             yield doc
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    async def apply(self, ctx: RequestContext, writes: Iterable[ResourceWrite], session: AsyncClientSession) -> None:
-        """Store new versions: one bulk write per collection (the engineering notes: 5x faster than one by one)."""
+    async def apply(self, ctx: RequestContext, writes: Iterable[ResourceWrite], session: AsyncClientSession,
+                    claims: Sequence[tuple[str, str]] = ()) -> None:
+        """Store new versions: one bulk write per collection (the engineering notes: 5x faster than one by one).
+
+        Each version is stored with the center ``AccessPolicy.centers`` gives it (which may refuse the write:
+        403, or 404 for another center's id). ``claims`` (key, owner ``Type/id``) are the conditional creates'
+        claims of these writes: each is written per center, the center its owner is stored with (see
+        :meth:`claim`), so the race-free conditional create holds within a center."""
+        writes = list(writes)
+        for write in writes:
+            self.access.check_write(ctx, write.type, write.resource)
+        stored_centers = await self.centers_for(ctx, writes, session)
+        by_owner = {f"{w.type}/{w.id}": center for w, center in zip(writes, stored_centers, strict=True)}
+        await self.claim([(f"{key}@{by_owner.get(owner, ctx.center) or ''}", owner) for key, owner in claims],
+                         session)
         inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         replaces: dict[str, list[ReplaceOne]] = defaultdict(list)
         history: list[dict[str, Any]] = []
-        for write in writes:
-            self.access.check_write(ctx, write.type, write.resource)
-            doc = write.current_document()
+        for write, center in zip(writes, stored_centers, strict=True):
+            doc = write.current_document(center)
             if write.previous_vid is None:
                 inserts[write.type].append(doc)
             else:
                 replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
-            history.append(write.history_document())
+            history.append(write.history_document(center))
         try:
             for resource_type, docs in inserts.items():
                 await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
@@ -364,6 +422,26 @@ class ResourceStore:
             # snapshot takes the update path.
             exc._add_error_label("TransientTransactionError")
             raise
+
+    async def centers_for(self, ctx: RequestContext, writes: Sequence[ResourceWrite],
+                          session: Session = None) -> list[str | None]:
+        """The center each write is stored with (``AccessPolicy.centers``, which may refuse it), given the
+        centers of the stored resources the rules look at: read here without the read filter, one query per
+        type, and never returned to the caller."""
+        versions = [Version(w.type, w.id, w.resource, created=w.previous_vid is None,
+                            client_id=w.method == "PUT" and w.previous_vid is None) for w in writes]
+        return self.access.centers(ctx, versions, await self._stored_centers(needed_keys(versions), session))
+
+    async def _stored_centers(self, keys: Iterable[Key], session: Session) -> dict[Key, str | None]:
+        ids_by_type: dict[str, list[str]] = defaultdict(list)
+        for kind, ident in keys:
+            if RESOURCE_COLLECTION.match(kind):
+                ids_by_type[kind].append(ident)
+        found: dict[Key, str | None] = {}
+        for kind, ids in ids_by_type.items():
+            async for doc in self._collection(kind).find({"_id": {"$in": ids}}, {"center": 1}, session=session):
+                found[(kind, doc["_id"])] = doc.get("center", UNASSIGNED)  # not migrated yet: fail closed
+        return found
 
     async def set_search_values(self, ctx: RequestContext, resource_type: str,
                                 batch: Sequence[tuple[str, int, dict[str, Any]]]) -> int:
@@ -383,6 +461,8 @@ class ResourceStore:
         commit and aborts the other with a write conflict (a TransientTransactionError), so the driver re-runs
         it, and its new snapshot sees the first one's resource. That is what makes concurrent identical
         conditional creates produce exactly one resource. One round trip for all the claims of a Bundle.
+        :meth:`apply` suffixes each key with the center the created resource is stored with: the criteria of two
+        centers' clients never match each other's resources, so each center gets its own one resource.
         """
         if not claims:
             return

@@ -219,3 +219,6 @@ async def test_a_repeated_property_name_is_400_at_its_element(client: httpx.Asyn
     r = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient","gender":"male","gender":"female"}',
                           headers={"Content-Type": FHIR_JSON})
     assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.gender"]
+    r = await client.post("/fhir/Patient", content=b'{"resourceType":"Patient","resourceType":"x"}',
+                          headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 400 and _issue(r)["expression"] == ["Patient.resourceType"]

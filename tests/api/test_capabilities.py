@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.resources import SERVED_TYPES
 from tests.conftest import parse
 
 
@@ -17,7 +17,7 @@ async def test_metadata_is_an_r4_capability_statement(client: httpx.AsyncClient)
 
 async def test_metadata_lists_every_supported_type_and_no_other(client: httpx.AsyncClient) -> None:
     cs = parse(await client.get("/fhir/metadata"))
-    assert [r["type"] for r in cs["rest"][0]["resource"]] == list(SUPPORTED_TYPES)
+    assert [r["type"] for r in cs["rest"][0]["resource"]] == list(SERVED_TYPES)
 
 
 async def test_metadata_lists_search_parameters_from_the_registry(client: httpx.AsyncClient, services) -> None:

@@ -184,7 +184,7 @@ async def test_a_reindex_whose_process_died_is_resumed_where_it_stopped(
     await search_services.store.jobs("reindex").insert({
         "_id": job_id, "owner": "elsewhere:1:dead", "types": ["Observation"], "byType": {"Observation": counts},
         **counts, "started": now_ms(), "finished": None, "error": None, "expires": now_ms() + timedelta(days=1),
-        "resume": {"type": "Observation", "after": "tox-1", "done": False}, "caller": "system",
+        "resume": {"type": "Observation", "after": "tox-1", "done": False}, "caller": "system", "role": "system",
         "center": None, "scopes": ["system/*.*"], "baseUrl": "http://testserver/fhir"})
     location = f"/fhir/$reindex-status?job={job_id}"
     assert (await clean.get(location)).status_code == 202

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fhir_server.bootstrap import start_services
 from fhir_server.services import Services
 from fhir_server.settings import Settings
+from tests.conftest import server_process
 from tests.security.tokens import ClientsFile, app_client, bearer_client, token_for
 
 AsRole = Callable[..., Awaitable[httpx.AsyncClient]]
@@ -30,11 +30,8 @@ def smart_settings(settings: Settings, clients_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 async def smart_services(smart_settings: Settings, mongo_uri: str, services: Services) -> AsyncIterator[Services]:
     """Services of a server process with tokens, on the database of ``services`` (which drops it)."""
-    svc = await start_services(smart_settings, mongo_uri)
-    try:
+    async with server_process(smart_settings, mongo_uri) as svc:
         yield svc
-    finally:
-        await svc.close()
 
 
 @pytest.fixture(scope="session")

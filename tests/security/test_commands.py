@@ -90,3 +90,8 @@ def test_auth_mode_none_on_loopback_is_a_warning(caplog: pytest.LogCaptureFixtur
 def test_an_issuer_without_its_key_set_is_refused() -> None:
     with pytest.raises(RuntimeError, match="go together"):
         check_auth_settings(Settings(auth_issuer="https://idp.example"))
+
+
+def test_tokens_are_the_default() -> None:
+    assert Settings.model_fields["auth_mode"].default == "smart"
+    assert Settings.model_fields["token_lifetime_seconds"].default == 300

@@ -5,7 +5,11 @@ sent alone, and a transaction with one forbidden entry stores nothing."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
+from fhir_server.context import RequestContext
+from fhir_server.interactions import authorization
+from fhir_server.permissions import Role
 from tests.conftest import FHIR_JSON, body, patient, unique
 from tests.security.conftest import AsRole
 
@@ -98,3 +102,21 @@ async def test_batch_entries_are_each_checked_as_if_sent_alone(as_role: AsRole) 
     assert response.status_code == 200, response.text
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
     assert statuses[0].startswith("200") and statuses[1].startswith("403")
+
+
+async def test_an_operation_without_a_rule_is_for_admins_only(as_role: AsRole) -> None:
+    """A new operation is closed until its rule is written (``authorization._operation_needs``)."""
+    _forbidden(await (await as_role("researcher")).get("/fhir/$no-such-operation"))
+    assert (await (await as_role("admin")).get("/fhir/$no-such-operation")).status_code == 404
+
+
+async def test_the_request_context_carries_the_tokens_client_role_center_and_scopes(
+        as_role: AsRole, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What storage's access policy filters by (center isolation) comes from the token."""
+    seen: list[RequestContext] = []
+    monkeypatch.setattr(authorization, "authorize", lambda ctx, request: seen.append(ctx))
+    ehr = await as_role("ehr", center="FR-POI", scope="system/Patient.rs")
+    assert (await ehr.get("/fhir/Patient", params={"_count": "1"})).status_code == 200
+    [ctx] = seen
+    assert (ctx.role, ctx.center, ctx.scopes) == (Role.EHR, "FR-POI", frozenset({"system/Patient.rs"}))
+    assert ctx.caller.startswith("ehr-")

@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError, InvalidRequest
+from fhir_server.interactions import audit_event
 from fhir_server.interactions.bundle.parse import BundleEntry, bundle_entries, parse_entry
 from fhir_server.interactions.bundle.response import error_entry, response_entry
 from fhir_server.interactions.bundle.transaction import execute_entries
@@ -42,6 +43,7 @@ async def _one(ctx: RequestContext, services: Services, batch: FhirRequest, inde
         entry = await parse_entry(ctx, index, raw)
         result = await _perform(ctx, services, entry, dispatch)
     except FhirError as exc:
+        audit_event.record_failure(ctx, services, _asked(raw), exc)  # unless the entry's dispatch recorded it
         return error_entry(ctx, exc)
     return response_entry(ctx, entry.request, result, batch.prefer_return)
 
@@ -53,8 +55,16 @@ async def _perform(ctx: RequestContext, services: Services, entry: BundleEntry,
     for reference in collect_references(entry.resource, set()):
         if reference.startswith("urn:uuid:"):
             raise InvalidRequest(f"A batch entry cannot reference another entry ('{reference}')", code="invalid")
-    results = await execute_entries(ctx, services, [entry])
+    results = await execute_entries(ctx, services, [entry], audited=entry.request)
     return results[0]
+
+
+def _asked(raw: Any) -> audit_event.Asked:
+    """What an entry that could not be parsed asked for, as far as it says."""
+    request = raw.get("request") if isinstance(raw, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    url = request.get("url") if isinstance(request, dict) else None
+    return audit_event.Asked(method if isinstance(method, str) else "", url if isinstance(url, str) else "")
 
 
 def _as_result(answer: InteractionResult | OperationResponse) -> InteractionResult:

@@ -38,7 +38,7 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict, FhirError, InvalidRequest, NotFound, PreconditionFailed, UnprocessableEntity
-from fhir_server.interactions import authorization
+from fhir_server.interactions import audit, audit_event, authorization
 from fhir_server.interactions.bundle.parse import BundleEntry, bundle_entries, located, parse_entry
 from fhir_server.interactions.bundle.response import response_entry
 from fhir_server.interactions.create import create
@@ -67,7 +67,7 @@ async def run_transaction(ctx: RequestContext, services: Services, request: Fhir
     """The transaction Bundle of ``request``, answered with its transaction-response."""
     entries = [await _transaction_entry(ctx, index, raw) for index, raw in enumerate(bundle_entries(request.body))]
     _check_unique_full_urls(entries)
-    results = await execute_entries(ctx, services, entries)
+    results = await execute_entries(ctx, services, entries, audited=request)
     return InteractionResult(200, {
         "resourceType": "Bundle",
         "type": "transaction-response",
@@ -76,17 +76,28 @@ async def run_transaction(ctx: RequestContext, services: Services, request: Fhir
     })
 
 
-async def execute_entries(ctx: RequestContext, services: Services,
-                          entries: list[BundleEntry]) -> list[InteractionResult]:
+async def execute_entries(ctx: RequestContext, services: Services, entries: list[BundleEntry], *,
+                          audited: FhirRequest) -> list[InteractionResult]:
     """``entries`` authorized and checked, then performed in one unit of work (all or nothing): a transaction's
-    entries, or the one write entry of a batch."""
-    for entry in entries:
-        try:
-            authorization.authorize(ctx, entry.request)
-            _check_resource(entry)
-        except FhirError as exc:
-            raise located(exc, entry) from exc
-    return await run_in_transaction(ctx, services, lambda uow: _TransactionState(uow, entries).execute())
+    entries, or the one write entry of a batch. ``audited``: the request whose AuditEvent is written in the same
+    transaction (the transaction Bundle's, or the batch entry's); a failure's is recorded after it."""
+    try:
+        for entry in entries:
+            try:
+                authorization.authorize(ctx, entry.request)
+                _check_resource(entry)
+            except FhirError as exc:
+                raise located(exc, entry) from exc
+        return await run_in_transaction(ctx, services, lambda uow: _audited(uow, entries, audited))
+    except Exception as exc:
+        audit_event.record_failure(ctx, services, audit.asked(audited), exc)
+        raise
+
+
+async def _audited(uow: UnitOfWork, entries: list[BundleEntry], audited: FhirRequest) -> list[InteractionResult]:
+    results = await _TransactionState(uow, entries).execute()
+    audit.stage_write(uow, audited, results)
+    return results
 
 
 async def _transaction_entry(ctx: RequestContext, index: int, raw: Any) -> BundleEntry:

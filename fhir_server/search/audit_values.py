@@ -1,0 +1,104 @@
+"""Search index values of the AuditEvents the server records, without evaluating FHIRPath.
+
+Every interaction records an AuditEvent (``interactions/audit_event.py``), so its ``sp`` is extracted for every
+request (a write's in its transaction, a read's by the background writer): FHIRPath evaluation is avoidable work
+there (measured on the loaded development machine: the generic extraction, ``extract.py``, took about 1.4 times as
+long as this module for the event of a read). The R4 expressions of AuditEvent's parameters
+(https://hl7.org/fhir/R4/auditevent.html#search) are plain paths, written out here as Python over the JSON; the
+values they select go through the same entry builders and sort keys as the generic extraction, so the entries
+are the same (``tests/audit/test_audit_index_values.py`` compares both on every shape of event recorded).
+
+Used only while AuditEvent's parameters in the registry are exactly the R4 ones this module knows (a
+SearchParameter added or changed for AuditEvent falls back to the generic extraction), and only for a resource
+without the elements the Resource-level parameters read (``meta.profile``/``security``/``tag``/``source``, ``text``,
+``contained``), which a recorded event never has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fhir_server.search.extract import SORT_KEY, dedupe
+from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS
+from fhir_server.search.registry import SearchParameterRegistry
+
+R4 = "http://hl7.org/fhir/SearchParameter/"
+Values = list[tuple[Any, str | None]]  # (element, reference type restriction), as ``expressions.evaluate`` gives
+
+
+def _agents(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [a for a in event.get("agent") or () if isinstance(a, dict)]
+
+
+def _entities(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [e for e in event.get("entity") or () if isinstance(e, dict)]
+
+
+def _one(event: Mapping[str, Any], key: str) -> Values:
+    return [(event[key], None)] if key in event else []
+
+
+# code -> (R4 definition, the values its expression selects)
+PATHS: dict[str, tuple[str, Callable[[Mapping[str, Any]], Values]]] = {
+    "action": (f"{R4}AuditEvent-action", lambda e: _one(e, "action")),
+    "agent": (f"{R4}AuditEvent-agent", lambda e: [(a["who"], None) for a in _agents(e) if "who" in a]),
+    "agent-role": (f"{R4}AuditEvent-agent-role",
+                   lambda e: [(role, None) for a in _agents(e) for role in a.get("role") or ()]),
+    "date": (f"{R4}AuditEvent-date", lambda e: _one(e, "recorded")),
+    "entity": (f"{R4}AuditEvent-entity", lambda e: [(x["what"], None) for x in _entities(e) if "what" in x]),
+    "entity-role": (f"{R4}AuditEvent-entity-role", lambda e: [(x["role"], None) for x in _entities(e) if "role" in x]),
+    "outcome": (f"{R4}AuditEvent-outcome", lambda e: _one(e, "outcome")),
+    # AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)
+    "patient": (f"{R4}AuditEvent-patient",
+                lambda e: [(a["who"], "Patient") for a in _agents(e) if "who" in a]
+                + [(x["what"], "Patient") for x in _entities(e) if "what" in x]),
+    "source": (f"{R4}AuditEvent-source",
+               lambda e: [(e["source"]["observer"], None)] if "observer" in (e.get("source") or {}) else []),
+    "subtype": (f"{R4}AuditEvent-subtype", lambda e: [(c, None) for c in e.get("subtype") or ()]),
+    "type": (f"{R4}AuditEvent-type", lambda e: _one(e, "type")),
+}
+# Resource-level parameters: what they read is never in a recorded event (checked by ``applies``).
+_GENERIC_KEYS = frozenset({"text", "contained"})
+_GENERIC_META = frozenset({"profile", "security", "tag", "source"})
+
+
+def applies(registry: SearchParameterRegistry, event: Mapping[str, Any]) -> bool:
+    """Whether :func:`index_values` gives what the generic extraction would for ``event``."""
+    if _GENERIC_KEYS & event.keys() or _GENERIC_META & (event.get("meta") or {}).keys():
+        return False
+    known = registry.derived("audit-paths", "AuditEvent", lambda: _registry_matches(registry))
+    return known
+
+
+def _registry_matches(registry: SearchParameterRegistry) -> bool:
+    own = {code: p.url for code, p in registry.for_type("AuditEvent").items()
+           if p.indexed and not code.startswith("_")}
+    return own == {code: url for code, (url, _) in PATHS.items()}
+
+
+def index_values(registry: SearchParameterRegistry, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``sp`` of a recorded AuditEvent (``applies`` must hold): ``{code: [entries]}`` plus ``_sort`` keys."""
+    params = registry.for_type("AuditEvent")
+    sp: dict[str, Any] = {}
+    sort: dict[str, Any] = {}
+    for code, (_, select) in PATHS.items():
+        values = select(event)
+        if not values:
+            continue
+        entries, key = _entries(params[code].type, values)
+        if not entries:
+            continue
+        sp[code] = entries
+        if key is not None:
+            sort[code] = key
+    if sort:
+        sp[SORT_KEY] = sort
+    return sp
+
+
+def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
+    builder = ENTRY_BUILDERS[kind]
+    entries = dedupe([entry for value, restriction in values for entry in builder(value, restriction)])
+    sort_key = SORT_KEYS.get(kind)
+    return entries, (sort_key(entries) if sort_key is not None and entries else None)
