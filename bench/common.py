@@ -50,13 +50,15 @@ def mongod() -> Iterator[str]:
 
 
 @contextmanager
-def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True) -> Iterator[Server]:
+def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True,
+                extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """`fhir-server serve` in a subprocess against ``uri``. With ``auth``, in ``smart`` mode with a clients file
     of its own holding an admin client, whose tokens (the backend-services flow) the yielded ``auth`` gets."""
     port = free_port()
     command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)]
     with tempfile.TemporaryDirectory(prefix="ifp-bench-auth-") as folder:
-        env = {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_AUTH_MODE": "smart" if auth else "none"}
+        env = {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_AUTH_MODE": "smart" if auth else "none",
+               **(extra_env or {})}
         key = None
         if auth:
             clients = Path(folder) / "clients.json"

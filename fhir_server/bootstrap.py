@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server import cohorts
+from fhir_server.bulk import import_operation as bulk_import
 from fhir_server.bulk import operation as bulk_export
 from fhir_server.conformance import ConformanceCache
 from fhir_server.interactions import everything, lastn, reindex, risk, terminology_ops, validate
@@ -62,7 +63,7 @@ def register_operations(registry: OperationRegistry) -> None:
     """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
     are generated from the registry); each operation module contributes its OperationSpec(s)."""
     for module in (validate, terminology_ops, risk, everything, lastn, reindex, registry_report, bulk_export,
-                   cohorts):
+                   cohorts, bulk_import):
         module.register(registry)
 
 

@@ -96,7 +96,7 @@ def _load_plugins() -> None:
     """Modules that add sub-commands register them on import."""
     import importlib
 
-    for module in ("fhir_server.legacy_import", "fhir_server.auth_commands"):
+    for module in ("fhir_server.legacy_import", "fhir_server.load_command", "fhir_server.auth_commands"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

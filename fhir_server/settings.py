@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     export_max_attempts: int = Field(default=3, ge=1)
     # How often each process looks for exports to resume and expired exports to delete
     job_sweep_seconds: float = Field(default=30.0, gt=0)
+    # Bulk import ($import): the only directory on the server's disk whose NDJSON files an import may name (as
+    # file: URLs or paths); unset, only http(s) URLs are imported
+    import_dir: Path | None = None
 
     @field_validator("trusted_proxies")
     @classmethod

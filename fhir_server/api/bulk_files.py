@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from fhir_server.api.context import request_context
+from fhir_server.bulk.import_operation import error_file_id
+from fhir_server.bulk.import_operation import visible_job as import_visible_job
 from fhir_server.bulk.jobs import COMPLETED
 from fhir_server.bulk.ndjson import file_id, is_file_name
 from fhir_server.bulk.operation import visible_job
@@ -49,4 +51,19 @@ async def _file(ctx: RequestContext, services: Services, job_id: str, file_name:
     stored = await services.store.files().open(file_id(job.id, output))
     if stored is None:
         raise NotFound(f"The file {file_name} of export {job_id} is gone")
+    return StreamingResponse(stored.chunks(), media_type=NDJSON, headers={"Content-Length": str(stored.length)})
+
+
+@router.get("/_import/{job_id}/files/{file_name}")
+async def import_error_file(request: Request, job_id: str, file_name: str) -> Response:
+    """The error NDJSON of one input of a finished ``$import`` (bulk/import_operation.py), to its caller."""
+    services: Services = request.app.state.services
+    ctx = await request_context(request, services.settings)
+    job = await import_visible_job(ctx, services, job_id)
+    source = next((i for i in job.inputs if i.error_file == file_name), None)
+    if job.status != COMPLETED or source is None:
+        raise NotFound(f"Import {job_id} has no file {file_name}")
+    stored = await services.store.files().open(error_file_id(job.id, file_name))
+    if stored is None:
+        raise NotFound(f"The file {file_name} of import {job_id} is gone")
     return StreamingResponse(stored.chunks(), media_type=NDJSON, headers={"Content-Length": str(stored.length)})

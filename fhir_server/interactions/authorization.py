@@ -78,6 +78,8 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
         return []  # an export job answers only the caller that started it (bulk/)
     if name == "cohort":
         return [("Patient", "s"), ("Group", "c")]
+    if name in ("import", "import-poll-status"):
+        return None  # bulk import writes anything, under any id: the system's and admin's only
     if name in ("reindex", "reindex-status"):
         return [("SearchParameter", "u" if name == "reindex" else "r")]
     return None

@@ -57,6 +57,7 @@ class UnitOfWork:
         self._claims: list[tuple[str, str]] = []
         self._announced: dict[str, dict[str, Any]] = {}
         self._created: set[str] = set()
+        self._primed: dict[tuple[str, str], StoredVersion | None] = {}
         self._audit: list[dict[str, Any]] = []
         self.conformance_checked = False
 
@@ -68,7 +69,15 @@ class UnitOfWork:
         staged = self._staged.get((resource_type, resource_id))
         if staged is not None:
             return staged.version()
+        if (resource_type, resource_id) in self._primed:
+            return self._primed[(resource_type, resource_id)]
         return await self.store.current(self.ctx, resource_type, resource_id, session=self.session)
+
+    def prime(self, resource_type: str, found: dict[str, StoredVersion | None]) -> None:
+        """Current versions read in bulk in this transaction (``None``: no such id), so that :meth:`current`
+        needs no query for them (a bulk load reads a batch's ids with one query per type)."""
+        for resource_id, version in found.items():
+            self._primed[(resource_type, resource_id)] = version
 
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
         """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""

@@ -278,6 +278,17 @@ class ResourceStore:
         return StoredVersion.from_current(resource_type, doc) if doc else None
 
     @bounded
+    async def current_many(self, ctx: RequestContext, resource_type: str, resource_ids: Sequence[str],
+                           session: Session = None) -> dict[str, StoredVersion | None]:
+        """:meth:`current` of several ids in one query: every id given, None for those not stored."""
+        found: dict[str, StoredVersion | None] = dict.fromkeys(resource_ids)
+        cursor = self._collection(resource_type).find(
+            self._filter(ctx, resource_type, {"_id": {"$in": list(found)}}), {"sp": 0}, session=session)
+        async for doc in cursor:
+            found[doc["_id"]] = StoredVersion.from_current(resource_type, doc)
+        return found
+
+    @bounded
     async def version(self, ctx: RequestContext, resource_type: str, resource_id: str, vid: int,
                       session: Session = None) -> StoredVersion | None:
         doc = await self._collection(HISTORY).find_one(

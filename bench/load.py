@@ -1,0 +1,175 @@
+"""Bulk load benchmark (issue #14 item 3): registry patients as NDJSON files (one per type, ids assigned and
+references resolved, as an ``$export`` writes them), loaded by the server's ``$import`` (ping and pull from
+``FHIR_IMPORT_DIR``: every resource validated as a create/update of its own, stored in batches) and, in the same
+run, the same stored documents (current and history, search values extracted) inserted with raw PyMongo in
+transactions of the same batch size, one after the other like the one import job.
+
+    .venv/bin/python bench/load.py --patients 300
+
+Prints resources/s of both and their ratio. The machine is shared: quote a figure with its command and the load
+of the moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import Server, add_auth_argument, fhir_server, mongod
+from fhir_server import fhirjson
+from fhir_server.bulk.loader import BATCH_SIZE
+from fhir_server.search import SearchParameterRegistry, extract_index_values
+from fhir_server.storage.client import connect
+from fhir_server.storage.documents import ResourceWrite, now_ms
+from tests.synthetic import registry_bundle
+
+
+def _rewrite(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: (ids.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, ids))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite(v, ids) for v in value]
+    return value
+
+
+def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
+    """The cohort as stored resources: one Organization per center, every other entry with a fresh id and its
+    references to other entries rewritten to ``Type/id``."""
+    rng = random.Random(seed)
+    centers: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for index in range(patients):
+        bundle = registry_bundle(index, rng)[0]
+        ids: dict[str, str] = {}
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            kind = resource["resourceType"]
+            if kind == "Organization":
+                key = entry["request"]["ifNoneExist"]
+                if key not in centers:
+                    centers[key] = str(uuid.uuid4())
+                    out.append({**resource, "id": centers[key]})
+                ids[entry["fullUrl"]] = f"Organization/{centers[key]}"
+            else:
+                ident = str(uuid.uuid4())
+                ids[entry["fullUrl"]] = f"{kind}/{ident}"
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] != "Organization":
+                out.append(_rewrite({**resource, "id": ids[entry["fullUrl"]].split("/", 1)[1]}, ids))
+    return out
+
+
+def write_files(resources: list[dict[str, Any]], folder: Path) -> list[str]:
+    """One NDJSON file per type, Organization and Patient first (what references them comes after)."""
+    by_type: dict[str, list[bytes]] = defaultdict(list)
+    for r in resources:
+        by_type[r["resourceType"]].append(fhirjson.dumps(r))
+    order = sorted(by_type, key=lambda t: (t != "Organization", t != "Patient", t))
+    for kind in order:
+        (folder / f"{kind}.ndjson").write_bytes(b"\n".join(by_type[kind]) + b"\n")
+    return [f"{kind}.ndjson" for kind in order]
+
+
+async def through_import(server: Server, files: list[str]) -> float:
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "input", "part": [{"name": "url", "valueUrl": name}]} for name in files]}
+    async with httpx.AsyncClient(timeout=600, auth=server.auth) as client:
+        start = time.perf_counter()
+        r = await client.post(f"{server.base}/$import", content=fhirjson.dumps(body),
+                              headers={"Content-Type": "application/fhir+json", "Prefer": "respond-async"})
+        if r.status_code != 202:
+            raise RuntimeError(f"kick-off failed: {r.status_code} {r.text[:500]}")
+        status = r.headers["content-location"]
+        while True:
+            answer = await client.get(status)
+            if answer.status_code == 200:
+                elapsed = time.perf_counter() - start
+                manifest = answer.json()
+                failed = sum(e["count"] for e in manifest["error"])
+                if failed:
+                    raise RuntimeError(f"{failed} lines failed: {manifest['error']}")
+                return elapsed
+            if answer.status_code != 202:
+                raise RuntimeError(f"import failed: {answer.status_code} {answer.text[:500]}")
+            await asyncio.sleep(0.2)
+
+
+def stored_documents(resources: list[dict[str, Any]]) -> list[ResourceWrite]:
+    registry = SearchParameterRegistry.load_default()
+    at = now_ms()
+    return [ResourceWrite(r["resourceType"], r["id"], 1, at, "PUT", r, extract_index_values(registry, r))
+            for r in resources]
+
+
+async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -> float:
+    from pymongo.read_concern import ReadConcern
+
+    from fhir_server.storage.client import MAJORITY
+
+    client = connect(uri)
+    db = client[db_name]
+
+    async def insert(batch: list[ResourceWrite]) -> None:
+        by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for w in batch:
+            by_type[w.type].append(w.current_document())
+
+        async def txn(session: Any) -> None:
+            for kind, docs in by_type.items():
+                await db[kind].insert_many(docs, session=session)
+            await db["history"].insert_many([w.history_document() for w in batch], session=session)
+
+        async with client.start_session() as session:
+            await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
+
+    for kind in {w.type for w in writes} | {"history"}:
+        await db.create_collection(kind)
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(writes), BATCH_SIZE):
+            await insert(writes[i:i + BATCH_SIZE])
+        return time.perf_counter() - start
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=2008)
+    add_auth_argument(parser)
+    args = parser.parse_args()
+
+    resources = make_resources(args.patients, args.seed)
+    print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
+          f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")
+    with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
+        files = write_files(resources, Path(folder))
+        db = f"bench_load_{uuid.uuid4().hex[:6]}"
+        with fhir_server(uri, db, 1, auth=args.auth, extra_env={"FHIR_IMPORT_DIR": folder}) as server:
+            server_s = asyncio.run(through_import(server, files))
+        raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(resources)))
+    server_rate, raw_rate = len(resources) / server_s, len(resources) / raw_s
+    print(f"$import: {server_rate:8.0f} resources/s  ({server_s:.1f} s)")
+    print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
+    print(f"ratio  : $import = {server_rate / raw_rate:.2f} x raw PyMongo")
+
+
+if __name__ == "__main__":
+    main()

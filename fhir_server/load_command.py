@@ -1,0 +1,238 @@
+"""``fhir-server load FILE|DIR [--url URL] [--errors FILE]``: load FHIR data into a running server over HTTP.
+
+Files: NDJSON (``.ndjson``, ``.jsonl``: one resource per line, as a Bulk Data ``$export`` writes them) and Bundle
+JSON (``.json``), plain or gzipped (``.gz``); a directory: every such file in it, in name order. A ``transaction``
+Bundle is posted as it is (all or nothing, https://hl7.org/fhir/R4/http.html#transaction), a ``batch`` Bundle as it
+is (each entry on its own); the resources of NDJSON lines and of ``collection`` Bundles are sent in batch
+Bundles of ``--chunk`` entries, each a ``PUT Type/id`` when the resource has an id (the id is kept: an export
+loads back as it was, and loading it again stores no new version) or a ``POST Type`` when it has none. So every
+resource goes through the server's one write path: validated exactly as a create or update of its own,
+conditional semantics and the center rules kept. Authentication as ``import-csv`` (``--client``, ``--key``).
+
+A progress line on stderr; at the end, every failed line (file, line number or Bundle entry, the
+OperationOutcome's issues) is written to ``--errors`` (default stderr), one tab-separated line each. Exit status
+0 when everything was stored, 1 when a line failed, 2 when a file or the server could not be used. For the
+fastest load of large files, the server pulls them with ``$import`` (README "Loading data").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from fhir_server import fhirjson
+from fhir_server.auth_commands import DEFAULT_URL, add_client_arguments, client_key_path
+from fhir_server.cli import command
+from fhir_server.errors import FhirError
+from fhir_server.settings import Settings
+
+SUFFIXES = (".ndjson", ".jsonl", ".json")
+CHUNK = 100
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass
+class Failure:
+    file: Path
+    where: str  # "line 12" or "entry 3" (1-based) or "Bundle"
+    issues: str
+
+
+@dataclass
+class Tally:
+    stored: int = 0
+    failed: int = 0
+
+
+def loadable(path: Path) -> bool:
+    name = path.name.removesuffix(".gz")
+    return path.is_file() and name.endswith(SUFFIXES)
+
+
+def files_of(target: Path) -> list[Path]:
+    """``target`` itself, or every loadable file of the directory, in name order."""
+    if target.is_dir():
+        return sorted(p for p in target.iterdir() if loadable(p))
+    return [target]
+
+
+def read_bytes(path: Path) -> bytes:
+    import gzip
+
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def is_ndjson(path: Path) -> bool:
+    return path.name.removesuffix(".gz").endswith((".ndjson", ".jsonl"))
+
+
+def issues_text(outcome: Any, status: str = "") -> str:
+    """``severity code: diagnostics (expression)`` of each issue of an OperationOutcome."""
+    issues = outcome.get("issue", []) if isinstance(outcome, dict) else []
+    parts = [f"{i.get('severity')} {i.get('code')}: {i.get('diagnostics', '')}"
+             + (f" ({', '.join(i['expression'])})" if i.get("expression") else "") for i in issues]
+    return "; ".join(parts) or status or "failed"
+
+
+def entry_of(resource: dict[str, Any]) -> dict[str, Any]:
+    """The batch entry that loads ``resource``: PUT with its id, POST without."""
+    kind, ident = resource.get("resourceType"), resource.get("id")
+    request = {"method": "PUT", "url": f"{kind}/{ident}"} if ident else {"method": "POST", "url": str(kind)}
+    return {"resource": resource, "request": request}
+
+
+class Loader:
+    """Posts what the files hold and keeps the tally and the failures."""
+
+    def __init__(self, http: Any, url: str, chunk: int, out: TextIO) -> None:
+        self.http = http
+        self.url = url
+        self.chunk = max(1, chunk)
+        self.out = out
+        self.tally = Tally()
+        self.failures: list[Failure] = []
+
+    def fail(self, file: Path, where: str, issues: str) -> None:
+        self.tally.failed += 1
+        self.failures.append(Failure(file, where, issues))
+
+    def post(self, bundle: dict[str, Any]) -> tuple[int, Any]:
+        response = self.http.post(self.url, content=fhirjson.dumps(bundle),
+                                  headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+        try:
+            return response.status_code, fhirjson.loads(response.content)
+        except FhirError:
+            return response.status_code, None
+
+    def load_file(self, path: Path) -> None:
+        data = read_bytes(path)
+        if is_ndjson(path):
+            self.load_items(path, self.ndjson_items(path, data))
+            return
+        try:
+            bundle = fhirjson.loads(data)
+        except FhirError as exc:
+            self.fail(path, "file", str(exc))
+            return
+        kind = bundle.get("type") if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" else None
+        if kind in ("transaction", "batch"):
+            self.post_bundle(path, bundle)
+        elif kind is not None:
+            entries = bundle.get("entry") or []
+            self.load_items(path, ((f"entry {n}", e.get("resource") if isinstance(e, dict) else None)
+                                   for n, e in enumerate(entries, 1)))
+        else:
+            self.load_items(path, iter([("resource", bundle)]))
+
+    def ndjson_items(self, path: Path, data: bytes) -> Iterator[tuple[str, Any]]:
+        for number, line in enumerate(data.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {number}", fhirjson.loads(line)
+            except FhirError as exc:
+                self.fail(path, f"line {number}", issues_text(exc.outcome()))
+
+    def load_items(self, path: Path, items: Iterator[tuple[str, Any]]) -> None:
+        chunk: list[tuple[str, Any]] = []
+        for where, resource in items:
+            if not isinstance(resource, dict) or "resourceType" not in resource:
+                self.fail(path, where, "error structure: not a FHIR resource")
+                continue
+            chunk.append((where, resource))
+            if len(chunk) >= self.chunk:
+                self.send_chunk(path, chunk)
+                chunk = []
+        if chunk:
+            self.send_chunk(path, chunk)
+
+    def send_chunk(self, path: Path, chunk: list[tuple[str, Any]]) -> None:
+        status, answer = self.post({"resourceType": "Bundle", "type": "batch",
+                                    "entry": [entry_of(resource) for _, resource in chunk]})
+        entries = answer.get("entry") if status == 200 and isinstance(answer, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(chunk):
+            for where, _ in chunk:
+                self.fail(path, where, issues_text(answer, f"HTTP {status}"))
+            return
+        for (where, _), entry in zip(chunk, entries, strict=True):
+            response = entry.get("response", {})
+            if str(response.get("status", "")).startswith("2"):
+                self.tally.stored += 1
+            else:
+                self.fail(path, where, issues_text(response.get("outcome"), str(response.get("status"))))
+        self.progress(path)
+
+    def post_bundle(self, path: Path, bundle: dict[str, Any]) -> None:
+        status, answer = self.post(bundle)
+        if status != 200 or not isinstance(answer, dict):
+            self.fail(path, "Bundle", issues_text(answer, f"HTTP {status}"))
+            return
+        for number, entry in enumerate(answer.get("entry") or [], 1):
+            response = entry.get("response", {})
+            if str(response.get("status", "")).startswith("2"):
+                self.tally.stored += 1
+            else:
+                self.fail(path, f"entry {number}", issues_text(response.get("outcome"), str(response.get("status"))))
+        self.progress(path)
+
+    def progress(self, path: Path) -> None:
+        self.out.write(f"\r{path.name}: {self.tally.stored} stored, {self.tally.failed} failed")
+        self.out.flush()
+
+
+def write_report(loader: Loader, report: TextIO, out: TextIO) -> None:
+    out.write(f"\n{loader.tally.stored} resources stored, {loader.tally.failed} failed\n")
+    if loader.failures:
+        report.write("file\twhere\tissues\n")
+        for f in loader.failures:
+            report.write(f"{f.file}\t{f.where}\t{f.issues}\n")
+
+
+def run_load(target: Path, url: str, *, auth: Any = None, chunk: int = CHUNK, errors: Path | None = None,
+             out: TextIO | None = None) -> int:
+    """Load ``target`` into the server at ``url``; the exit status."""
+    import httpx
+
+    out = out or sys.stderr
+    if not target.exists():
+        out.write(f"cannot load {target}: no such file or directory\n")
+        return 2
+    with httpx.Client(timeout=120, auth=auth) as http:
+        loader = Loader(http, url, chunk, out)
+        try:
+            for path in files_of(target):
+                loader.load_file(path)
+        except (OSError, httpx.HTTPError) as exc:
+            out.write(f"\ncannot load {target}: {exc}\n")
+            return 2
+    if errors is None:
+        write_report(loader, out, out)
+    else:
+        with errors.open("w", encoding="utf-8") as report:
+            write_report(loader, report, out)
+    return 1 if loader.tally.failed else 0
+
+
+def _args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", type=Path, help="an NDJSON or Bundle JSON file (plain or .gz), or a directory")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the FHIR base (default {DEFAULT_URL})")
+    parser.add_argument("--errors", type=Path, default=None, help="write the per-line error report here")
+    parser.add_argument("--chunk", type=int, default=CHUNK, help=f"resources per request (default {CHUNK})")
+    add_client_arguments(parser)
+
+
+@command("load", _args)
+def load(args: argparse.Namespace, settings: Settings) -> int:
+    """Load NDJSON and Bundle files (plain or gzipped) into a running server, with a per-line error report."""
+    from fhir_server.security.client import BackendServicesAuth
+    from fhir_server.security.registration import load_private_key
+
+    url = args.url.rstrip("/")
+    path = client_key_path(args, settings)
+    auth = BackendServicesAuth(url, args.client, load_private_key(path)) if path.exists() else None
+    return run_load(args.target, url, auth=auth, chunk=args.chunk, errors=args.errors)

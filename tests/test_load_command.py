@@ -1,0 +1,90 @@
+"""``fhir-server load FILE|DIR``: NDJSON and Bundle files, plain or gzipped, loaded over HTTP into a running
+server (uvicorn in a thread, the real mongod), with a per-line error report and exit status 1 on a failed line;
+and an ``$export`` of this server loaded back unchanged."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import httpx
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server import fhirjson
+from fhir_server.api.app import create_app
+from fhir_server.cli import main
+from fhir_server.load_command import run_load
+from fhir_server.settings import Settings
+from tests.bulk import data
+from tests.bulk.test_import import ndjson
+from tests.bulk.test_import_round_trip import comparable, exported_files, wipe
+from tests.reports.helpers import serve
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+def total(url: str, query: str) -> int:
+    with httpx.Client() as http:
+        return int(http.get(f"{url}/fhir/{query}", params={"_total": "accurate", "_count": "0"}).json()["total"])
+
+
+def test_ndjson_and_bundle_files_of_a_directory_are_loaded(settings: Settings, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "Patient.ndjson").write_bytes(ndjson([{**data.patient(f"FR-POI-{i}"), "id": f"ld-{i}"}
+                                                      for i in range(3)]))
+    (tmp_path / "Organization.ndjson.gz").write_bytes(gzip.compress(ndjson([data.organization("DE-MUC")])))
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "resource": data.patient("FR-POI-T"),
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": data.lab("placeholder") | {"subject": {
+            "reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"}},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    (tmp_path / "submission.json").write_bytes(fhirjson.dumps(transaction))
+    collection = {"resourceType": "Bundle", "type": "collection",
+                  "entry": [{"resource": {**data.patient("FR-POI-C"), "id": "ld-c"}}]}
+    (tmp_path / "collection.json.gz").write_bytes(gzip.compress(fhirjson.dumps(collection)))
+    (tmp_path / "notes.txt").write_text("not loaded")
+    with serve(create_app(settings)) as url:
+        code = run_load(tmp_path, f"{url}/fhir")
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert "7 resources stored, 0 failed" in err
+        assert total(url, "Patient") == 5
+        assert total(url, "Organization?name=DE-MUC") == 1
+        assert total(url, "Observation") == 1
+        with httpx.Client() as http:
+            assert http.get(f"{url}/fhir/Patient/ld-c").status_code == 200
+
+
+def test_a_bad_line_is_reported_with_its_line_number_and_the_others_are_stored(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines: list[object] = [{**data.patient(f"FR-POI-{i}"), "id": f"bl-{i}"} for i in range(5)]
+    lines[1] = {**data.patient("FR-POI-X"), "id": "bl-1", "gender": "sometimes"}
+    lines[3] = b"{not json"
+    path = tmp_path / "patients.ndjson"
+    path.write_bytes(ndjson(lines))  # type: ignore[arg-type]
+    report = tmp_path / "errors.tsv"
+    with serve(create_app(settings)) as url:
+        assert run_load(path, f"{url}/fhir", errors=report) == 1
+        assert total(url, "Patient?_id=bl-0,bl-1,bl-2,bl-3,bl-4") == 3
+    assert "3 resources stored, 2 failed" in capsys.readouterr().err
+    rows = [row.split("\t") for row in report.read_text().splitlines()[1:]]
+    assert [(Path(r[0]).name, r[1]) for r in rows] == [("patients.ndjson", "line 4"), ("patients.ndjson", "line 2")]
+    assert "gender" in rows[1][2] and rows[1][2].startswith("error")
+
+
+def test_a_missing_file_is_exit_status_2(tmp_path: Path) -> None:
+    assert main(["load", str(tmp_path / "nothing.ndjson"), "--url", "http://127.0.0.1:9/fhir"]) == 2
+
+
+async def test_an_export_loads_back_unchanged_with_the_load_command(
+        client: httpx.AsyncClient, db: AsyncDatabase, settings: Settings, tmp_path: Path) -> None:
+    exported = await exported_files(client, tmp_path)
+    await wipe(db)
+    with serve(create_app(settings)) as url:
+        assert run_load(tmp_path, f"{url}/fhir") == 0
+    for kind, resources in exported.items():
+        for resource in resources:
+            loaded = fhirjson.loads((await client.get(f"/fhir/{kind}/{resource['id']}")).content)
+            assert comparable(loaded) == comparable(resource)
