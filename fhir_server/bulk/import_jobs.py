@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_server.bulk.jobs import new_job_id
-from fhir_server.context import RequestContext
+from fhir_server.bulk.jobs import CallerBoundJob, new_job_id
 from fhir_server.permissions import Role
 from fhir_server.storage.documents import now_ms
 from fhir_server.storage.jobs import COMPLETED, IN_PROGRESS, PROCESS, JobStore
@@ -35,7 +34,7 @@ class ImportInput:
 
 
 @dataclass
-class ImportJob:
+class ImportJob(CallerBoundJob):
     id: str
     request: str
     transaction_time: datetime
@@ -54,19 +53,9 @@ class ImportJob:
     attempts: int = 1
     message: str | None = None
 
-    def context(self) -> RequestContext:
-        return RequestContext(base_url=self.base_url, caller=self.caller, scopes=frozenset(self.scopes),
-                              center=self.center, role=Role(self.role))
-
-    def to_document(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["_id"] = doc.pop("id")
-        return doc
-
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> ImportJob:
-        data = {k: v for k, v in doc.items() if k != "kind"}
-        data["id"] = data.pop("_id")
+        data = cls.fields_of(doc)
         data["inputs"] = [ImportInput(**i) for i in data.get("inputs", [])]
         return cls(**data)
 

@@ -41,8 +41,37 @@ class OutputFile:
     attempt: int = 1  # the run of the job that wrote it (part of its GridFS id)
 
 
+class CallerBoundJob:
+    """What a bulk job (export, import) keeps of the caller that started it, and its MongoDB document form.
+    Mixed into the jobs' dataclasses, which declare these fields."""
+
+    id: str
+    base_url: str
+    caller: str
+    scopes: list[str]
+    center: str | None
+    role: str
+
+    def context(self) -> RequestContext:
+        """The kick-off caller's context: the task reads and writes exactly what the caller may."""
+        return RequestContext(base_url=self.base_url, caller=self.caller, scopes=frozenset(self.scopes),
+                              center=self.center, role=Role(self.role))
+
+    def to_document(self) -> dict[str, Any]:
+        doc = asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+        doc["_id"] = doc.pop("id")
+        return doc
+
+    @staticmethod
+    def fields_of(doc: dict[str, Any]) -> dict[str, Any]:
+        """The dataclass fields of a stored job document (``_id`` back to ``id``, the store's ``kind`` dropped)."""
+        data = {k: v for k, v in doc.items() if k != "kind"}
+        data["id"] = data.pop("_id")
+        return data
+
+
 @dataclass
-class ExportJob:
+class ExportJob(CallerBoundJob):
     id: str
     level: str  # system | patient | group
     request: str  # the kick-off URL, for the manifest's ``request``
@@ -67,20 +96,9 @@ class ExportJob:
     attempts: int = 1  # runs started: the first, then one per takeover
     types_done: int = 0  # how many of ``types`` are finished (their files are in ``output``)
 
-    def context(self) -> RequestContext:
-        """The kick-off caller's context: the task reads exactly what the caller may read."""
-        return RequestContext(base_url=self.base_url, caller=self.caller, scopes=frozenset(self.scopes),
-                              center=self.center, role=Role(self.role))
-
-    def to_document(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["_id"] = doc.pop("id")
-        return doc
-
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> ExportJob:
-        data = {k: v for k, v in doc.items() if k != "kind"}
-        data["id"] = data.pop("_id")
+        data = cls.fields_of(doc)
         data["output"] = [OutputFile(**o) for o in data.get("output", [])]
         return cls(**data)
 
