@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_count: int = 1000
     history_default_count: int = 50
     # Bundle.total without _total: matches are counted up to this many (more: no total); 0 counts nothing
-    total_budget: int = Field(default=10_000, ge=0)
+    total_budget: int = Field(default=1_000, ge=0)
 
     # The registry's rule table (profiles/rules.json) enforced on every write; off gives a plain FHIR server
     registry_rules: bool = True
