@@ -21,6 +21,7 @@ from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
 from fhir_server.resources import AUDIT_EVENT, CONFORMANCE_TYPES, REGISTRY_TYPES, SUPPORTED_TYPES
+from fhir_server.search import audit_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.services import Services
@@ -87,6 +88,8 @@ def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
 
 
 def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
-    """The search indexes of every resource collection, as the registry declares them."""
-    return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
-            for kind in (*SUPPORTED_TYPES, AUDIT_EVENT)}
+    """The search indexes of every resource collection, as the registry declares them, and the audit trail's."""
+    indexes: IndexSpecs = {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
+                           for kind in SUPPORTED_TYPES}
+    indexes[AUDIT_EVENT] = [(list(keys), {}) for keys in audit_values.INDEX_SPECS]
+    return indexes

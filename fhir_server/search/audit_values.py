@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from fhir_server.search.extract import SORT_KEY, dedupe
-from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS
-from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.search.index_layout import param_path
+from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, date, reference
+from fhir_server.search.registry import IndexSpec, SearchParameterRegistry
 
 R4 = "http://hl7.org/fhir/SearchParameter/"
 Values = list[tuple[Any, str | None]]  # (element, reference type restriction), as ``expressions.evaluate`` gives
@@ -67,6 +68,21 @@ PATHS: dict[str, tuple[str, Callable[[Mapping[str, Any]], Values]]] = {
     "subtype": (f"{R4}AuditEvent-subtype", lambda e: [(c, None) for c in e.get("subtype") or ()]),
     "type": (f"{R4}AuditEvent-type", lambda e: _one(e, "type")),
 }
+# The AuditEvent collection's search indexes, instead of the wildcard index of the other collections: the trail
+# is searched by when, by whom and about which patient or resource (README, "Audit trail"), and every write
+# transaction inserts its event, so each index key is paid on every write. The wildcard index held every entry of
+# every parameter (126 keys for the event of a 16-entry registry transaction: each entity's reference, type and
+# role, the agents' roles...) and its multikey metadata keys made concurrent transactions conflict. The other
+# parameters (action, outcome, subtype, entity-type...) are still searched, as conditions checked on the documents
+# a date, agent, entity or patient condition selects (or by a scan of the trail when a search names none of them).
+# (The store adds ``lastUpdated``, ``_id``: the trail in the order it was written.)
+INDEX_SPECS: tuple[IndexSpec, ...] = (
+    [(param_path("date", date.LOW), 1), (param_path("date", date.HIGH), 1)],
+    [(reference.path("patient"), 1), ("_id", 1)],
+    [(reference.path("entity"), 1), ("_id", 1)],
+    [(param_path("agent", reference.IDENTIFIER_VALUE), 1), ("_id", 1)],
+)
+
 # Resource-level parameters: what they read is never in a recorded event (checked by ``applies``).
 _GENERIC_KEYS = frozenset({"text", "contained"})
 _GENERIC_META = frozenset({"profile", "security", "tag", "source"})
