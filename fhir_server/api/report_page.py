@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 
 from fhir_server.api.pages import account_bar, page_context
 from fhir_server.errors import FhirError
+from fhir_server.interactions import audit_event
 from fhir_server.reports import html
 from fhir_server.reports.filters import parse_filters
 from fhir_server.reports.model import Filters
@@ -27,10 +28,15 @@ async def report_page(request: Request) -> HTMLResponse:
     mode it needs a signed-in session (or a bearer token): see ``api/pages.py``."""
     services = request.app.state.services
     ctx = await page_context(request, services.settings)
+    # audited as ``$registry-report`` is (an operation: the query is its entity); the URL is outside the FHIR base
+    query = request.url.query
+    asked = audit_event.Asked("GET", f"/report?{query}" if query else "/report", "operation", "E", query=True)
     filters: Filters | None = None
     try:
         filters = parse_filters(request.query_params.getlist)
         report = await compute(ctx, services, filters)
     except FhirError as exc:
+        audit_event.record_failure(ctx, services, asked, exc)
         return HTMLResponse(html.error_page(filters, str(exc), account_bar(request)), status_code=exc.status)
+    audit_event.queue(services, ctx, asked, 200, [audit_event.query_entity(asked.url)])
     return HTMLResponse(html.render(report, ctx.base_url, account_bar(request)))

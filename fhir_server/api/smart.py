@@ -18,7 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.context import base_url
+from fhir_server.api.forwarded import client_address
 from fhir_server.api.negotiation import read_raw_body
+from fhir_server.interactions import audit_event
 from fhir_server.security.assertions import TokenRequestError
 from fhir_server.security.authority import JWKS_PATH, TOKEN_PATH, Authority
 from fhir_server.services import Services
@@ -41,13 +43,26 @@ def _authority(request: Request) -> tuple[Authority, str]:
 
 @router.post(f"/{TOKEN_PATH}")
 async def token(request: Request) -> Response:
+    """Every answer, a token or a refusal, leaves an AuditEvent (``_audit``)."""
     authority, base = _authority(request)
+    form: list[tuple[str, str]] = []
     try:
         form = await _form(request)
         answer = await authority.token(form, base)
     except TokenRequestError as exc:
+        _audit(request, authority, base, form, f"{exc.error}: {exc.description}")
         return _json({"error": exc.error, "error_description": exc.description}, 400, _NO_STORE)
+    _audit(request, authority, base, form, None)
     return _json(answer, 200, _NO_STORE)
+
+
+def _audit(request: Request, authority: Authority, base: str, form: list[tuple[str, str]], error: str | None) -> None:
+    services: Services = request.app.state.services
+    claimed = authority.claimed_client(form)
+    client_id, client = claimed if claimed is not None else (None, None)
+    audit_event.record_authentication(
+        services, base, TOKEN_PATH, client_id, client.role if client else None, client.center if client else None,
+        client_address(request, services.settings.trusted_proxy_networks), error)
 
 
 async def _form(request: Request) -> list[tuple[str, str]]:

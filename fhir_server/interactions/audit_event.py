@@ -43,6 +43,9 @@ INTERACTIONS = "http://hl7.org/fhir/restful-interaction"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 CLIENT_AGENT = {"system": DCM, "code": "110153", "display": "Source Role ID"}
 SERVER_AGENT = {"system": DCM, "code": "110152", "display": "Destination Role ID"}
+# An authentication (the token endpoint), as DICOM's audit vocabulary names it (BALP's authentication events)
+AUTHENTICATION_TYPE = {"system": DCM, "code": "110114", "display": "User Authentication"}
+LOGIN = {"system": DCM, "code": "110122", "display": "Login"}
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
@@ -119,6 +122,33 @@ def record_failure(ctx: RequestContext | None, services: Services, asked: Asked,
     services.audit_log.record(event(services.settings.audit_source, ctx, base, asked, status, _target_entities(asked),
                                     recorded, description=_description(exc),
                                     unexpected=not isinstance(exc, FhirError)), recorded)
+
+
+def record_authentication(services: Services, base_url: str, path: str, client_id: str | None, role: Role | None,
+                          center: str | None, client_address: str | None, error: str | None) -> None:
+    """Queue the event of a token request (security.html: authentications are audited): DICOM's "User
+    Authentication" / "Login", outcome 0 when a token was issued, 4 with the OAuth error when refused. The client
+    is the one the request claims to be (``client_id`` None: none could be read), with its registered role and
+    center when it is a registered client."""
+    if services.audit_log is None:
+        return
+    recorded = now_ms()
+    resource = event(services.settings.audit_source, None, base_url, Asked("POST", path, action="E"),
+                     400 if error else 200, (), recorded, description=error)
+    resource["type"] = AUTHENTICATION_TYPE
+    resource["subtype"] = [LOGIN]
+    agent = UNAUTHENTICATED if client_id is None else _claimed_client(client_id, role, center)
+    if client_address:
+        agent = {**agent, "network": _network(client_address)}
+    resource["agent"][0] = agent
+    services.audit_log.record(resource, recorded)
+
+
+def _claimed_client(client_id: str, role: Role | None, center: str | None) -> dict[str, Any]:
+    if role is not None:
+        return _client(client_id, role, center)
+    return {"type": {"coding": [CLIENT_AGENT]}, "who": {"identifier": {"system": CLIENT_SYSTEM, "value": client_id}},
+            "requestor": True}
 
 
 def document(services: Services, ctx: RequestContext, asked: Asked, status: int,

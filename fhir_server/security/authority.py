@@ -18,8 +18,8 @@ from fhir_server.errors import Unauthorized
 from fhir_server.permissions import Caller
 from fhir_server.security.access_tokens import AccessTokens, IdentityProvider
 from fhir_server.security.assertions import TokenRequestError, authenticate_client
-from fhir_server.security.clients import ClientRegistry
-from fhir_server.security.jwt_checks import ASYMMETRIC, now
+from fhir_server.security.clients import Client, ClientRegistry, ClientsFileError
+from fhir_server.security.jwt_checks import ASYMMETRIC, TokenError, now, unverified
 from fhir_server.security.oidc import OidcClient, OidcLogin
 from fhir_server.security.remote_keys import RemoteKeySets
 from fhir_server.security.scopes import Scope, ScopeError, narrowed, parse_scopes, scope_text
@@ -62,6 +62,21 @@ class Authority:
         token = await self.tokens.issue(client, granted, base_url, at)
         return {"access_token": token, "token_type": "bearer", "expires_in": self.tokens.lifetime,
                 "scope": scope_text(granted)}
+
+    def claimed_client(self, form: Sequence[tuple[str, str]]) -> tuple[str, Client | None] | None:
+        """Who a token request says it is: the ``sub`` of its client assertion (signature NOT checked) and the
+        registered client of that id, if any. For the token endpoint's audit trail only, never to grant."""
+        try:
+            _, claims = unverified(_fields(form).get("client_assertion") or "")
+        except TokenError:
+            return None
+        claimed = claims.get("sub")
+        if not isinstance(claimed, str) or not claimed:
+            return None
+        try:
+            return claimed[:200], self.clients.get(claimed)
+        except ClientsFileError:  # a broken clients file refuses every client; the attempt is still audited
+            return claimed[:200], None
 
     async def caller(self, authorization: str | None, base_url: str) -> Caller:
         """The caller of a request with this ``Authorization`` header."""

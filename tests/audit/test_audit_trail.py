@@ -192,6 +192,17 @@ async def test_an_operation_is_audited_with_its_query_and_patient(audit_services
     assert references(operation, "1") == {f"Patient/{created['id']}"}
 
 
+async def test_a_view_of_the_report_page_is_audited_with_its_query(audit_services: Services,
+                                                                    auditor: httpx.AsyncClient) -> None:
+    caller = a_client(Role.RESEARCHER)
+    async with client_as(audit_services, caller) as http:
+        assert (await http.get("/report", params={"country": "FR"})).status_code == 200
+        assert (await http.get("/report", params={"period-end": "never"})).status_code == 400
+    await flush(audit_services)
+    found = sorted(((decoded_query(e), e["outcome"]) for e in await events_of(auditor, caller)), key=str)
+    assert found == [("/report?country=FR", "0"), ("/report?period-end=never", "4")]
+
+
 async def test_reading_the_audit_trail_adds_one_small_event_per_read(audit_services: Services,
                                                                     auditor: httpx.AsyncClient) -> None:
     admin = a_client()
