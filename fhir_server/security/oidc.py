@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from authlib.deprecate import AuthlibDeprecationWarning
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+with warnings.catch_warnings():
+    # Authlib 1.9 prefers the httpx2 package and warns, on import, when it falls back to httpx (the HTTP client
+    # this project pins; httpx2 is not on the package index this project installs from). Without this, every
+    # command of the README printed that warning to a newcomer.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oidc.core import CodeIDToken
 from joserfc.errors import JoseError
 
