@@ -50,12 +50,13 @@ def mongod() -> Iterator[str]:
 
 
 @contextmanager
-def fhir_server(uri: str, db: str, workers: int = 2, *, auth: bool = True,
+def fhir_server(uri: str, db: str, workers: int | None = None, *, auth: bool = True,
                 extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """`fhir-server serve` in a subprocess against ``uri``. With ``auth``, in ``smart`` mode with a clients file
     of its own holding an admin client, whose tokens (the backend-services flow) the yielded ``auth`` gets."""
     port = free_port()
-    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    command = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port),
+               *(["--workers", str(workers)] if workers is not None else [])]  # None: the server's default
     with tempfile.TemporaryDirectory(prefix="ifp-bench-auth-") as folder:
         env = {"FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_AUTH_MODE": "smart" if auth else "none",
                **(extra_env or {})}

@@ -116,7 +116,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="uvicorn workers of the server (default: the server's own, FHIR_WORKERS: the CPU count)")
     parser.add_argument("--seed", type=int, default=2008)
     add_auth_argument(parser)
     args = parser.parse_args()
@@ -124,7 +125,7 @@ def main() -> None:
     bundles = make_bundles(args.patients, args.seed)
     resources = sum(len(b["entry"]) for b in bundles)
     print(f"{args.patients} patients, {resources} resources ({resources / args.patients:.1f} per Bundle), "
-          f"{args.clients} clients, {args.workers} server workers, {os.cpu_count()} cores, "
+          f"{args.clients} clients, {args.workers or 'the default number of'} server workers, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}")
     with mongod() as uri:
         db = f"bench_ingest_{uuid.uuid4().hex[:6]}"

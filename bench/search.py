@@ -307,7 +307,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=200, help="requests per query")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of the server")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="uvicorn workers of the server (default: the server's own, FHIR_WORKERS: the CPU count)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
     parser.add_argument("--db", help="with FHIR_MONGODB_URI: use (and keep) this database, loading it if empty")
