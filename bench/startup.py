@@ -8,8 +8,8 @@ Each run starts the server (1 worker, FHIR_AUTH_MODE=none) against a private mon
   loaded, MongoDB answering), and the server's CPU seconds and RSS at that moment;
 * ``metadata``: the first ``GET /metadata`` after that (the CapabilityStatement of every type), its seconds,
   the CPU seconds in all and the RSS after it;
-* ``used``: RSS after a first write (one registry patient's transaction Bundle) and a search of each registry
-  type.
+* ``used``: CPU seconds in all and RSS after a first write (one registry patient's transaction Bundle) and a
+  search of each registry type.
 
 A fresh run starts on an empty database; the existing run restarts on the database the fresh run wrote.
 ``--tree`` runs the server from another checkout's ``fhir_server`` (``PYTHONPATH`` and working directory set to
@@ -45,7 +45,7 @@ from fhir_server.storage.mongod import free_port
 from tests.synthetic import registry_bundle
 
 FIELDS = ("ready_s", "ready_cpu_s", "ready_rss_mib", "metadata_s", "metadata_cpu_s", "metadata_rss_mib",
-          "used_rss_mib")
+          "used_cpu_s", "used_rss_mib")
 
 
 @dataclass
@@ -97,7 +97,7 @@ def first_use(base: str, seed: int) -> None:
             client.get(f"{base}/{resource_type}", params={"_count": "10"}).raise_for_status()
 
 
-def measure(tree: Path, uri: str, db: str, *, use: bool, seed: int) -> dict[str, float]:
+def measure(tree: Path, uri: str, db: str, *, seed: int) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "FHIR_MONGODB_URI": uri, "FHIR_MONGODB_DB": db, "FHIR_AUTH_MODE": "none",
            "PYTHONPATH": str(tree)}
@@ -114,9 +114,8 @@ def measure(tree: Path, uri: str, db: str, *, use: bool, seed: int) -> dict[str,
             httpx.get(f"{root}/fhir/metadata", timeout=120).raise_for_status()
             values["metadata_s"] = time.monotonic() - before
             values["metadata_cpu_s"], values["metadata_rss_mib"] = tree_cpu_rss(proc.pid)
-            if use:
-                first_use(f"{root}/fhir", seed)
-                values["used_rss_mib"] = tree_cpu_rss(proc.pid)[1]
+            first_use(f"{root}/fhir", seed)
+            values["used_cpu_s"], values["used_rss_mib"] = tree_cpu_rss(proc.pid)
             return values
         except Exception:
             stderr.seek(0)
@@ -154,8 +153,8 @@ def main() -> None:
         for run in range(args.runs):
             for label, tree in trees:
                 db = f"startup_{label}_{run}"
-                for database, use in (("fresh", True), ("existing", False)):
-                    values = measure(tree, uri, db, use=use, seed=run + 1)
+                for database, seed in (("fresh", run + 1), ("existing", run + 101)):
+                    values = measure(tree, uri, db, seed=seed)
                     runs.append(Run(label, database, values))
                     print(label, database, run + 1, {k: round(v, 2) for k, v in values.items()}, flush=True)
     summary(runs)
