@@ -16,6 +16,7 @@ first used instead (a test compiles them all), which keeps the server's start fa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -113,6 +114,7 @@ class SearchParam:
 @dataclass
 class _Caches:
     by_type: dict[str, Mapping[str, SearchParam]] = field(default_factory=dict)
+    by_base: dict[str, list[tuple[int, SearchParam]]] | None = None  # base -> (position, parameter)
     branches: dict[tuple[str, str], list[CompiledBranch]] = field(default_factory=dict)
     derived: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -122,6 +124,16 @@ class _Caches:
         kept = {key: value for key, value in self.branches.items()
                 if key[0] != url and not key[0].startswith(url + "#")}
         return _Caches(branches=kept)
+
+
+@functools.cache
+def _r4_definitions() -> tuple[tuple[SearchParam, ...], Mapping[str, Mapping[str, list[str]]]]:
+    """The R4 definitions and compartments, read once per process: a registry is rebuilt from them at every
+    change of the stored SearchParameters (seven times in a first start: the registry's own are created one by
+    one), and SearchParam is immutable."""
+    raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
+    compartments = json.loads((DATA_DIR / "compartments.json").read_text(encoding="utf-8"))
+    return tuple(SearchParam.from_resource(r) for r in raw), compartments
 
 
 class SearchParameterRegistry:
@@ -143,9 +155,8 @@ class SearchParameterRegistry:
     @classmethod
     def load_default(cls) -> SearchParameterRegistry:
         """The R4 parameters of every resource type and the R4 compartments (compiled on first use)."""
-        raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
-        compartments = json.loads((DATA_DIR / "compartments.json").read_text(encoding="utf-8"))
-        registry = cls((SearchParam.from_resource(r) for r in raw), compartments, compile_now=False)
+        parameters, compartments = _r4_definitions()
+        registry = cls(parameters, compartments, compile_now=False)
         registry._r4 = MappingProxyType(dict(registry._by_url))
         return registry
 
@@ -186,13 +197,23 @@ class SearchParameterRegistry:
         caches = self._caches
         cached = caches.by_type.get(resource_type)
         if cached is None:
-            view: dict[str, SearchParam] = {}
-            for parameter in self._by_url.values():
-                if resource_type in parameter.base or GENERIC_BASES & set(parameter.base):
-                    view[parameter.code] = parameter
+            if caches.by_base is None:
+                caches.by_base = self._positions_by_base()
+            chosen = {position: parameter for base in (resource_type, *GENERIC_BASES)
+                      for position, parameter in caches.by_base.get(base, ())}
+            view = {chosen[position].code: chosen[position] for position in sorted(chosen)}
             cached = MappingProxyType(view)
             caches.by_type[resource_type] = cached
         return cached
+
+    def _positions_by_base(self) -> dict[str, list[tuple[int, SearchParam]]]:
+        """Each base type's parameters with their position among all (a type's view is built from its own
+        and the generic bases' lists, not from a pass over all 1,378 definitions per type)."""
+        out: dict[str, list[tuple[int, SearchParam]]] = {}
+        for position, parameter in enumerate(self._by_url.values()):
+            for base in set(parameter.base):
+                out.setdefault(base, []).append((position, parameter))
+        return out
 
     def derived(self, kind: str, key: str, build: Callable[[], T]) -> T:
         """A value computed from the current parameters (e.g. an extraction plan), rebuilt after changes."""
