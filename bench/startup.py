@@ -15,8 +15,8 @@ A fresh run starts on an empty database; the existing run restarts on the databa
 ``--tree`` runs the server from another checkout's ``fhir_server`` (``PYTHONPATH`` and working directory set to
 it), so two versions can be compared by one script, interleaved run by run:
 
-    git worktree add --detach /work/wt-before13 ec5b457^1
-    .venv/bin/python bench/startup.py --runs 3 --tree before=/work/wt-before13 --tree after=.
+    git worktree add --detach ../before ec5b457^1      # the server as it was with 13 types
+    .venv/bin/python bench/startup.py --runs 3 --tree before=../before --tree now=.
 
 Wall-clock seconds swing on a shared machine; the CPU seconds swing far less.
 """
