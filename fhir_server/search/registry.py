@@ -16,6 +16,7 @@ first used instead (a test compiles them all), which keeps the server's start fa
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -45,6 +46,15 @@ PARAM_TYPES = frozenset({"number", "date", "string", "token", "reference", "comp
 COMPARTMENT_TYPES = ("Device", "Encounter", "Patient", "Practitioner", "RelatedPerson")
 # Parameters answered from top-level document fields, never extracted into ``sp``.
 TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
+# (url, type) of the indexed R4 definitions that cannot be evaluated for a type they apply to: composites whose
+# components do not compile. Knowing it, the CapabilityStatement says which R4 parameters are evaluable without
+# compiling the 1,378 R4 expressions on the first GET /metadata (0.65 CPU s and 11 MiB, measured with
+# bench/startup.py); a test recompiles every R4 definition for every type and compares.
+R4_UNEVALUABLE = frozenset({
+    ("http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-variant-coordinate", "MolecularSequence"),
+    ("http://hl7.org/fhir/SearchParameter/MolecularSequence-referenceseqid-variant-coordinate",
+     "MolecularSequence"),
+})
 
 IndexSpec = list[tuple[str, int]]
 WILDCARD: IndexSpec = [("$**", 1)]
@@ -104,6 +114,7 @@ class SearchParam:
 @dataclass
 class _Caches:
     by_type: dict[str, Mapping[str, SearchParam]] = field(default_factory=dict)
+    by_base: dict[str, list[tuple[int, SearchParam]]] | None = None  # base -> (position, parameter)
     branches: dict[tuple[str, str], list[CompiledBranch]] = field(default_factory=dict)
     derived: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -113,6 +124,16 @@ class _Caches:
         kept = {key: value for key, value in self.branches.items()
                 if key[0] != url and not key[0].startswith(url + "#")}
         return _Caches(branches=kept)
+
+
+@functools.cache
+def _r4_definitions() -> tuple[tuple[SearchParam, ...], Mapping[str, Mapping[str, list[str]]]]:
+    """The R4 definitions and compartments, read once per process: a registry is rebuilt from them at every
+    change of the stored SearchParameters (seven times in a first start: the registry's own are created one by
+    one), and SearchParam is immutable."""
+    raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
+    compartments = json.loads((DATA_DIR / "compartments.json").read_text(encoding="utf-8"))
+    return tuple(SearchParam.from_resource(r) for r in raw), compartments
 
 
 class SearchParameterRegistry:
@@ -125,6 +146,7 @@ class SearchParameterRegistry:
         self._lock = threading.Lock()
         self._caches = _Caches()
         self._compartments = {k: dict(v) for k, v in (compartments or {}).items()}
+        self._r4: Mapping[str, SearchParam] = {}  # the R4 definitions as loaded, whose verdicts R4_UNEVALUABLE has
         for parameter in parameters:
             self._by_url[parameter.url] = parameter
         if compile_now:
@@ -133,9 +155,10 @@ class SearchParameterRegistry:
     @classmethod
     def load_default(cls) -> SearchParameterRegistry:
         """The R4 parameters of every resource type and the R4 compartments (compiled on first use)."""
-        raw = json.loads((DATA_DIR / "search-parameters-r4.json").read_text(encoding="utf-8"))
-        compartments = json.loads((DATA_DIR / "compartments.json").read_text(encoding="utf-8"))
-        return cls((SearchParam.from_resource(r) for r in raw), compartments, compile_now=False)
+        parameters, compartments = _r4_definitions()
+        registry = cls(parameters, compartments, compile_now=False)
+        registry._r4 = MappingProxyType(dict(registry._by_url))
+        return registry
 
     def add_or_replace(self, search_parameter: Mapping[str, Any]) -> SearchParam:
         """Register a SearchParameter resource (replacing any with the same URL). Validates its expression."""
@@ -174,13 +197,23 @@ class SearchParameterRegistry:
         caches = self._caches
         cached = caches.by_type.get(resource_type)
         if cached is None:
-            view: dict[str, SearchParam] = {}
-            for parameter in self._by_url.values():
-                if resource_type in parameter.base or GENERIC_BASES & set(parameter.base):
-                    view[parameter.code] = parameter
+            if caches.by_base is None:
+                caches.by_base = self._positions_by_base()
+            chosen = {position: parameter for base in (resource_type, *GENERIC_BASES)
+                      for position, parameter in caches.by_base.get(base, ())}
+            view = {chosen[position].code: chosen[position] for position in sorted(chosen)}
             cached = MappingProxyType(view)
             caches.by_type[resource_type] = cached
         return cached
+
+    def _positions_by_base(self) -> dict[str, list[tuple[int, SearchParam]]]:
+        """Each base type's parameters with their position among all (a type's view is built from its own
+        and the generic bases' lists, not from a pass over all 1,378 definitions per type)."""
+        out: dict[str, list[tuple[int, SearchParam]]] = {}
+        for position, parameter in enumerate(self._by_url.values()):
+            for base in set(parameter.base):
+                out.setdefault(base, []).append((position, parameter))
+        return out
 
     def derived(self, kind: str, key: str, build: Callable[[], T]) -> T:
         """A value computed from the current parameters (e.g. an extraction plan), rebuilt after changes."""
@@ -250,10 +283,23 @@ class SearchParameterRegistry:
         expression (``_text``, ``_content``) are not (the CapabilityStatement lists only evaluable ones)."""
         if parameter.code in TOP_LEVEL_PARAMS:
             return True
-        if not parameter.indexed or not self.branches(parameter, resource_type):
+        if not parameter.indexed:
+            return False
+        if self._is_r4_as_loaded(parameter, resource_type):
+            return (parameter.url, resource_type) not in R4_UNEVALUABLE
+        if not self.branches(parameter, resource_type):
             return False
         return all(self.component_param(parameter, i, resource_type) is not None
                    and self.component_branches(parameter, i) for i in range(len(parameter.components)))
+
+    def _is_r4_as_loaded(self, parameter: SearchParam, resource_type: str) -> bool:
+        """True when ``parameter`` is an R4 definition as loaded, applying to ``resource_type``, and so are the
+        definitions of its components (none replaced or removed since): R4_UNEVALUABLE then has its verdict."""
+        if self._r4.get(parameter.url) is not parameter or not (
+                resource_type in parameter.base or GENERIC_BASES & set(parameter.base)):
+            return False
+        by_url = self._by_url
+        return all(by_url.get(c.definition) is self._r4.get(c.definition) is not None for c in parameter.components)
 
     def compartment_params(self, compartment_type: str, resource_type: str) -> list[str]:
         """Codes of the parameters linking ``resource_type`` to a ``compartment_type`` compartment."""

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from fhir_server.errors import InvalidRequest
+from fhir_server.resources import SERVED_TYPES
 from fhir_server.search.expressions import compile_expression, evaluate, split_union
-from fhir_server.search.registry import SearchParameterRegistry
+from fhir_server.search.registry import R4_UNEVALUABLE, SearchParameterRegistry
 
 SUPPORTED = (
     "Patient",
@@ -59,6 +60,26 @@ def test_every_expression_of_a_supported_type_compiles(registry: SearchParameter
         for param in registry.for_type(resource_type).values():
             if param.indexed:
                 assert registry.branches(param, resource_type), (resource_type, param.code)
+
+
+def test_r4_unevaluable_is_what_compiling_every_r4_definition_for_every_type_finds(
+        registry: SearchParameterRegistry) -> None:
+    compiled = SearchParameterRegistry(registry.all(), compile_now=False)  # knows no verdicts: compiles
+    found = {(p.url, resource_type) for resource_type in SERVED_TYPES
+             for p in compiled.for_type(resource_type).values()
+             if p.indexed and not compiled.evaluable(p, resource_type)}
+    assert found == R4_UNEVALUABLE
+
+
+def test_a_replaced_r4_definition_is_judged_by_compiling_it() -> None:
+    local = SearchParameterRegistry.load_default()
+    birthdate = local.get("Patient", "birthdate")
+    assert birthdate is not None and local.evaluable(birthdate, "Patient")
+    replaced = local.add_or_replace({"resourceType": "SearchParameter", "url": birthdate.url, "code": "birthdate",
+                                     "base": ["Patient", "Person"], "type": "date",
+                                     "expression": "Person.birthDate"})
+    assert not local.evaluable(replaced, "Patient")
+    assert local.evaluable(replaced, "Person")
 
 
 def test_multi_type_expression_keeps_only_the_branch_of_the_type() -> None:
