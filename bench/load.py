@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +48,16 @@ def _rewrite(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
-    """The cohort as stored resources: one Organization per center, every other entry with a fresh id and its
-    references to other entries rewritten to ``Type/id``."""
+def patients_resources(seed: int) -> Iterator[list[dict[str, Any]]]:
+    """Patient after patient (endless), the resources each adds to the store: its entries with fresh ids and
+    their references to other entries rewritten to ``Type/id``, and its center's Organization the first time a
+    center is seen (later patients refer to it)."""
     rng = random.Random(seed)
     centers: dict[str, str] = {}
-    out: list[dict[str, Any]] = []
-    for index in range(patients):
+    for index in itertools.count():
         bundle = registry_bundle(index, rng)[0]
         ids: dict[str, str] = {}
+        out: list[dict[str, Any]] = []
         for entry in bundle["entry"]:
             resource = entry["resource"]
             kind = resource["resourceType"]
@@ -71,7 +74,12 @@ def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
             resource = entry["resource"]
             if resource["resourceType"] != "Organization":
                 out.append(_rewrite({**resource, "id": ids[entry["fullUrl"]].split("/", 1)[1]}, ids))
-    return out
+        yield out
+
+
+def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
+    """The first ``patients`` of ``patients_resources`` as one list."""
+    return [r for one in itertools.islice(patients_resources(seed), patients) for r in one]
 
 
 def write_files(resources: list[dict[str, Any]], folder: Path) -> list[str]:
