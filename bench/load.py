@@ -157,14 +157,58 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
         await client.close()
 
 
+async def profiled_import(uri: str, folder: str, files: list[str], top: int) -> None:
+    """The import job run in this process under cProfile (no HTTP, no polling): where its own time goes."""
+    import cProfile
+    import pstats
+    from datetime import timedelta
+
+    from fhir_server.bootstrap import start_services
+    from fhir_server.bulk import import_operation
+    from fhir_server.bulk.import_jobs import ImportInput, ImportJob, ImportJobs, new_job_id
+    from fhir_server.settings import Settings
+
+    settings = Settings(mongodb_uri=uri, mongodb_db=f"bench_profile_{uuid.uuid4().hex[:6]}", auth_mode="none",
+                        import_dir=Path(folder))
+    services = await start_services(settings, uri)
+    now = now_ms()
+    job = ImportJob(id=new_job_id(), request="bench", transaction_time=now, expires=now + timedelta(hours=1),
+                    base_url="http://bench/fhir", caller="bench", scopes=["system/*.*"],
+                    inputs=[ImportInput(url=name) for name in files])
+    await ImportJobs(services.store).insert(job)
+    profile = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
+    start, cpu = time.perf_counter(), time.process_time()
+    profile.enable()
+    await import_operation.run(services, job)
+    profile.disable()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    done = await ImportJobs(services.store).get(job.id)
+    assert done is not None
+    stored = sum(i.count for i in done.inputs)
+    failed = sum(i.errors for i in done.inputs)
+    print(f"in-process import: {stored} stored, {failed} failed in {wall:.1f} s wall, {cpu:.1f} s CPU of this "
+          f"process = {cpu / max(1, stored) * 1000:.2f} ms CPU per resource")
+    stats = pstats.Stats(profile)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    await services.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2008)
+    parser.add_argument("--profile", type=int, metavar="TOP", default=0,
+                        help="run the import job in this process under cProfile and print the TOP functions "
+                             "(cumulative, then own time) instead of the comparison")
     add_auth_argument(parser)
     args = parser.parse_args()
 
     resources = make_resources(args.patients, args.seed)
+    if args.profile:
+        with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
+            asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), args.profile))
+        return
     print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")
     with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
