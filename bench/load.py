@@ -31,6 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Server, add_auth_argument, fhir_server, mongod
+from bench.search import stored_centers
 from fhir_server import fhirjson
 from fhir_server.bulk.loader import BATCH_SIZE
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -132,25 +133,26 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
     client = connect(uri)
     db = client[db_name]
 
-    async def insert(batch: list[ResourceWrite]) -> None:
+    async def insert(batch: list[tuple[ResourceWrite, str | None]]) -> None:
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for w in batch:
-            by_type[w.type].append(w.current_document())
+        for w, center in batch:
+            by_type[w.type].append(w.current_document(center))
 
         async def txn(session: Any) -> None:
             for kind, docs in by_type.items():
                 await db[kind].insert_many(docs, session=session)
-            await db["history"].insert_many([w.history_document() for w in batch], session=session)
+            await db["history"].insert_many([w.history_document(center) for w, center in batch], session=session)
 
         async with client.start_session() as session:
             await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
 
     for kind in {w.type for w in writes} | {"history"}:
         await db.create_collection(kind)
+    with_centers = list(zip(writes, stored_centers(writes), strict=True))  # the center the server stores
     try:
         start = time.perf_counter()
         for i in range(0, len(writes), BATCH_SIZE):
-            await insert(writes[i:i + BATCH_SIZE])
+            await insert(with_centers[i:i + BATCH_SIZE])
         return time.perf_counter() - start
     finally:
         await client.drop_database(db_name)
@@ -216,9 +218,9 @@ def main() -> None:
         db = f"bench_load_{uuid.uuid4().hex[:6]}"
         with fhir_server(uri, db, 1, auth=args.auth, extra_env={"FHIR_IMPORT_DIR": folder}) as server:
             server_s = asyncio.run(through_import(server, files))
+        print(f"$import: {len(resources) / server_s:8.0f} resources/s  ({server_s:.1f} s)", flush=True)
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(resources)))
     server_rate, raw_rate = len(resources) / server_s, len(resources) / raw_s
-    print(f"$import: {server_rate:8.0f} resources/s  ({server_s:.1f} s)")
     print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
     print(f"ratio  : $import = {server_rate / raw_rate:.2f} x raw PyMongo")
 
