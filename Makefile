@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export fuzz soak clean reliability reliability-short
+.PHONY: run test smoke lint typecheck ig bench-ingest bench-search bench-validate bench-export bench-scale fuzz soak clean reliability reliability-short
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,12 @@ ig: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+# How cost grows with the data (bench/scale.py --help; about 1.6 million resources): needs the bench extra
+# (matplotlib), which this target installs: pip install -e '.[bench]'.
+bench-scale: $(TEST_STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 # The property-based fuzz tests with the long budget (CI runs them with the bounded `ci` profile in `make test`).
 fuzz: $(TEST_STAMP)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Server, add_auth_argument, fhir_server, mongod
+from bench.search import stored_centers
 from fhir_server import fhirjson
 from fhir_server.bulk.loader import BATCH_SIZE
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -46,15 +49,16 @@ def _rewrite(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
-    """The cohort as stored resources: one Organization per center, every other entry with a fresh id and its
-    references to other entries rewritten to ``Type/id``."""
+def patients_resources(seed: int) -> Iterator[list[dict[str, Any]]]:
+    """Patient after patient (endless), the resources each adds to the store: its entries with fresh ids and
+    their references to other entries rewritten to ``Type/id``, and its center's Organization the first time a
+    center is seen (later patients refer to it)."""
     rng = random.Random(seed)
     centers: dict[str, str] = {}
-    out: list[dict[str, Any]] = []
-    for index in range(patients):
+    for index in itertools.count():
         bundle = registry_bundle(index, rng)[0]
         ids: dict[str, str] = {}
+        out: list[dict[str, Any]] = []
         for entry in bundle["entry"]:
             resource = entry["resource"]
             kind = resource["resourceType"]
@@ -71,7 +75,12 @@ def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
             resource = entry["resource"]
             if resource["resourceType"] != "Organization":
                 out.append(_rewrite({**resource, "id": ids[entry["fullUrl"]].split("/", 1)[1]}, ids))
-    return out
+        yield out
+
+
+def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
+    """The first ``patients`` of ``patients_resources`` as one list."""
+    return [r for one in itertools.islice(patients_resources(seed), patients) for r in one]
 
 
 def write_files(resources: list[dict[str, Any]], folder: Path) -> list[str]:
@@ -124,39 +133,84 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
     client = connect(uri)
     db = client[db_name]
 
-    async def insert(batch: list[ResourceWrite]) -> None:
+    async def insert(batch: list[tuple[ResourceWrite, str | None]]) -> None:
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for w in batch:
-            by_type[w.type].append(w.current_document())
+        for w, center in batch:
+            by_type[w.type].append(w.current_document(center))
 
         async def txn(session: Any) -> None:
             for kind, docs in by_type.items():
                 await db[kind].insert_many(docs, session=session)
-            await db["history"].insert_many([w.history_document() for w in batch], session=session)
+            await db["history"].insert_many([w.history_document(center) for w, center in batch], session=session)
 
         async with client.start_session() as session:
             await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
 
     for kind in {w.type for w in writes} | {"history"}:
         await db.create_collection(kind)
+    with_centers = list(zip(writes, stored_centers(writes), strict=True))  # the center the server stores
     try:
         start = time.perf_counter()
         for i in range(0, len(writes), BATCH_SIZE):
-            await insert(writes[i:i + BATCH_SIZE])
+            await insert(with_centers[i:i + BATCH_SIZE])
         return time.perf_counter() - start
     finally:
         await client.drop_database(db_name)
         await client.close()
 
 
+async def profiled_import(uri: str, folder: str, files: list[str], top: int) -> None:
+    """The import job run in this process under cProfile (no HTTP, no polling): where its own time goes."""
+    import cProfile
+    import pstats
+    from datetime import timedelta
+
+    from fhir_server.bootstrap import start_services
+    from fhir_server.bulk import import_operation
+    from fhir_server.bulk.import_jobs import ImportInput, ImportJob, ImportJobs, new_job_id
+    from fhir_server.settings import Settings
+
+    settings = Settings(mongodb_uri=uri, mongodb_db=f"bench_profile_{uuid.uuid4().hex[:6]}", auth_mode="none",
+                        import_dir=Path(folder))
+    services = await start_services(settings, uri)
+    now = now_ms()
+    job = ImportJob(id=new_job_id(), request="bench", transaction_time=now, expires=now + timedelta(hours=1),
+                    base_url="http://bench/fhir", caller="bench", scopes=["system/*.*"],
+                    inputs=[ImportInput(url=name) for name in files])
+    await ImportJobs(services.store).insert(job)
+    profile = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
+    start, cpu = time.perf_counter(), time.process_time()
+    profile.enable()
+    await import_operation.run(services, job)
+    profile.disable()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    done = await ImportJobs(services.store).get(job.id)
+    assert done is not None
+    stored = sum(i.count for i in done.inputs)
+    failed = sum(i.errors for i in done.inputs)
+    print(f"in-process import: {stored} stored, {failed} failed in {wall:.1f} s wall, {cpu:.1f} s CPU of this "
+          f"process = {cpu / max(1, stored) * 1000:.2f} ms CPU per resource")
+    stats = pstats.Stats(profile)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    await services.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2008)
+    parser.add_argument("--profile", type=int, metavar="TOP", default=0,
+                        help="run the import job in this process under cProfile and print the TOP functions "
+                             "(cumulative, then own time) instead of the comparison")
     add_auth_argument(parser)
     args = parser.parse_args()
 
     resources = make_resources(args.patients, args.seed)
+    if args.profile:
+        with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
+            asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), args.profile))
+        return
     print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")
     with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
@@ -164,9 +218,9 @@ def main() -> None:
         db = f"bench_load_{uuid.uuid4().hex[:6]}"
         with fhir_server(uri, db, 1, auth=args.auth, extra_env={"FHIR_IMPORT_DIR": folder}) as server:
             server_s = asyncio.run(through_import(server, files))
+        print(f"$import: {len(resources) / server_s:8.0f} resources/s  ({server_s:.1f} s)", flush=True)
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(resources)))
     server_rate, raw_rate = len(resources) / server_s, len(resources) / raw_s
-    print(f"$import: {server_rate:8.0f} resources/s  ({server_s:.1f} s)")
     print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
     print(f"ratio  : $import = {server_rate / raw_rate:.2f} x raw PyMongo")
 

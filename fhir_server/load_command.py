@@ -9,8 +9,13 @@ loads back as it was, and loading it again stores no new version) or a ``POST Ty
 resource goes through the server's one write path: validated exactly as a create or update of its own,
 conditional semantics and the center rules kept. Authentication as ``import-csv`` (``--client``, ``--key``).
 
-A progress line on stderr; at the end, every failed line (file, line number or Bundle entry, the
-OperationOutcome's issues) is written to ``--errors`` (default stderr), one tab-separated line each. Exit status
+``--jobs N`` (default: the CPU count) posts up to N chunks of a file at once, so that a server with several
+workers uses them all; a file is finished before the next starts, so files are stored in name order as with one
+job (resources in a file that refer to each other may be stored in any order, as in a batch Bundle).
+
+A progress line on stderr (a few a second at most, with the rate); at the end, every failed line (file, line
+number or Bundle entry, the OperationOutcome's issues) is written to ``--errors`` (default stderr), one
+tab-separated line each, in file and line order. Exit status
 0 when everything was stored, 1 when a line failed, 2 when a file or the server could not be used. For the
 fastest load of large files, the server pulls them with ``$import`` (README "Loading data").
 """
@@ -18,8 +23,13 @@ fastest load of large files, the server pulls them with ``$import`` (README "Loa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -89,17 +99,26 @@ def entry_of(resource: dict[str, Any]) -> dict[str, Any]:
 class Loader:
     """Posts what the files hold and keeps the tally and the failures."""
 
-    def __init__(self, http: Any, url: str, chunk: int, out: TextIO) -> None:
-        self.http = http
+    def __init__(self, http: Any, url: str, chunk: int, out: TextIO, jobs: int = 1) -> None:
+        self.http = http  # an httpx.Client: thread-safe, one connection per job
         self.url = url
         self.chunk = max(1, chunk)
         self.out = out
+        self.jobs = max(1, jobs)
         self.tally = Tally()
         self.failures: list[Failure] = []
+        self._lock = threading.Lock()  # the tally and the failures, shared by the jobs
+        self._started = time.monotonic()
+        self._shown = 0.0
 
     def fail(self, file: Path, where: str, issues: str) -> None:
-        self.tally.failed += 1
-        self.failures.append(Failure(file, where, issues))
+        with self._lock:
+            self.tally.failed += 1
+            self.failures.append(Failure(file, where, issues))
+
+    def stored(self, count: int) -> None:
+        with self._lock:
+            self.tally.stored += count
 
     def post(self, bundle: dict[str, Any]) -> tuple[int, Any]:
         response = self.http.post(self.url, content=fhirjson.dumps(bundle),
@@ -138,7 +157,7 @@ class Loader:
             except FhirError as exc:
                 self.fail(path, f"line {number}", issues_text(exc.outcome()))
 
-    def load_items(self, path: Path, items: Iterator[tuple[str, Any]]) -> None:
+    def chunks(self, path: Path, items: Iterator[tuple[str, Any]]) -> Iterator[list[tuple[str, Any]]]:
         chunk: list[tuple[str, Any]] = []
         for where, resource in items:
             if not isinstance(resource, dict) or "resourceType" not in resource:
@@ -146,10 +165,26 @@ class Loader:
                 continue
             chunk.append((where, resource))
             if len(chunk) >= self.chunk:
-                self.send_chunk(path, chunk)
+                yield chunk
                 chunk = []
         if chunk:
-            self.send_chunk(path, chunk)
+            yield chunk
+
+    def load_items(self, path: Path, items: Iterator[tuple[str, Any]]) -> None:
+        """Send the chunks, up to ``jobs`` at a time (2 x jobs queued: memory stays bounded); return when the
+        whole file is stored."""
+        if self.jobs == 1:
+            for chunk in self.chunks(path, items):
+                self.send_chunk(path, chunk)
+            return
+        with ThreadPoolExecutor(self.jobs, thread_name_prefix="load") as pool:
+            pending: deque[Future[None]] = deque()
+            for chunk in self.chunks(path, items):
+                pending.append(pool.submit(self.send_chunk, path, chunk))
+                while len(pending) >= 2 * self.jobs:
+                    pending.popleft().result()
+            for future in pending:
+                future.result()
 
     def send_chunk(self, path: Path, chunk: list[tuple[str, Any]]) -> None:
         status, answer = self.post({"resourceType": "Bundle", "type": "batch",
@@ -159,12 +194,14 @@ class Loader:
             for where, _ in chunk:
                 self.fail(path, where, issues_text(answer, f"HTTP {status}"))
             return
+        stored = 0
         for (where, _), entry in zip(chunk, entries, strict=True):
             response = entry.get("response", {})
             if str(response.get("status", "")).startswith("2"):
-                self.tally.stored += 1
+                stored += 1
             else:
                 self.fail(path, where, issues_text(response.get("outcome"), str(response.get("status"))))
+        self.stored(stored)
         self.progress(path)
 
     def post_bundle(self, path: Path, bundle: dict[str, Any]) -> None:
@@ -175,26 +212,41 @@ class Loader:
         for number, entry in enumerate(answer.get("entry") or [], 1):
             response = entry.get("response", {})
             if str(response.get("status", "")).startswith("2"):
-                self.tally.stored += 1
+                self.stored(1)
             else:
                 self.fail(path, f"entry {number}", issues_text(response.get("outcome"), str(response.get("status"))))
         self.progress(path)
 
-    def progress(self, path: Path) -> None:
-        self.out.write(f"\r{path.name}: {self.tally.stored} stored, {self.tally.failed} failed")
-        self.out.flush()
+    def progress(self, path: Path, *, every: float = 0.25) -> None:
+        """The progress line, at most every ``every`` seconds (a line per chunk would cost a terminal's time)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._shown < every:
+                return
+            self._shown = now
+            rate = self.tally.stored / max(now - self._started, 1e-9)
+            self.out.write(f"\r{path.name}: {self.tally.stored} stored, {self.tally.failed} failed, "
+                           f"{rate:.0f} resources/s")
+            self.out.flush()
 
 
 def write_report(loader: Loader, report: TextIO, out: TextIO) -> None:
-    out.write(f"\n{loader.tally.stored} resources stored, {loader.tally.failed} failed\n")
+    seconds = time.monotonic() - loader._started
+    out.write(f"\n{loader.tally.stored} resources stored, {loader.tally.failed} failed in {seconds:.1f} s\n")
     if loader.failures:
         report.write("file\twhere\tissues\n")
-        for f in loader.failures:
+        for f in sorted(loader.failures, key=_position):  # in file order, whatever job finished first
             report.write(f"{f.file}\t{f.where}\t{f.issues}\n")
 
 
+def _position(failure: Failure) -> tuple[str, str, int]:
+    """Sort key: the file, then the line or entry number (``line 12``), then anything else."""
+    kind, _, number = failure.where.partition(" ")
+    return str(failure.file), kind, int(number) if number.isdigit() else 0
+
+
 def run_load(target: Path, url: str, *, auth: Any = None, chunk: int = CHUNK, errors: Path | None = None,
-             out: TextIO | None = None) -> int:
+             out: TextIO | None = None, jobs: int = 1) -> int:
     """Load ``target`` into the server at ``url``; the exit status."""
     import httpx
 
@@ -203,7 +255,7 @@ def run_load(target: Path, url: str, *, auth: Any = None, chunk: int = CHUNK, er
         out.write(f"cannot load {target}: no such file or directory\n")
         return 2
     with httpx.Client(timeout=120, auth=auth) as http:
-        loader = Loader(http, url, chunk, out)
+        loader = Loader(http, url, chunk, out, jobs)
         try:
             for path in files_of(target):
                 loader.load_file(path)
@@ -223,6 +275,8 @@ def _args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the FHIR base (default {DEFAULT_URL})")
     parser.add_argument("--errors", type=Path, default=None, help="write the per-line error report here")
     parser.add_argument("--chunk", type=int, default=CHUNK, help=f"resources per request (default {CHUNK})")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="requests at once (default: the CPU count)")
     add_client_arguments(parser)
 
 
@@ -235,4 +289,4 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     url = args.url.rstrip("/")
     path = client_key_path(args, settings)
     auth = BackendServicesAuth(url, args.client, load_private_key(path)) if path.exists() else None
-    return run_load(args.target, url, auth=auth, chunk=args.chunk, errors=args.errors)
+    return run_load(args.target, url, auth=auth, chunk=args.chunk, errors=args.errors, jobs=args.jobs)

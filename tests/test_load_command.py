@@ -70,8 +70,23 @@ def test_a_bad_line_is_reported_with_its_line_number_and_the_others_are_stored(
         assert total(url, "Patient?_id=bl-0,bl-1,bl-2,bl-3,bl-4") == 3
     assert "3 resources stored, 2 failed" in capsys.readouterr().err
     rows = [row.split("\t") for row in report.read_text().splitlines()[1:]]
-    assert [(Path(r[0]).name, r[1]) for r in rows] == [("patients.ndjson", "line 4"), ("patients.ndjson", "line 2")]
-    assert "gender" in rows[1][2] and rows[1][2].startswith("error")
+    assert [(Path(r[0]).name, r[1]) for r in rows] == [("patients.ndjson", "line 2"), ("patients.ndjson", "line 4")]
+    assert "gender" in rows[0][2] and rows[0][2].startswith("error")
+
+
+def test_several_jobs_store_every_line_and_report_failures_in_line_order(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines: list[object] = [{**data.patient(f"FR-POI-{i}"), "id": f"jb-{i}"} for i in range(12)]
+    lines[9] = {**data.patient("FR-POI-Y"), "id": "jb-9", "gender": "sometimes"}
+    lines[2] = {**data.patient("FR-POI-Z"), "id": "jb-2", "gender": "sometimes"}
+    path = tmp_path / "patients.ndjson"
+    path.write_bytes(ndjson(lines))  # type: ignore[arg-type]
+    report = tmp_path / "errors.tsv"
+    with serve(create_app(settings)) as url:
+        assert run_load(path, f"{url}/fhir", errors=report, chunk=2, jobs=3) == 1
+        assert total(url, "Patient?identifier=https://cml-registry.eu/fhir/sid/patient|") == 10
+    assert "10 resources stored, 2 failed" in capsys.readouterr().err
+    assert [row.split("\t")[1] for row in report.read_text().splitlines()[1:]] == ["line 3", "line 10"]
 
 
 def test_a_missing_file_is_exit_status_2(tmp_path: Path) -> None:

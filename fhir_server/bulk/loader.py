@@ -22,6 +22,7 @@ from typing import Any
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError, InvalidRequest, Issue
 from fhir_server.interactions.create import create
+from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import update
 from fhir_server.resources import SUPPORTED_TYPES
@@ -75,16 +76,29 @@ async def _write_one(uow: UnitOfWork, resource: dict[str, Any]) -> tuple[str, bo
     return f"{kind}/{result.version.id}", uow.touched(kind, result.version.id)
 
 
-async def _prime(uow: UnitOfWork, items: list[LoadItem]) -> None:
-    """Read the current versions of every id the batch updates, one query per type (not one per resource)."""
-    ids: dict[str, list[str]] = {}
+def _wanted_ids(items: list[LoadItem]) -> dict[str, set[str]]:
+    """Per type, the ids a batch updates and the ids its resources refer to (``Type/id`` references)."""
+    ids: dict[str, set[str]] = {}
     for item in items:
         resource = item.resource
-        if isinstance(resource, dict) and isinstance(resource.get("id"), str) \
-                and resource.get("resourceType") in SUPPORTED_TYPES:
-            ids.setdefault(resource["resourceType"], []).append(resource["id"])
-    for kind, wanted in ids.items():
-        uow.prime(kind, await uow.store.current_many(uow.ctx, kind, wanted, session=uow.session))
+        if not isinstance(resource, dict) or resource.get("resourceType") not in SUPPORTED_TYPES:
+            continue
+        if isinstance(resource.get("id"), str):
+            ids.setdefault(resource["resourceType"], set()).add(resource["id"])
+        for reference in collect_references(resource, set()):
+            match = RELATIVE.match(reference)
+            if match and match.group(1) in SUPPORTED_TYPES:
+                ids.setdefault(match.group(1), set()).add(match.group(2))
+    return ids
+
+
+async def _prime(uow: UnitOfWork, items: list[LoadItem]) -> None:
+    """Read, one query per type (not one per resource), the current versions of every id the batch updates and
+    of every resource it refers to: the updates' versioning, the profiles' reference checks and the write checks
+    (a risk score's patient) then find them without a query of their own. Read in the batch's transaction, so
+    they are what those queries would have read."""
+    for kind, wanted in _wanted_ids(items).items():
+        uow.prime(kind, await uow.store.current_many(uow.ctx, kind, sorted(wanted), session=uow.session))
 
 
 async def _batch_work(uow: UnitOfWork, items: list[LoadItem]) -> list[LoadResult]:

@@ -81,8 +81,12 @@ async def resolver_for(uow: UnitOfWork, resource: dict[str, Any]) -> Resolver:
         pending = uow.pending_resource(reference)
         if pending is not None:
             found[reference] = pending
-        else:
+            continue
+        primed, stored = uow.primed_resource(reference)  # a bulk load reads its batch's references at once
+        if not primed:
             missing.setdefault(match.group(1), []).append(match.group(2))
+        elif stored is not None:
+            found[reference] = stored
     for kind, ids in missing.items():
         if kind not in SUPPORTED_TYPES:
             continue

@@ -79,6 +79,17 @@ class UnitOfWork:
         for resource_id, version in found.items():
             self._primed[(resource_type, resource_id)] = version
 
+    def primed_resource(self, reference: str) -> tuple[bool, dict[str, Any] | None]:
+        """``Type/id`` from the primed versions: (False, None) when it was not primed (ask the store), else
+        (True, its resource, None when no such resource is stored or it is deleted). Read in this transaction, so
+        the same answer a query would give, as long as this unit of work has not written it (callers look at
+        :meth:`pending_resource` first)."""
+        kind, _, ident = reference.partition("/")
+        if (kind, ident) not in self._primed:
+            return False, None
+        version = self._primed[(kind, ident)]
+        return True, version.resource if version is not None and not version.deleted else None
+
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
         """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""
         await self.flush()
