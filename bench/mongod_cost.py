@@ -8,9 +8,13 @@ the variants interleaved ``--rounds`` times so that they see the same load of a 
 * ``raw``: one ``insert_many`` per collection, current and history, no index but ``_id`` (ingest's raw side);
 * ``raw+current-only``: the same without the history document (what a history of superseded versions only
   would save on a create);
-* ``indexed-wildcard-all``: ``raw`` into collections with the server's indexes, the wildcard index on every
-  ``sp`` field (as before issue #14);
-* ``indexed``: the same with the server's indexes as declared now (``SearchParameterRegistry.index_options``);
+* ``indexed``: ``raw`` into collections with the server's indexes (``SearchParameterRegistry.index_specs``: the
+  wildcard index on every ``sp`` field but the sort keys, and the compound indexes);
+* ``indexed-wildcard-narrowed``: the same with a narrower wildcard index (see :func:`narrowed`);
+* ``indexed-history-id-only`` and ``indexed-current-only``: what history's five indexes, and the history
+  document itself, cost on top of the indexed current document;
+* ``indexed-no-wildcard``, ``indexed-wildcard-only``: the compound indexes alone, the wildcard index alone
+  (``ensure_indexes`` always adds ``lastUpdated,_id`` and ``center,_id``);
 * ``store.apply``: ``ResourceStore.apply`` (the server's write: centers, current, history) on those indexes;
 * ``+claims``: ``apply`` with each entry's conditional-create claim (one upsert each);
 * ``+lookups``: and the ``ifNoneExist`` lookups first, one ``find_each`` per type (a transaction Bundle before
@@ -54,11 +58,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def wildcard_everywhere(specs: IndexSpecs) -> IndexSpecs:
-    """The indexes as before issue #14: the wildcard index over every ``sp`` field."""
-    old = {"resource": 0, "sp._sort": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
-    return {kind: [(keys, {"wildcardProjection": old} if list(keys) == WILDCARD else options)
-                   for keys, options in indexes] for kind, indexes in specs.items()}
+# Per parameter type, the entry fields that qualify a value and never select on their own.
+QUALIFIERS = {"token": ("s", "ty.s"), "quantity": ("s", "c", "u"), "number": ("s", "c", "u"), "reference": ("t",)}
+
+
+def narrowed(specs: IndexSpecs, registry: SearchParameterRegistry) -> IndexSpecs:
+    """Experiment (measured, not kept): the wildcard index without the fields a compound index leads with
+    (``sp.identifier.c``, ``sp.code.c``...), the value qualifiers (system, unit, reference type) and ``center``:
+    a registry Observation's index keys 68.9 -> 50.4 per insert (``bench/mongod_view.py``)."""
+    out: IndexSpecs = {}
+    for kind, indexes in specs.items():
+        excluded = {keys[0][0] for keys, _ in indexes if list(keys) != WILDCARD and keys[0][0].startswith("sp.")
+                    and not keys[0][0].startswith("sp._sort")} | {"center"}
+        for param in registry.for_type(kind).values():
+            fields = QUALIFIERS.get(param.type, ())
+            if param.type == "composite":
+                components = [registry.component_param(param, n, kind) for n in range(len(param.components))]
+                excluded |= {f"sp.{param.code}.k{n}.{f}" for n, c in enumerate(components) if c is not None
+                             for f in QUALIFIERS.get(c.type, ())}
+            excluded |= {f"sp.{param.code}.{f}" for f in fields}
+        excluded = {p for p in excluded if not any(p.startswith(q + ".") for q in excluded)}
+        out[kind] = [(keys, {"wildcardProjection": {**options["wildcardProjection"], **dict.fromkeys(excluded, 0)}}
+                      if list(keys) == WILDCARD else options) for keys, options in indexes]
+    return out
+
+
+def without_wildcard(specs: IndexSpecs) -> IndexSpecs:
+    return {kind: [(keys, options) for keys, options in indexes if list(keys) != WILDCARD]
+            for kind, indexes in specs.items()}
+
+
+def wildcard_only(specs: IndexSpecs) -> IndexSpecs:
+    return {kind: [(keys, options) for keys, options in indexes if list(keys) == WILDCARD]
+            for kind, indexes in specs.items()}
+
+
+def sp_wildcard(specs: IndexSpecs) -> IndexSpecs:
+    """Experiment: the wildcard index as ``sp.$**`` without a projection (``_sort`` included)."""
+    return {kind: [([("sp.$**", 1)], {}) if list(keys) == WILDCARD else (keys, options) for keys, options in indexes]
+            for kind, indexes in specs.items()}
 
 
 async def raw(store: ResourceStore, session: DbSession, writes: Bundle, *, history: bool = True) -> None:
@@ -73,6 +111,11 @@ async def raw(store: ResourceStore, session: DbSession, writes: Bundle, *, histo
 
 async def current_only(store: ResourceStore, session: DbSession, writes: Bundle) -> None:
     await raw(store, session, writes, history=False)
+
+
+async def bare_history(store: ResourceStore, session: DbSession, writes: Bundle) -> None:
+    """``raw`` into the indexed collections, history with its ``_id`` index only (see ``run_variant``)."""
+    await raw(store, session, writes)
 
 
 async def apply(store: ResourceStore, session: DbSession, writes: Bundle) -> None:
@@ -103,6 +146,8 @@ async def run_variant(uri: str, pid: int, specs: IndexSpecs | None, write: Write
     if specs is None:  # raw: no index but _id
         for kind in [*kinds, HISTORY]:
             await store._collection(kind).drop_indexes()
+    if write is bare_history:
+        await store._collection(HISTORY).drop_indexes()
 
     async def one(writes: Bundle) -> None:
         await store.run_transaction(lambda session: write(store, session, writes))
@@ -158,7 +203,10 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     variants: list[tuple[str, IndexSpecs | None, Write]] = [
         ("raw", None, raw), ("raw+current-only", None, current_only),
-        ("indexed-wildcard-all", wildcard_everywhere(specs), raw), ("indexed", specs, raw),
+        ("indexed", specs, raw), ("indexed-wildcard-narrowed", narrowed(specs, registry), raw),
+        ("indexed-history-id-only", specs, bare_history),
+        ("indexed-no-wildcard", without_wildcard(specs), raw), ("indexed-wildcard-only", wildcard_only(specs), raw),
+        ("indexed-sp-wildcard", sp_wildcard(specs), raw), ("indexed-current-only", specs, current_only),
         ("store.apply", specs, apply), ("+claims", specs, apply_with_claims), ("+lookups", specs, lookups_then_apply),
         ("+lookups as $or find", specs, or_find_then_apply), ("+lookups as $in find", specs, in_find_then_apply),
         ("+lookups in one command", specs, one_command_lookups_then_apply),

@@ -88,5 +88,5 @@ def rule_table(profiles_dir: Path, enforced: bool) -> list[dict[str, Any]]:
 
 def search_indexes(registry: SearchParameterRegistry) -> IndexSpecs:
     """The search indexes of every resource collection, as the registry declares them."""
-    return {kind: [(keys, registry.index_options(keys, kind)) for keys in registry.index_specs(kind)]
+    return {kind: [(keys, registry.index_options(keys)) for keys in registry.index_specs(kind)]
             for kind in (*SUPPORTED_TYPES, AUDIT_EVENT)}

@@ -16,7 +16,6 @@ first used instead (a test compiles them all), which keeps the server's start fa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -36,7 +35,7 @@ from fhir_server.search.index_layout import (
     param_path,
     sort_path,
 )
-from fhir_server.search.param_types import date, quantity, reference, token
+from fhir_server.search.param_types import date, reference, token
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERIC_BASES = frozenset({"Resource", "DomainResource"})
@@ -49,15 +48,7 @@ TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 IndexSpec = list[tuple[str, int]]
 WILDCARD: IndexSpec = [("$**", 1)]
-WILDCARD_PROJECTION = {"resource": 0, f"{INDEX_FIELD}.{SORT_FIELD}": 0, "vid": 0, "deleted": 0, "lastUpdated": 0,
-                       "center": 0}  # the ``center,_id`` index serves the read filter
-# Per parameter type, the entry fields that qualify a value and never select on their own (``wildcard_exclusions``).
-QUALIFIER_FIELDS: dict[str, tuple[str, ...]] = {
-    "token": (token.SYSTEM, f"{token.TYPES}.{token.SYSTEM}"),
-    "quantity": (quantity.SYSTEM, quantity.CODE, quantity.UNIT),
-    "number": (quantity.SYSTEM, quantity.CODE, quantity.UNIT),  # a Range's unit
-    "reference": (reference.TYPE,),
-}
+WILDCARD_PROJECTION = {"resource": 0, f"{INDEX_FIELD}.{SORT_FIELD}": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -272,53 +263,12 @@ class SearchParameterRegistry:
         """The compartments defined (``Patient``, ``Encounter``...)."""
         return sorted(self._compartments)
 
-    def index_options(self, spec: IndexSpec, resource_type: str | None = None) -> dict[str, Any]:
+    @staticmethod
+    def index_options(spec: IndexSpec) -> dict[str, Any]:
         """Options of an index of :meth:`index_specs`: the wildcard index covers every ``sp`` value but the
         scalar sort keys (a third of the keys of a registry Observation; compound indexes serve the sorts) and
-        nothing of the stored resource itself; with ``resource_type``, nor the fields
-        :meth:`wildcard_exclusions` names. It is named after its projection, so a changed projection is a new
-        index (MongoDB keeps both while the store replaces the old one, see ``ResourceStore.ensure_indexes``)."""
-        if list(spec) != WILDCARD:
-            return {}
-        projection = dict(WILDCARD_PROJECTION)
-        if resource_type is not None:
-            projection.update(dict.fromkeys(self.wildcard_exclusions(resource_type), 0))
-        digest = hashlib.sha1(json.dumps(sorted(projection)).encode()).hexdigest()[:10]
-        return {"wildcardProjection": projection, "name": f"sp_wildcard_{digest}"}
-
-    def wildcard_exclusions(self, resource_type: str) -> list[str]:
-        """The ``sp`` fields of ``resource_type`` the wildcard index leaves out (issue #14: every key of it is
-        written with every version; a registry Observation had 49):
-
-        * the first field of every compound index of :meth:`index_specs` (``sp.identifier.c``, ``sp.code.c``,
-          ``sp.subject.r``, ``sp.date.lo``...): a query on that field uses the compound index, which also gives
-          the ``_id`` order, so the wildcard's keys of it were never read;
-        * the fields that qualify a value and never select on their own (:data:`QUALIFIER_FIELDS`): a token's
-          or a quantity's system, a quantity's unit, a reference's type. A query names them beside the value
-          they qualify (``code=system|code``: ``c`` selects, ``s`` is checked on the document); only a search
-          by a system alone (``identifier=system|``, which matches most of a collection anyway) now reads the
-          documents of the type instead of an index.
-
-        Fields of a parameter added later (a SearchParameter resource) stay in the index until the next start:
-        only what is named here is left out, never the other way round. Composites: the same rules apply to the
-        fields of each component (``sp.<code>.k0.s``)."""
-        params = self.for_type(resource_type)
-        excluded = {spec[0][0] for spec in self.index_specs(resource_type)
-                    if list(spec) != WILDCARD and spec[0][0].startswith(f"{INDEX_FIELD}.")
-                    and not spec[0][0].startswith(f"{INDEX_FIELD}.{SORT_FIELD}.")}
-        for parameter in params.values():
-            if not parameter.indexed:
-                continue
-            if parameter.type == "composite":
-                for index in range(len(parameter.components)):
-                    component = self.component_param(parameter, index, resource_type)
-                    if component is not None:
-                        excluded |= {param_path(parameter.code, f"k{index}.{name}")
-                                     for name in QUALIFIER_FIELDS.get(component.type, ())}
-            excluded |= {param_path(parameter.code, name) for name in QUALIFIER_FIELDS.get(parameter.type, ())}
-        # MongoDB refuses a projection naming a path and a path inside it ("path collision")
-        return sorted(path for path in excluded
-                      if not any(path.startswith(other + ".") for other in excluded if other != path))
+        nothing of the stored resource itself."""
+        return {"wildcardProjection": dict(WILDCARD_PROJECTION)} if list(spec) == WILDCARD else {}
 
     def index_specs(self, resource_type: str) -> list[IndexSpec]:
         """MongoDB index key lists for the collection ``resource_type`` (a handful, far below 64).

@@ -160,17 +160,3 @@ def test_index_specs_stay_few_and_never_combine_two_arrays(registry: SearchParam
 def test_compartment_params_come_from_the_patient_compartment(registry: SearchParameterRegistry) -> None:
     assert registry.compartment_params("Patient", "Observation") == ["subject", "performer"]
     assert registry.compartment_params("Patient", "Organization") == []
-
-
-def test_wildcard_index_leaves_out_fields_a_compound_index_serves_and_value_qualifiers(
-        registry: SearchParameterRegistry) -> None:
-    options = registry.index_options([("$**", 1)], "Observation")
-    projection = options["wildcardProjection"]
-    for served_elsewhere in ("sp.identifier.c", "sp.code.c", "sp.subject.r", "sp.patient.r", "sp.date.lo", "center"):
-        assert projection[served_elsewhere] == 0
-    for qualifier in ("sp.code.s", "sp.value-quantity.u", "sp.code-value-quantity.k0.s", "sp.encounter.t"):
-        assert projection[qualifier] == 0
-    for selecting in ("sp.code.t", "sp.value-quantity.lo", "sp.date.hi", "sp.code-value-quantity.k0.c",
-                      "sp.encounter.r"):
-        assert selecting not in projection
-    assert options["name"] != registry.index_options([("$**", 1)], "Patient")["name"]

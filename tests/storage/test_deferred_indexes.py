@@ -38,21 +38,3 @@ async def test_a_deferred_collection_gets_its_indexes_with_its_first_write(mongo
     finally:
         await store.close()
         await mongo_client.drop_database(name)
-
-
-async def test_a_changed_wildcard_projection_replaces_the_old_wildcard_index(mongo_uri: str,
-                                                                             mongo_client: AsyncMongoClient) -> None:
-    name = f"reprojected_{uuid.uuid4().hex[:8]}"
-    store = ResourceStore.open(mongo_uri, name)
-    try:
-        old = {"Patient": [([("$**", 1)], {"wildcardProjection": {"resource": 0}})]}
-        new = {"Patient": [([("$**", 1)], {"wildcardProjection": {"resource": 0, "sp.gender.s": 0},
-                                           "name": "sp_wildcard_new"})]}
-        await store.ensure_indexes(old)
-        await store.ensure_indexes(new)
-        indexes = {index["name"]: index async for index in await mongo_client[name]["Patient"].list_indexes()}
-        assert "$**_1" not in indexes
-        assert indexes["sp_wildcard_new"]["wildcardProjection"] == {"resource": 0, "sp.gender.s": 0}
-    finally:
-        await store.close()
-        await mongo_client.drop_database(name)
