@@ -159,14 +159,18 @@ async def find_matching(ctx: RequestContext, services: Services, resource_type: 
                                      session=session)
 
 
-async def find_matching_each(ctx: RequestContext, services: Services, resource_type: str,
-                             criteria: list[list[tuple[str, str]]], *, session: Session = None,
-                             limit: int = 2) -> list[list[dict[str, Any]]]:
-    """``find_matching`` for several sets of criteria on one type, in one round trip to MongoDB."""
-    for params in criteria:
-        _refuse_result_parameters(params)
-    filters = [await compiled_filter(ctx, services, resource_type, params, session) for params in criteria]
-    return await services.store.find_each(ctx, resource_type, filters, limit=limit, session=session)
+async def find_matching_of_types(ctx: RequestContext, services: Services,
+                                 criteria: dict[str, list[list[tuple[str, str]]]], *, session: Session = None,
+                                 limit: int = 2) -> dict[str, list[list[dict[str, Any]]]]:
+    """``find_matching`` for several sets of criteria, of one or several types, in one round trip to MongoDB
+    (a transaction Bundle's ``ifNoneExist``): per type, the matches of each set, at most ``limit`` each."""
+    filters: dict[str, list[dict[str, Any]]] = {}
+    for resource_type, each in criteria.items():
+        for params in each:
+            _refuse_result_parameters(params)
+        filters[resource_type] = [await compiled_filter(ctx, services, resource_type, params, session)
+                                  for params in each]
+    return await services.store.find_each_of_types(ctx, filters, limit=limit, session=session)
 
 
 # -- the search interaction --------------------------------------------------------------------------------

@@ -66,6 +66,14 @@ def guarded(collection: str, pipeline: Sequence[Stage], filters: ReadFilters) ->
     return [{"$match": filters.of(collection, _first_match(pipeline))}, *_stages(pipeline, filters)]
 
 
+def guarded_documents(pipeline: Sequence[Stage], filters: ReadFilters) -> list[Stage]:
+    """A database-level ``pipeline`` (it starts with ``$documents``, reading no collection itself) with the access
+    filter in front of every collection its stages read."""
+    if not pipeline or "$documents" not in pipeline[0]:
+        raise UnguardedRead("A database-level aggregation starts with $documents")
+    return _stages(pipeline, filters)
+
+
 def _stages(pipeline: Sequence[Stage], filters: ReadFilters) -> list[Stage]:
     return [_stage(stage, filters) for stage in pipeline]
 

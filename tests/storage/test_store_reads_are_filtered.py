@@ -11,7 +11,8 @@ import inspect
 from fhir_server.storage import store
 
 READS = {"find", "find_one", "count_documents", "aggregate", "find_one_and_update", "distinct", "watch"}
-GUARDS = {"_filter", "_read_filters", "guarded"}  # what builds a filter through AccessPolicy.read_filter
+# what builds a filter through AccessPolicy.read_filter
+GUARDS = {"_filter", "_read_filters", "guarded", "guarded_documents"}
 # Reads without the caller's filter, each for a reason that returns no document to a caller:
 UNFILTERED = {
     "assign_missing_centers",  # the start-up migration (the server's own work)

@@ -48,7 +48,7 @@ from fhir_server.interactions.perform import perform_read
 from fhir_server.interactions.references import bundle_reference, collect_references, rewrite_references
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.search import find_matching_each
+from fhir_server.interactions.search import find_matching_of_types
 from fhir_server.interactions.unit_of_work import (
     UnitOfWork,
     new_id,
@@ -214,8 +214,8 @@ class _TransactionState:
 
     # POST: identity first (ifNoneExist in this transaction's snapshot), creation after references are known
     async def _resolve_posts(self, posts: list[BundleEntry]) -> None:
-        """``ifNoneExist`` of every POST, evaluated in this transaction's snapshot: one query per resource type
-        for all the criteria of that type (a registry Bundle has a dozen), not one per entry."""
+        """``ifNoneExist`` of every POST, evaluated in this transaction's snapshot: one command for all the criteria
+        of every type (a registry Bundle has a dozen of five types), not one per entry or per type."""
         keys: dict[int, str] = {}
         criteria: dict[str, dict[str, list[tuple[str, str]]]] = {}  # type -> key -> params
         for entry in posts:
@@ -223,10 +223,11 @@ class _TransactionState:
                 await self._guard(entry, self._criteria_of(entry, keys, criteria))
         await self.uow.flush()
         found: dict[str, list[dict[str, Any]]] = {}
+        matches = await find_matching_of_types(self.uow.ctx, self.uow.services,
+                                               {kind: list(by_key.values()) for kind, by_key in criteria.items()},
+                                               session=self.uow.session, limit=2)
         for resource_type, by_key in criteria.items():
-            matches = await find_matching_each(self.uow.ctx, self.uow.services, resource_type,
-                                               list(by_key.values()), session=self.uow.session, limit=2)
-            found.update(zip(by_key, matches, strict=True))
+            found.update(zip(by_key, matches[resource_type], strict=True))
         for entry in posts:
             key = keys.get(entry.index)
             await self._guard(entry, self._resolve_post(entry, key, found.get(key, []) if key else []))
