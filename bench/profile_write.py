@@ -196,7 +196,7 @@ def report(args: argparse.Namespace, cpu: float, resources: int, timed: dict[str
           "registry rules enforced, FHIR_AUTH_MODE=none")
     print(f"server CPU (no profiler): {cpu:.2f} s = {cpu * ms:.3f} ms per resource\n")
     print(f"| {'stage':<60} | {'ms CPU/resource':>15} | {'%':>5} | how      |")
-    print(f"|{'-' * 62}|{'-' * 17}:|{'-' * 6}:|----------|")
+    print(f"|{'-' * 62}|{'-' * 16}:|{'-' * 6}:|----------|")
     for stage, seconds, how in rows:
         print(f"| {stage:<60} | {seconds * ms:>15.3f} | {100 * seconds / cpu:>5.1f} | {how:<8} |")
     print(f"| {'total':<60} | {cpu * ms:>15.3f} | {100.0:>5.1f} |          |")

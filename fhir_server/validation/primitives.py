@@ -304,6 +304,8 @@ def _contained(value: dict[str, Any], path: str, issues: list[Issue]) -> None:
         issues.append(_issue("structure", "a contained resource needs a resourceType", path))
     elif rtype in TYPES and TYPES[rtype].is_resource:
         _walk(value, TYPES[rtype], path, issues)
+    else:  # not an R4 resource type (a datatype's name included): nothing to check it against
+        issues.append(_issue("structure", f"'{rtype[:64]}' is not an R4 resource type", f"{path}.resourceType"))
 
 
 def _check_codings(value: dict[str, Any], row: Row, path: str, issues: list[Issue]) -> None:

@@ -278,6 +278,11 @@ def test_contained_resource_without_type_is_an_error() -> None:
     assert codes(patient(contained=[{"id": "x"}])) == ["structure"]
 
 
+@pytest.mark.parametrize("kind", ["Foo", "HumanName", "patient"])
+def test_a_contained_resource_of_no_r4_resource_type_is_an_error(kind: str) -> None:
+    assert expressions(patient(contained=[{"resourceType": kind, "id": "x"}])) == ["Patient.contained[0].resourceType"]
+
+
 def test_narrative_div_must_be_xhtml() -> None:
     assert expressions(patient(text={"status": "generated", "div": "hello"})) == ["Patient.text.div"]
 
