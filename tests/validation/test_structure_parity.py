@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -60,7 +60,11 @@ def test_the_table_refuses_every_official_example_the_model_refuses(path: Path) 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_the_table_refuses_every_generated_or_broken_resource_the_model_refuses(data: Any) -> None:
-    resource = data.draw(resources(data.draw(st.sampled_from(MODEL_TYPES), label="type")), label="resource")
+    kind = data.draw(st.sampled_from(MODEL_TYPES), label="type")
+    try:
+        resource = data.draw(resources(kind), label="resource")
+    except IndexError:  # the strategy finds no element for an object at its depth limit (a choice-only type)
+        reject()
     assert_table_refuses_what_the_model_refuses(resource)
     broken = data.draw(mutations(resource), label="broken")
     if broken.raw is None:  # a change of the JSON text (a repeated name, a lone surrogate) is the parser's
