@@ -3,9 +3,6 @@ resource the ``fhir.resources`` R4B model refuses, on the types whose R4B model 
 decided by ``scripts/build_snapshots.py``). The model round trip left the write path on that evidence (issue
 #14); these tests keep the evidence current: HL7's R4 examples, resources generated from the R4
 StructureDefinitions (``tests/fuzz/strategies.py``) and those resources broken in one place.
-
-Where the R4B model is stricter than R4 itself (``url`` elements parsed as URLs, leap seconds only at 23:59:60)
-R4 is the authority: those cases are not generated here.
 """
 
 from __future__ import annotations
