@@ -12,8 +12,8 @@ Measured path = what ``enforcement.validation_issues`` runs on a write, without 
 ``ProfileValidator.validate`` for each, plus the risk-score check of ``interactions.risk`` (baseline inputs
 taken from the same patient's resources). A first figure is the wire-format check alone on HL7's 138 official
 R4 examples (``tests/data/fhir-r4-examples``: many types and shapes, not only the registry's). A last figure
-adds the ``fhir.resources`` R4B model check that ``resources.check_structure`` also runs on a write (the
-engineering notes put it at 140-210 us/resource).
+adds the ``fhir.resources`` R4B model check that ``resources.check_structure`` ran on a write until issue #14
+(the engineering notes put it at 140-210 us/resource): what dropping it saved.
 
 CPU time of this process (``time.process_time``), median of 5 rounds; pin it to one core to be sure::
 
@@ -35,9 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fhir.resources.R4B import get_fhir_model_class
+
 from fhir_server.interactions.risk import baseline_of, disagreement, score_name
 from fhir_server.json_types import Json
-from fhir_server.resources import _model
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.primitives import check_primitive_types
 from fhir_server.validation.profile import ProfileValidator
@@ -96,7 +97,7 @@ def write_path(resources: list[Json], stored: dict[str, Json], by_patient: dict[
         errors = 0
         for r in resources:
             if models:
-                _model(r["resourceType"]).model_validate(r)
+                get_fhir_model_class(r["resourceType"]).model_validate(r)
             issues = check_primitive_types(r)
             profiles = list(profiles_required_for(r, rules))
             for claimed in (r.get("meta") or {}).get("profile") or []:
@@ -148,7 +149,7 @@ def main() -> None:
     errors = write_path(resources, stored, by_patient, validator, rules, False)()
     assert errors == 0, f"the synthetic cohort should be valid, found {errors} errors"
     for label, models in (("primitives + rule table + profiles + risk check", False),
-                          ("same + fhir.resources R4B model check", True)):
+                          ("same + fhir.resources R4B model check (before #14)", True)):
         per = per_item(write_path(resources, stored, by_patient, validator, rules, models), len(resources))
         print(f"{label}: {1 / per:,.0f} resources/s ({per * 1e6:.0f} us/resource, CPU time, one core)")
 

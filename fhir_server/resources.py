@@ -1,27 +1,24 @@
 """The resource types this server stores, and the R4 structural check every incoming resource passes.
 
 Every concrete resource type of FHIR R4 4.0.1 is served (https://hl7.org/fhir/R4/resourcelist.html; the list
-is generated with the element table by ``scripts/build_snapshots.py``). Structure is checked by
-``validation.primitives`` against the R4 element table, the authority (elements, JSON types of primitives,
-cardinality, choice types, required bindings), and, for the types whose ``fhir.resources`` R4B model accepts
-exactly what R4 does (``R4B_MODEL_TYPES``, decided by the generator), by that model too. R4B removed or
-remodelled the others (MedicinalProduct*, SubstanceNucleicAcid/Polymer/Protein/ReferenceInformation/
-SourceMaterial/Specification, Effect/RiskEvidenceSynthesis, Evidence, EvidenceVariable, ResearchStudy,
-ObservationDefinition, DeviceDefinition, Binary, Bundle): its model would refuse valid R4. Nothing invalid
-reaches storage.
+is generated with the element table by ``scripts/build_snapshots.py``). Structure is checked in one pass by
+``validation.primitives`` against the R4 element table generated from the R4 StructureDefinitions: elements
+(unknown ones refused), JSON types and regexes of primitives, cardinality and array-ness, required elements,
+choice types, required bindings, contained resources. Nothing invalid reaches storage.
+
+The ``fhir.resources`` R4B pydantic model round trip that used to run as a second check is gone from the write
+path (issue #14: about 0.2 ms CPU per resource, more than the table itself): on every type whose R4B model
+matches R4 it refused nothing the table accepts (``tests/validation/test_structure_parity.py`` holds the table
+to that, over generated, broken and HL7's example resources; ``bench/README.md`` has the measurements).
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
-
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
 
 from fhir_server.errors import InvalidRequest, Issue, NotFound
 from fhir_server.permissions import CONFORMANCE_TYPES
-from fhir_server.validation.primitives import R4B_MODEL_TYPES, RESOURCE_TYPES, check_primitive_types
+from fhir_server.validation.primitives import RESOURCE_TYPES, check_primitive_types
 
 # The registry's own clinical types (its profiles and rule table are about these).
 REGISTRY_TYPES = (
@@ -41,26 +38,6 @@ def require_supported_type(resource_type: str) -> None:
     if resource_type not in SERVED_TYPES:
         raise NotFound(f"Resource type '{resource_type}' is not supported by this server",
                        code="not-supported")
-
-
-@cache
-def _model(resource_type: str) -> Any:
-    return get_fhir_model_class(resource_type)
-
-
-def _pydantic_issues(resource_type: str, exc: ValidationError) -> list[Issue]:
-    issues = []
-    for err in exc.errors():
-        path = resource_type
-        for part in err.get("loc", ()):
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif part != "__root__":
-                path += f".{part}"
-        kind = err.get("type", "")
-        code = "structure" if kind in ("extra_forbidden", "list_type", "model_type", "dict_type") else "value"
-        issues.append(Issue("error", code, f"{path}: {err.get('msg')}", (path,)))
-    return issues
 
 
 def check_structure(resource: dict[str, Any], expected_type: str | None = None,
@@ -84,13 +61,6 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
             f"The resource id '{resource.get('id')}' does not match the URL's id '{expected_id}'",
             code="invalid", expression=(f"{resource_type}.id",))
     issues = check_primitive_types(resource)
-    if resource_type in R4B_MODEL_TYPES:
-        try:
-            _model(resource_type).model_validate(resource)
-        except ValidationError as exc:
-            # One issue per problem: the R4 table's, when it found one at the same element.
-            judged = {i.expression for i in issues}
-            issues += [i for i in _pydantic_issues(resource_type, exc) if i.expression not in judged]
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if errors:
         raise InvalidRequest(issues=_dedupe(errors))

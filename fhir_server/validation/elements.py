@@ -60,10 +60,11 @@ class ElementNode:
     children: list[ElementNode] = field(default_factory=list)
     slices: list[ElementNode] = field(default_factory=list)
     inert: bool = False
+    # ``value[x]``: asked for every element of every validated resource, so computed once (issue #14)
+    is_choice: bool = field(init=False)
 
-    @property
-    def is_choice(self) -> bool:
-        return self.name.endswith("[x]")
+    def __post_init__(self) -> None:
+        self.is_choice = self.name.endswith("[x]")
 
     def child(self, name: str) -> ElementNode | None:
         for c in self.children:

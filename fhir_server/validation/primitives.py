@@ -304,6 +304,8 @@ def _contained(value: dict[str, Any], path: str, issues: list[Issue]) -> None:
         issues.append(_issue("structure", "a contained resource needs a resourceType", path))
     elif rtype in TYPES and TYPES[rtype].is_resource:
         _walk(value, TYPES[rtype], path, issues)
+    else:  # not an R4 resource type (a datatype's name included): nothing to check it against
+        issues.append(_issue("structure", f"'{rtype[:64]}' is not an R4 resource type", f"{path}.resourceType"))
 
 
 def _check_codings(value: dict[str, Any], row: Row, path: str, issues: list[Issue]) -> None:
@@ -321,7 +323,9 @@ def _check_codings(value: dict[str, Any], row: Row, path: str, issues: list[Issu
         system = coding.get("system")
         # a system of the wrong JSON type (a list: unhashable, a 500 before) is reported by the type check
         allowed = row.systems.get(system) if type(system) is str else None
-        if allowed is not None and coding.get("code") not in allowed:
+        code = coding.get("code")
+        # a code of the wrong JSON type (a list: unhashable) is reported by the type check alone
+        if allowed is not None and (code is None or type(code) is str) and code not in allowed:
             where = prefix if row.target == "Coding" else f"{prefix}[{i}]"
             issues.append(_issue("code-invalid", f"code '{coding.get('code')}' of {coding.get('system')} is "
                                  "not in the required value set", f"{where}.code"))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server import fhirjson
 from fhir_server.errors import Issue
 from fhir_server.fhirpath import expression
 from fhir_server.json_types import Json
@@ -33,6 +34,8 @@ from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
 Resolver = Callable[[str], Json | None]
 # Types a binding applies to (elementdefinition.html#ElementDefinition.binding): a Quantity by its unit.
 CODED = frozenset({"code", "Coding", "CodeableConcept", "Quantity"})
+# How many referenced resources' conformance a validator remembers (a Bundle's worth and more; then it starts over)
+CONFORMANCE_MEMO = 4096
 REFERENCE_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 
 
@@ -98,6 +101,7 @@ class ProfileValidator:
         self.core_invariants = core_invariants
         self.max_reference_depth = max_reference_depth
         self._trees: dict[str, ElementNode | None] = {}
+        self._conformance: dict[tuple[str, bytes], bool] = {}  # (profile, referenced content) -> conforms
         self.extension_uses = ExtensionUses(conformance.structure_definitions())
 
     # --- public API ---------------------------------------------------------------------------------------
@@ -303,7 +307,22 @@ class ProfileValidator:
         return ctx.resolve(reference) if ctx.resolve is not None else None
 
     def _conforms_at_depth(self, resource: Json, profile: str, ctx: _Context) -> bool:
-        issues = self._validate(resource, profile, ctx.resolve, ctx.depth + 1)
+        """Whether a referenced resource conforms to ``profile``. At the last reference depth the answer depends
+        on the resource's content alone (its own references are checked by type, not resolved), so it is
+        remembered by content: every entry of a registry Bundle references the same Patient (issue #14)."""
+        depth = ctx.depth + 1
+        if depth < self.max_reference_depth:
+            return self._conforms(resource, profile, ctx.resolve, depth)
+        key = (profile, fhirjson.dumps(resource))
+        known = self._conformance.get(key)
+        if known is None:
+            if len(self._conformance) >= CONFORMANCE_MEMO:
+                self._conformance.clear()
+            known = self._conformance[key] = self._conforms(resource, profile, ctx.resolve, depth)
+        return known
+
+    def _conforms(self, resource: Json, profile: str, resolve: Resolver | None, depth: int) -> bool:
+        issues = self._validate(resource, profile, resolve, depth)
         return not any(i.severity in ("error", "fatal") for i in issues)
 
     def _type_of_profile(self, profile: str) -> str:

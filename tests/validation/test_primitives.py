@@ -241,6 +241,14 @@ def test_required_binding_ignores_codings_of_other_systems() -> None:
     assert check_primitive_types(cond) == []
 
 
+@pytest.mark.parametrize("code", [["active"], {"code": "active"}, 7])
+def test_a_required_bound_coding_with_a_code_of_the_wrong_json_type_is_one_type_error(code: Any) -> None:
+    condition = {"resourceType": "Condition", "subject": {"reference": "Patient/p"}, "clinicalStatus": {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": code}]}}
+    assert [(i.code, i.expression) for i in check_primitive_types(condition)] == [
+        ("structure", ("Condition.clinicalStatus.coding[0].code",))]
+
+
 def test_medication_statement_status_is_checked() -> None:
     ms = {"resourceType": "MedicationStatement", "status": "finished", "subject": {"reference": "Patient/p"},
           "medicationCodeableConcept": {"text": "imatinib"}}
@@ -276,6 +284,11 @@ def test_contained_resources_are_checked() -> None:
 
 def test_contained_resource_without_type_is_an_error() -> None:
     assert codes(patient(contained=[{"id": "x"}])) == ["structure"]
+
+
+@pytest.mark.parametrize("kind", ["Foo", "HumanName", "patient"])
+def test_a_contained_resource_of_no_r4_resource_type_is_an_error(kind: str) -> None:
+    assert expressions(patient(contained=[{"resourceType": kind, "id": "x"}])) == ["Patient.contained[0].resourceType"]
 
 
 def test_narrative_div_must_be_xhtml() -> None:

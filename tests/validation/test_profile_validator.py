@@ -101,6 +101,24 @@ def test_patient_managing_organization_must_be_a_center(validator: ProfileValida
     assert [(i.code, i.expression) for i in issues] == [("invalid", ("Patient.managingOrganization.reference",))]
 
 
+def test_a_referenced_resource_is_judged_by_its_content_each_time(validator: ProfileValidator) -> None:
+    """The validator remembers a referenced resource's conformance by content: the same center changed in
+    place is judged again, and judged as before once changed back."""
+    stored = store()
+    center = stored["Organization/c1"]
+
+    def reference_issues() -> list[tuple[str, tuple[str, ...]]]:
+        issues = validator.validate(resource("patient"), profile_url("patient"), stored.get)
+        return [(i.code, i.expression) for i in issues]
+
+    assert reference_issues() == reference_issues() == []
+    system = center["identifier"][0]["system"]
+    center["identifier"][0]["system"] = "urn:not-a-center"
+    assert reference_issues() == reference_issues() == [("invalid", ("Patient.managingOrganization.reference",))]
+    center["identifier"][0]["system"] = system
+    assert reference_issues() == []
+
+
 def test_unresolvable_reference_is_a_warning(validator: ProfileValidator) -> None:
     r = resource("patient")
     r["managingOrganization"]["reference"] = "Organization/unknown"
