@@ -35,6 +35,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve http://HOST:PORT/fhir; start a local mongod unless FHIR_MONGODB_URI is set."""
     import uvicorn
 
+    from fhir_server.bootstrap import rule_table
     from fhir_server.security.clients import ClientsFileError, read_clients
     from fhir_server.security.modes import check_auth_settings
     from fhir_server.security.registration import ensure_dev_admin
@@ -48,6 +49,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         dev_admin_key = ensure_dev_admin(settings)
         if settings.auth_mode == "smart" and settings.clients_path.exists():
             read_clients(settings.clients_path)
+        # a worker that fails its start stops uvicorn's supervisor with exit status 0 (several workers are the
+        # default): what the workers would refuse is checked here, so a misconfigured server exits non-zero
+        rule_table(settings.profiles_dir, settings.registry_rules)
     except (RuntimeError, ClientsFileError) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 2
