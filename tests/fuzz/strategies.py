@@ -248,9 +248,9 @@ def _object(draw: st.DrawFn, type_key: str, depth: int) -> dict[str, Any]:
     for e in chosen:
         value = element_value(e, depth)
         out[e.name] = draw(st.lists(value, min_size=1, max_size=2) if e.is_list else value)
-    if not out:  # JSON objects must not be empty: one optional primitive
-        fallback = sorted((e for e in rows if e.choice is None and e.name not in ("id", "extension")),
-                          key=lambda e: not e.is_primitive)[0]
+    if not out:  # JSON objects must not be empty: one optional primitive (a type of choice elements only: one)
+        fallback = sorted((e for e in rows if e.name not in ("id", "extension")),
+                          key=lambda e: (e.choice is not None, not e.is_primitive))[0]
         value = draw(element_value(fallback, depth))
         out[fallback.name] = [value] if fallback.is_list else value
     return out
