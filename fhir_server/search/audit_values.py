@@ -17,11 +17,13 @@ without the elements the Resource-level parameters read (``meta.profile``/``secu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from fhir_server.search.extract import SORT_KEY, dedupe
 from fhir_server.search.index_layout import param_path
 from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, date, reference
+from fhir_server.search.param_types.common import Entry
 from fhir_server.search.registry import IndexSpec, SearchParameterRegistry
 
 R4 = "http://hl7.org/fhir/SearchParameter/"
@@ -123,7 +125,34 @@ def index_values(registry: SearchParameterRegistry, event: Mapping[str, Any]) ->
 
 
 def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
+    """The entries of a parameter's ``values``, each value's built once: the parts every event repeats are shared
+    objects (``audit_event``'s entity ``type``/``role``, its agents), so a search's event of 100 patients has 100
+    entity roles that are two objects; a reference's entries come from ``_reference_entries``' memo."""
     builder = ENTRY_BUILDERS[kind]
-    entries = dedupe([entry for value, restriction in values for entry in builder(value, restriction)])
+    seen: set[tuple[int, str | None]] = set()
+    built: list[Any] = []
+    for value, restriction in values:
+        key = (id(value), restriction)  # the values are alive (in the event) for the whole call: ids are unique
+        if key in seen:
+            continue
+        seen.add(key)
+        if kind == "reference" and _plain_reference(value):
+            built += _reference_entries(value["reference"], restriction)
+        else:
+            built += builder(value, restriction)
+    entries = dedupe(built)
     sort_key = SORT_KEYS.get(kind)
     return entries, (sort_key(entries) if sort_key is not None and entries else None)
+
+
+def _plain_reference(value: Any) -> bool:
+    """A Reference with only a ``reference`` string (every entity's ``what``): its entries depend on that string."""
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("reference"), str)
+
+
+@lru_cache(maxsize=1 << 14)
+def _reference_entries(reference_string: str, restriction: str | None) -> tuple[Entry, ...]:
+    """The entries of ``{"reference": reference_string}``, memoized: the patients of a search's event recur from one
+    event to the next. The entries are shared by the documents that carry them and never changed (a document's
+    ``sp`` is built once and written)."""
+    return tuple(reference.entries(reference_string, restriction))
