@@ -128,9 +128,17 @@ async def child(uri: str, db: str, path: str) -> dict[str, Any]:
         return {"resources": resources, "seconds": seconds, "cpu_seconds": cpu, "files": len(manifest["output"]),
                 "megabytes": size / 2**20, "rss_before_mb": before, "rss_peak_mb": sampler.peak,
                 "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "by_type": {item["type"]: item["count"] for item in manifest["output"]}}
+                "by_type": _counts_by_type(manifest["output"])}
     finally:
         await services.close()
+
+
+def _counts_by_type(output: list[dict[str, Any]]) -> dict[str, int]:
+    """Resources per type, over all of a type's files (one per ``MAX_PER_FILE`` resources)."""
+    counts: dict[str, int] = {}
+    for item in output:
+        counts[item["type"]] = counts.get(item["type"], 0) + item["count"]
+    return counts
 
 
 async def _exported_bytes(uri: str, db: str, job_id: str) -> int:

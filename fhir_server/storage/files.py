@@ -23,6 +23,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 EXPORT_BUCKET = "export"
+CHUNK_BYTES = DEFAULT_CHUNK_SIZE  # GridFS's default, 255 kB: what the driver's reader expects of most files
+BUFFER_CHUNKS = 4  # chunks a writer holds before it inserts them: about 1 MB, one round trip per MB
 
 
 class FileWriter:
@@ -35,8 +37,8 @@ class FileWriter:
     holds at most ``buffer_chunks`` chunks (about 1 MB) whatever the file's size."""
 
     def __init__(self, files: AsyncCollection[Any], chunks: AsyncCollection[Any], file_id: str, *,
-                 ready: Callable[[], Awaitable[None]], chunk_bytes: int = DEFAULT_CHUNK_SIZE,
-                 buffer_chunks: int = 4) -> None:
+                 ready: Callable[[], Awaitable[None]], chunk_bytes: int = CHUNK_BYTES,
+                 buffer_chunks: int = BUFFER_CHUNKS) -> None:
         self._ready = ready  # the bucket's indexes, before the first write
         self._files = files
         self._chunks = chunks
@@ -116,7 +118,8 @@ class FileStore:
 
     def writer(self, file_id: str) -> FileWriter:
         """A new file ``file_id`` (``owner/...``); it exists once the writer is closed."""
-        return FileWriter(self._files, self._chunks, file_id, ready=self._ensure_indexes)
+        return FileWriter(self._files, self._chunks, file_id, ready=self._ensure_indexes, chunk_bytes=CHUNK_BYTES,
+                          buffer_chunks=BUFFER_CHUNKS)
 
     async def _ensure_indexes(self) -> None:
         """The GridFS spec's indexes (what the driver's writer creates): chunks by (file, n), unique, which
