@@ -5,7 +5,7 @@ One resource per line, serialized with ``fhirjson.dumps`` (exact decimals). Each
 ``<Type>-<n>.ndjson``; a new file starts every ``max_per_file`` resources, so that no single download is
 unbounded. A file's GridFS id is ``<job>/<attempt>/<name>``: the files of a job are found (and removed) by its
 id, and two processes that ran the same job one after the other (a takeover) never write the same file.
-Memory holds one buffer (1 MB) of lines at a time.
+Memory holds one buffer (about 1 MB) of lines at a time (`storage/files.py` `FileWriter`).
 """
 
 from __future__ import annotations

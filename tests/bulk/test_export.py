@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
+from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.bulk import runner
 from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
+from fhir_server.storage import files
 from fhir_server.storage.documents import JOBS, now_ms
 from tests.bulk import data
 from tests.bulk.conftest import (
@@ -149,6 +151,26 @@ async def test_decimals_keep_their_precision_in_ndjson(bulk: httpx.AsyncClient) 
     manifest = await finish(bulk, await kickoff(bulk, "$export?_type=Observation"))
     raw = (await bulk.get(local(manifest["output"][0]["url"]))).content
     assert b'"value":1.50' in raw
+
+
+async def test_a_file_of_many_chunks_downloads_byte_identical(bulk: httpx.AsyncClient, db: AsyncDatabase,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small chunks, so that a few resources make a file of many chunks written in several inserts."""
+    monkeypatch.setattr(files, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(files, "BUFFER_CHUNKS", 2)
+    made = await registry(bulk, n=4)
+    status_url = await kickoff(bulk, "$export?_type=Observation")
+    [item] = (await finish(bulk, status_url))["output"]
+    downloaded = (await bulk.get(local(item["url"]))).content
+    [stored] = await db["export.files"].find({"_id": {"$regex": f"^{job_id_of(status_url)}/"}}).to_list()
+    assert stored["length"] == len(downloaded)
+    assert await db["export.chunks"].count_documents({"files_id": stored["_id"]}) == -(-len(downloaded) // 300) > 4
+    driver = await AsyncGridFSBucket(db, bucket_name="export").open_download_stream(stored["_id"])
+    assert await driver.read() == downloaded
+    by_id = {o["id"]: o for o in made["observations"]}
+    lines = downloaded.splitlines(keepends=True)
+    assert [fhirjson.loads(line) for line in lines] == [by_id[fhirjson.loads(line)["id"]] for line in lines]
+    assert downloaded == b"".join(fhirjson.dumps(fhirjson.loads(line)) + b"\n" for line in lines)
 
 
 async def test_deleted_resources_are_not_exported(bulk: httpx.AsyncClient) -> None:
