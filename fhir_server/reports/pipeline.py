@@ -4,9 +4,11 @@ One pipeline, run through ``ResourceStore.aggregate`` on ``Patient``, which puts
 every collection the pipeline reads (``storage/aggregation.py``). ``$unionWith`` brings in the registration,
 decision and Sokal Observations, the CML Conditions and the imatinib MedicationStatements; every document is
 reduced to a few fields keyed by its patient, then ``$group`` makes one row per patient (every Patient,
-registration Observation or not), the registration date falls back as defined below (a ``$lookup`` of the
-Patient's first version in history, only for a patient with neither date), ``$lookup`` adds the center
-Organization (country, center code), the filters apply, and ``$facet`` computes every section. Medians are
+registration Observation or not), the registration date falls back as defined below (each Patient's first
+version in history comes in by one more ``$unionWith``), the center Organization (country, center code) is
+picked from every Organization read once (an uncorrelated ``$lookup``), the filters apply, and ``$facet``
+computes every section. No stage runs a sub-query per patient: the cost grows linearly with the registry
+(bench/README.md, "The registry report at scale"). Medians are
 computed in the database (MongoDB 6.0 has no ``$median``): values are collected with ``$push``, sorted with
 ``$sortArray`` and the middle element(s) picked. Only the facet results (a few dozen small documents) reach
 Python.
@@ -130,6 +132,9 @@ def _observations() -> dict[str, Any]:
     codes = ["registration-reason", "decision-after-imatinib", "sokal-score"]
     when = day("$resource.effectiveDateTime")
     return {"$unionWith": {"coll": "Observation", "pipeline": [
+        # The search index values of the same code (``sp``, extracted at write time) let MongoDB read only these
+        # Observations from the index, not every lab result; the match on ``resource`` below is the definition.
+        {"$match": {"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": {"$in": codes}}}}},
         {"$match": {"resource.status": {"$nin": list(NOT_MEASURED)}}},
         {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
@@ -213,6 +218,7 @@ def _per_patient() -> list[dict[str, Any]]:
             "regDate": {"$min": "$regDate"}, "regReason": {"$min": "$regReason"}, "dec": {"$min": "$dec"},
             "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"}, "imaStart": {"$min": "$imaStart"},
             "stop": {"$max": "$stop"},  # the latest stopped period (by end date)
+            "firstStored": {"$min": "$firstStored"},  # when the Patient was first stored (history version 1)
         }},
         {"$match": {"isPatient": True}},  # every stored Patient is registered; other rows are orphans
         {"$set": {"regReason": "$regReason.c"}},
@@ -221,15 +227,12 @@ def _per_patient() -> list[dict[str, Any]]:
 
 def _registration_date() -> list[dict[str, Any]]:
     """``reg``: the registration Observation's date, else the end of the latest stopped imatinib period, else
-    the day (UTC) the Patient was first stored, looked up in history only for the patients that need it."""
-    first_stored = {"$dateToString": {"date": first("$firstStored.lastUpdated"), "format": "%Y-%m-%d",
-                                      "timezone": "UTC"}}
+    the day (UTC) the Patient was first stored (``firstStored``, brought in from history for every patient by
+    ``ResourceStore.first_versions``: one index scan, cheaper than a history lookup for each patient)."""
+    first_stored = {"$dateToString": {"date": "$firstStored", "format": "%Y-%m-%d", "timezone": "UTC"}}
     return [
-        {"$set": {"reg": {"$ifNull": ["$regDate", "$stop.e"]}}},
-        {"$set": {"undated": {"$cond": [{"$eq": [{"$type": "$reg"}, "string"]}, "$$REMOVE", "$_id"]}}},
-        *ResourceStore.first_version_lookup("Patient", "undated", "firstStored"),
-        {"$set": {"reg": {"$ifNull": ["$reg", first_stored]}}},
-        {"$unset": ["regDate", "undated", "firstStored"]},
+        {"$set": {"reg": {"$ifNull": ["$regDate", "$stop.e", first_stored]}}},
+        {"$unset": ["regDate", "firstStored"]},
     ]
 
 
@@ -252,11 +255,16 @@ def _center(filters: Filters) -> list[dict[str, Any]]:
     center_code = first({"$map": {"input": {"$filter": {
         "input": {"$ifNull": ["$resource.identifier", []]}, "as": "i",
         "cond": {"$eq": ["$$i.system", CENTER_SYSTEM]}}}, "as": "i", "in": "$$i.value"}})
+    # Every Organization the caller may read, once: an uncorrelated $lookup, which MongoDB runs once and
+    # caches, where a join on ``org`` ran a sub-query per patient (the report's largest cost at scale); the
+    # registry has tens of centers, each patient's is picked from them by its id.
+    at = {"$indexOfArray": ["$centers._id", "$org"]}
     stages: list[dict[str, Any]] = [
-        {"$lookup": {"from": "Organization", "localField": "org", "foreignField": "_id", "as": "center",
-                     "pipeline": [{"$project": {"_id": 0, "country": first("$resource.address.country"),
-                                                "code": center_code}}]}},
-        {"$set": {"center": first("$center")}},
+        {"$lookup": {"from": "Organization", "as": "centers", "pipeline": [
+            {"$project": {"_id": 1, "country": first("$resource.address.country"), "code": center_code}}]}},
+        {"$set": {"center": {"$let": {"vars": {"i": at}, "in": {
+            "$cond": [{"$gte": ["$$i", 0]}, {"$arrayElemAt": ["$centers", "$$i"]}, None]}}}}},
+        {"$unset": "centers"},
         {"$set": {"country": {"$ifNull": ["$center.country", "unknown"]},
                   "centerCode": {"$ifNull": ["$center.code", "unknown"]}}},
     ]
@@ -338,6 +346,7 @@ def report_pipeline(filters: Filters, codes: ReportCodes) -> list[dict[str, Any]
     """The whole aggregation, to run on ``Patient`` with ``ResourceStore.aggregate``."""
     return [
         *_patients(), _observations(), _conditions(), _imatinib(),
+        ResourceStore.first_versions("Patient", "pid", "firstStored"),
         *_per_patient(), *_registration_date(), *_match_filters(filters), *_center(filters),
         *_derived(codes), _facets(),
     ]

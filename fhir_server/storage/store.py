@@ -388,6 +388,17 @@ class ResourceStore:
             {"$unset": key},
         ]
 
+    @staticmethod
+    def first_versions(resource_type: str, key: str, into: str) -> dict[str, Any]:
+        """A ``$unionWith`` stage bringing in, for every resource of ``resource_type`` that the caller may read
+        (:meth:`aggregate` adds the access filter), when it was first stored (its version 1) as
+        ``{key: "Type/id", into: lastUpdated}``. One scan of the type's history (the ``type, lastUpdated, id,
+        vid`` index) for all resources at once: unlike :meth:`first_version_lookup`, no sub-query per document,
+        whose fixed cost dominated a per-patient join (bench/README.md, "The registry report at scale")."""
+        return {"$unionWith": {"coll": HISTORY, "pipeline": [
+            {"$match": {"type": resource_type, "vid": 1}},
+            {"$project": {"_id": 0, key: {"$concat": [f"{resource_type}/", "$id"]}, into: "$lastUpdated"}}]}}
+
     @bounded
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,

@@ -133,3 +133,8 @@ def test_the_has_join_reads_its_source_through_the_filter() -> None:
     assert isinstance(has, HasJoin)
     pipeline = guarded(has.source_type, has.referenced_ids_pipeline({"sp.code.c": "1234-5"}), FILTERS)
     assert pipeline[0] == {"$match": CURRENT} and not list(reads(pipeline))
+
+
+def test_the_first_versions_union_reads_only_what_the_caller_may_read_of_its_type() -> None:
+    stage = ResourceStore.first_versions("Patient", "pid", "firstStored")
+    assert dict(reads(guarded("Patient", [stage], FILTERS))) == {HISTORY: history_of("Patient")}
