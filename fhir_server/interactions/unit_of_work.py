@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -41,6 +42,7 @@ def query_params(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=True)
 
 
+@lru_cache(maxsize=4096)  # a transaction's conditional create needs it twice: its ifNoneExist lookup, its claim
 def normalized_criteria(resource_type: str, query: str) -> str:
     """One spelling per set of criteria: the key of a conditional create's claim."""
     return f"{resource_type}?{urlencode(sorted(query_params(query)))}"
