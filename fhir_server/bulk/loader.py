@@ -104,6 +104,7 @@ async def _prime(uow: UnitOfWork, items: list[LoadItem]) -> None:
 async def _batch_work(uow: UnitOfWork, items: list[LoadItem]) -> list[LoadResult]:
     results: list[LoadResult] = []
     await _prime(uow, items)
+    uow.upcoming = [item.resource for item in items]
     for item in items:
         try:
             reference, stored = await _write_one(uow, item.resource)

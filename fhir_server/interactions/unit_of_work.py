@@ -62,6 +62,9 @@ class UnitOfWork:
         self._primed: dict[tuple[str, str], StoredVersion | None] = {}
         self._audit: list[dict[str, Any]] = []
         self.conformance_checked = False
+        # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
+        # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
+        self.upcoming: list[Any] = []
 
     @property
     def store(self) -> ResourceStore:
