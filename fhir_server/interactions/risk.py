@@ -274,17 +274,17 @@ async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
     if patient is None:
         return None
     conditions, observations = await _stored_for_uow(uow, patient_id)
-    pending = uow.pending_resources()  # staged resources, and a transaction's announced later entries
     merged: dict[str, dict[str, Json]] = {"Condition": {}, "Observation": {}}
     for kind, stored in (("Condition", conditions), ("Observation", observations)):
         for r in stored:
-            ref = f"{kind}/{r.get('id')}"
+            ident = str(r.get("id"))
             # what this unit of work writes or deletes replaces the stored version (it may name another patient)
-            if ref not in pending and not uow.touched(kind, str(r.get("id"))):
-                merged[kind][ref] = r
-    for ref, r in pending.items():
+            if not uow.touched(kind, ident) and uow.pending_resource(f"{kind}/{ident}") is None:
+                merged[kind][f"{kind}/{ident}"] = r
+    # staged resources, and a transaction's announced later entries
+    for ref, r in uow.pending_about(reference).items():
         kind = ref.split("/", 1)[0]
-        if kind in merged and (r.get("subject") or {}).get("reference") == reference:
+        if kind in merged:
             merged[kind][ref] = r
     return baseline_of(patient, merged["Condition"].values(), merged["Observation"].values())
 

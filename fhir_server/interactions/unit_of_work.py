@@ -61,6 +61,9 @@ class UnitOfWork:
         self._created: set[str] = set()
         self._primed: dict[tuple[str, str], StoredVersion | None] = {}
         self._audit: list[dict[str, Any]] = []
+        # subject reference -> Type/id of the pending resources that named it, in the order they were first seen
+        # (the order pending_resources() gives them: a tie between two of them goes the same way)
+        self._about: dict[str, dict[str, None]] = {}
         self.conformance_checked = False
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
@@ -109,6 +112,7 @@ class UnitOfWork:
         """A resource this unit of work will write (a transaction's later entry): visible to validation.
         ``new``: it is created here (a fresh id), so nothing stored can refer to it yet."""
         self._announced[reference] = resource
+        self._index_subject(reference, resource)
         if new:
             self._created.add(reference)
 
@@ -134,6 +138,22 @@ class UnitOfWork:
                 found[f"{kind}/{ident}"] = write.resource
         return found
 
+    def pending_about(self, subject: str) -> dict[str, dict[str, Any]]:
+        """The :meth:`pending_resources` whose ``subject`` is the reference ``subject`` (``Patient/1``), found
+        through an index kept as resources are staged and announced, not by a walk over every one of them (a bulk
+        load's batch checks each of its risk scores against its patient's pending resources)."""
+        found: dict[str, dict[str, Any]] = {}
+        for reference in self._about.get(subject, ()):
+            resource = self.pending_resource(reference)  # the index keeps names a later version no longer has
+            if resource is not None and _subject(resource) == subject:
+                found[reference] = resource
+        return found
+
+    def _index_subject(self, reference: str, resource: dict[str, Any] | None) -> None:
+        subject = _subject(resource)
+        if subject is not None:
+            self._about.setdefault(subject, {})[reference] = None
+
     def stamp_after(self, previous: StoredVersion | None) -> datetime:
         """``meta.lastUpdated`` of the version replacing ``previous``: this unit of work's time, but always later
         than ``previous``'s. The time is taken when the unit of work starts, before its transaction's snapshot
@@ -149,6 +169,7 @@ class UnitOfWork:
     def stage(self, write: ResourceWrite) -> StoredVersion:
         self._staged[(write.type, write.id)] = write
         self._unflushed.append(write)
+        self._index_subject(f"{write.type}/{write.id}", write.resource)
         return write.version()
 
     def record_audit(self, document: dict[str, Any]) -> None:
@@ -174,6 +195,12 @@ class UnitOfWork:
 
     def staged_writes(self) -> list[ResourceWrite]:
         return list(self._staged.values())
+
+
+def _subject(resource: dict[str, Any] | None) -> str | None:
+    subject = resource.get("subject") if isinstance(resource, dict) else None
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    return reference if isinstance(reference, str) else None
 
 
 async def run_in_transaction(ctx: RequestContext, services: Services,
