@@ -10,7 +10,7 @@ change commits without its trace.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -24,7 +24,7 @@ from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
-from fhir_server.storage.store import DbSession, ResourceStore
+from fhir_server.storage.store import DbSession, ResourceStore, stored_center
 
 T = TypeVar("T")
 _ONE_MS = timedelta(milliseconds=1)  # BSON dates keep milliseconds
@@ -64,6 +64,7 @@ class UnitOfWork:
         # subject reference -> Type/id of the pending resources that named it, in the order they were first seen
         # (the order pending_resources() gives them: a tie between two of them goes the same way)
         self._about: dict[str, dict[str, None]] = {}
+        self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
         self.conformance_checked = False
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
@@ -101,8 +102,16 @@ class UnitOfWork:
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
         """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""
         await self.flush()
-        return await find_matching(self.ctx, self.services, resource_type, query_params(query),
-                                   session=self.session, limit=limit)
+        found = await find_matching(self.ctx, self.services, resource_type, query_params(query),
+                                    session=self.session, limit=limit)
+        self.remember_centers(resource_type, found)
+        return found
+
+    def remember_centers(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
+        """The centers of current documents read in this transaction (conditional criteria's matches): the
+        center rules of the next flush need not read them again (``ResourceStore.apply``'s ``known_centers``)."""
+        for doc in documents:
+            self._centers[(resource_type, doc["_id"])] = stored_center(doc)
 
     def claim(self, resource_type: str, query: str, owner: str) -> None:
         """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
@@ -186,7 +195,9 @@ class UnitOfWork:
         if self._claims or self._unflushed:
             claims, self._claims = self._claims, []
             writes, self._unflushed = self._unflushed, []
-            await self.store.apply(self.ctx, writes, self.session, claims)
+            # a center read before this unit of work wrote the resource may have changed since: read it again
+            known = {key: center for key, center in self._centers.items() if key not in self._staged}
+            await self.store.apply(self.ctx, writes, self.session, claims, known)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
         if self._audit and self.services.audit_log is not None:
