@@ -65,6 +65,7 @@ class UnitOfWork:
         # (the order pending_resources() gives them: a tie between two of them goes the same way)
         self._about: dict[str, dict[str, None]] = {}
         self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
+        self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
         self.conformance_checked = False
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
@@ -110,8 +111,12 @@ class UnitOfWork:
     def remember_centers(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
         """The centers of current documents read in this transaction (conditional criteria's matches): the
         center rules of the next flush need not read them again (``ResourceStore.apply``'s ``known_centers``)."""
-        for doc in documents:
-            self._centers[(resource_type, doc["_id"])] = stored_center(doc)
+        self.remember_centers_of(resource_type, {doc["_id"]: stored_center(doc) for doc in documents})
+
+    def remember_centers_of(self, resource_type: str, centers: dict[str, str | None]) -> None:
+        """:meth:`remember_centers` of ids read with their centers (``ResourceStore.current_many``)."""
+        for resource_id, center in centers.items():
+            self._centers[(resource_type, resource_id)] = center
 
     def claim(self, resource_type: str, query: str, owner: str) -> None:
         """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
@@ -195,9 +200,11 @@ class UnitOfWork:
         if self._claims or self._unflushed:
             claims, self._claims = self._claims, []
             writes, self._unflushed = self._unflushed, []
-            # a center read before this unit of work wrote the resource may have changed since: read it again
-            known = {key: center for key, center in self._centers.items() if key not in self._staged}
+            # a center read before an earlier flush of this unit of work wrote the resource may have changed since:
+            # read it again (what this flush writes is not stored yet: the rules read the stored version's)
+            known = {key: center for key, center in self._centers.items() if key not in self._flushed}
             await self.store.apply(self.ctx, writes, self.session, claims, known)
+            self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
         if self._audit and self.services.audit_log is not None:

@@ -279,13 +279,17 @@ class ResourceStore:
 
     @bounded
     async def current_many(self, ctx: RequestContext, resource_type: str, resource_ids: Sequence[str],
-                           session: Session = None) -> dict[str, StoredVersion | None]:
-        """:meth:`current` of several ids in one query: every id given, None for those not stored."""
+                           session: Session = None, centers: dict[str, str | None] | None = None,
+                           ) -> dict[str, StoredVersion | None]:
+        """:meth:`current` of several ids in one query: every id given, None for those not stored. ``centers``:
+        filled with the center each document found is stored with (:func:`stored_center`)."""
         found: dict[str, StoredVersion | None] = dict.fromkeys(resource_ids)
         cursor = self._collection(resource_type).find(
             self._filter(ctx, resource_type, {"_id": {"$in": list(found)}}), {"sp": 0}, session=session)
         async for doc in cursor:
             found[doc["_id"]] = StoredVersion.from_current(resource_type, doc)
+            if centers is not None:
+                centers[doc["_id"]] = stored_center(doc)
         return found
 
     @bounded
