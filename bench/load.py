@@ -159,7 +159,7 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
         await client.close()
 
 
-async def profiled_import(uri: str, folder: str, files: list[str], top: int) -> None:
+async def profiled_import(uri: str, folder: str, files: list[str], top: int, dump: str | None = None) -> None:
     """The import job run in this process under cProfile (no HTTP, no polling): where its own time goes."""
     import cProfile
     import pstats
@@ -191,6 +191,8 @@ async def profiled_import(uri: str, folder: str, files: list[str], top: int) -> 
     print(f"in-process import: {stored} stored, {failed} failed in {wall:.1f} s wall, {cpu:.1f} s CPU of this "
           f"process = {cpu / max(1, stored) * 1000:.2f} ms CPU per resource")
     stats = pstats.Stats(profile)
+    if dump:
+        stats.dump_stats(dump)
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)
     await services.close()
@@ -203,13 +205,15 @@ def main() -> None:
     parser.add_argument("--profile", type=int, metavar="TOP", default=0,
                         help="run the import job in this process under cProfile and print the TOP functions "
                              "(cumulative, then own time) instead of the comparison")
+    parser.add_argument("--dump", help="with --profile: also write the cProfile stats to this file (pstats)")
     add_auth_argument(parser)
     args = parser.parse_args()
 
     resources = make_resources(args.patients, args.seed)
     if args.profile:
         with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
-            asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), args.profile))
+            asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), args.profile,
+                                        args.dump))
         return
     print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")

@@ -62,6 +62,7 @@ PROFILED: list[tuple[str, tuple[tuple[str, str], ...]]] = [
     ("reference reads for validation", (("fhir_server/interactions/enforcement.py", "resolver_for"),)),
     ("conditional lookups (ifNoneExist)", (
         ("fhir_server/interactions/search.py", "find_matching_each"),
+        ("fhir_server/interactions/search.py", "find_matching_of_types"),
         ("fhir_server/interactions/unit_of_work.py", "matches"),
     )),
     ("storage: staged writes + claims", (("fhir_server/interactions/unit_of_work.py", "flush"),)),

@@ -94,16 +94,20 @@ def _wanted_ids(items: list[LoadItem]) -> dict[str, set[str]]:
 
 async def _prime(uow: UnitOfWork, items: list[LoadItem]) -> None:
     """Read, one query per type (not one per resource), the current versions of every id the batch updates and
-    of every resource it refers to: the updates' versioning, the profiles' reference checks and the write checks
-    (a risk score's patient) then find them without a query of their own. Read in the batch's transaction, so
-    they are what those queries would have read."""
+    of every resource it refers to: the updates' versioning, the profiles' reference checks, the write checks
+    (a risk score's patient) and the center rules then find them without a query of their own. Read in the
+    batch's transaction, so they are what those queries would have read."""
     for kind, wanted in _wanted_ids(items).items():
-        uow.prime(kind, await uow.store.current_many(uow.ctx, kind, sorted(wanted), session=uow.session))
+        centers: dict[str, str | None] = {}
+        uow.prime(kind, await uow.store.current_many(uow.ctx, kind, sorted(wanted), session=uow.session,
+                                                     centers=centers))
+        uow.remember_centers_of(kind, centers)  # the center rules of the batch's flush need not read them again
 
 
 async def _batch_work(uow: UnitOfWork, items: list[LoadItem]) -> list[LoadResult]:
     results: list[LoadResult] = []
     await _prime(uow, items)
+    uow.upcoming = [item.resource for item in items]
     for item in items:
         try:
             reference, stored = await _write_one(uow, item.resource)

@@ -42,6 +42,7 @@ from fhir_server.interactions.update import conditional_update
 from fhir_server.json_types import Json
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.registry.risk_scores import RISK_CODE_SYSTEM, RiskScore, age_in_years, all_scores
+from fhir_server.search.index_layout import param_path
 from fhir_server.services import Services
 
 BASE = "https://cml-registry.eu/fhir"
@@ -213,17 +214,55 @@ def score_name(resource: Json) -> str | None:
 
 
 _STORED: WeakKeyDictionary[UnitOfWork, dict[str, tuple[list[Json], list[Json]]]] = WeakKeyDictionary()
+_SUBJECT_REFERENCE = f"{param_path('subject')}.r"  # the ``Type/id`` values the ``subject`` search matched
 
 
 async def _stored(ctx: RequestContext, services: Services, patient_id: str, session: Any = None) -> tuple[
         list[Json], list[Json]]:
     """The patient's stored Conditions and Observations (search index on ``subject``)."""
-    out: list[list[Json]] = []
-    for kind in ("Condition", "Observation"):
-        query = await compiled_filter(ctx, services, kind, [("subject", f"Patient/{patient_id}")], session)
-        docs = await services.store.find(ctx, kind, query, projection={"resource": 1}, session=session)
-        out.append([d["resource"] for d in docs])
-    return out[0], out[1]
+    return (await _stored_of_many(ctx, services, [patient_id], session))[patient_id]
+
+
+async def _stored_of_many(ctx: RequestContext, services: Services, patient_ids: Iterable[str],
+                          session: Any = None) -> dict[str, tuple[list[Json], list[Json]]]:
+    """:func:`_stored` of several patients with one query per type (``subject=Patient/a,Patient/b``), each
+    document given to the patients its ``subject`` entries name."""
+    wanted = {f"Patient/{p}": p for p in patient_ids}
+    found: dict[str, tuple[list[Json], list[Json]]] = {p: ([], []) for p in wanted.values()}
+    for position, kind in enumerate(("Condition", "Observation")):
+        query = await compiled_filter(ctx, services, kind, [("subject", ",".join(sorted(wanted)))], session)
+        docs = await services.store.find(ctx, kind, query, projection={"resource": 1, _SUBJECT_REFERENCE: 1},
+                                         session=session)
+        for doc in docs:
+            entries = (doc.get("sp") or {}).get("subject") or []
+            for patient in {wanted[e["r"]] for e in entries if isinstance(e, dict) and e.get("r") in wanted}:
+                found[patient][position].append(doc["resource"])
+    return found
+
+
+def _patients_to_check(uow: UnitOfWork) -> set[str]:
+    """The patients whose submitted risk scores this unit of work will check: those of the score Observations
+    it writes or is about to (a transaction's announced entries, a bulk load's batch)."""
+    out: set[str] = set()
+    for resource in [*uow.pending_resources().values(), *uow.upcoming]:
+        if isinstance(resource, dict) and score_name(resource) is not None:
+            kind, _, patient_id = str((resource.get("subject") or {}).get("reference") or "").partition("/")
+            if kind == "Patient" and patient_id and "/" not in patient_id:
+                out.add(patient_id)
+    return out
+
+
+async def _stored_for_uow(uow: UnitOfWork, patient_id: str) -> tuple[list[Json], list[Json]]:
+    """The stored Conditions and Observations of ``patient_id`` as of this unit of work's transaction, read
+    once per unit of work together with those of every other patient it will check (a bulk load's batch holds
+    a dozen: one query per type, not two per patient). A patient this unit of work creates has nothing stored."""
+    cache = _STORED.setdefault(uow, {})
+    if patient_id not in cache:
+        wanted = {p for p in _patients_to_check(uow) | {patient_id}
+                  if p not in cache and not uow.creates(f"Patient/{p}")}
+        cache.update(await _stored_of_many(uow.ctx, uow.services, wanted, uow.session) if wanted else {})
+        cache.setdefault(patient_id, ([], []))
+    return cache[patient_id]
 
 
 async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
@@ -234,19 +273,18 @@ async def _uow_baseline(uow: UnitOfWork, patient_id: str) -> Baseline | None:
         patient = current.resource if current is not None and not current.deleted else None
     if patient is None:
         return None
-    cache = _STORED.setdefault(uow, {})
-    if patient_id not in cache:  # a patient created by this transaction has nothing stored yet
-        cache[patient_id] = ([], []) if uow.creates(reference) else await _stored(
-            uow.ctx, uow.services, patient_id, uow.session)
-    conditions, observations = cache[patient_id]
-    pending = uow.pending_resources()  # staged resources, and a transaction's announced later entries
+    conditions, observations = await _stored_for_uow(uow, patient_id)
     merged: dict[str, dict[str, Json]] = {"Condition": {}, "Observation": {}}
     for kind, stored in (("Condition", conditions), ("Observation", observations)):
         for r in stored:
-            merged[kind][f"{kind}/{r.get('id')}"] = r
-    for ref, r in pending.items():
+            ident = str(r.get("id"))
+            # what this unit of work writes or deletes replaces the stored version (it may name another patient)
+            if not uow.touched(kind, ident) and uow.pending_resource(f"{kind}/{ident}") is None:
+                merged[kind][f"{kind}/{ident}"] = r
+    # staged resources, and a transaction's announced later entries
+    for ref, r in uow.pending_about(reference).items():
         kind = ref.split("/", 1)[0]
-        if kind in merged and (r.get("subject") or {}).get("reference") == reference:
+        if kind in merged:
             merged[kind][ref] = r
     return baseline_of(patient, merged["Condition"].values(), merged["Observation"].values())
 

@@ -10,8 +10,9 @@ change commits without its trace.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,7 +24,7 @@ from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
-from fhir_server.storage.store import DbSession, ResourceStore
+from fhir_server.storage.store import DbSession, ResourceStore, stored_center
 
 T = TypeVar("T")
 _ONE_MS = timedelta(milliseconds=1)  # BSON dates keep milliseconds
@@ -41,6 +42,7 @@ def query_params(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=True)
 
 
+@lru_cache(maxsize=4096)  # a transaction's conditional create needs it twice: its ifNoneExist lookup, its claim
 def normalized_criteria(resource_type: str, query: str) -> str:
     """One spelling per set of criteria: the key of a conditional create's claim."""
     return f"{resource_type}?{urlencode(sorted(query_params(query)))}"
@@ -59,7 +61,15 @@ class UnitOfWork:
         self._created: set[str] = set()
         self._primed: dict[tuple[str, str], StoredVersion | None] = {}
         self._audit: list[dict[str, Any]] = []
+        # subject reference -> Type/id of the pending resources that named it, in the order they were first seen
+        # (the order pending_resources() gives them: a tie between two of them goes the same way)
+        self._about: dict[str, dict[str, None]] = {}
+        self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
+        self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
         self.conformance_checked = False
+        # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
+        # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
+        self.upcoming: list[Any] = []
 
     @property
     def store(self) -> ResourceStore:
@@ -93,8 +103,20 @@ class UnitOfWork:
     async def matches(self, resource_type: str, query: str, *, limit: int = 2) -> list[dict[str, Any]]:
         """Current resources matching conditional criteria (at most ``limit``), as of this transaction."""
         await self.flush()
-        return await find_matching(self.ctx, self.services, resource_type, query_params(query),
-                                   session=self.session, limit=limit)
+        found = await find_matching(self.ctx, self.services, resource_type, query_params(query),
+                                    session=self.session, limit=limit)
+        self.remember_centers(resource_type, found)
+        return found
+
+    def remember_centers(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
+        """The centers of current documents read in this transaction (conditional criteria's matches): the
+        center rules of the next flush need not read them again (``ResourceStore.apply``'s ``known_centers``)."""
+        self.remember_centers_of(resource_type, {doc["_id"]: stored_center(doc) for doc in documents})
+
+    def remember_centers_of(self, resource_type: str, centers: dict[str, str | None]) -> None:
+        """:meth:`remember_centers` of ids read with their centers (``ResourceStore.current_many``)."""
+        for resource_id, center in centers.items():
+            self._centers[(resource_type, resource_id)] = center
 
     def claim(self, resource_type: str, query: str, owner: str) -> None:
         """Claim conditional criteria for ``owner``; written with the next flush, in this transaction."""
@@ -104,6 +126,7 @@ class UnitOfWork:
         """A resource this unit of work will write (a transaction's later entry): visible to validation.
         ``new``: it is created here (a fresh id), so nothing stored can refer to it yet."""
         self._announced[reference] = resource
+        self._index_subject(reference, resource)
         if new:
             self._created.add(reference)
 
@@ -129,6 +152,22 @@ class UnitOfWork:
                 found[f"{kind}/{ident}"] = write.resource
         return found
 
+    def pending_about(self, subject: str) -> dict[str, dict[str, Any]]:
+        """The :meth:`pending_resources` whose ``subject`` is the reference ``subject`` (``Patient/1``), found
+        through an index kept as resources are staged and announced, not by a walk over every one of them (a bulk
+        load's batch checks each of its risk scores against its patient's pending resources)."""
+        found: dict[str, dict[str, Any]] = {}
+        for reference in self._about.get(subject, ()):
+            resource = self.pending_resource(reference)  # the index keeps names a later version no longer has
+            if resource is not None and _subject(resource) == subject:
+                found[reference] = resource
+        return found
+
+    def _index_subject(self, reference: str, resource: dict[str, Any] | None) -> None:
+        subject = _subject(resource)
+        if subject is not None:
+            self._about.setdefault(subject, {})[reference] = None
+
     def stamp_after(self, previous: StoredVersion | None) -> datetime:
         """``meta.lastUpdated`` of the version replacing ``previous``: this unit of work's time, but always later
         than ``previous``'s. The time is taken when the unit of work starts, before its transaction's snapshot
@@ -144,6 +183,7 @@ class UnitOfWork:
     def stage(self, write: ResourceWrite) -> StoredVersion:
         self._staged[(write.type, write.id)] = write
         self._unflushed.append(write)
+        self._index_subject(f"{write.type}/{write.id}", write.resource)
         return write.version()
 
     def record_audit(self, document: dict[str, Any]) -> None:
@@ -160,7 +200,11 @@ class UnitOfWork:
         if self._claims or self._unflushed:
             claims, self._claims = self._claims, []
             writes, self._unflushed = self._unflushed, []
-            await self.store.apply(self.ctx, writes, self.session, claims)
+            # a center read before an earlier flush of this unit of work wrote the resource may have changed since:
+            # read it again (what this flush writes is not stored yet: the rules read the stored version's)
+            known = {key: center for key, center in self._centers.items() if key not in self._flushed}
+            await self.store.apply(self.ctx, writes, self.session, claims, known)
+            self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
         if self._audit and self.services.audit_log is not None:
@@ -169,6 +213,12 @@ class UnitOfWork:
 
     def staged_writes(self) -> list[ResourceWrite]:
         return list(self._staged.values())
+
+
+def _subject(resource: dict[str, Any] | None) -> str | None:
+    subject = resource.get("subject") if isinstance(resource, dict) else None
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    return reference if isinstance(reference, str) else None
 
 
 async def run_in_transaction(ctx: RequestContext, services: Services,

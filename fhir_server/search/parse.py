@@ -53,6 +53,8 @@ def invalid(diagnostics: str, code: str = "invalid") -> InvalidRequest:
 
 def split_unescaped(text: str, separator: str) -> list[str]:
     """Split on ``separator`` not preceded by a backslash; escapes are kept (search.html#escaping)."""
+    if "\\" not in text:  # the common case (every conditional create's criteria): no escape to honour
+        return text.split(separator)
     parts: list[str] = []
     current: list[str] = []
     index = 0
@@ -73,6 +75,8 @@ def split_unescaped(text: str, separator: str) -> list[str]:
 
 
 def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     return re.sub(r"\\([\\,$|])", r"\1", text)
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fhir_server.contract import CENTER_SYSTEM
@@ -71,6 +72,16 @@ class Version:
     def key(self) -> Key:
         return self.type, self.id
 
+    @cached_property
+    def reference_strings(self) -> list[str]:
+        """Every ``Reference.reference`` of the content: walked once, the rules read it up to three times."""
+        return _reference_strings(self.resource) if self.resource is not None else []
+
+    @cached_property
+    def references(self) -> set[Key]:
+        """:func:`references` of the content."""
+        return _relative_keys(self.reference_strings)
+
 
 def center_identifiers(resource: Mapping[str, Any]) -> list[str]:
     """The center codes of the resource's identifiers of system ``CENTER_SYSTEM``."""
@@ -82,14 +93,19 @@ def references(node: Any) -> set[Key]:
     """Every relative literal reference (``Type/id``, also version-specific) in ``node``, contained resources
     included; absolute URLs (another server's), ``#id`` and conditional references name no stored resource
     (a transaction has rewritten its own to ``Type/id`` before storage)."""
-    return {(match.group(1), match.group(2)) for match in map(_RELATIVE.match, _reference_strings(node)) if match}
+    return _relative_keys(_reference_strings(node))
 
 
-def names_unstored_patient(resource: Mapping[str, Any]) -> bool:
-    """Whether ``resource`` is about a patient who is not a stored Patient: a contained one, or one on another
-    server (``http://.../Patient/1``). Such a resource has no center to inherit, and is not shared either."""
+def _relative_keys(strings: Iterable[str]) -> set[Key]:
+    return {(match.group(1), match.group(2)) for match in map(_RELATIVE.match, strings) if match}
+
+
+def names_unstored_patient(resource: Mapping[str, Any], reference_strings: Iterable[str]) -> bool:
+    """Whether ``resource`` (whose references are ``reference_strings``) is about a patient who is not a stored
+    Patient: a contained one, or one on another server (``http://.../Patient/1``). Such a resource has no center
+    to inherit, and is not shared either."""
     contained = any(isinstance(r, dict) and r.get("resourceType") == "Patient" for r in resource.get("contained") or [])
-    return contained or any("Patient/" in ref and not _RELATIVE.match(ref) for ref in _reference_strings(resource))
+    return contained or any("Patient/" in ref and not _RELATIVE.match(ref) for ref in reference_strings)
 
 
 def _reference_strings(node: Any) -> list[str]:
@@ -114,8 +130,7 @@ def needed_keys(versions: Sequence[Version]) -> set[Key]:
     own = {v.key for v in versions}
     keys = {v.key for v in versions if not v.created or v.client_id}
     for version in versions:
-        if version.resource is not None:
-            keys |= {k for k in references(version.resource) if k not in own}
+        keys |= {k for k in version.references if k not in own}
     return keys
 
 
@@ -157,7 +172,7 @@ def _own_center(center: str | None, version: Version, stored: Mapping[Key, str |
     if version.type == "Organization" and foreign:
         raise Forbidden(f"An Organization of center {center} cannot carry the identifier of center {foreign[0]}",
                         expression=("Organization.identifier",))
-    for kind, ident in sorted(references(version.resource)):
+    for kind, ident in sorted(version.references):
         target = stored.get((kind, ident), center)
         if target is not None and target != center:
             raise Forbidden(f"{name} refers to {kind}/{ident}, which belongs to another center")
@@ -208,8 +223,8 @@ class _Derivation:
             organization = references(resource.get("managingOrganization"))
             center = self._of(next(iter(organization))) if organization else None
             return center if center is not None else UNASSIGNED
-        centers = {self._of(key) for key in references(resource) if key[0] == "Patient"}
-        if names_unstored_patient(resource):
+        centers = {self._of(key) for key in version.references if key[0] == "Patient"}
+        if names_unstored_patient(resource, version.reference_strings):
             centers.add(UNASSIGNED)
         return _single(centers)
 

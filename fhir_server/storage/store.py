@@ -279,13 +279,17 @@ class ResourceStore:
 
     @bounded
     async def current_many(self, ctx: RequestContext, resource_type: str, resource_ids: Sequence[str],
-                           session: Session = None) -> dict[str, StoredVersion | None]:
-        """:meth:`current` of several ids in one query: every id given, None for those not stored."""
+                           session: Session = None, centers: dict[str, str | None] | None = None,
+                           ) -> dict[str, StoredVersion | None]:
+        """:meth:`current` of several ids in one query: every id given, None for those not stored. ``centers``:
+        filled with the center each document found is stored with (:func:`stored_center`)."""
         found: dict[str, StoredVersion | None] = dict.fromkeys(resource_ids)
         cursor = self._collection(resource_type).find(
             self._filter(ctx, resource_type, {"_id": {"$in": list(found)}}), {"sp": 0}, session=session)
         async for doc in cursor:
             found[doc["_id"]] = StoredVersion.from_current(resource_type, doc)
+            if centers is not None:
+                centers[doc["_id"]] = stored_center(doc)
         return found
 
     @bounded
@@ -441,17 +445,20 @@ class ResourceStore:
     # -- writes ----------------------------------------------------------------------------------------
 
     async def apply(self, ctx: RequestContext, writes: Iterable[ResourceWrite], session: AsyncClientSession,
-                    claims: Sequence[tuple[str, str]] = ()) -> None:
+                    claims: Sequence[tuple[str, str]] = (), known_centers: Mapping[Key, str | None] | None = None,
+                    ) -> None:
         """Store new versions: one bulk write per collection (the engineering notes: 5x faster than one by one).
 
         Each version is stored with the center ``AccessPolicy.centers`` gives it (which may refuse the write:
         403, or 404 for another center's id). ``claims`` (key, owner ``Type/id``) are the conditional creates'
         claims of these writes: each is written per center, the center its owner is stored with (see
-        :meth:`claim`), so the race-free conditional create holds within a center."""
+        :meth:`claim`), so the race-free conditional create holds within a center. ``known_centers``: centers of
+        stored resources already read in this transaction (:func:`stored_center` of documents a conditional
+        create matched), which the center rules then need not read again."""
         writes = list(writes)
         for write in writes:
             self.access.check_write(ctx, write.type, write.resource)
-        stored_centers = await self.centers_for(ctx, writes, session)
+        stored_centers = await self.centers_for(ctx, writes, session, known_centers or {})
         by_owner = {f"{w.type}/{w.id}": center for w, center in zip(writes, stored_centers, strict=True)}
         await self.claim([(f"{key}@{by_owner.get(owner, ctx.center) or ''}", owner) for key, owner in claims],
                          session)
@@ -483,14 +490,18 @@ class ResourceStore:
             exc._add_error_label("TransientTransactionError")
             raise
 
-    async def centers_for(self, ctx: RequestContext, writes: Sequence[ResourceWrite],
-                          session: Session = None) -> list[str | None]:
+    async def centers_for(self, ctx: RequestContext, writes: Sequence[ResourceWrite], session: Session = None,
+                          known: Mapping[Key, str | None] | None = None) -> list[str | None]:
         """The center each write is stored with (``AccessPolicy.centers``, which may refuse it), given the
-        centers of the stored resources the rules look at: read here without the read filter, one query per
-        type, and never returned to the caller."""
+        centers of the stored resources the rules look at: those in ``known`` (read in this transaction), the
+        others read here without the read filter, one query per type, and never returned to the caller."""
         versions = [Version(w.type, w.id, w.resource, created=w.previous_vid is None,
                             client_id=w.method == "PUT" and w.previous_vid is None) for w in writes]
-        return self.access.centers(ctx, versions, await self._stored_centers(needed_keys(versions), session))
+        known = known or {}
+        needed = needed_keys(versions)
+        stored = {k: known[k] for k in needed if k in known}
+        stored.update(await self._stored_centers(needed - stored.keys(), session))
+        return self.access.centers(ctx, versions, stored)
 
     async def _stored_centers(self, keys: Iterable[Key], session: Session) -> dict[Key, str | None]:
         ids_by_type: dict[str, list[str]] = defaultdict(list)
@@ -500,7 +511,7 @@ class ResourceStore:
         found: dict[Key, str | None] = {}
         for kind, ids in ids_by_type.items():
             async for doc in self._collection(kind).find({"_id": {"$in": ids}}, {"center": 1}, session=session):
-                found[(kind, doc["_id"])] = doc.get("center", UNASSIGNED)  # not migrated yet: fail closed
+                found[(kind, doc["_id"])] = stored_center(doc)
         return found
 
     async def set_search_values(self, ctx: RequestContext, resource_type: str,
@@ -529,6 +540,12 @@ class ResourceStore:
         at = now_ms()
         ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
         await self._collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
+
+
+def stored_center(doc: Mapping[str, Any]) -> str | None:
+    """The center a current document was stored with (``storage/centers.py``)."""
+    center: str | None = doc.get("center", UNASSIGNED)  # not migrated yet: fail closed
+    return center
 
 
 def _each_pipeline(queries: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

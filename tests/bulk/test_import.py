@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
 from fhir_server.bulk import import_operation
@@ -211,3 +212,24 @@ async def test_an_import_whose_process_died_is_resumed_by_the_next_poll(
     assert fhirjson.loads(answer.content)["output"][0]["count"] == 1
     assert (await db[JOBS].find_one({"_id": job.id}))["attempts"] == 2
     assert (await client.get("/fhir/Patient/resumed-1")).status_code == 200
+
+
+async def test_each_loaded_resource_is_stored_with_the_center_of_what_it_names(
+        client: httpx.AsyncClient, import_dir: Path, db: AsyncDatabase) -> None:
+    # the batch's center rules read the centers its own read of the ids found (one query per type, in the batch's
+    # transaction): a moved Patient and what names it follow its new organization, what names a Patient stored
+    # earlier takes that Patient's center
+    first = [{**data.organization("FR-CTR"), "id": "org-fr"}, {**data.organization("DE-CTR"), "id": "org-de"},
+             *({**data.patient(f"FR-CTR-{i}"), "id": f"ctr-{i}",
+                "managingOrganization": {"reference": "Organization/org-fr"}} for i in (1, 2))]
+    (import_dir / "first.ndjson").write_bytes(ndjson(first))
+    assert (await run_import(client, parameters("first.ndjson")))["error"] == []
+    second = [{**first[2], "managingOrganization": {"reference": "Organization/org-de"}},
+              {**data.lab("ctr-1"), "id": "ctr-lab-1"}, {**data.lab("ctr-2"), "id": "ctr-lab-2"}]
+    (import_dir / "second.ndjson").write_bytes(ndjson(second))
+    assert (await run_import(client, parameters("second.ndjson")))["error"] == []
+    stored = {(kind, ident): (await db[kind].find_one({"_id": ident}) or {}).get("center")
+              for kind, ident in (("Patient", "ctr-1"), ("Patient", "ctr-2"), ("Observation", "ctr-lab-1"),
+                                  ("Observation", "ctr-lab-2"))}
+    assert stored == {("Patient", "ctr-1"): "DE-CTR", ("Patient", "ctr-2"): "FR-CTR",
+                      ("Observation", "ctr-lab-1"): "DE-CTR", ("Observation", "ctr-lab-2"): "FR-CTR"}

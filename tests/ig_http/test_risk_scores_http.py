@@ -152,3 +152,37 @@ async def test_scores_in_a_transaction_are_checked_against_the_bundles_own_basel
     warned = [i for i, e in enumerate(entries) if "outcome" in e["response"]]
     assert warned == [tampered], [(bundle["entry"][i]["resource"], entries[i]["response"]["outcome"])
                                   for i in warned]
+
+
+async def test_scores_of_several_stored_patients_in_one_transaction_are_each_checked_against_their_own(
+        registry_client: httpx.AsyncClient) -> None:
+    # the check reads the stored baselines of every patient of the transaction's scores with one query per type:
+    # each patient's score must still be judged by that patient's data only
+    matching = await patient_with_baseline(registry_client)
+    other = await patient_with_baseline(registry_client, platelets=(300, "10*9/L"))  # a lower Sokal score
+    entries = [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}",
+                "resource": risk_score(subject, "sokal", Decimal("1.6205"), "high", DX),
+                "request": {"method": "POST", "url": "Observation"}} for i, subject in enumerate((other, matching))]
+    r = await registry_client.post("/fhir", content=body({"resourceType": "Bundle", "type": "transaction",
+                                                          "entry": entries}),
+                                   headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    warned = [i for i, e in enumerate(parse(r)["entry"]) if "outcome" in e["response"]]
+    assert warned == [0]
+
+
+async def test_a_score_is_checked_without_the_stored_observations_the_same_transaction_deletes(
+        registry_client: httpx.AsyncClient) -> None:
+    subject = await patient_with_baseline(registry_client, labs=("spleen", "platelets", "blasts", "eosinophils"))
+    basophils = await created(registry_client, lab(subject, LOINC, "706-2", 4, "%", DX))
+    entries = [{"request": {"method": "DELETE", "url": basophils}},
+               {"fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001",
+                "resource": risk_score(subject, "eutos", 68, "low", DX),
+                "request": {"method": "POST", "url": "Observation"}}]
+    r = await registry_client.post("/fhir", content=body({"resourceType": "Bundle", "type": "transaction",
+                                                          "entry": entries}),
+                                   headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200, r.text
+    # without the deleted basophils at diagnosis, the 2009 measurement (30 %) is the closest: EUTOS 250, not 68
+    outcome = parse(r)["entry"][1]["response"]["outcome"]
+    assert any("250" in i["diagnostics"] for i in outcome["issue"] if i["severity"] == "warning")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_server.contract import CENTER_SYSTEM
 from fhir_server.permissions import Caller, Role
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.services import Services
@@ -167,3 +168,23 @@ async def test_a_maintainers_reindex_reaches_the_clinical_data_it_may_not_read(s
     assert status.status_code == 200, status.text
     processed = next(p["valueInteger"] for p in parse(status)["parameter"] if p["name"] == "processed")
     assert processed >= 3  # the seed's three Organizations at least
+
+
+async def test_a_transactions_patient_takes_the_center_of_the_organization_its_if_none_exist_matched(
+        client: httpx.AsyncClient, world: World, db: AsyncDatabase) -> None:
+    # the matched Organization's center comes from the lookup's own read (the same transaction), not a second one
+    organization = {"resourceType": "Organization", "identifier": [{"system": CENTER_SYSTEM, "value": world.fr}],
+                    "name": "FR"}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:6f1d3c1e-0000-4000-8000-000000000001", "resource": organization,
+         "request": {"method": "POST", "url": "Organization",
+                     "ifNoneExist": f"identifier={quote(CENTER_SYSTEM)}|{world.fr}"}},
+        {"fullUrl": "urn:uuid:6f1d3c1e-0000-4000-8000-000000000002",
+         "resource": {"resourceType": "Patient",
+                      "managingOrganization": {"reference": "urn:uuid:6f1d3c1e-0000-4000-8000-000000000001"}},
+         "request": {"method": "POST", "url": "Patient"}}]}
+    response = await client.post("/fhir", content=body(bundle), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 200, response.text
+    matched, patient = (entry["response"] for entry in parse(response)["entry"])
+    assert matched["status"].startswith("200") and matched["location"].split("/")[-3] == world.ids["orgFR"]
+    assert await centers(db, "Patient", patient["location"].split("/")[-3]) == {world.fr}
