@@ -10,11 +10,15 @@ then the server's indexes (``SearchParameterRegistry.index_specs``) built once. 
 * server: ``GET`` over HTTP (httpx, keep-alive), the whole searchset Bundle read by the client;
 * PyMongo: a hand-written query on the same collections and ``sp`` fields, what a developer would write for
   the same question (same codec options as the server, documents materialised), in the same run, in
-  alternating blocks of 25 requests, so that both see the same load of the (shared) machine.
+  alternating blocks of 25 requests, so that both see the same load of the (shared) machine. The same
+  question includes the Bundle's ``total``: a search without ``_total`` is counted by the server up to its
+  ``total_budget`` (``interactions/search.py``), so the hand-written side of those rows counts the same way
+  (``count_documents(limit=budget + 1)``); the ``_total=none`` rows (a-), (d-) compare the page alone.
 
     .venv/bin/python bench/search.py --patients 10000 --repeat 200
 
-``--extract`` only runs the index-extraction micro-benchmark (µs per resource over registry_cohort(200)).
+``--rows a,d,d-`` times only those rows (the tag in each row's parentheses). ``--extract`` only runs the
+index-extraction micro-benchmark (µs per resource over registry_cohort(200)).
 """
 
 from __future__ import annotations
@@ -174,8 +178,9 @@ class Queries:
         def chained_raw() -> int:
             patient = db.Patient.find_one({"sp.identifier": {"$elemMatch": {"s": PSEUDONYM, "c": self.pick()}}},
                                           {"_id": 1})
-            return len(list(db.Observation.find({"sp.subject.r": f"Patient/{patient['_id']}"}, project)
-                            .sort("_id", 1).limit(100)))
+            query = {"sp.subject.r": f"Patient/{patient['_id']}"}
+            db.Observation.count_documents(query, limit=TOTAL_BUDGET + 1)
+            return len(list(db.Observation.find(query, project).sort("_id", 1).limit(100)))
 
         def has_http() -> str:
             return f"Patient?_has:Observation:subject:value-concept={REASONS}|toxicity&_count=100"
@@ -183,16 +188,26 @@ class Queries:
         def has_raw() -> int:
             refs = db.Observation.distinct("sp.subject.i",
                                            {"sp.value-concept": {"$elemMatch": {"s": REASONS, "c": "toxicity"}}})
+            db.Patient.count_documents({"_id": {"$in": refs}}, limit=TOTAL_BUDGET + 1)
             return len(list(db.Patient.find({"_id": {"$in": refs}}, project).sort("_id", 1).limit(100)))
 
         def include_http() -> str:
             return f"Observation?code={CONCEPTS}|registration-reason&_include=Observation:subject&_count=100"
 
-        def include_raw() -> int:
-            found = list(db.Observation.find({"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": "registration-reason"}}},
-                                             {"resource": 1, "sp.subject": 1}).sort("_id", 1).limit(100))
+        include_query = {"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": "registration-reason"}}}
+
+        def include_page_raw() -> int:
+            found = list(db.Observation.find(include_query, {"resource": 1, "sp.subject": 1}).sort("_id", 1)
+                         .limit(100))
             ids = sorted({e["i"] for d in found for e in d["sp"].get("subject", ())})
             return len(found) + len(list(db.Patient.find({"_id": {"$in": ids}}, project)))
+
+        def include_raw() -> int:
+            db.Observation.count_documents(include_query, limit=TOTAL_BUDGET + 1)
+            return include_page_raw()
+
+        def include_no_total_http() -> str:
+            return include_http() + "&_total=none"
 
         def date_http() -> str:
             return (f"Observation?code={CONCEPTS}|registration-reason&date=ge2005-01-01&date=lt2006-01-01"
@@ -202,6 +217,7 @@ class Queries:
             start, end = datetime(2005, 1, 1, tzinfo=UTC), datetime(2006, 1, 1, tzinfo=UTC)
             query = {"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": "registration-reason"}},
                      "sp.date": {"$elemMatch": {"lo": {"$gte": start}, "hi": {"$lte": end}}}}
+            db.Observation.count_documents(query, limit=TOTAL_BUDGET + 1)
             return len(list(db.Observation.find(query, project).sort([("sp._sort.date.d", -1), ("_id", 1)])
                             .limit(100)))
 
@@ -226,6 +242,7 @@ class Queries:
             ("(b) chained subject:Patient.identifier", chained_http, chained_raw),
             ("(c) _has:Observation:subject:value-concept", has_http, has_raw),
             ("(d) _include=Observation:subject", include_http, include_raw),
+            ("(d-) the same with _total=none", include_no_total_http, include_page_raw),
             ("(e) date range + _sort=-date", date_http, date_raw),
         ]
 
@@ -260,7 +277,8 @@ def time_pairs(http: httpx.Client, base: str, make: Callable[[], str], raw: Call
     return server, hand, rows, hand_rows
 
 
-def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str], repeat: int, seed: int) -> None:
+def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str], repeat: int, seed: int,
+                  only: str | None = None) -> None:
     client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
     queries = Queries(client[db_name], pseudonyms, seed)
     base = server.base
@@ -268,6 +286,8 @@ def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str],
     print(f"{'query':44} {'server p50':>10} {'p95':>7}   {'pymongo p50':>11} {'p95':>7}   {'p95 ratio':>9}  rows")
     with httpx.Client(timeout=60, headers={"Accept": "application/fhir+json"}, auth=server.auth) as http:
         for name, make, raw in queries.cases():
+            if only and name[1:name.index(")")] not in only.split(","):
+                continue
             time_pairs(http, base, make, raw, max(5, repeat // 10))  # warm-up
             server, hand, rows, hand_rows = time_pairs(http, base, make, raw, repeat)
             (s50, s95), (h50, h95) = percentiles(server), percentiles(hand)
@@ -311,6 +331,7 @@ def main() -> None:
                         help="uvicorn workers of the server (default: the server's own, FHIR_WORKERS: the CPU count)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--extract", action="store_true", help="only the extraction micro-benchmark")
+    parser.add_argument("--rows", help="only these rows, by tag, comma-separated (e.g. a,d,d-)")
     parser.add_argument("--db", help="with FHIR_MONGODB_URI: use (and keep) this database, loading it if empty")
     add_auth_argument(parser)
     args = parser.parse_args()
@@ -337,7 +358,7 @@ def main() -> None:
         del writes
         try:
             with fhir_server(uri, db_name, args.workers, auth=args.auth) as server:
-                bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed)
+                bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed, args.rows)
         finally:
             MongoClient(uri).drop_database(db_name)
 
@@ -354,7 +375,7 @@ def reuse(args: argparse.Namespace) -> None:
     pseudonyms = client[args.db]["Patient"].distinct("resource.identifier.value")
     client.close()
     with fhir_server(uri, args.db, args.workers, auth=args.auth) as server:
-        bench_queries(uri, args.db, server, pseudonyms, args.repeat, args.seed)
+        bench_queries(uri, args.db, server, pseudonyms, args.repeat, args.seed, args.rows)
 
 
 if __name__ == "__main__":

@@ -196,25 +196,32 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
         bundle["total"] = await _total(ctx, services, filters, session)
         bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
         return bundle
-    paging = _page(ctx, services, filters, compiled, count, page_token, session)
+    # The includes need the page, not the count: they follow the page while the budgeted count runs beside both.
+    paging = _page_and_includes(ctx, services, filters, compiled, count, page_token, session)
     counting = _counting(ctx, services, parsed, filters, count, session)
     if counting is None:
-        page = await paging
+        page, included = await paging
         total = None
     else:
-        total, page = await both(session, counting, paging)
+        total, (page, included) = await both(session, counting, paging)
     if total is None and parsed.total is None and page_token is None and page.next_key is None:
         total = len(page.docs)  # the whole result is on this page: the total costs nothing
     if total is not None:
         bundle["total"] = total
     entries = [_entry(ctx, doc, "match", parsed) for doc in page.docs]
-    entries += [_entry(ctx, doc, "include", parsed)
-                for doc in await _includes(ctx, services, compiled.includes, page.docs, session)]
+    entries += [_entry(ctx, doc, "include", parsed) for doc in included]
     if parsed.ignored:
         entries.append(_ignored_outcome(parsed))
     bundle["link"] = _links(ctx, resource_type, compartment, parsed, compiled, page, page_token)
     bundle["entry"] = entries
     return bundle
+
+
+async def _page_and_includes(ctx: RequestContext, services: Services, filters: dict[str, Any],
+                             compiled: CompiledSearch, count: int, token: str | None,
+                             session: Session) -> tuple[Page, list[dict[str, Any]]]:
+    page = await _page(ctx, services, filters, compiled, count, token, session)
+    return page, await _includes(ctx, services, compiled.includes, page.docs, session)
 
 
 def _counting(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],
