@@ -28,6 +28,7 @@ from pymongo import MongoClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import mongod, percentiles
+from bench.cpu import snapshot
 from bench.search import Queries, build_indexes, http_url, load, stored_writes
 from fhir_server.api.app import create_app
 from fhir_server.bootstrap import start_services
@@ -35,7 +36,6 @@ from fhir_server.search import SearchParameterRegistry
 from fhir_server.settings import Settings
 from fhir_server.storage.client import CODEC_OPTIONS
 
-TICKS = os.sysconf("SC_CLK_TCK")
 ROWS = ("(a) ", "(c) ", "(d) ", "(e) ")
 
 
@@ -91,18 +91,9 @@ async def one_pass(uri: str, db_name: str, audited: bool, urls: list[str],
 
 
 def _mongod_cpu() -> float:
-    """CPU seconds of the mongod this process started (proc(5): utime + stime of a child named mongod)."""
-    me = str(os.getpid())
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        if name == "mongod" and fields[1] == me:
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
+    """CPU seconds of the mongod this process started (``bench/cpu.py``'s /proc reading)."""
+    me = os.getpid()
+    return sum(p.cpu for p in snapshot().values() if p.ppid == me and "mongod" in p.cmdline.split(" ", 1)[0])
 
 
 def _pauses(ms: list[float]) -> str:
