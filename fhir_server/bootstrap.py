@@ -20,6 +20,7 @@ from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
 from fhir_server.profiles_loader import load_profiles
 from fhir_server.reports import operation as registry_report
+from fhir_server.reports.pipeline import ROW_DEFINITION
 from fhir_server.resources import AUDIT_EVENT, CONFORMANCE_TYPES, REGISTRY_TYPES, SUPPORTED_TYPES
 from fhir_server.search import audit_values
 from fhir_server.search.registry import SearchParameterRegistry
@@ -52,12 +53,22 @@ async def start_services(settings: Settings, uri: str) -> Services:
     migrated = await store.assign_missing_centers(SUPPORTED_TYPES)
     if migrated:
         log.warning("%d resources stored before centers existed were given their center", migrated)
+    await keep_report_rows(store, rebuild=bool(migrated))
     await store.security().ensure_indexes()
     if settings.auth_mode == "smart":  # reads the clients file: a malformed one stops the start here
         services.authority = Authority(settings, store.security())
     register_operations(services.operations)
     await load_profiles(services)
     return services
+
+
+async def keep_report_rows(store: ResourceStore, rebuild: bool = False) -> None:
+    """Every write keeps the registry report's per-patient rows (``storage/report_rows.py``); rows of no or of
+    another definition (a new database, data loaded around the server, a changed report) are rebuilt first."""
+    store.report_rows.keep(ROW_DEFINITION)
+    if rebuild or not await store.report_rows.up_to_date():
+        log.warning("Rebuilding the registry report's per-patient rows")
+        await store.report_rows.rebuild()
 
 
 def register_operations(registry: OperationRegistry) -> None:

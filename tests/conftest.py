@@ -24,7 +24,7 @@ from fhir_server.resources import CLINICAL_TYPES
 from fhir_server.services import Services
 from fhir_server.settings import Settings
 from fhir_server.storage.client import connect
-from fhir_server.storage.documents import CLAIMS, HISTORY, JOBS
+from fhir_server.storage.documents import CLAIMS, HISTORY, JOBS, REPORT_ROWS
 from fhir_server.storage.mongod import temporary_mongod
 
 DATA = Path(__file__).parent / "data"
@@ -129,7 +129,7 @@ async def empty_db(services: Services, db: AsyncDatabase) -> AsyncIterator[None]
     for resource_type in CLINICAL_TYPES:
         await db[resource_type].delete_many({})
     await db[HISTORY].delete_many({"type": {"$in": list(CLINICAL_TYPES)}})
-    for name in (CLAIMS, JOBS):
+    for name in (CLAIMS, JOBS, REPORT_ROWS):
         await db[name].delete_many({})
     yield
 

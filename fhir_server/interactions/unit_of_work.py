@@ -66,6 +66,7 @@ class UnitOfWork:
         self._about: dict[str, dict[str, None]] = {}
         self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
         self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
+        self._report_patients: set[str] = set()  # Patients whose report rows its writes may change
         self.conformance_checked = False
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
@@ -203,13 +204,19 @@ class UnitOfWork:
             # a center read before an earlier flush of this unit of work wrote the resource may have changed since:
             # read it again (what this flush writes is not stored yet: the rules read the stored version's)
             known = {key: center for key, center in self._centers.items() if key not in self._flushed}
-            await self.store.apply(self.ctx, writes, self.session, claims, known)
+            self._report_patients |= await self.store.apply(self.ctx, writes, self.session, claims, known)
             self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
         if self._audit and self.services.audit_log is not None:
             documents, self._audit = self._audit, []
             await self.services.audit_log.write(documents, self.session)
+
+    async def refresh_report_rows(self) -> None:
+        """Recompute the report row of each Patient the flushed writes touched, once per unit of work (after its
+        last flush, in its transaction: ``storage/report_rows.py``)."""
+        patients, self._report_patients = self._report_patients, set()
+        await self.store.report_rows.refresh(patients, self.session)
 
     def staged_writes(self) -> list[ResourceWrite]:
         return list(self._staged.values())
@@ -233,6 +240,7 @@ async def run_in_transaction(ctx: RequestContext, services: Services,
         if not uow.audited and uow.staged_writes():
             audit_event.stage(uow, None, 200)
         await uow.flush()
+        await uow.refresh_report_rows()
         return result
 
     result = await services.store.run_transaction(attempt)

@@ -34,12 +34,20 @@ Read from ``resource.*`` only. Definitions (data-contract.md v0.2, "Definitions"
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.contract import ATC, BASE, CENTER_SYSTEM, DAYS_PER_MONTH, ICD10, NOT_RECORDED, SNOMED
 from fhir_server.reports.model import Filters
 from fhir_server.reports.terminology import DECISION_SYSTEM, REASON_SYSTEM, ReportCodes
+from fhir_server.search.index_layout import param_path
+from fhir_server.search.param_types import reference
+from fhir_server.storage.documents import REPORT_ROWS
+from fhir_server.storage.report_rows import RowDefinition
 from fhir_server.storage.store import ResourceStore
 
 CONCEPTS = f"{BASE}/CodeSystem/ifp-concepts"
@@ -116,22 +124,39 @@ def patient_key() -> Expr:
 
 # -- branches: one small document per source resource ------------------------------------------------------
 
+# The center each source document is stored with (``src``), so that a patient's row knows whether resources of
+# another center than its Patient's made it (``foreign``: after a Patient moved; ``run_report_pipeline``).
+SOURCE_CENTER = {"src": {"$ifNull": ["$center", None]}}
 
-def _patients() -> list[dict[str, Any]]:
+
+def _of_patients(ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    """A first stage keeping the resources whose ``subject`` is one of the Patients ``ids`` (None: all), read
+    from the ``subject`` search index (``sp``: relative references; an absolute one has only its URL there)."""
+    if ids is None:
+        return []
+    tail = "|".join(re.escape(i) for i in ids)
+    return [{"$match": {"$or": [
+        {reference.path("subject"): {"$in": [f"Patient/{i}" for i in ids]}},
+        {param_path("subject", reference.URL): {"$regex": f"Patient/({tail})(/_history/[A-Za-z0-9.-]+)?$"}}]}}]
+
+
+def _patients(ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    chosen = [] if ids is None else [{"$match": {"_id": {"$in": list(ids)}}}]
     prospective = first({"$filter": {"input": {"$ifNull": ["$resource.extension", []]}, "as": "e",
                                      "cond": {"$eq": ["$$e.url", PROSPECTIVE_URL]}}})
-    return [{"$project": {
-        "_id": 0, "pid": {"$concat": ["Patient/", "$_id"]}, "isPatient": {"$literal": True},
+    return [*chosen, {"$project": {
+        "_id": 0, "pid": {"$concat": ["Patient/", "$_id"]}, "isPatient": {"$literal": True}, **SOURCE_CENTER,
         "sex": {"$ifNull": ["$resource.gender", "unknown"]}, "birth": "$resource.birthDate",
         "org": reference_id("$resource.managingOrganization.reference", "Organization"),
         "prosp": {"$getField": {"field": "valueBoolean", "input": prospective}},
     }}]
 
 
-def _observations() -> dict[str, Any]:
+def _observations(ids: Sequence[str] | None) -> dict[str, Any]:
     codes = ["registration-reason", "decision-after-imatinib", "sokal-score"]
     when = day("$resource.effectiveDateTime")
     return {"$unionWith": {"coll": "Observation", "pipeline": [
+        *_of_patients(ids),
         # The search index values of the same code (``sp``, extracted at write time) let MongoDB read only these
         # Observations from the index, not every lab result; the match on ``resource`` below is the definition.
         {"$match": {"sp.code": {"$elemMatch": {"s": CONCEPTS, "c": {"$in": codes}}}}},
@@ -139,7 +164,7 @@ def _observations() -> dict[str, Any]:
         {"$match": {"resource.code.coding": {"$elemMatch": {"system": CONCEPTS, "code": {"$in": codes}}}}},
         {"$set": {"concept": code_in("$resource.code", CONCEPTS)}},
         {"$project": {
-            "_id": 0, "pid": patient_key(), **_registration(when),
+            "_id": 0, "pid": patient_key(), **SOURCE_CENTER, **_registration(when),
             "dec": {"$cond": [{"$eq": ["$concept", "decision-after-imatinib"]},
                               {"e": when, "c": code_in("$resource.valueCodeableConcept", DECISION_SYSTEM)},
                               "$$REMOVE"]},
@@ -160,13 +185,14 @@ def _registration(when: Expr) -> dict[str, Expr]:
             "regReason": {"$cond": [registration, recorded, "$$REMOVE"]}}
 
 
-def _conditions() -> dict[str, Any]:
+def _conditions(ids: Sequence[str] | None) -> dict[str, Any]:
     cml = {"$or": [{"resource.code.coding": {"$elemMatch": {"system": SNOMED, "code": "92818009"}}},
                    {"resource.code.coding": {"$elemMatch": {"system": ICD10, "code": "C92.1"}}}]}
     return {"$unionWith": {"coll": "Condition", "pipeline": [
+        *_of_patients(ids),
         {"$match": {"resource.verificationStatus.coding.code": {"$ne": "entered-in-error"}}},
         {"$match": cml},
-        {"$project": {"_id": 0, "pid": patient_key(), "dx": {
+        {"$project": {"_id": 0, "pid": patient_key(), **SOURCE_CENTER, "dx": {
             "e": day("$resource.onsetDateTime"),
             "p": code_in({"$getField": {"field": "summary", "input": first("$resource.stage")}}, PHASE_SYSTEM)}}},
     ]}}
@@ -194,14 +220,15 @@ def _status_reason() -> Expr:
     return first({"$filter": {"input": codes, "as": "c", "cond": {"$eq": [{"$type": "$$c"}, "string"]}}})
 
 
-def _imatinib() -> dict[str, Any]:
+def _imatinib(ids: Sequence[str] | None) -> dict[str, Any]:
     dose = {"$let": {"vars": {"d": first("$resource.dosage")}, "in": _daily_dose()}}
     stopped = {"e": day("$resource.effectivePeriod.end"), "r": _status_reason(), "d": dose}
     return {"$unionWith": {"coll": "MedicationStatement", "pipeline": [
+        *_of_patients(ids),
         {"$match": {"resource.status": {"$ne": "entered-in-error"}}},
         {"$match": {"resource.medicationCodeableConcept.coding": {
             "$elemMatch": {"system": ATC, "code": {"$in": list(IMATINIB_CODES)}}}}},
-        {"$project": {"_id": 0, "pid": patient_key(), "imaStart": day("$resource.effectivePeriod.start"),
+        {"$project": {"_id": 0, "pid": patient_key(), **SOURCE_CENTER, "imaStart": day("$resource.effectivePeriod.start"),
                       "stop": {"$cond": [{"$eq": ["$resource.status", "stopped"]}, stopped, "$$REMOVE"]}}},
     ]}}
 
@@ -210,6 +237,7 @@ def _imatinib() -> dict[str, Any]:
 
 
 def _per_patient() -> list[dict[str, Any]]:
+    """One row per stored Patient (``report_rows``: what is kept per patient; ``_id`` ``Patient/<id>``)."""
     return [
         {"$match": {"pid": {"$ne": None}}},
         {"$group": {
@@ -219,9 +247,13 @@ def _per_patient() -> list[dict[str, Any]]:
             "sokal": {"$min": "$sokal"}, "dx": {"$min": "$dx"}, "imaStart": {"$min": "$imaStart"},
             "stop": {"$max": "$stop"},  # the latest stopped period (by end date)
             "firstStored": {"$min": "$firstStored"},  # when the Patient was first stored (history version 1)
+            "center": {"$max": {"$cond": ["$isPatient", "$src", "$$REMOVE"]}},  # the access filter reads the
+            "sources": {"$addToSet": "$src"},  # row as its Patient; the centers of what made it
         }},
         {"$match": {"isPatient": True}},  # every stored Patient is registered; other rows are orphans
-        {"$set": {"regReason": "$regReason.c"}},
+        {"$set": {"foreign": {"$anyElementTrue": [{"$map": {
+            "input": "$sources", "in": {"$not": [{"$in": ["$$this", ["$center", None]]}]}}}]}}},
+        {"$unset": "sources"},
     ]
 
 
@@ -342,18 +374,74 @@ def _facets() -> dict[str, Any]:
     return {"$facet": facets}
 
 
-def report_pipeline(filters: Filters, codes: ReportCodes) -> list[dict[str, Any]]:
-    """The whole aggregation, to run on ``Patient`` with ``ResourceStore.aggregate``."""
+def _unions(ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The ``$unionWith`` stages adding the other sources to the Patients' documents."""
+    first_stored = ResourceStore.first_versions("Patient", "pid", "firstStored", ids)
+    first_stored["$unionWith"]["pipeline"][-1]["$project"].update(SOURCE_CENTER)
+    return [_observations(ids), _conditions(ids), _imatinib(ids), first_stored]
+
+
+def row_pipeline(ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of the Patients ``ids`` (None: all), to run on ``Patient``: what ``report_rows`` keeps
+    (``storage/report_rows.py``)."""
+    return [*_patients(ids), *_unions(ids), *_per_patient()]
+
+
+def rows_in_transaction(ids: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`row_pipeline` of ``ids`` as a database-level pipeline, which a transaction may run: it refuses
+    ``$unionWith``, not ``$lookup``. One empty ``$documents`` document looks up each source (uncorrelated: each
+    runs once), whose documents are then unwound and grouped as :func:`row_pipeline` groups them."""
+    sources = [("Patient", _patients(ids))]
+    sources += [(union["$unionWith"]["coll"], union["$unionWith"]["pipeline"]) for union in _unions(ids)]
     return [
-        *_patients(), _observations(), _conditions(), _imatinib(),
-        ResourceStore.first_versions("Patient", "pid", "firstStored"),
-        *_per_patient(), *_registration_date(), *_match_filters(filters), *_center(filters),
-        *_derived(codes), _facets(),
+        {"$documents": [{}]},
+        *({"$lookup": {"from": source, "pipeline": stages, "as": f"s{n}"}}
+          for n, (source, stages) in enumerate(sources)),
+        {"$project": {"doc": {"$concatArrays": [f"$s{n}" for n in range(len(sources))]}}},
+        {"$unwind": "$doc"},
+        {"$replaceWith": "$doc"},
+        *_per_patient(),
     ]
+
+
+def rows_report_pipeline(filters: Filters, codes: ReportCodes) -> list[dict[str, Any]]:
+    """The report from the kept rows, to run on ``report_rows`` with ``ResourceStore.aggregate``."""
+    return [
+        {"$set": {"regReason": "$regReason.c"}},
+        *_registration_date(), *_match_filters(filters), *_center(filters), *_derived(codes), _facets(),
+    ]
+
+
+def report_pipeline(filters: Filters, codes: ReportCodes) -> list[dict[str, Any]]:
+    """The report computed from the source resources, to run on ``Patient`` (the rows made at read time):
+    the oracle the kept rows are tested against, and what a rebuild computes."""
+    return [*row_pipeline(), *rows_report_pipeline(filters, codes)]
+
+
+ROW_DEFINITION = RowDefinition(
+    # names the rows' shape and definitions: rows stored by another definition are rebuilt at start
+    format=hashlib.sha256(json.dumps(row_pipeline(), sort_keys=True).encode()).hexdigest()[:16],
+    sources=frozenset({"Observation", "Condition", "MedicationStatement"}),
+    every_row=row_pipeline,
+    rows_of=rows_in_transaction,
+)
 
 
 async def run_report_pipeline(ctx: RequestContext, store: ResourceStore, filters: Filters,
                               codes: ReportCodes) -> dict[str, Any]:
-    """The ``$facet`` result: one document with a list per section."""
-    rows = await store.aggregate(ctx, "Patient", report_pipeline(filters, codes))
+    """The ``$facet`` result: one document with a list per section, from the rows kept at write time.
+
+    A row made with resources of another center than its Patient's (``foreign``: the Patient moved, its other
+    resources keep their center until written again, ``storage/centers.py``) is made again here from what
+    ``ctx`` may read, as the report from the source resources would: no caller counts what it may not read."""
+    if not store.serves_report_rows(ctx):  # no rows kept, or an access policy the rows cannot apply
+        rows = await store.aggregate(ctx, "Patient", report_pipeline(filters, codes))
+        return rows[0] if rows else {}
+    foreign = [row["_id"].removeprefix("Patient/") for row in await store.aggregate(
+        ctx, REPORT_ROWS, [{"$match": {"foreign": True}}, {"$project": {"_id": 1}}])]
+    again: list[dict[str, Any]] = []
+    if foreign:
+        again = [{"$match": {"foreign": {"$ne": True}}},
+                 {"$unionWith": {"coll": "Patient", "pipeline": row_pipeline(foreign)}}]
+    rows = await store.aggregate(ctx, REPORT_ROWS, [*again, *rows_report_pipeline(filters, codes)])
     return rows[0] if rows else {}

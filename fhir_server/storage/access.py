@@ -48,6 +48,15 @@ class AccessPolicy:
             return {} if resource_type in CONFORMANCE_TYPES else dict(NOTHING)
         return {}
 
+    def rows_filter(self, ctx: RequestContext) -> dict[str, Any] | None:
+        """The filter of the registry report's per-patient rows (``storage/report_rows.py``) for ``ctx``: a row
+        carries its Patient's center, and this policy's filter is a function of the center and role alone, so a
+        row is read as its Patient is. None when the rows cannot say what ``ctx`` may read (a policy whose
+        ``read_filter`` is not this one's): the report then reads the source resources (fail closed)."""
+        if type(self).read_filter is not AccessPolicy.read_filter:
+            return None
+        return self.read_filter(ctx, "Patient")
+
     def check_write(self, ctx: RequestContext, resource_type: str, resource: dict[str, Any] | None) -> None:
         """Raise a FhirError when ``ctx`` may not write this resource (role rules live in
         ``interactions/authorization.py``; which data a caller may touch is decided by :meth:`centers`)."""

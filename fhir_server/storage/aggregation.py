@@ -10,8 +10,9 @@ access filter (``AccessPolicy.read_filter``, see ``storage/access.py``) in front
 * recursively, inside those pipelines and inside every ``$facet``.
 
 A resource collection (named after its type) is filtered by the type's access filter and never yields deleted
-tombstones. A read of ``history`` must say which types it reads by a first ``$match`` on ``type`` (a string,
-``$eq`` or ``$in``), so that each type's filter applies. Anything else fails closed: a stage this module does
+tombstones; the report's rows (``storage/report_rows.py``) are filtered as their Patients are. A read of
+``history`` must say which types it reads by a first ``$match`` on ``type`` (a string, ``$eq`` or ``$in``), so
+that each type's filter applies. Anything else fails closed: a stage this module does
 not know (``$out``, ``$merge``, ``$collStats``...), a read of another collection (claims, counters, jobs), a
 read of history that does not pin its types raises :class:`UnguardedRead` before MongoDB is asked.
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.storage.access import restrict
-from fhir_server.storage.documents import HISTORY, NOT_DELETED
+from fhir_server.storage.documents import HISTORY, NOT_DELETED, REPORT_ROWS
 
 Stage = dict[str, Any]
 Filter = dict[str, Any]
@@ -47,11 +48,16 @@ class ReadFilters:
     """The access filter of one caller, per resource type (``AccessPolicy.read_filter`` bound to a context)."""
 
     access: Callable[[str], Filter]
+    rows: Filter | None = None  # of the report's rows (``AccessPolicy.rows_filter``); None: they may not be read
 
     def of(self, collection: str, pinned: Filter | None) -> Filter:
         """The match for documents read from ``collection``; ``pinned``: the read's own first match (history)."""
         if collection == HISTORY:
             return self.history(_pinned_types(pinned))
+        if collection == REPORT_ROWS:  # a patient's row carries its Patient's center: read as the Patient is
+            if self.rows is None:
+                raise UnguardedRead("The report's rows cannot be filtered for this caller")
+            return self.rows
         if not RESOURCE_COLLECTION.match(collection):
             raise UnguardedRead(f"An aggregation may not read the collection {collection!r}")
         return restrict(dict(NOT_DELETED), self.access(collection))

@@ -14,6 +14,7 @@ HISTORY = "history"
 CLAIMS = "conditional_claims"
 COUNTERS = "counters"
 JOBS = "jobs"
+REPORT_ROWS = "report_rows"  # one row per patient of the registry report (storage/report_rows.py)
 NOT_DELETED: dict[str, Any] = {"deleted": False}  # current documents that are not tombstones
 
 
