@@ -228,7 +228,8 @@ def _imatinib(ids: Sequence[str] | None) -> dict[str, Any]:
         {"$match": {"resource.status": {"$ne": "entered-in-error"}}},
         {"$match": {"resource.medicationCodeableConcept.coding": {
             "$elemMatch": {"system": ATC, "code": {"$in": list(IMATINIB_CODES)}}}}},
-        {"$project": {"_id": 0, "pid": patient_key(), **SOURCE_CENTER, "imaStart": day("$resource.effectivePeriod.start"),
+        {"$project": {"_id": 0, "pid": patient_key(), **SOURCE_CENTER,
+                      "imaStart": day("$resource.effectivePeriod.start"),
                       "stop": {"$cond": [{"$eq": ["$resource.status", "stopped"]}, stopped, "$$REMOVE"]}}},
     ]}}
 
