@@ -1,0 +1,144 @@
+"""The registry report is served from per-patient rows kept at write time (``storage/report_rows.py``; issue #14
+item 4): the rows a store keeps are, after any write, the rows the report's definitions compute from the source
+resources (``reports/pipeline.py``, ``row_pipeline``), and the report from them is the report from the sources,
+for every caller, through the same access filter."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server import fhirjson
+from fhir_server.context import RequestContext
+from fhir_server.permissions import Caller, Role
+from fhir_server.reports.model import Filters
+from fhir_server.reports.pipeline import report_pipeline, row_pipeline, run_report_pipeline
+from fhir_server.reports.terminology import report_codes
+from fhir_server.services import Services
+from fhir_server.storage.aggregation import ReadFilters, UnguardedRead, guarded
+from fhir_server.storage.documents import REPORT_ROWS
+from tests.conftest import FHIR_JSON, client_as, parse
+from tests.reports.helpers import flatten, load_cohort
+from tests.synthetic import PatientFacts
+
+SYSTEM = RequestContext.system()
+
+
+def ehr(center: str) -> RequestContext:
+    return RequestContext.for_caller("http://localhost/fhir", Caller(id=f"ehr-{center}", role=Role.EHR, center=center))
+
+
+async def kept_rows(db: AsyncDatabase) -> dict[str, dict[str, Any]]:
+    return {row["_id"]: row async for row in db[REPORT_ROWS].find()}
+
+
+async def computed_rows(services: Services) -> dict[str, dict[str, Any]]:
+    return {row["_id"]: row for row in await services.store.aggregate(SYSTEM, "Patient", row_pipeline())}
+
+
+async def assert_parity(services: Services, db: AsyncDatabase, contexts: list[RequestContext]) -> None:
+    """The rows kept are the rows computed from the sources; each caller's report from them (as served) is its
+    report from the sources (the oracle: the aggregation of the source resources at read time)."""
+    assert await kept_rows(db) == await computed_rows(services)
+    for ctx in contexts:
+        codes = await report_codes(ctx, services.store)
+        for filters in (Filters(), Filters(countries=frozenset({"FR"}))):
+            oracle = await services.store.aggregate(ctx, "Patient", report_pipeline(filters, codes))
+            served = await run_report_pipeline(ctx, services.store, filters, codes)
+            assert served == (oracle[0] if oracle else {}), ctx.center
+
+
+async def of_subject(client: httpx.AsyncClient, resource_type: str, patient_id: str) -> list[dict[str, Any]]:
+    response = await client.get(f"/fhir/{resource_type}?subject=Patient/{patient_id}&_count=100")
+    assert response.status_code == 200, response.text
+    return [entry["resource"] for entry in parse(response).get("entry", [])]
+
+
+async def put(client: httpx.AsyncClient, resource: dict[str, Any]) -> None:
+    response = await client.put(f"/fhir/{resource['resourceType']}/{resource['id']}", content=fhirjson.dumps(resource),
+                                headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+async def cohort(client: httpx.AsyncClient, services: Services, empty_db: None) -> list[tuple[PatientFacts, str]]:
+    return await load_cohort(client, 16, seed=14)
+
+
+def centers_of(cohort: list[tuple[PatientFacts, str]]) -> list[str]:
+    return [center for center, _ in Counter(facts.center for facts, _ in cohort).most_common()]
+
+
+async def test_rows_kept_by_transaction_bundles_are_the_rows_of_the_sources(
+        services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]]) -> None:
+    assert len(await kept_rows(db)) == len(cohort)
+    await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])
+
+
+async def test_rows_follow_updates_moves_of_a_resource_patches_and_deletes(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase,
+        cohort: list[tuple[PatientFacts, str]]) -> None:
+    ids = [pid for _, pid in cohort]
+    # an Observation moved to another patient: both rows change
+    moved = (await of_subject(client, "Observation", ids[0]))[0]
+    moved["subject"] = {"reference": f"Patient/{ids[1]}"}
+    await put(client, moved)
+    # a MedicationStatement's start moved by a patch (the imatinib duration changes)
+    statement = (await of_subject(client, "MedicationStatement", ids[2]))[0]
+    patch = [{"op": "replace", "path": "/effectivePeriod/start", "value": "2000-01-15"}]
+    response = await client.patch(f"/fhir/MedicationStatement/{statement['id']}", content=fhirjson.dumps(patch),
+                                  headers={"Content-Type": "application/json-patch+json"})
+    assert response.status_code == 200, response.text
+    # a Condition and a Patient deleted
+    condition = (await of_subject(client, "Condition", ids[3]))[0]
+    assert (await client.delete(f"/fhir/Condition/{condition['id']}")).status_code in (200, 204)
+    assert (await client.delete(f"/fhir/Patient/{ids[4]}")).status_code in (200, 204)
+    assert f"Patient/{ids[4]}" not in await kept_rows(db)
+    await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])
+
+
+async def test_a_patient_moved_to_another_center_counts_for_each_caller_what_it_may_read(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase,
+        cohort: list[tuple[PatientFacts, str]]) -> None:
+    """An admin moves a Patient: its other resources keep their center until written again
+    (``storage/centers.py``), so the new center's clients may not read them; its row is made again at read
+    time from what each caller may read."""
+    first, second = centers_of(cohort)[:2]
+    mover = next(pid for facts, pid in cohort if facts.center == first)
+    target = next(pid for facts, pid in cohort if facts.center == second)
+    patient = parse(await client.get(f"/fhir/Patient/{mover}"))
+    patient["managingOrganization"] = parse(await client.get(f"/fhir/Patient/{target}"))["managingOrganization"]
+    await put(client, patient)
+    assert (await kept_rows(db))[f"Patient/{mover}"]["foreign"] is True
+    await assert_parity(services, db, [SYSTEM, ehr(first), ehr(second)])
+
+
+async def test_a_rebuild_gives_the_rows_of_data_written_around_the_server(
+        services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]]) -> None:
+    await db[REPORT_ROWS].delete_many({})
+    assert await kept_rows(db) == {}
+    await services.store.report_rows.rebuild()
+    assert await services.store.report_rows.up_to_date()
+    await assert_parity(services, db, [SYSTEM, ehr(centers_of(cohort)[0])])
+
+
+async def test_an_ehr_client_reads_only_its_centers_rows(
+        services: Services, cohort: list[tuple[PatientFacts, str]]) -> None:
+    for center in centers_of(cohort)[:2]:
+        async with client_as(services, Caller(id=f"ehr-{center}", role=Role.EHR, center=center)) as http:
+            response = await http.get("/fhir/$registry-report")
+        assert response.status_code == 200, response.text
+        total = flatten(parse(response))[("patients", "", "")][0]
+        assert total == sum(1 for facts, _ in cohort if facts.center == center)
+
+
+def test_the_rows_are_read_with_the_patients_access_filter_and_never_without_one() -> None:
+    own = {"center": {"$in": ["FR-POI", None], "$exists": True}}
+    filters = ReadFilters(lambda kind: own if kind == "Patient" else {"never": kind}, rows=own)
+    assert guarded(REPORT_ROWS, [], filters)[0] == {"$match": own}
+    with pytest.raises(UnguardedRead):
+        guarded(REPORT_ROWS, [], ReadFilters(lambda kind: {}))
