@@ -4,6 +4,10 @@ and times the report's computation in-process (``registry_report``: the aggregat
 HTTP layer adds a MeasureReport of a few KB), as the system and as one center's ehr client. Keeps the
 databases (``bench_report_<N>``) on ``FHIR_MONGODB_URI`` so that the server can be changed and timed again.
 
+The report is served from the per-patient rows kept at write time (``storage/report_rows.py``): a seeded
+database gets them by a rebuild (timed, as ``fhir-server rebuild-report-rows`` would), and each size is timed
+both ways, ``rows`` (served) and ``sources`` (the aggregation of the source resources, as before; ``--only``).
+
     FHIR_MONGODB_URI=... .venv/bin/python bench/report_scale.py --patients 2000,10000,20000 [--explain]
 """
 
@@ -28,7 +32,7 @@ from fhir_server.context import RequestContext
 from fhir_server.permissions import Role
 from fhir_server.reports.build import registry_report
 from fhir_server.reports.model import Filters
-from fhir_server.reports.pipeline import report_pipeline
+from fhir_server.reports.pipeline import ROW_DEFINITION, report_pipeline
 from fhir_server.reports.terminology import report_codes
 from fhir_server.search import SearchParameterRegistry
 from fhir_server.storage.aggregation import guarded
@@ -58,7 +62,7 @@ def seed(uri: str, sizes: list[int], rebuild: bool) -> None:
     client.close()
 
 
-async def time_report(uri: str, n: int, runs: int, explain: bool) -> None:
+async def time_report(uri: str, n: int, runs: int, explain: bool, ways: list[str]) -> None:
     store = ResourceStore.open(uri, f"bench_report_{n}")
     try:
         await store.ensure_indexes(search_indexes_default())  # the server's start-up (new indexes included)
@@ -66,7 +70,16 @@ async def time_report(uri: str, n: int, runs: int, explain: bool) -> None:
         center = await _a_center(store, system)
         scoped = RequestContext(base_url=system.base_url, caller="bench-ehr", center=center, role=Role.EHR)
         mongod_pid = int((await store._db.client.admin.command("serverStatus"))["pid"])
-        for label, ctx in (("system", system), (f"ehr {center}", scoped)):
+        store.report_rows.keep(ROW_DEFINITION)
+        if not await store.report_rows.up_to_date():  # seeded around the server: rebuild, as its start would
+            start, start_mongod = time.perf_counter(), _cpu_of(mongod_pid)
+            await store.report_rows.rebuild()
+            print(f"{n:>7} patients  rows rebuilt in {time.perf_counter() - start:.1f} s  "
+                  f"mongod cpu {_cpu_of(mongod_pid) - start_mongod:.1f} s", flush=True)
+        for way, (label, ctx) in ((w, c) for w in ways for c in (("system", system), (f"ehr {center}", scoped))):
+            # ``sources``: no rows kept, so the report aggregates the source resources (the server before them)
+            store.report_rows.definition = ROW_DEFINITION if way == "rows" else None
+            label = f"{way:7} {label}"
             times, cpu, mongod_cpu = [], [], []
             for _ in range(runs):
                 start, start_cpu, start_mongod = time.perf_counter(), time.process_time(), _cpu_of(mongod_pid)
@@ -75,7 +88,7 @@ async def time_report(uri: str, n: int, runs: int, explain: bool) -> None:
                 cpu.append(time.process_time() - start_cpu)
                 mongod_cpu.append(_cpu_of(mongod_pid) - start_mongod)
             times.sort()
-            print(f"{n:>7} patients  {label:12} report median {times[len(times) // 2] * 1000:7.0f} ms  "
+            print(f"{n:>7} patients  {label:20} report median {times[len(times) // 2] * 1000:7.0f} ms  "
                   f"min {times[0] * 1000:7.0f} ms  mongod cpu min {min(mongod_cpu) * 1000:6.0f} ms  "
                   f"(python cpu {min(cpu) * 1000:.0f} ms)  total {report.total}", flush=True)
         if explain:
@@ -119,12 +132,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--explain", action="store_true")
     parser.add_argument("--rebuild", action="store_true", help="load the databases again")
+    parser.add_argument("--only", choices=("rows", "sources"), help="time one way only (default: both)")
     args = parser.parse_args()
     uri = os.environ["FHIR_MONGODB_URI"]
     sizes = [int(s) for s in args.patients.split(",")]
     seed(uri, sizes, args.rebuild)
     for n in sizes:
-        asyncio.run(time_report(uri, n, args.runs, args.explain))
+        asyncio.run(time_report(uri, n, args.runs, args.explain, [args.only] if args.only else ["sources", "rows"]))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,17 @@ async def keep_report_rows(store: ResourceStore, rebuild: bool = False) -> None:
         await store.report_rows.rebuild()
 
 
+async def rebuild_rows(uri: str, database: str) -> int:
+    """``fhir-server rebuild-report-rows``: rebuild the rows of ``database``; how many patients have one."""
+    store = ResourceStore.open(uri, database)
+    try:
+        store.report_rows.keep(ROW_DEFINITION)
+        await store.report_rows.rebuild()
+        return await store.report_rows.count()
+    finally:
+        await store.close()
+
+
 def register_operations(registry: OperationRegistry) -> None:
     """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
     are generated from the registry); each operation module contributes its OperationSpec(s)."""

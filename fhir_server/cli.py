@@ -96,6 +96,24 @@ def _share_metrics_between_workers() -> str | None:
     return os.environ[MULTIPROCESS_DIR_VARIABLE]
 
 
+@command("rebuild-report-rows", lambda parser: None)
+def rebuild_report_rows(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild the registry report's per-patient rows from the stored resources (after a raw load or a restore).
+
+    The server keeps the rows at every write and rebuilds them at start when they are missing; data written
+    around it while it runs needs this (FHIR_MONGODB_URI, FHIR_MONGODB_DB)."""
+    import asyncio
+
+    from fhir_server.bootstrap import rebuild_rows
+
+    if not settings.mongodb_uri:
+        print("fhir-server: rebuild-report-rows needs FHIR_MONGODB_URI", file=sys.stderr)
+        return 2
+    count = asyncio.run(rebuild_rows(settings.mongodb_uri, settings.mongodb_db))
+    print(f"Rebuilt the report rows of {count} patients")
+    return 0
+
+
 def _load_plugins() -> None:
     """Modules that add sub-commands register them on import."""
     import importlib

@@ -150,6 +150,9 @@ class ReportRows:
         await self._collection(COUNTERS).update_one({"_id": MARKER_ID}, {"$set": {"format": self.definition.format}},
                                                     upsert=True)
 
+    async def count(self) -> int:
+        return int(await self._collection(REPORT_ROWS).count_documents({}))
+
     async def up_to_date(self) -> bool:
         """True when the stored rows were built with this definition's format (a rebuild, or kept since)."""
         marker = await self._collection(COUNTERS).find_one({"_id": MARKER_ID})

@@ -5,6 +5,7 @@ for every caller, through the same access filter."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
+from fhir_server.bootstrap import rebuild_rows
+from fhir_server.bulk.loader import LoadItem, load_batch
 from fhir_server.context import RequestContext
 from fhir_server.permissions import Caller, Role
 from fhir_server.reports.model import Filters
@@ -118,10 +121,11 @@ async def test_a_patient_moved_to_another_center_counts_for_each_caller_what_it_
 
 
 async def test_a_rebuild_gives_the_rows_of_data_written_around_the_server(
-        services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]]) -> None:
+        services: Services, db: AsyncDatabase, mongo_uri: str, cohort: list[tuple[PatientFacts, str]]) -> None:
+    """What ``fhir-server rebuild-report-rows`` runs."""
     await db[REPORT_ROWS].delete_many({})
     assert await kept_rows(db) == {}
-    await services.store.report_rows.rebuild()
+    assert await rebuild_rows(mongo_uri, services.settings.mongodb_db) == len(cohort)
     assert await services.store.report_rows.up_to_date()
     await assert_parity(services, db, [SYSTEM, ehr(centers_of(cohort)[0])])
 
@@ -142,3 +146,28 @@ def test_the_rows_are_read_with_the_patients_access_filter_and_never_without_one
     assert guarded(REPORT_ROWS, [], filters)[0] == {"$match": own}
     with pytest.raises(UnguardedRead):
         guarded(REPORT_ROWS, [], ReadFilters(lambda kind: {}))
+
+
+async def test_rows_kept_by_the_bulk_loader_one_batch_for_several_patients(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase,
+        cohort: list[tuple[PatientFacts, str]]) -> None:
+    """``$import`` and ``fhir-server load`` write batches of many patients' resources in one unit of work."""
+    items: list[LoadItem] = []
+    copies = []
+    for _, pid in cohort[:3]:
+        copy = str(uuid.uuid4())
+        copies.append(f"Patient/{copy}")
+        patient = parse(await client.get(f"/fhir/Patient/{pid}"))
+        patient["id"] = copy
+        for identifier in patient.get("identifier", []):
+            identifier["value"] = f"{identifier['value']}-copy"
+        items.append(LoadItem(len(items) + 1, patient))
+        for kind in ("Observation", "Condition", "MedicationStatement"):
+            for resource in await of_subject(client, kind, pid):
+                resource["id"] = str(uuid.uuid4())
+                resource["subject"] = {"reference": f"Patient/{copy}"}
+                items.append(LoadItem(len(items) + 1, resource))
+    results = await load_batch(SYSTEM, services, items)
+    assert not [r for r in results if r.failed], [r.issues for r in results if r.failed]
+    assert set(copies) <= set(await kept_rows(db))
+    await assert_parity(services, db, [SYSTEM])
