@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -91,10 +92,29 @@ async def time_report(uri: str, n: int, runs: int, explain: bool, ways: list[str
             print(f"{n:>7} patients  {label:20} report median {times[len(times) // 2] * 1000:7.0f} ms  "
                   f"min {times[0] * 1000:7.0f} ms  mongod cpu min {min(mongod_cpu) * 1000:6.0f} ms  "
                   f"(python cpu {min(cpu) * 1000:.0f} ms)  total {report.total}", flush=True)
+        store.report_rows.definition = ROW_DEFINITION
+        await _time_refresh(store, n, mongod_pid)
         if explain:
             await _explain(store, system)
     finally:
         await store.close()
+
+
+async def _time_refresh(store: ResourceStore, n: int, mongod_pid: int) -> None:
+    """The write path's share: a row recomputed and upserted in a transaction, for one patient (a transaction
+    Bundle's) 20 times, and for 200 patients at once (a bulk batch's)."""
+    sample = await store._db["report_rows"].aggregate([{"$sample": {"size": 220}}, {"$project": {"_id": 1}}])
+    ids = [row["_id"].removeprefix("Patient/") async for row in sample]
+    for label, groups in (("1 patient x 20", [[i] for i in ids[:20]]), ("200 patients", [ids[20:220]])):
+        start, start_mongod = time.perf_counter(), _cpu_of(mongod_pid)
+        for group in groups:
+            await store.run_transaction(functools.partial(_refresh, store, group))
+        print(f"{n:>7} patients  refresh {label:15} {(time.perf_counter() - start) * 1000:7.0f} ms  "
+              f"mongod cpu {(_cpu_of(mongod_pid) - start_mongod) * 1000:6.0f} ms", flush=True)
+
+
+async def _refresh(store: ResourceStore, ids: list[str], session: Any) -> None:
+    await store.report_rows.refresh(ids, session)
 
 
 def _cpu_of(pid: int) -> float:
