@@ -66,9 +66,8 @@ async def keep_report_rows(store: ResourceStore, rebuild: bool = False) -> None:
     """Every write keeps the registry report's per-patient rows (``storage/report_rows.py``); rows of no or of
     another definition (a new database, data loaded around the server, a changed report) are rebuilt first."""
     store.report_rows.keep(ROW_DEFINITION)
-    if rebuild or not await store.report_rows.up_to_date():
-        log.warning("Rebuilding the registry report's per-patient rows")
-        await store.report_rows.rebuild()
+    if await store.report_rows.ensure_built(rebuild):
+        log.warning("Rebuilt the registry report's per-patient rows")
 
 
 async def rebuild_rows(uri: str, database: str) -> int:

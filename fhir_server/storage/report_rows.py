@@ -19,7 +19,9 @@ when the stored rows' format marker is missing or is not the definition's.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from fhir_server.storage.aggregation import ReadFilters, guarded, guarded_documents
 from fhir_server.storage.documents import COUNTERS, REPORT_ROWS, ResourceWrite
@@ -149,6 +152,22 @@ class ReportRows:
         await self._collection(REPORT_ROWS).create_indexes(INDEXES)
         await self._collection(COUNTERS).update_one({"_id": MARKER_ID}, {"$set": {"format": self.definition.format}},
                                                     upsert=True)
+
+    async def ensure_built(self, rebuild: bool = False, wait_seconds: float = 120.0) -> bool:
+        """Rebuild when asked or when the stored rows are not of this definition's format; True when it rebuilt.
+        Several processes starting together may all rebuild: a ``$out`` that fails because another one replaced
+        the collection meanwhile waits for that one's marker instead of stopping this process's start."""
+        if not rebuild and await self.up_to_date():
+            return False
+        try:
+            await self.rebuild()
+        except OperationFailure:
+            deadline = time.monotonic() + wait_seconds
+            while not await self.up_to_date():
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        return True
 
     async def count(self) -> int:
         return int(await self._collection(REPORT_ROWS).count_documents({}))
