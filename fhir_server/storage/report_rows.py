@@ -173,6 +173,11 @@ class ReportRows:
         return int(await self._collection(REPORT_ROWS).count_documents({}))
 
     async def up_to_date(self) -> bool:
-        """True when the stored rows were built with this definition's format (a rebuild, or kept since)."""
+        """True when the stored rows were built with this definition's format (a rebuild, or kept since) and are
+        there (a registry with Patients and no rows, e.g. ``report_rows`` dropped, is rebuilt)."""
         marker = await self._collection(COUNTERS).find_one({"_id": MARKER_ID})
-        return self.definition is not None and marker is not None and marker.get("format") == self.definition.format
+        if self.definition is None or marker is None or marker.get("format") != self.definition.format:
+            return False
+        # rows dropped (or never restored) while Patients are stored: not up to date either
+        return (await self._collection(REPORT_ROWS).estimated_document_count() > 0
+                or await self._collection(PATIENT).estimated_document_count() == 0)

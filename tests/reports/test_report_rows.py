@@ -130,6 +130,15 @@ async def test_a_rebuild_gives_the_rows_of_data_written_around_the_server(
     await assert_parity(services, db, [SYSTEM, ehr(centers_of(cohort)[0])])
 
 
+
+async def test_rows_dropped_while_patients_are_stored_are_rebuilt_at_start(
+        services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]]) -> None:
+    await db.drop_collection(REPORT_ROWS)
+    assert not await services.store.report_rows.up_to_date()
+    assert await services.store.report_rows.ensure_built()
+    await assert_parity(services, db, [SYSTEM])
+
+
 async def test_an_ehr_client_reads_only_its_centers_rows(
         services: Services, cohort: list[tuple[PatientFacts, str]]) -> None:
     for center in centers_of(cohort)[:2]:
