@@ -105,8 +105,18 @@ class UnitOfWork:
         await self.flush()
         found = await find_matching(self.ctx, self.services, resource_type, query_params(query),
                                     session=self.session, limit=limit)
-        self.remember_centers(resource_type, found)
+        self.remember_matches(resource_type, found)
         return found
+
+    def remember_matches(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
+        """Current documents conditional criteria matched in this transaction (read with ``ctx``'s access filter,
+        ``sp`` left out): their centers (:meth:`remember_centers`) and their versions (:meth:`prime`), so that
+        neither the center rules nor the validation of a reference to one (a registry Bundle's Patient names
+        the center's Organization its ``ifNoneExist`` matched) nor an update of one reads it again."""
+        documents = list(documents)
+        self.remember_centers(resource_type, documents)
+        self.prime(resource_type, {doc["_id"]: StoredVersion.from_current(resource_type, doc) for doc in documents
+                                   if (resource_type, doc["_id"]) not in self._primed})
 
     def remember_centers(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
         """The centers of current documents read in this transaction (conditional criteria's matches): the

@@ -229,7 +229,7 @@ class _TransactionState:
         for resource_type, by_key in criteria.items():
             found.update(zip(by_key, matches[resource_type], strict=True))
             for each in matches[resource_type]:
-                self.uow.remember_centers(resource_type, each)
+                self.uow.remember_matches(resource_type, each)
         for entry in posts:
             key = keys.get(entry.index)
             await self._guard(entry, self._resolve_post(entry, key, found.get(key, []) if key else []))
