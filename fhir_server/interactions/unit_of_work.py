@@ -67,6 +67,10 @@ class UnitOfWork:
         self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
         self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
         self.conformance_checked = False
+        # the conformance epoch as read in this transaction by a command that had to run anyway (a Bundle's
+        # ifNoneExist lookups), so the validator's check of it needs no read of its own; dropped when a flush of
+        # this unit of work moves the epoch
+        self.epoch: tuple[int, str] | None = None
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
         self.upcoming: list[Any] = []
@@ -217,6 +221,7 @@ class UnitOfWork:
             self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
+                self.epoch = None
         if self._audit and self.services.audit_log is not None:
             documents, self._audit = self._audit, []
             await self.services.audit_log.write(documents, self.session)

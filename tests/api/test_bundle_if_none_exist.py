@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.api.test_search_parameters_across_processes import alias_parameter
 from tests.conftest import FHIR_JSON, body, parse, post, unique
 from tests.synthetic import registry_bundle
 
@@ -82,3 +83,21 @@ async def test_an_update_by_id_of_a_matched_resource_in_the_same_bundle_stores_t
     assert updated["status"].startswith("200") and updated["etag"] == 'W/"2"'
     current = parse(await client.get(f"/fhir/Organization/{stored_id}"))
     assert current["name"] == "After" and current["meta"]["versionId"] == "2"
+
+
+async def test_a_search_parameter_defined_in_another_process_indexes_the_next_transaction_of_conditional_creates(
+        client: httpx.AsyncClient, registry_client: httpx.AsyncClient) -> None:
+    # the conformance epoch is read with the Bundle's ifNoneExist lookups: the next Bundle still sees the change
+    code = unique("nick-")
+    assert (await registry_client.get("/fhir/Organization?name=warm-up")).status_code == 200  # caches loaded
+    assert (await post(client, "SearchParameter", alias_parameter(code))).status_code == 201
+    marker, identifier = unique("Zeta"), unique()
+    organization = {"resourceType": "Organization", "identifier": [{"system": OTHER_SYSTEM, "value": identifier}],
+                    "alias": [marker]}
+    r = await _transaction(registry_client, {
+        "resource": organization,
+        "request": {"method": "POST", "url": "Organization", "ifNoneExist": f"identifier={OTHER_SYSTEM}|{identifier}"}})
+    assert r.status_code == 200, r.text
+    created = parse(r)["entry"][0]["response"]["location"].split("/")[-3]
+    db_view = parse(await client.get(f"/fhir/Organization?{code}={marker}", headers={"Prefer": "handling=strict"}))
+    assert [e["resource"]["id"] for e in db_view["entry"]] == [created]
