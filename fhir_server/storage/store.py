@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -492,12 +493,15 @@ class ResourceStore:
         for write, center in zip(writes, stored_centers, strict=True):
             if write.type in self._deferred:
                 self._written.add(write.type)
-            doc = write.current_document(center)
+            # the resource goes into two documents, current and history: encoded to BSON once, copied twice
+            content = None if write.resource is None else RawBSONDocument(
+                bson.encode(write.resource, codec_options=CODEC_OPTIONS))
+            doc = write.current_document(center, content)
             if write.previous_vid is None:
                 inserts[write.type].append(doc)
             else:
                 replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
-            history.append(write.history_document(center))
+            history.append(write.history_document(center, content))
         try:
             for resource_type, docs in inserts.items():
                 await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
