@@ -44,8 +44,11 @@ class ConformanceCache:
         token, so a process whose counter happens to match a fresh database still reloads)."""
         return await self.store.read_counter(EPOCH_ID, session)
 
-    async def refresh(self, session: DbSession | None = None) -> None:
-        epoch = await self.current_epoch(session)
+    async def refresh(self, session: DbSession | None = None, epoch: tuple[int, str] | None = None) -> None:
+        """Reload when the epoch moved; ``epoch``: already read in ``session`` (a transaction Bundle reads it with
+        its ifNoneExist lookups), else read here."""
+        if epoch is None:
+            epoch = await self.current_epoch(session)
         if epoch == self._epoch:
             return
         async with self._lock:

@@ -65,10 +65,11 @@ class Services:
         if any(getattr(getattr(r, "version", None), "type", None) == "SearchParameter" for r in items):
             await self.sync_conformance()
 
-    async def sync_conformance(self, session: DbSession | None = None) -> bool:
+    async def sync_conformance(self, session: DbSession | None = None, epoch: tuple[int, str] | None = None) -> bool:
         """Bring the cached conformance resources and the search parameter registry up to the epoch in the
-        database (it moves with every conformance write of any process). True when the registry changed."""
-        await self.conformance.refresh(session)
+        database (it moves with every conformance write of any process), or to ``epoch`` when the caller read it
+        in ``session`` already. True when the registry changed."""
+        await self.conformance.refresh(session, epoch)
         if self._search_epoch == self.conformance.epoch:
             return False
         self._search_epoch = self.conformance.epoch

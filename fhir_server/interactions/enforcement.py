@@ -39,7 +39,7 @@ async def validator_for(uow: UnitOfWork) -> ProfileValidator:
     """The validator of the conformance resources in force, rebuilt only when they change."""
     cache = uow.services.conformance
     if not uow.conformance_checked:  # once per unit of work: one epoch read per transaction, not per resource
-        await uow.services.sync_conformance(uow.session)
+        await uow.services.sync_conformance(uow.session, uow.epoch)
         uow.conformance_checked = True
     validator = cache.derived(_VALIDATOR)
     if validator is None:

@@ -160,17 +160,19 @@ async def find_matching(ctx: RequestContext, services: Services, resource_type: 
 
 
 async def find_matching_of_types(ctx: RequestContext, services: Services,
-                                 criteria: dict[str, list[list[tuple[str, str]]]], *, session: Session = None,
-                                 limit: int = 2) -> dict[str, list[list[dict[str, Any]]]]:
+                                 criteria: dict[str, list[list[tuple[str, str]]]], counter: str, *,
+                                 session: Session = None, limit: int = 2,
+                                 ) -> tuple[dict[str, list[list[dict[str, Any]]]], tuple[int, str]]:
     """``find_matching`` for several sets of criteria, of one or several types, in one round trip to MongoDB
-    (a transaction Bundle's ``ifNoneExist``): per type, the matches of each set, at most ``limit`` each."""
+    (a transaction Bundle's ``ifNoneExist``): per type, the matches of each set, at most ``limit`` each; and the
+    value of the store's ``counter`` (the conformance epoch), read by the same command."""
     filters: dict[str, list[dict[str, Any]]] = {}
     for resource_type, each in criteria.items():
         for params in each:
             _refuse_result_parameters(params)
         filters[resource_type] = [await compiled_filter(ctx, services, resource_type, params, session)
                                   for params in each]
-    return await services.store.find_each_of_types(ctx, filters, limit=limit, session=session)
+    return await services.store.find_each_of_types_and_counter(ctx, filters, counter, limit=limit, session=session)
 
 
 # -- the search interaction --------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ class UnitOfWork:
         self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
         self._report_patients: set[str] = set()  # Patients whose report rows its writes may change
         self.conformance_checked = False
+        # the conformance epoch as read in this transaction by a command that had to run anyway (a Bundle's
+        # ifNoneExist lookups), so the validator's check of it needs no read of its own; dropped when a flush of
+        # this unit of work moves the epoch
+        self.epoch: tuple[int, str] | None = None
         # what a bulk load will write in this unit of work, not yet checked: lets a write check that reads the
         # store read for the whole batch at once (``risk.py``); a hint only, never taken as stored or announced
         self.upcoming: list[Any] = []
@@ -106,8 +110,18 @@ class UnitOfWork:
         await self.flush()
         found = await find_matching(self.ctx, self.services, resource_type, query_params(query),
                                     session=self.session, limit=limit)
-        self.remember_centers(resource_type, found)
+        self.remember_matches(resource_type, found)
         return found
+
+    def remember_matches(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
+        """Current documents conditional criteria matched in this transaction (read with ``ctx``'s access filter,
+        ``sp`` left out): their centers (:meth:`remember_centers`) and their versions (:meth:`prime`), so that
+        neither the center rules nor the validation of a reference to one (a registry Bundle's Patient names
+        the center's Organization its ``ifNoneExist`` matched) nor an update of one reads it again."""
+        documents = list(documents)
+        self.remember_centers(resource_type, documents)
+        self.prime(resource_type, {doc["_id"]: StoredVersion.from_current(resource_type, doc) for doc in documents
+                                   if (resource_type, doc["_id"]) not in self._primed})
 
     def remember_centers(self, resource_type: str, documents: Iterable[dict[str, Any]]) -> None:
         """The centers of current documents read in this transaction (conditional criteria's matches): the
@@ -208,6 +222,7 @@ class UnitOfWork:
             self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
+                self.epoch = None
         if self._audit and self.services.audit_log is not None:
             documents, self._audit = self._audit, []
             await self.services.audit_log.write(documents, self.session)

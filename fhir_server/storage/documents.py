@@ -6,6 +6,7 @@ resource, keyed by its id. Every version, current included, is also written to t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -80,16 +81,18 @@ class ResourceWrite:
         """The version this write stores, as a read would give it back."""
         return StoredVersion(self.type, self.id, self.vid, self.last_updated, self.deleted, self.resource, self.method)
 
-    def current_document(self, center: str | None) -> dict[str, Any]:
-        """The document of the type's collection; ``center``: decided by the store (``storage/centers.py``)."""
+    def current_document(self, center: str | None, content: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The document of the type's collection; ``center``: decided by the store (``storage/centers.py``).
+        ``content``: the resource in the form to store, when not ``resource`` itself (the store encodes it to
+        BSON once for this document and the history one)."""
         return {
             "_id": self.id, "vid": self.vid, "lastUpdated": self.last_updated, "deleted": self.deleted,
-            "resource": self.resource, "sp": self.search_values, "center": center,
+            "resource": self.resource if content is None else content, "sp": self.search_values, "center": center,
         }
 
-    def history_document(self, center: str | None) -> dict[str, Any]:
+    def history_document(self, center: str | None, content: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return {
             "_id": history_key(self.type, self.id, self.vid), "type": self.type, "id": self.id, "vid": self.vid,
             "lastUpdated": self.last_updated, "method": self.method, "deleted": self.deleted,
-            "resource": self.resource, "center": center,
+            "resource": self.resource if content is None else content, "center": center,
         }

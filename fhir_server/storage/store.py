@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -255,8 +256,7 @@ class ResourceStore:
     async def read_counter(self, name: str, session: Session = None) -> tuple[int, str]:
         """The value and token of counter ``name`` ((0, "") before its first bump). The token is drawn when the
         counter document is created: a counter re-created after a wipe differs even if its value matches."""
-        doc = await self._collection(COUNTERS).find_one({"_id": name}, session=session)
-        return (int(doc["n"]), str(doc.get("token", ""))) if doc else (0, "")
+        return _counter_value(await self._collection(COUNTERS).find_one({"_id": name}, session=session))
 
     async def bump_counter(self, name: str, session: AsyncClientSession) -> None:
         """Increment counter ``name`` in the session's transaction (so it moves exactly when the writes commit)."""
@@ -344,15 +344,40 @@ class ResourceStore:
         if len(kinds) < 2:
             return {kind: await self.find_each(ctx, kind, queries[kind], limit=limit, session=session)
                     for kind in queries}
+        found, _ = await self._each_of_types(ctx, queries, limit, session, None)
+        return found
+
+    @bounded
+    async def find_each_of_types_and_counter(self, ctx: RequestContext,
+                                             queries: Mapping[str, Sequence[dict[str, Any]]], counter: str, *,
+                                             limit: int, session: Session = None,
+                                             ) -> tuple[dict[str, list[list[dict[str, Any]]]], tuple[int, str]]:
+        """:meth:`find_each_of_types` and :meth:`read_counter` of ``counter`` in the same command: a transaction
+        Bundle's ``ifNoneExist`` lookups and the conformance epoch its validation needs are one round trip (every
+        command of a transaction costs the server's driver and mongod about as much as a small query)."""
+        found, value = await self._each_of_types(ctx, queries, limit, session, counter)
+        assert value is not None
+        return found, value
+
+    async def _each_of_types(self, ctx: RequestContext, queries: Mapping[str, Sequence[dict[str, Any]]], limit: int,
+                             session: Session, counter: str | None,
+                             ) -> tuple[dict[str, list[list[dict[str, Any]]]], tuple[int, str] | None]:
+        kinds = [kind for kind, each in queries.items() if each]
         pipeline: list[dict[str, Any]] = [{"$documents": [{}]}]
         for n, kind in enumerate(kinds):
             pipeline.append({"$lookup": {"from": kind, "pipeline": _each_pipeline(queries[kind], limit),
                                          "as": f"t{n}"}})
-        cursor = await self._db.aggregate(guarded_documents(pipeline, self._read_filters(ctx)), session=session)
+        # the counter joins after the access filter is put in front of every resource read: it is read by _id
+        # from the store's own counters collection, which holds no resource (as read_counter reads it)
+        tail = [{"$lookup": {"from": COUNTERS, "pipeline": [{"$match": {"_id": counter}}], "as": "counter"}}
+                ] if counter is not None else []
+        cursor = await self._db.aggregate([*guarded_documents(pipeline, self._read_filters(ctx)), *tail],
+                                          session=session)
         (row,) = [doc async for doc in cursor]
         found = {kind: [list(row[f"t{n}"][0][f"q{i}"]) if row[f"t{n}"] else [] for i in range(len(queries[kind]))]
                  for n, kind in enumerate(kinds)}
-        return {kind: found.get(kind, []) for kind in queries}
+        value = _counter_value(row["counter"][0] if row["counter"] else None) if counter is not None else None
+        return {kind: found.get(kind, []) for kind in queries}, value
 
     async def iterate(self, ctx: RequestContext, resource_type: str, query: dict[str, Any], *,
                       batch_size: int = 500, projection: dict[str, Any] | None = None,
@@ -484,12 +509,15 @@ class ResourceStore:
         for write, center in zip(writes, stored_centers, strict=True):
             if write.type in self._deferred:
                 self._written.add(write.type)
-            doc = write.current_document(center)
+            # the resource goes into two documents, current and history: encoded to BSON once, copied twice
+            content = None if write.resource is None else RawBSONDocument(
+                bson.encode(write.resource, codec_options=CODEC_OPTIONS))
+            doc = write.current_document(center, content)
             if write.previous_vid is None:
                 inserts[write.type].append(doc)
             else:
                 replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
-            history.append(write.history_document(center))
+            history.append(write.history_document(center, content))
         try:
             for resource_type, docs in inserts.items():
                 await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
@@ -563,6 +591,11 @@ def stored_center(doc: Mapping[str, Any]) -> str | None:
     """The center a current document was stored with (``storage/centers.py``)."""
     center: str | None = doc.get("center", UNASSIGNED)  # not migrated yet: fail closed
     return center
+
+
+def _counter_value(doc: Mapping[str, Any] | None) -> tuple[int, str]:
+    """A counter document's value and token ((0, "") before its first bump)."""
+    return (int(doc["n"]), str(doc.get("token", ""))) if doc else (0, "")
 
 
 def _each_pipeline(queries: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:

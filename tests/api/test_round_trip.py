@@ -6,7 +6,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLES, OFFICIAL_EXAMPLE_COUNT, load_example, official_examples, parse, put
+from tests.conftest import (
+    EXAMPLES,
+    FHIR_JSON,
+    OFFICIAL_EXAMPLE_COUNT,
+    load_example,
+    official_examples,
+    parse,
+    put,
+)
 
 EXAMPLE_FILES = [p.name for p in official_examples()]
 # Official examples that break a rule of the specification itself, refused (422) at the offending element.
@@ -73,3 +81,20 @@ async def test_trailing_zero_decimal_is_kept(client: httpx.AsyncClient) -> None:
     assert r.status_code in (200, 201)
     assert b'"value":1.50' in (await client.get("/fhir/Observation/dec-150")).content
     assert observation["id"] == "dec-150"
+
+
+async def test_equal_decimals_written_differently_keep_their_own_digits_in_current_and_history(
+        client: httpx.AsyncClient) -> None:
+    # 1.5, 1.50 and 1.500 are equal numbers: each is stored (once encoded for both documents) as written
+    raw_body = (b'{"resourceType":"Observation","status":"final","code":{"text":"x"},"component":['
+                b'{"code":{"text":"a"},"valueQuantity":{"value":1.5}},{"code":{"text":"b"},"valueQuantity":'
+                b'{"value":1.50}},{"code":{"text":"c"},"valueQuantity":{"value":1.500}},{"code":{"text":"d"},'
+                b'"valueQuantity":{"value":1.5}}]}')
+    for _ in range(2):  # the second write converts each value again, or remembers it
+        r = await client.post("/fhir/Observation", content=raw_body, headers={"Content-Type": FHIR_JSON})
+        assert r.status_code == 201, r.text
+        ident = parse(r)["id"]
+        for path in (f"/fhir/Observation/{ident}", f"/fhir/Observation/{ident}/_history/1"):
+            stored = (await client.get(path)).content
+            values = [part.split(b"}")[0] for part in stored.split(b'"value":')[1:]]
+            assert values == [b"1.5", b"1.50", b"1.500", b"1.5"], path

@@ -3,18 +3,24 @@ writes and searches, without a restart: the registry follows the conformance epo
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import parse, post, unique
 
 
+def alias_parameter(code: str) -> dict[str, Any]:
+    """A string SearchParameter ``code`` on ``Organization.alias``."""
+    return {"resourceType": "SearchParameter", "url": f"https://example.org/SearchParameter/{code}",
+            "name": "Alias", "status": "active", "description": "Organization alias", "code": code,
+            "base": ["Organization"], "type": "string", "expression": "Organization.alias"}
+
+
 async def test_search_parameter_defined_in_one_process_works_in_another(
         client: httpx.AsyncClient, registry_client: httpx.AsyncClient) -> None:
     code = unique("alias-")
-    parameter = {"resourceType": "SearchParameter", "url": f"https://example.org/SearchParameter/{code}",
-                 "name": "Alias", "status": "active", "description": "Organization alias", "code": code,
-                 "base": ["Organization"], "type": "string", "expression": "Organization.alias"}
-    assert (await post(client, "SearchParameter", parameter)).status_code == 201
+    assert (await post(client, "SearchParameter", alias_parameter(code))).status_code == 201
     marker = unique("Zeta")
     # written through the other process: its index values must already include the new parameter
     created = await post(registry_client, "Organization", {"resourceType": "Organization", "alias": [marker]})

@@ -5,8 +5,10 @@ one lookup per type was, so a center's lookups never find another center's resou
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.context import RequestContext
@@ -15,6 +17,8 @@ from fhir_server.storage.documents import ResourceWrite
 from fhir_server.storage.store import ResourceStore
 
 BASE = "http://testserver/fhir"
+POITIERS = RequestContext(base_url=BASE, role=Role.EHR, center="FR-POI")
+LYON = RequestContext(base_url=BASE, role=Role.EHR, center="FR-LYO")
 
 
 def _write(kind: str, ident: str, code: str) -> ResourceWrite:
@@ -55,3 +59,32 @@ async def test_lookups_of_several_types_answer_each_query_within_the_callers_cen
     finally:
         await store.close()
         await mongo_client.drop_database(name)
+
+
+@pytest.fixture
+async def private_store(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[ResourceStore]:
+    name = f"each_and_counter_{uuid.uuid4().hex[:8]}"
+    store = ResourceStore.open(mongo_uri, name)
+    yield store
+    await store.close()
+    await mongo_client.drop_database(name)
+
+
+async def test_lookups_read_a_counter_in_the_same_command_through_the_same_filters(
+        private_store: ResourceStore) -> None:
+    store = private_store
+    queries = {"Patient": [_by_code("a")]}  # one type: still one command, the counter beside it
+    found, counter = await store.find_each_of_types_and_counter(POITIERS, queries, "epoch", limit=2)
+    assert found == {"Patient": [[]]} and counter == (0, "")  # before its first bump
+
+    async def work(session):  # type: ignore[no-untyped-def]
+        await store.apply(POITIERS, [_write("Patient", "p1", "a")], session)
+        await store.bump_counter("epoch", session)
+        await store.bump_counter("epoch", session)
+
+    await store.run_transaction(work)
+    found, counter = await store.find_each_of_types_and_counter(POITIERS, queries, "epoch", limit=2)
+    assert [[doc["_id"] for doc in docs] for docs in found["Patient"]] == [["p1"]]
+    assert counter == await store.read_counter("epoch") and counter[0] == 2 and counter[1]
+    found, counter = await store.find_each_of_types_and_counter(LYON, queries, "epoch", limit=2)
+    assert found == {"Patient": [[]]} and counter[0] == 2  # another center's resource stays invisible

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
+from fhir_server.conformance import EPOCH_ID
 from fhir_server.context import RequestContext
 from fhir_server.errors import Conflict, FhirError, InvalidRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from fhir_server.interactions import audit, audit_event, authorization
@@ -215,7 +216,8 @@ class _TransactionState:
     # POST: identity first (ifNoneExist in this transaction's snapshot), creation after references are known
     async def _resolve_posts(self, posts: list[BundleEntry]) -> None:
         """``ifNoneExist`` of every POST, evaluated in this transaction's snapshot: one command for all the criteria
-        of every type (a registry Bundle has a dozen of five types), not one per entry or per type."""
+        of every type (a registry Bundle has a dozen of five types), not one per entry or per type, which also
+        reads the conformance epoch the validation of the entries needs (``UnitOfWork.epoch``)."""
         keys: dict[int, str] = {}
         criteria: dict[str, dict[str, list[tuple[str, str]]]] = {}  # type -> key -> params
         for entry in posts:
@@ -223,13 +225,14 @@ class _TransactionState:
                 await self._guard(entry, self._criteria_of(entry, keys, criteria))
         await self.uow.flush()
         found: dict[str, list[dict[str, Any]]] = {}
-        matches = await find_matching_of_types(self.uow.ctx, self.uow.services,
-                                               {kind: list(by_key.values()) for kind, by_key in criteria.items()},
-                                               session=self.uow.session, limit=2)
+        if criteria:  # else no command at all: the validator reads the epoch itself
+            matches, self.uow.epoch = await find_matching_of_types(
+                self.uow.ctx, self.uow.services, {kind: list(by_key.values()) for kind, by_key in criteria.items()},
+                EPOCH_ID, session=self.uow.session, limit=2)
         for resource_type, by_key in criteria.items():
             found.update(zip(by_key, matches[resource_type], strict=True))
             for each in matches[resource_type]:
-                self.uow.remember_centers(resource_type, each)
+                self.uow.remember_matches(resource_type, each)
         for entry in posts:
             key = keys.get(entry.index)
             await self._guard(entry, self._resolve_post(entry, key, found.get(key, []) if key else []))
