@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server.search.extract import SORT_KEY, dedupe
-from fhir_server.search.index_layout import param_path
+from fhir_server.search.index_layout import SORT_ASCENDING, SORT_DESCENDING, param_path
 from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, date, reference
 from fhir_server.search.param_types.common import Entry
 from fhir_server.search.registry import IndexSpec, SearchParameterRegistry
@@ -128,6 +128,8 @@ def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
     """The entries of a parameter's ``values``, each value's built once: the parts every event repeats are shared
     objects (``audit_event``'s entity ``type``/``role``, its agents), so a search's event of 100 patients has 100
     entity roles that are two objects; a reference's entries come from ``_reference_entries``' memo."""
+    if kind == "reference":
+        return _reference_param(values)
     builder = ENTRY_BUILDERS[kind]
     seen: set[tuple[int, str | None]] = set()
     built: list[Any] = []
@@ -136,13 +138,38 @@ def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
         if key in seen:
             continue
         seen.add(key)
-        if kind == "reference" and _plain_reference(value):
-            built += _reference_entries(value["reference"], restriction)
-        else:
-            built += builder(value, restriction)
+        built += builder(value, restriction)
     entries = dedupe(built)
     sort_key = SORT_KEYS.get(kind)
     return entries, (sort_key(entries) if sort_key is not None and entries else None)
+
+
+def _reference_param(values: Values) -> tuple[list[Any], Any]:
+    """``_entries`` of a reference parameter (``entity`` and ``patient`` name every patient of a search's page):
+    a plain reference is looked up once per distinct string. Two distinct relative references (``Type/id``, with or
+    without ``/_history/n``) never give equal entries, so when every value is one, the content comparison of
+    ``dedupe`` is skipped and the sort keys are the smallest and largest ``r`` (strings: ``bounds_sort_key``'s
+    order); any other value takes the general way."""
+    seen: set[Any] = set()
+    built: list[Any] = []
+    relative_only = True
+    for value, restriction in values:
+        plain = _plain_reference(value)
+        # a plain reference by its string; any other by identity (alive in the event for the whole call)
+        key: Any = (value["reference"] if plain else id(value), restriction)
+        if key in seen:
+            continue
+        seen.add(key)
+        found = _reference_entries(*key) if plain else tuple(reference.entries(value, restriction))
+        relative_only = relative_only and plain and len(found) == 1 and reference.REFERENCE in found[0]
+        built += found
+    if not built:
+        return [], None
+    if not relative_only:
+        entries = dedupe(built)
+        return entries, reference.sort_key(entries)
+    refs = [entry[reference.REFERENCE] for entry in built]
+    return built, {SORT_ASCENDING: min(refs), SORT_DESCENDING: max(refs)}
 
 
 def _plain_reference(value: Any) -> bool:
