@@ -75,7 +75,8 @@ async def test_a_remembered_token_is_401_once_its_signing_key_is_no_longer_publi
     await tokens.caller(token, BASE, at)
     kid = str(extract_compact(token.encode()).protected["kid"])
     past = now_ms() - timedelta(seconds=1)
-    store = keys._store._keys  # noqa: SLF001 - arranging what no request can: a key withdrawn by hand
+    # arranging what no request can: the key withdrawn by hand (its document in this key set's database)
+    store = keys._store._keys
     assert store.name == SIGNING_KEYS
     await store.update_one({"_id": kid}, {"$set": {"retired": past, "expires": past}})
     monkeypatch.setattr(signing, "CACHE_SECONDS", 0.0)  # the process re-reads the key set now, not in a minute
