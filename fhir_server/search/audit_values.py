@@ -185,9 +185,18 @@ def _plain_reference(value: Any) -> bool:
     return type(value) is dict and len(value) == 1 and type(value.get("reference")) is str
 
 
-@lru_cache(maxsize=1 << 14)
 def _reference_entries(reference_string: str, restriction: str | None) -> tuple[Entry, ...]:
+    """The entries of ``{"reference": reference_string}`` restricted to ``restriction`` (as ``reference.entries``
+    filters them): ``entity`` and ``patient`` name the same references, built once for both."""
+    entries = _unrestricted_entries(reference_string)
+    if restriction is None:
+        return entries
+    return tuple(e for e in entries if e.get(reference.TYPE) == restriction)
+
+
+@lru_cache(maxsize=1 << 15)
+def _unrestricted_entries(reference_string: str) -> tuple[Entry, ...]:
     """The entries of ``{"reference": reference_string}``, memoized: the patients of a search's event recur from one
     event to the next. The entries are shared by the documents that carry them and never changed (a document's
     ``sp`` is built once and written)."""
-    return tuple(reference.entries(reference_string, restriction))
+    return tuple(reference.entries(reference_string))
