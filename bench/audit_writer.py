@@ -3,7 +3,8 @@ noise of serving requests: ``--events`` events of a search page naming ``--patie
 ``--pool`` patients (as ``bench/search.py``'s 2,000; a larger pool: fewer recur from one event to the next), and
 as many events of a read, naming one patient, are queued in a real ``AuditLog`` and flushed into a throw-away mongod;
 prints the writer's CPU per event (``time.process_time``: search-value extraction, BSON encoding, the driver's
-insert), the request-time part (building the event from the page) and each event's stored size. The lowest of
+insert) and mongod's (``/proc``; the collection has the trail's indexes), the request-time part (building the
+event from the page) and each event's stored size. The lowest of
 ``--rounds`` is kept.
 
     .venv/bin/python bench/audit_writer.py --events 400 --patients 100 --rounds 5
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -21,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import bson
+from pymongo import ASCENDING, DESCENDING, IndexModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import mongod
+from bench.cpu import snapshot
 from fhir_server.context import RequestContext
 from fhir_server.interactions.audit import result_entities
 from fhir_server.interactions.audit_event import Asked, event, query_entity
@@ -59,18 +63,31 @@ async def writer_cpu(uri: str, resources: list[dict[str, Any]], registry: Search
     """CPU ms per event of writing ``resources`` through a fresh ``AuditLog`` (its collection dropped after)."""
     client = connect(uri)
     collection = client["bench_audit_writer"][f"e{uuid.uuid4().hex[:8]}"]
+    # the trail's indexes, as the store creates them (bootstrap.search_indexes, Store.ensure_indexes)
+    await collection.create_indexes([IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
+                                     *(IndexModel(list(keys)) for keys in audit_values.INDEX_SPECS)])
     await collection.insert_one({"_id": "warm-up"})
     log = AuditLog(collection, lambda r: audit_values.index_values(registry, r), batch_size=1 << 30,
                    interval=3600)
     for resource in resources:
         log.record({**resource, "id": str(uuid.uuid4())}, now_ms())
-    started = time.process_time()
+    db_started, started = _mongod_cpu(), time.process_time()
     await log.flush()
     cpu = (time.process_time() - started) * 1000 / len(resources)
+    mongod_ms.append((_mongod_cpu() - db_started) * 1000 / len(resources))
     await log.close()
     await collection.drop()
     await client.close()
     return cpu
+
+
+mongod_ms: list[float] = []  # mongod's CPU ms per event of each ``writer_cpu``
+
+
+def _mongod_cpu() -> float:
+    """CPU seconds of the mongod this process started (``bench/cpu.py``'s /proc reading)."""
+    me = os.getpid()
+    return sum(p.cpu for p in snapshot().values() if p.ppid == me and "mongod" in p.cmdline.split(" ", 1)[0])
 
 
 def main() -> None:
@@ -96,13 +113,16 @@ def main() -> None:
              for name, r in (("search", searches[0]), ("small", reads[0]))}
     with mongod() as uri:
         cpu: dict[str, list[float]] = {"search": [], "small": []}
+        db: dict[str, list[float]] = {"search": [], "small": []}
         for _ in range(args.rounds):
-            cpu["search"].append(asyncio.run(writer_cpu(uri, searches, registry)))
-            cpu["small"].append(asyncio.run(writer_cpu(uri, reads, registry)))
+            for name, resources in (("search", searches), ("small", reads)):
+                cpu[name].append(asyncio.run(writer_cpu(uri, resources, registry)))
+                db[name].append(mongod_ms[-1])
     print(f"{args.events} events, pages of {args.patients} of {len(pool)} patients, lowest of {args.rounds} rounds")
     print(f"request time, event of a {args.patients}-patient page: {min(request_ms):.3f} ms")
     for name, label in (("search", f"search event ({args.patients} patients)"), ("small", "one-patient event")):
-        print(f"writer, {label}: {min(cpu[name]):.3f} ms CPU per event, {sizes[name]:,} bytes stored")
+        print(f"writer, {label}: {min(cpu[name]):.3f} ms CPU per event (mongod {min(db[name]):.3f} ms), "
+              f"{sizes[name]:,} bytes stored")
 
 
 if __name__ == "__main__":
