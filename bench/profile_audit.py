@@ -1,9 +1,12 @@
-"""What the audit trail costs a search (issue #11 item 14), in-process, by CPU: each ``bench/search.py`` query
-through the real app (httpx's ASGI transport, ``FHIR_AUTH_MODE=none``) against a throw-away mongod, with the
-audit trail off and on, interleaved. A pass's CPU (``time.process_time``: the server's side only, mongod runs in
-its own process) includes the background writer's flushes (the pass ends with ``AuditLog.flush``), so the
-difference is everything an audited search adds: the event built at request time, its search values, its BSON
-encoding and insert. ``--profile N`` prints the top N functions of the audited passes under cProfile.
+"""What the audit trail and tokens cost a search (issue #11 item 14), in-process, by CPU: each
+``bench/search.py`` query through the real app (httpx's ASGI transport) against a throw-away mongod, interleaved
+in three settings: ``neither`` (``FHIR_AUTH_MODE=none``, audit trail off), ``tokens`` (``smart``: every request
+carries an admin client's access token, fetched by the backend-services flow; audit trail off) and
+``tokens+audit`` (the defaults). A pass's CPU (``time.process_time``: the server's side only, mongod runs in its
+own process) includes the background writer's flushes (the pass ends with ``AuditLog.flush``), so the difference
+is everything an authenticated, audited search adds: the token's check, the event built at request time, its
+search values, its BSON encoding and insert. ``--profile N`` prints the top N functions of the audited passes
+under cProfile.
 
     .venv/bin/python bench/profile_audit.py --patients 2000 --repeat 200
 """
@@ -17,6 +20,7 @@ import gc
 import os
 import pstats
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,16 +31,21 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import mongod, percentiles
+from bench.common import BENCH_CLIENT, mongod, percentiles
 from bench.cpu import snapshot
 from bench.search import Queries, build_indexes, http_url, load, stored_writes
 from fhir_server.api.app import create_app
 from fhir_server.bootstrap import start_services
+from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry
+from fhir_server.security.client import BackendServicesAuth
+from fhir_server.security.registration import load_private_key, register_client
 from fhir_server.settings import Settings
 from fhir_server.storage.client import CODEC_OPTIONS
 
 ROWS = ("(a) ", "(c) ", "(d) ", "(e) ")
+# (name, tokens, audit trail), in the order each round runs them
+SETTINGS = (("neither", False, False), ("tokens", True, False), ("tokens+audit", True, True))
 
 
 mongod_seconds: list[float] = []  # mongod's CPU seconds of each pass
@@ -51,18 +60,22 @@ def _time_collections(phase: str, info: dict[str, Any]) -> None:
         pauses.append((info["generation"], (time.perf_counter() - _gc_started[0]) * 1000))
 
 
-async def one_pass(uri: str, db_name: str, audited: bool, urls: list[str],
-                   profiler: cProfile.Profile | None) -> tuple[float, list[float]]:
+async def one_pass(uri: str, db_name: str, tokens: bool, audited: bool, urls: list[str],
+                   profiler: cProfile.Profile | None, clients: Path, key_file: Path) -> tuple[float, list[float]]:
     """CPU seconds of ``urls`` requested one after the other (and of writing their events), and each request's
-    wall time in ms."""
-    settings = Settings(mongodb_uri=uri, mongodb_db=db_name, auth_mode="none", audit_enabled=audited)
+    wall time in ms. With ``tokens``, the first warm-up request fetches the token (client assertion, signature)."""
+    settings = Settings(mongodb_uri=uri, mongodb_db=db_name, auth_mode="smart" if tokens else "none",
+                        clients_file=clients, audit_enabled=audited)
     services = await start_services(settings, uri)
     app = create_app(settings, services=services)
     gc.collect()  # as the app's lifespan does after start-up
     gc.freeze()
     wall: list[float] = []
+    auth = BackendServicesAuth("http://bench/fhir", BENCH_CLIENT, load_private_key(key_file)) \
+        if tokens else None
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                     auth=auth) as http:
             for url in urls[:10]:  # warm-up
                 await http.get(url)
             if services.audit_log is not None:
@@ -114,37 +127,43 @@ def main() -> None:
     registry = SearchParameterRegistry.load_default()
     writes, pseudonyms = stored_writes(args.patients, registry)
     profiler = cProfile.Profile() if args.profile else None
-    with mongod() as uri:
+    with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-auth-") as folder:
+        clients = Path(folder) / "clients.json"
+        key_file = register_client(clients, BENCH_CLIENT, Role.ADMIN)
         db_name = f"bench_audit_{uuid.uuid4().hex[:6]}"
         load(uri, db_name, writes)
         asyncio.run(build_indexes(uri, db_name, registry))
         del writes
         client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
         queries = Queries(client[db_name], pseudonyms, args.seed)
-        print(f"{args.patients} patients; {args.repeat} requests per pass; CPU ms per request, wall p50/p95 ms")
-        print(f"{'query':44} {'off cpu':>8} {'on cpu':>8} {'+':>6}   {'off p50/p95':>12} {'on p50/p95':>12}   "
-              "mongod off/on   full GC passes, longest: off / on")
+        print(f"{args.patients} patients; {args.repeat} requests per pass, {args.rounds} rounds; server CPU ms per "
+              "request (the lowest pass), + over neither; wall p50/p95 ms; mongod CPU ms per request")
+        print(f"{'query':44} " + "   ".join(f"{name:>22}" for name, _, _ in SETTINGS)
+              + "   " + "   ".join(f"{name + ' p50/p95':>24}" for name, _, _ in SETTINGS) + "   mongod "
+              + "/".join(name for name, _, _ in SETTINGS) + "   full GC passes, longest")
         for name, make, _ in queries.cases():
             if not name.startswith(ROWS):
                 continue
             urls = [http_url("http://bench/fhir", make()) for _ in range(args.repeat)]
-            cpu: dict[bool, list[float]] = {False: [], True: []}
-            wall: dict[bool, list[float]] = {False: [], True: []}
-            full: dict[bool, list[float]] = {False: [], True: []}  # full collections' pauses, ms
-            db_cpu: dict[bool, list[float]] = {False: [], True: []}  # mongod's CPU ms per request
+            cpu: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}
+            wall: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}
+            full: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # full collections' pauses, ms
+            db_cpu: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # mongod's CPU ms per request
             for _ in range(args.rounds):
-                for audited in (False, True):
-                    seconds, times = asyncio.run(one_pass(uri, db_name, audited, urls,
-                                                          profiler if audited else None))
-                    cpu[audited].append(seconds * 1000 / len(urls))
-                    wall[audited] += times
-                    full[audited] += [ms for generation, ms in pauses if generation == 2]
-                    db_cpu[audited].append(mongod_seconds[-1] * 1000 / len(urls))
-            off, on = min(cpu[False]), min(cpu[True])
-            (f50, f95), (n50, n95) = percentiles(wall[False]), percentiles(wall[True])
-            print(f"{name:44} {off:8.2f} {on:8.2f} {(on - off) / off:+6.0%}   {f50:5.1f}/{f95:5.1f}   "
-                  f"{n50:5.1f}/{n95:5.1f}   {min(db_cpu[False]):5.2f} {min(db_cpu[True]):5.2f}   "
-                  f"{_pauses(full[False])} / {_pauses(full[True])}")
+                for setting, tokens, audited in SETTINGS:
+                    seconds, times = asyncio.run(one_pass(uri, db_name, tokens, audited, urls,
+                                                          profiler if audited else None, clients, key_file))
+                    cpu[setting].append(seconds * 1000 / len(urls))
+                    wall[setting] += times
+                    full[setting] += [ms for generation, ms in pauses if generation == 2]
+                    db_cpu[setting].append(mongod_seconds[-1] * 1000 / len(urls))
+            base = min(cpu["neither"])
+            cells = [f"{min(cpu[s]):8.2f} ({(min(cpu[s]) - base) / base:+5.0%})" for s, _, _ in SETTINGS]
+            walls = ["{:5.1f}/{:5.1f}".format(*percentiles(wall[s])) for s, _, _ in SETTINGS]
+            print(f"{name:44} " + "   ".join(f"{c:>22}" for c in cells) + "   "
+                  + "   ".join(f"{w:>24}" for w in walls) + "   "
+                  + "/".join(f"{min(db_cpu[s]):.2f}" for s, _, _ in SETTINGS) + "   "
+                  + " / ".join(_pauses(full[s]) for s, _, _ in SETTINGS))
         client.close()
     if profiler is not None:
         if args.profile_file:

@@ -54,12 +54,13 @@ CLIENT_SYSTEM = f"{BASE}/sid/client"  # the identifier of a client (its client_i
 ROLE_SYSTEM = f"{BASE}/CodeSystem/client-role"  # ehr | researcher | maintainer | admin | system
 CENTER_SYSTEM = f"{BASE}/sid/center"  # the center of an ``ehr`` client
 SOURCE_SYSTEM = f"{BASE}/sid/audit-source"  # this server as the observer (FHIR_AUDIT_SOURCE)
-PATIENT_ROLE = {"type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-                "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
-DATA_ROLE = {"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-             "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
-QUERY_ROLE = {"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-              "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"}}
+# An entity's type and role are system and code only (no ``display``, optional in Coding): the event of a search
+# repeats them for every patient of its page, and each byte is encoded, sent and stored once per patient
+PATIENT_ROLE = {"type": {"system": ENTITY_TYPE, "code": "1"},
+                "role": {"system": OBJECT_ROLE, "code": "1"}}  # Person, Patient
+DATA_ROLE = {"type": {"system": ENTITY_TYPE, "code": "2"},
+             "role": {"system": OBJECT_ROLE, "code": "4"}}  # System Object, Domain Resource
+QUERY_ROLE = {"type": {"system": ENTITY_TYPE, "code": "2"}, "role": {"system": OBJECT_ROLE, "code": "24"}}  # Query
 _WRITE_SUBTYPES = {"POST": ("create", "C"), "PUT": ("update", "U"), "PATCH": ("patch", "U"),
                    "DELETE": ("delete", "D")}
 _MARK = "_fhir_audited"  # set on an exception once its failure is recorded

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from fhir_server.search.extract import SORT_KEY, dedupe
-from fhir_server.search.index_layout import param_path
+from fhir_server.search.index_layout import SORT_ASCENDING, SORT_DESCENDING, param_path
 from fhir_server.search.param_types import ENTRY_BUILDERS, SORT_KEYS, date, reference
 from fhir_server.search.param_types.common import Entry
 from fhir_server.search.registry import IndexSpec, SearchParameterRegistry
@@ -30,45 +30,51 @@ R4 = "http://hl7.org/fhir/SearchParameter/"
 Values = list[tuple[Any, str | None]]  # (element, reference type restriction), as ``expressions.evaluate`` gives
 
 
-def _agents(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [a for a in event.get("agent") or () if isinstance(a, dict)]
+class _Event:
+    """An event with its agents and entities listed once (five parameters read the entities: a search's event
+    names up to a page of patients)."""
+
+    __slots__ = ("agents", "entities", "resource")
+
+    def __init__(self, resource: Mapping[str, Any]) -> None:
+        self.resource = resource
+        self.agents = [a for a in resource.get("agent") or () if isinstance(a, dict)]
+        self.entities = [e for e in resource.get("entity") or () if isinstance(e, dict)]
+
+    def one(self, key: str) -> Values:
+        return [(self.resource[key], None)] if key in self.resource else []
+
+    def source(self, key: str) -> Values:
+        source = self.resource.get("source") or {}
+        return [(source[key], None)] if key in source else []
 
 
-def _entities(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [e for e in event.get("entity") or () if isinstance(e, dict)]
-
-
-def _one(event: Mapping[str, Any], key: str) -> Values:
-    return [(event[key], None)] if key in event else []
-
-
+_PATIENT: str | None = "Patient"  # the type ``patient``'s references are restricted to
 # code -> (R4 definition, the values its expression selects)
-PATHS: dict[str, tuple[str, Callable[[Mapping[str, Any]], Values]]] = {
-    "action": (f"{R4}AuditEvent-action", lambda e: _one(e, "action")),
-    "address": (f"{R4}AuditEvent-address", lambda e: [(a["network"]["address"], None) for a in _agents(e)
+PATHS: dict[str, tuple[str, Callable[[_Event], Values]]] = {
+    "action": (f"{R4}AuditEvent-action", lambda e: e.one("action")),
+    "address": (f"{R4}AuditEvent-address", lambda e: [(a["network"]["address"], None) for a in e.agents
                                                       if "address" in (a.get("network") or {})]),
-    "agent-name": (f"{R4}AuditEvent-agent-name", lambda e: [(a["name"], None) for a in _agents(e) if "name" in a]),
-    "altid": (f"{R4}AuditEvent-altid", lambda e: [(a["altId"], None) for a in _agents(e) if "altId" in a]),
-    "entity-name": (f"{R4}AuditEvent-entity-name", lambda e: [(x["name"], None) for x in _entities(e) if "name" in x]),
-    "entity-type": (f"{R4}AuditEvent-entity-type", lambda e: [(x["type"], None) for x in _entities(e) if "type" in x]),
-    "policy": (f"{R4}AuditEvent-policy", lambda e: [(p, None) for a in _agents(e) for p in a.get("policy") or ()]),
-    "site": (f"{R4}AuditEvent-site",
-             lambda e: [(e["source"]["site"], None)] if "site" in (e.get("source") or {}) else []),
-    "agent": (f"{R4}AuditEvent-agent", lambda e: [(a["who"], None) for a in _agents(e) if "who" in a]),
+    "agent-name": (f"{R4}AuditEvent-agent-name", lambda e: [(a["name"], None) for a in e.agents if "name" in a]),
+    "altid": (f"{R4}AuditEvent-altid", lambda e: [(a["altId"], None) for a in e.agents if "altId" in a]),
+    "entity-name": (f"{R4}AuditEvent-entity-name", lambda e: [(x["name"], None) for x in e.entities if "name" in x]),
+    "entity-type": (f"{R4}AuditEvent-entity-type", lambda e: [(x["type"], None) for x in e.entities if "type" in x]),
+    "policy": (f"{R4}AuditEvent-policy", lambda e: [(p, None) for a in e.agents for p in a.get("policy") or ()]),
+    "site": (f"{R4}AuditEvent-site", lambda e: e.source("site")),
+    "agent": (f"{R4}AuditEvent-agent", lambda e: [(a["who"], None) for a in e.agents if "who" in a]),
     "agent-role": (f"{R4}AuditEvent-agent-role",
-                   lambda e: [(role, None) for a in _agents(e) for role in a.get("role") or ()]),
-    "date": (f"{R4}AuditEvent-date", lambda e: _one(e, "recorded")),
-    "entity": (f"{R4}AuditEvent-entity", lambda e: [(x["what"], None) for x in _entities(e) if "what" in x]),
-    "entity-role": (f"{R4}AuditEvent-entity-role", lambda e: [(x["role"], None) for x in _entities(e) if "role" in x]),
-    "outcome": (f"{R4}AuditEvent-outcome", lambda e: _one(e, "outcome")),
+                   lambda e: [(role, None) for a in e.agents for role in a.get("role") or ()]),
+    "date": (f"{R4}AuditEvent-date", lambda e: e.one("recorded")),
+    "entity": (f"{R4}AuditEvent-entity", lambda e: [(x["what"], None) for x in e.entities if "what" in x]),
+    "entity-role": (f"{R4}AuditEvent-entity-role", lambda e: [(x["role"], None) for x in e.entities if "role" in x]),
+    "outcome": (f"{R4}AuditEvent-outcome", lambda e: e.one("outcome")),
     # AuditEvent.agent.who.where(resolve() is Patient) | AuditEvent.entity.what.where(resolve() is Patient)
     "patient": (f"{R4}AuditEvent-patient",
-                lambda e: [(a["who"], "Patient") for a in _agents(e) if "who" in a]
-                + [(x["what"], "Patient") for x in _entities(e) if "what" in x]),
-    "source": (f"{R4}AuditEvent-source",
-               lambda e: [(e["source"]["observer"], None)] if "observer" in (e.get("source") or {}) else []),
-    "subtype": (f"{R4}AuditEvent-subtype", lambda e: [(c, None) for c in e.get("subtype") or ()]),
-    "type": (f"{R4}AuditEvent-type", lambda e: _one(e, "type")),
+                lambda e: [(a["who"], _PATIENT) for a in e.agents if "who" in a]
+                + [(x["what"], _PATIENT) for x in e.entities if "what" in x]),
+    "source": (f"{R4}AuditEvent-source", lambda e: e.source("observer")),
+    "subtype": (f"{R4}AuditEvent-subtype", lambda e: [(c, None) for c in e.resource.get("subtype") or ()]),
+    "type": (f"{R4}AuditEvent-type", lambda e: e.one("type")),
 }
 # The AuditEvent collection's search indexes, instead of the wildcard index of the other collections: the trail
 # is searched by when, by whom and about which patient or resource (README, "Audit trail"), and every write
@@ -109,8 +115,9 @@ def index_values(registry: SearchParameterRegistry, event: Mapping[str, Any]) ->
     params = registry.for_type("AuditEvent")
     sp: dict[str, Any] = {}
     sort: dict[str, Any] = {}
+    view = _Event(event)
     for code, (_, select) in PATHS.items():
-        values = select(event)
+        values = select(view)
         if not values:
             continue
         entries, key = _entries(params[code].type, values)
@@ -128,6 +135,8 @@ def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
     """The entries of a parameter's ``values``, each value's built once: the parts every event repeats are shared
     objects (``audit_event``'s entity ``type``/``role``, its agents), so a search's event of 100 patients has 100
     entity roles that are two objects; a reference's entries come from ``_reference_entries``' memo."""
+    if kind == "reference":
+        return _reference_param(values)
     builder = ENTRY_BUILDERS[kind]
     seen: set[tuple[int, str | None]] = set()
     built: list[Any] = []
@@ -136,23 +145,58 @@ def _entries(kind: str, values: Values) -> tuple[list[Any], Any]:
         if key in seen:
             continue
         seen.add(key)
-        if kind == "reference" and _plain_reference(value):
-            built += _reference_entries(value["reference"], restriction)
-        else:
-            built += builder(value, restriction)
+        built += builder(value, restriction)
     entries = dedupe(built)
     sort_key = SORT_KEYS.get(kind)
     return entries, (sort_key(entries) if sort_key is not None and entries else None)
 
 
+def _reference_param(values: Values) -> tuple[list[Any], Any]:
+    """``_entries`` of a reference parameter (``entity`` and ``patient`` name every patient of a search's page):
+    a plain reference is looked up once per distinct string. Two distinct relative references (``Type/id``, with or
+    without ``/_history/n``) never give equal entries, so when every value is one, the content comparison of
+    ``dedupe`` is skipped and the sort keys are the smallest and largest ``r`` (strings: ``bounds_sort_key``'s
+    order); any other value takes the general way."""
+    seen: set[Any] = set()
+    built: list[Any] = []
+    relative_only = True
+    for value, restriction in values:
+        plain = _plain_reference(value)
+        # a plain reference by its string; any other by identity (alive in the event for the whole call)
+        key: Any = (value["reference"] if plain else id(value), restriction)
+        if key in seen:
+            continue
+        seen.add(key)
+        found = _reference_entries(*key) if plain else tuple(reference.entries(value, restriction))
+        if found:  # (an agent's ``who`` of an identifier only gives no entry of ``patient``)
+            relative_only = relative_only and plain and len(found) == 1 and reference.REFERENCE in found[0]
+            built += found
+    if not built:
+        return [], None
+    if not relative_only:
+        entries = dedupe(built)
+        return entries, reference.sort_key(entries)
+    refs = [entry[reference.REFERENCE] for entry in built]
+    return built, {SORT_ASCENDING: min(refs), SORT_DESCENDING: max(refs)}
+
+
 def _plain_reference(value: Any) -> bool:
     """A Reference with only a ``reference`` string (every entity's ``what``): its entries depend on that string."""
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("reference"), str)
+    return type(value) is dict and len(value) == 1 and type(value.get("reference")) is str
 
 
-@lru_cache(maxsize=1 << 14)
 def _reference_entries(reference_string: str, restriction: str | None) -> tuple[Entry, ...]:
+    """The entries of ``{"reference": reference_string}`` restricted to ``restriction`` (as ``reference.entries``
+    filters them): ``entity`` and ``patient`` name the same references, built once for both."""
+    entries = _unrestricted_entries(reference_string)
+    if restriction is None:
+        return entries
+    return tuple(e for e in entries if e.get(reference.TYPE) == restriction)
+
+
+@lru_cache(maxsize=1 << 15)
+def _unrestricted_entries(reference_string: str) -> tuple[Entry, ...]:
     """The entries of ``{"reference": reference_string}``, memoized: the patients of a search's event recur from one
     event to the next. The entries are shared by the documents that carry them and never changed (a document's
     ``sp`` is built once and written)."""
-    return tuple(reference.entries(reference_string, restriction))
+    return tuple(reference.entries(reference_string))

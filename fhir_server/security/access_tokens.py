@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
+from joserfc.jwk import Key
 
 from fhir_server.errors import Forbidden, Unauthorized
 from fhir_server.permissions import Caller, Role
@@ -49,8 +50,11 @@ class AccessTokens:
         self.lifetime = lifetime_seconds
         self._provider = provider
         # A client sends its token with every request until it expires: its signature is checked once per
-        # process (a P-384 verification costs more than a small search), the caller kept until ``exp``
-        self._verified: dict[tuple[str, str], tuple[Caller, float]] = {}
+        # process (a P-384 verification costs more than a small search), the caller kept until ``exp`` and only
+        # while the key that verified it is still the one its ``kid`` names (the signing keys and the identity
+        # provider's key set are re-read as for a fresh verification): a key no longer published refuses the
+        # token at once, as a fresh verification would
+        self._verified: dict[tuple[str, str], _Verified] = {}
 
     async def issue(self, client: Client, scopes: Iterable[Scope], base_url: str, at: int) -> str:
         key = await self._keys.current()
@@ -66,44 +70,59 @@ class AccessTokens:
         """The caller a bearer token proves; ``Unauthorized`` when it proves none, ``Forbidden`` when it is valid
         but names no usable role."""
         known = self._verified.get((token, base_url))
-        if known is not None and known[1] > at:
-            return known[0]
+        if known is not None and known.expires > at and await self._key(known.kid, known.by_provider) is known.key:
+            return known.caller
         try:
             header, claims = unverified(token)
-            provider = self._provider
-            if provider is not None and claims.get("iss") == provider.issuer:
-                caller = await self._provider_caller(token, header["kid"], provider, base_url, at)
+            by_provider = self._provider is not None and claims.get("iss") == self._provider.issuer
+            key = await self._key(header["kid"], by_provider)
+            if key is None:
+                raise TokenError(f"the identity provider publishes no key {header['kid']}" if by_provider
+                                 else f"it is signed with a key ({header['kid']}) this server does not publish")
+            if by_provider and self._provider is not None:
+                caller = _provider_caller(verified(token, key), self._provider, base_url, at)
             else:
-                caller = await self._own_caller(token, header["kid"], base_url, at)
+                caller = _own_caller(verified(token, key), base_url, at)
         except TokenError as exc:
             raise Unauthorized(f"The access token is not accepted: {exc}") from exc
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified = {k: v for k, v in self._verified.items() if v[1] > at}
+            self._verified = {k: v for k, v in self._verified.items() if v.expires > at}
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 self._verified.clear()
-        self._verified[(token, base_url)] = (caller, float(claims["exp"]))
+        self._verified[(token, base_url)] = _Verified(caller, float(claims["exp"]), header["kid"], by_provider, key)
         return caller
 
-    async def _own_caller(self, token: str, kid: str, base_url: str, at: int) -> Caller:
-        key = await self._keys.verifying_key(kid)
-        if key is None:
-            raise TokenError(f"it is signed with a key ({kid}) this server does not publish")
-        claims = verified(token, key)
-        if claims.get("iss") != base_url:
-            raise TokenError(f"iss must be {base_url}")
-        check_audience(claims, base_url)
-        check_times(claims, at)
-        return _caller(str(claims.get("sub")), claims.get("role"), claims.get("center"), _scopes(claims.get("scope")))
+    async def _key(self, kid: str, by_provider: bool) -> Key | None:
+        """The key that verifies a token of this ``kid`` now (None: not published): the identity provider's for a
+        token it issued, else this server's; both key sets are re-read as their caches say."""
+        if by_provider and self._provider is not None:
+            return await self._remote.key(self._provider.jwks_uri, kid)
+        return await self._keys.verifying_key(kid)
 
-    async def _provider_caller(self, token: str, kid: str, provider: IdentityProvider, base_url: str,
-                               at: int) -> Caller:
-        key = await self._remote.key(provider.jwks_uri, kid)
-        if key is None:
-            raise TokenError(f"the identity provider publishes no key {kid}")
-        claims = verified(token, key)
-        check_audience(claims, provider.audience or base_url)
-        check_times(claims, at)
-        return provider_caller(claims, provider, _scopes(claims.get("scope")) or _scopes(claims.get("scp")))
+
+@dataclass(frozen=True)
+class _Verified:
+    """A token verified by this process: its caller, ``exp``, and the key that verified it."""
+
+    caller: Caller
+    expires: float
+    kid: str
+    by_provider: bool
+    key: Key
+
+
+def _own_caller(claims: Claims, base_url: str, at: int) -> Caller:
+    if claims.get("iss") != base_url:
+        raise TokenError(f"iss must be {base_url}")
+    check_audience(claims, base_url)
+    check_times(claims, at)
+    return _caller(str(claims.get("sub")), claims.get("role"), claims.get("center"), _scopes(claims.get("scope")))
+
+
+def _provider_caller(claims: Claims, provider: IdentityProvider, base_url: str, at: int) -> Caller:
+    check_audience(claims, provider.audience or base_url)
+    check_times(claims, at)
+    return provider_caller(claims, provider, _scopes(claims.get("scope")) or _scopes(claims.get("scp")))
 
 
 def provider_caller(claims: Claims, provider: IdentityProvider, scopes: frozenset[str]) -> Caller:

@@ -10,8 +10,9 @@ Two ways in:
   commits without its trace and no trace survives an aborted change;
 - ``record(resource, recorded)``: everything else (reads, searches, operations, refused and failed requests) is queued
   and written in the background once ``batch_size`` events are queued or ``interval`` seconds have passed, whichever
-  comes first (``insert_many`` of ``INSERT_SLICE`` events at a time), so that a read never waits for its audit write,
-  nor for the extraction of the event's search values (``index``, run by the writer). ``close()`` (the app's shutdown,
+  comes first (``insert_many`` of a few large events or many small ones at a time: ``slice_size``), so that a read
+  never waits for its audit write, nor for the extraction of the event's search values (``index``, run by the
+  writer). ``close()`` (the app's shutdown,
   through ``Services.close``) writes what is still queued: nothing is lost on a clean shutdown. A failed background
   write keeps its batch for the next attempt, up to ``max_pending`` events queued; beyond that the oldest are dropped
   and each drop is logged as an error (memory must stay bounded while MongoDB is away).
@@ -39,11 +40,15 @@ AUDIT_EVENTS = "AuditEvent"  # the collection (named after the type, as every re
 # Who may read the audit trail (every read path of the store filters the collection by this).
 AUDIT_READERS = frozenset({Role.ADMIN, Role.SYSTEM})
 NOTHING: dict[str, Any] = {"_id": {"$in": []}}  # a filter no document matches
-# Events per background insert: the driver encodes an insert at once, in the event loop's thread (about 40 kB of
-# BSON for the event of a 100-result search), so a request that arrives meanwhile waits for a two-event insert at
-# most (bench/profile_audit.py: 2 instead of 16 lowered the audited searches' p95).
-INSERT_SLICE = 2
-
+# Events per background insert, by size: the driver encodes an insert at once, in the event loop's thread (about
+# 50 kB of BSON for the event of a 100-result search), so a request that arrives meanwhile waits for that slice; but
+# each ``insert_many`` also costs about 0.3 ms of the driver's CPU whatever it carries (measured: 0.46 ms per
+# search event in inserts of 2, 0.25 in inserts of 8; a read's 3 kB event 0.31 ms in inserts of 2, 0.04 in inserts
+# of 32). A slice closes at INSERT_WEIGHT (an event weighs EVENT_WEIGHT plus its entities: about six events of a
+# 100-patient page, well under a millisecond to encode) or at INSERT_SLICE events (a read's event names 2-3).
+INSERT_SLICE = 64
+INSERT_WEIGHT = 640
+EVENT_WEIGHT = 8
 
 def audit_read_filter(ctx: RequestContext, resource_type: str | None) -> dict[str, Any]:
     """Extra filter of the store's reads: AuditEvents are visible to admins (and the system) only, on every read
@@ -114,7 +119,8 @@ class AuditLog:
         """Write every queued event now (what is queued while it writes is written by the next flush)."""
         async with self._lock:
             while self._pending:
-                batch, self._pending = self._pending[:INSERT_SLICE], self._pending[INSERT_SLICE:]
+                size = slice_size(self._pending)
+                batch, self._pending = self._pending[:size], self._pending[size:]
                 try:
                     await self._index_all(batch)
                     await self._collection.insert_many(batch, ordered=False)
@@ -153,6 +159,17 @@ class AuditLog:
             await self.flush()
         except PyMongoError as exc:  # the shutdown goes on; what could not be written is named in the log
             log.error("%d AuditEvents could not be written at shutdown: %s", len(self._pending), _summary(exc))
+
+
+def slice_size(pending: Sequence[dict[str, Any]]) -> int:
+    """How many of the first ``pending`` documents one insert carries: events up to ``INSERT_WEIGHT`` (at least
+    one), at most ``INSERT_SLICE``."""
+    weight = 0
+    for count, document in enumerate(pending[:INSERT_SLICE], start=1):
+        weight += EVENT_WEIGHT + len(document["resource"].get("entity") or ())
+        if weight >= INSERT_WEIGHT:
+            return count
+    return min(len(pending), INSERT_SLICE)
 
 
 def _summary(exc: PyMongoError) -> str:

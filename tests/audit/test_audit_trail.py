@@ -14,13 +14,13 @@ from fhir_server.api.authentication import FixedCaller
 from fhir_server.context import RequestContext
 from fhir_server.errors import Forbidden
 from fhir_server.interactions import authorization
-from fhir_server.interactions.audit_event import CENTER_SYSTEM, ROLE_SYSTEM
+from fhir_server.interactions.audit_event import CENTER_SYSTEM, CLIENT_SYSTEM, ENTITY_TYPE, OBJECT_ROLE, ROLE_SYSTEM
 from fhir_server.interactions.request import FhirRequest
 from fhir_server.permissions import Role
 from fhir_server.resources import check_structure
 from fhir_server.services import Services
 from fhir_server.settings import Settings
-from tests.audit.conftest import NEVER, a_client, decoded_query, events_of, flush, references
+from tests.audit.conftest import NEVER, a_client, decoded_query, events, events_of, flush, references
 from tests.bulk.conftest import finish, kickoff, local
 from tests.conftest import FHIR_JSON, body, client_as, parse, patient, post, unique
 
@@ -287,3 +287,31 @@ async def test_behind_a_trusted_proxy_the_client_address_is_the_one_it_forwards(
     [seen_trusted] = await events_of(auditor, trusted)
     assert seen_untrusted["agent"][0]["network"]["address"] == "127.0.0.1"
     assert seen_trusted["agent"][0]["network"] == {"address": "203.0.113.9", "type": "2"}
+
+
+async def test_a_search_names_each_patient_of_its_page_once_with_the_balp_codes(audit_services: Services,
+                                                                                auditor: httpx.AsyncClient) -> None:
+    writer, reader = a_client(), a_client(Role.RESEARCHER)
+    async with client_as(audit_services, writer) as http:
+        ids = [parse(await post(http, "Patient", patient(unique("P-"))))["id"] for _ in range(3)]
+        for patient_id in ids:
+            for _ in range(2):
+                await post(http, "Observation", observation(patient_id))
+    subjects = ",".join(f"Patient/{i}" for i in ids)
+    async with client_as(audit_services, reader) as http:
+        assert len(parse(await http.get(f"/fhir/Observation?subject={subjects}")).get("entry", [])) == 6
+    await flush(audit_services)
+    [search] = await events_of(auditor, reader)
+    patients = [e for e in search["entity"] if e["role"]["code"] == "1"]
+    assert sorted(e["what"]["reference"] for e in patients) == sorted(f"Patient/{i}" for i in ids)
+    for entity in patients:  # Person / Patient, as codes (the display each would repeat is left out)
+        assert entity["type"] == {"system": ENTITY_TYPE, "code": "1"}
+        assert entity["role"] == {"system": OBJECT_ROLE, "code": "1"}
+    [query] = [e for e in search["entity"] if e["role"]["code"] == "24"]
+    assert query["type"] == {"system": ENTITY_TYPE, "code": "2"} and "what" not in query
+    for found_by in (f"patient=Patient/{ids[1]}", f"entity=Patient/{ids[2]}", f"entity={ids[0]}",
+                     f"entity-role={OBJECT_ROLE}|1&patient=Patient/{ids[0]}",
+                     f"entity-type={ENTITY_TYPE}|1&patient={ids[0]}"):
+        assert [e["id"] for e in await events(auditor, f"{found_by}&agent:identifier={CLIENT_SYSTEM}|{reader.id}")] \
+            == [search["id"]], found_by
+    check_structure(search)

@@ -1,5 +1,6 @@
-"""The background writer of reads' AuditEvents (``storage/audit_log.py``): it writes in small inserts, so that a
-request arriving meanwhile waits for one slice at most, and an event MongoDB refuses never holds back the others."""
+"""The background writer of reads' AuditEvents (``storage/audit_log.py``): it writes in inserts of bounded size (a
+few events of large search pages, or many small events), so that a request arriving meanwhile waits for one slice
+at most while each insert's fixed cost is shared, and an event MongoDB refuses never holds back the others."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fhir_server.interactions.audit_event import Asked, event, patient_entity, q
 from fhir_server.permissions import Caller, Role
 from fhir_server.search import audit_values
 from fhir_server.search.registry import SearchParameterRegistry
-from fhir_server.storage.audit_log import INSERT_SLICE, AuditLog
+from fhir_server.storage.audit_log import EVENT_WEIGHT, INSERT_SLICE, INSERT_WEIGHT, AuditLog
 from fhir_server.storage.documents import now_ms
 from tests.conftest import unique
 
@@ -60,16 +61,19 @@ def writer(collection: CountingCollection) -> AuditLog:
 
 async def test_queued_events_are_written_in_inserts_of_at_most_one_slice(collection: CountingCollection) -> None:
     log = writer(collection)
-    queued = 3 * INSERT_SLICE + 5
-    for _ in range(queued):
-        resource = search_event(patients=20)
+    large = [search_event(patients=100) for _ in range(13)]  # events of full search pages
+    small = [search_event(patients=1) for _ in range(2 * INSERT_SLICE + 5)]  # a read's event is as small
+    for resource in [*large, *small]:
         log.record(resource, now_ms())
     await log.close()
-    assert await collection.collection.count_documents({}) == queued
-    assert sum(collection.inserts) == queued
-    assert max(collection.inserts) <= INSERT_SLICE
-    stored = await collection.collection.find_one({})
-    assert stored is not None and stored["sp"]["patient"]  # extracted by the writer, with every patient
+    assert await collection.collection.count_documents({}) == len(large) + len(small)
+    assert sum(collection.inserts) == len(large) + len(small)
+    per_large_insert = -(-INSERT_WEIGHT // (EVENT_WEIGHT + 101))  # a query entity and 100 patients
+    assert collection.inserts[:2] == [per_large_insert] * 2  # then the last large one with small ones
+    assert 1 < per_large_insert < INSERT_SLICE
+    assert max(collection.inserts) == INSERT_SLICE  # small events: many per insert
+    stored = await collection.collection.find_one({"resource.id": large[0]["id"]})
+    assert stored is not None and len(stored["sp"]["patient"]) == 100  # extracted by the writer, every patient
 
 
 async def test_an_event_mongodb_refuses_is_kept_and_never_holds_back_the_others(
