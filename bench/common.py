@@ -36,6 +36,40 @@ class Server:
 def add_auth_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-auth", dest="auth", action="store_false",
                         help="serve with FHIR_AUTH_MODE=none (default: tokens, as a real client does)")
+    parser.add_argument("--compare-auth", action="store_true",
+                        help="issue #11 item 14, in one run: two servers on the same database, the default "
+                             "settings (tokens + audit trail) and FHIR_AUTH_MODE=none with FHIR_AUDIT_ENABLED=false, "
+                             "alternating blocks of work between them; prints both and the cost in %%")
+
+
+@contextmanager
+def guarded_and_plain(uri: str, db: str, workers: int | None = None) -> Iterator[tuple[Server, Server]]:
+    """The two servers of ``--compare-auth`` on one database: tokens + audit trail (the defaults), and neither."""
+    with fhir_server(uri, db, workers, auth=True, extra_env={"FHIR_AUDIT_ENABLED": "true"}) as guarded, \
+            fhir_server(uri, db, workers, auth=False, extra_env={"FHIR_AUDIT_ENABLED": "false"}) as plain:
+        yield guarded, plain
+
+
+@dataclass(frozen=True)
+class AuthCost:
+    """p50/p95 with tokens + audit trail and without, from the same run, and what the first costs over the second
+    (in %, positive: slower)."""
+
+    guarded: tuple[float, float]
+    plain: tuple[float, float]
+
+    @property
+    def cost(self) -> tuple[float, float]:
+        return tuple(percent_over(g, p) for g, p in zip(self.guarded, self.plain, strict=True))  # type: ignore[return-value]
+
+    @classmethod
+    def of(cls, guarded_ms: list[float], plain_ms: list[float]) -> AuthCost:
+        return cls(percentiles(guarded_ms), percentiles(plain_ms))
+
+
+def percent_over(value: float, reference: float) -> float:
+    """How much ``value`` exceeds ``reference``, in % (a time: more is a cost; a rate: pass them swapped)."""
+    return (value / reference - 1) * 100
 
 
 @contextmanager

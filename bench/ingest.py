@@ -5,6 +5,10 @@ Bundle) and through raw PyMongo (the same stored documents, one transaction per 
 collection, same concurrency) in the same run, and their ratio.
 
     .venv/bin/python bench/ingest.py --patients 2000 --clients 8
+
+``--compare-auth`` (issue #11 item 14): instead of the PyMongo side, two servers on the same database, the default
+settings (tokens + audit trail) and ``FHIR_AUTH_MODE=none`` + ``FHIR_AUDIT_ENABLED=false``, given alternating
+blocks of ``--block`` Bundles; prints the resources/s of both and the cost in %.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Server, add_auth_argument, fhir_server, mongod
+from bench.common import Server, add_auth_argument, fhir_server, guarded_and_plain, mongod, percent_over
 from fhir_server import fhirjson
 from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -53,16 +57,52 @@ async def run_clients(items: list[Any], clients: int, work: Any) -> float:
     return time.perf_counter() - start
 
 
-async def through_server(server: Server, bundles: list[dict[str, Any]], clients: int) -> float:
-    payloads = [fhirjson.dumps(b) for b in bundles]
-    base = server.base
+def server_client(server: Server, clients: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=120, limits=limits, auth=server.auth) as client:
-        async def submit(payload: bytes) -> None:
-            r = await client.post(base, content=payload, headers={"Content-Type": "application/fhir+json"})
-            if r.status_code != 200:
-                raise RuntimeError(f"transaction failed: {r.status_code} {r.text[:500]}")
-        return await run_clients(payloads, clients, submit)
+    return httpx.AsyncClient(timeout=120, limits=limits, auth=server.auth)
+
+
+async def submit_all(client: httpx.AsyncClient, base: str, payloads: list[bytes], clients: int) -> float:
+    async def submit(payload: bytes) -> None:
+        r = await client.post(base, content=payload, headers={"Content-Type": "application/fhir+json"})
+        if r.status_code != 200:
+            raise RuntimeError(f"transaction failed: {r.status_code} {r.text[:500]}")
+    return await run_clients(payloads, clients, submit)
+
+
+async def through_server(server: Server, bundles: list[dict[str, Any]], clients: int) -> float:
+    async with server_client(server, clients) as client:
+        return await submit_all(client, server.base, [fhirjson.dumps(b) for b in bundles], clients)
+
+
+async def alternating(servers: list[Server], bundles: list[dict[str, Any]], clients: int,
+                      block: int, warm_up: int) -> list[tuple[int, float]]:
+    """(resources, seconds) through each server, given consecutive blocks of ``block`` Bundles in turn (each
+    server's client kept open: a token is fetched once); the first ``warm_up`` blocks are not counted."""
+    done = [(0, 0.0) for _ in servers]
+    http = [server_client(server, clients) for server in servers]
+    try:
+        for number, start in enumerate(range(0, len(bundles), block)):
+            turn = number % len(servers)
+            part = bundles[start:start + block]
+            seconds = await submit_all(http[turn], servers[turn].base, [fhirjson.dumps(b) for b in part], clients)
+            if number >= warm_up:
+                resources, total = done[turn]
+                done[turn] = (resources + sum(len(b["entry"]) for b in part), total + seconds)
+    finally:
+        for client in http:
+            await client.aclose()
+    return done
+
+
+def compare_auth(uri: str, db: str, args: argparse.Namespace, bundles: list[dict[str, Any]]) -> None:
+    with guarded_and_plain(uri, db, args.workers) as (guarded, plain):
+        ((g_res, g_s), (p_res, p_s)) = asyncio.run(alternating([guarded, plain], bundles, args.clients,
+                                                                args.block, warm_up=2))
+    guarded_rate, plain_rate = g_res / g_s, p_res / p_s
+    print(f"tokens + audit trail: {guarded_rate:8.0f} resources/s  ({g_res} in {g_s:.1f} s)")
+    print(f"neither             : {plain_rate:8.0f} resources/s  ({p_res} in {p_s:.1f} s)")
+    print(f"cost                : {percent_over(plain_rate, guarded_rate):+.1f} % (time per resource)")
 
 
 def stored_documents(bundles: list[dict[str, Any]]) -> list[list[ResourceWrite]]:
@@ -119,6 +159,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="uvicorn workers of the server (default: the server's own, FHIR_WORKERS: the CPU count)")
     parser.add_argument("--seed", type=int, default=2008)
+    parser.add_argument("--block", type=int, default=50, help="Bundles per block of --compare-auth")
     add_auth_argument(parser)
     args = parser.parse_args()
 
@@ -129,6 +170,9 @@ def main() -> None:
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}")
     with mongod() as uri:
         db = f"bench_ingest_{uuid.uuid4().hex[:6]}"
+        if args.compare_auth:
+            compare_auth(uri, db, args, bundles)
+            return
         with fhir_server(uri, db, args.workers, auth=args.auth) as server:
             server_s = asyncio.run(through_server(server, bundles, args.clients))
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(bundles), args.clients))

@@ -17,6 +17,10 @@ then the server's indexes (``SearchParameterRegistry.index_specs``) built once. 
 
     .venv/bin/python bench/search.py --patients 10000 --repeat 200
 
+``--compare-auth`` (issue #11 item 14): two servers on the same database, the default settings (tokens + audit
+trail) and ``FHIR_AUTH_MODE=none`` + ``FHIR_AUDIT_ENABLED=false``, each query against both in alternating blocks of
+25 requests; prints p50/p95 of both and the cost in % (no hand-written side).
+
 ``--rows a,d,d-`` times only those rows (the tag in each row's parentheses). ``--extract`` only runs the
 index-extraction micro-benchmark (µs per resource over registry_cohort(200)).
 """
@@ -42,7 +46,7 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Server, add_auth_argument, fhir_server, mongod, percentiles
+from bench.common import AuthCost, Server, add_auth_argument, fhir_server, guarded_and_plain, mongod, percentiles
 from fhir_server.bootstrap import search_indexes
 from fhir_server.interactions.versioning import stamp
 from fhir_server.permissions import Role
@@ -296,6 +300,53 @@ def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str],
     client.close()
 
 
+def time_alternating(clients: list[tuple[httpx.Client, str]], make: Callable[[], str], repeat: int,
+                     block: int = 25) -> list[list[float]]:
+    """ms per request of each (client, base): alternating blocks of ``block`` requests, ``repeat`` each."""
+    samples: list[list[float]] = [[] for _ in clients]
+    while len(samples[-1]) < repeat:
+        for (http, base), times in zip(clients, samples, strict=True):
+            for _ in range(min(block, repeat - len(times))):
+                url = http_url(base, make())
+                start = time.perf_counter()
+                r = http.get(url)
+                r.json()
+                times.append((time.perf_counter() - start) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+    return samples
+
+
+def bench_compare(uri: str, db_name: str, guarded: Server, plain: Server, pseudonyms: list[str], repeat: int,
+                  seed: int, only: str | None = None) -> None:
+    """Each query against both servers of ``--compare-auth``, interleaved; p50/p95 of both and the cost."""
+    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
+    queries = Queries(client[db_name], pseudonyms, seed)
+    print("one run: tokens + audit trail (default settings) vs FHIR_AUTH_MODE=none + FHIR_AUDIT_ENABLED=false")
+    print(f"{'query':44} {'guarded p50':>11} {'p95':>7}   {'plain p50':>9} {'p95':>7}   {'cost p50':>8} {'p95':>6}")
+    headers = {"Accept": "application/fhir+json"}
+    with httpx.Client(timeout=60, headers=headers, auth=guarded.auth) as with_tokens, \
+            httpx.Client(timeout=60, headers=headers) as without:
+        pair = [(with_tokens, guarded.base), (without, plain.base)]
+        for name, make, _raw in queries.cases():
+            if only and name[1:name.index(")")] not in only.split(","):
+                continue
+            time_alternating(pair, make, max(5, repeat // 10))  # warm-up
+            result = AuthCost.of(*time_alternating(pair, make, repeat))
+            (g50, g95), (p50, p95), (c50, c95) = result.guarded, result.plain, result.cost
+            print(f"{name:44} {g50:9.1f}ms {g95:5.1f}ms   {p50:7.1f}ms {p95:5.1f}ms   {c50:+7.0f}% {c95:+5.0f}%")
+    client.close()
+
+
+def serve_and_bench(uri: str, db_name: str, args: argparse.Namespace, pseudonyms: list[str]) -> None:
+    """The server(s) of ``args`` on ``db_name`` and the queries against them."""
+    if args.compare_auth:
+        with guarded_and_plain(uri, db_name, args.workers) as (guarded, plain):
+            bench_compare(uri, db_name, guarded, plain, pseudonyms, args.repeat, args.seed, args.rows)
+        return
+    with fhir_server(uri, db_name, args.workers, auth=args.auth) as server:
+        bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed, args.rows)
+
 
 # -- extraction micro-benchmark --------------------------------------------------------------------------------
 
@@ -357,8 +408,7 @@ def main() -> None:
         print(f"loaded with PyMongo in {loaded - prepared:.0f} s, indexes built in {indexed - loaded:.0f} s")
         del writes
         try:
-            with fhir_server(uri, db_name, args.workers, auth=args.auth) as server:
-                bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed, args.rows)
+            serve_and_bench(uri, db_name, args, pseudonyms)
         finally:
             MongoClient(uri).drop_database(db_name)
 
@@ -374,8 +424,7 @@ def reuse(args: argparse.Namespace) -> None:
         asyncio.run(build_indexes(uri, args.db, registry))
     pseudonyms = client[args.db]["Patient"].distinct("resource.identifier.value")
     client.close()
-    with fhir_server(uri, args.db, args.workers, auth=args.auth) as server:
-        bench_queries(uri, args.db, server, pseudonyms, args.repeat, args.seed, args.rows)
+    serve_and_bench(uri, args.db, args, pseudonyms)
 
 
 if __name__ == "__main__":
