@@ -6,7 +6,8 @@ carries an admin client's access token, fetched by the backend-services flow; au
 own process) includes the background writer's flushes (the pass ends with ``AuditLog.flush``), so the difference
 is everything an authenticated, audited search adds: the token's check, the event built at request time, its
 search values, its BSON encoding and insert. ``--profile N`` prints the top N functions of the audited passes
-under cProfile.
+under cProfile. ``--overlap`` splits the audited passes' requests by whether a flush of the background writer
+was in progress during them (``AuditLog.flush`` timed) and prints wall p50/p95 of each part: where the tail is.
 
     .venv/bin/python bench/profile_audit.py --patients 2000 --repeat 200
 """
@@ -41,6 +42,7 @@ from fhir_server.search import SearchParameterRegistry
 from fhir_server.security.client import BackendServicesAuth
 from fhir_server.security.registration import load_private_key, register_client
 from fhir_server.settings import Settings
+from fhir_server.storage.audit_log import AuditLog
 from fhir_server.storage.client import CODEC_OPTIONS
 
 ROWS = ("(a) ", "(c) ", "(d) ", "(e) ")
@@ -53,6 +55,33 @@ pauses: list[tuple[int, float]] = []  # (generation, ms) of the cyclic collector
 _gc_started = [0.0]
 
 
+flushes: list[tuple[float, float]] = []  # (start, end) perf_counter of each AuditLog.flush
+
+
+def time_flushes() -> None:
+    """Remember when each flush of the background writer ran (``--overlap``)."""
+    original = AuditLog.flush
+
+    async def timed(self: AuditLog) -> None:
+        start = time.perf_counter()
+        try:
+            await original(self)
+        finally:
+            flushes.append((start, time.perf_counter()))
+
+    AuditLog.flush = timed  # type: ignore[method-assign]
+
+
+def split_by_flush(requests: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """ms of the ``requests`` (start, end) during which a flush ran, and of the others."""
+    during: list[float] = []
+    outside: list[float] = []
+    for start, end in requests:
+        overlapped = any(f_start < end and start < f_end for f_start, f_end in flushes)
+        (during if overlapped else outside).append((end - start) * 1000)
+    return during, outside
+
+
 def _time_collections(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
         _gc_started[0] = time.perf_counter()
@@ -61,7 +90,8 @@ def _time_collections(phase: str, info: dict[str, Any]) -> None:
 
 
 async def one_pass(uri: str, db_name: str, tokens: bool, audited: bool, urls: list[str],
-                   profiler: cProfile.Profile | None, clients: Path, key_file: Path) -> tuple[float, list[float]]:
+                   profiler: cProfile.Profile | None, clients: Path, key_file: Path,
+                   spans: list[tuple[float, float]] | None = None) -> tuple[float, list[float]]:
     """CPU seconds of ``urls`` requested one after the other (and of writing their events), and each request's
     wall time in ms. With ``tokens``, the first warm-up request fetches the token (client assertion, signature)."""
     settings = Settings(mongodb_uri=uri, mongodb_db=db_name, auth_mode="smart" if tokens else "none",
@@ -88,7 +118,10 @@ async def one_pass(uri: str, db_name: str, tokens: bool, audited: bool, urls: li
             for url in urls:
                 start = time.perf_counter()
                 r = await http.get(url)
-                wall.append((time.perf_counter() - start) * 1000)
+                end = time.perf_counter()
+                wall.append((end - start) * 1000)
+                if spans is not None:
+                    spans.append((start, end))
                 if r.status_code != 200:
                     raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
             if services.audit_log is not None:
@@ -122,7 +155,11 @@ def main() -> None:
     parser.add_argument("--profile-file", help="also write the audited passes' profile here (pstats format)")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key of --profile")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--overlap", action="store_true",
+                        help="also wall p50/p95 of audited requests during a flush of the writer and outside")
     args = parser.parse_args()
+    if args.overlap:
+        time_flushes()
     gc.callbacks.append(_time_collections)
     registry = SearchParameterRegistry.load_default()
     writes, pseudonyms = stored_writes(args.patients, registry)
@@ -149,10 +186,12 @@ def main() -> None:
             wall: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}
             full: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # full collections' pauses, ms
             db_cpu: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # mongod's CPU ms per request
+            spans: list[tuple[float, float]] = []  # the audited requests' (start, end)
             for _ in range(args.rounds):
                 for setting, tokens, audited in SETTINGS:
                     seconds, times = asyncio.run(one_pass(uri, db_name, tokens, audited, urls,
-                                                          profiler if audited else None, clients, key_file))
+                                                          profiler if audited else None, clients, key_file,
+                                                          spans if audited else None))
                     cpu[setting].append(seconds * 1000 / len(urls))
                     wall[setting] += times
                     full[setting] += [ms for generation, ms in pauses if generation == 2]
@@ -164,6 +203,12 @@ def main() -> None:
                   + "   ".join(f"{w:>24}" for w in walls) + "   "
                   + "/".join(f"{min(db_cpu[s]):.2f}" for s, _, _ in SETTINGS) + "   "
                   + " / ".join(_pauses(full[s]) for s, _, _ in SETTINGS))
+            if args.overlap:
+                during, outside = split_by_flush(spans)
+                flushes.clear()
+                print(f"{'':44} tokens+audit during a flush: {len(during)} requests, p50/p95 "
+                      "{:.1f}/{:.1f}; outside: {} requests, p50/p95 {:.1f}/{:.1f}".format(
+                          *percentiles(during or [0.0]), len(outside), *percentiles(outside or [0.0])))
         client.close()
     if profiler is not None:
         if args.profile_file:

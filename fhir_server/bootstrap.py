@@ -27,6 +27,7 @@ from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.services import Services
 from fhir_server.settings import Settings
+from fhir_server.storage.audit_process import ProcessIndex
 from fhir_server.storage.store import IndexSpecs, ResourceStore
 from fhir_server.validation.rules import load_rules
 
@@ -44,8 +45,10 @@ async def start_services(settings: Settings, uri: str) -> Services:
     services = Services(settings, store, SearchParameterRegistry.load_default(), ConformanceCache(store),
                         rules=rules, write_checks=write_checks())
     if settings.audit_enabled:
+        process = ProcessIndex(audit_values.default_index, lambda event: audit_values.applies(
+            services.search_parameters, event)) if settings.audit_writer == "process" else None
         services.audit_log = store.audit_log(services.index_values, batch_size=settings.audit_batch_size,
-                                             interval=settings.audit_flush_ms / 1000)
+                                             interval=settings.audit_flush_ms / 1000, process=process)
     await services.reload_search_parameters()
     # The registry's, the conformance types and the audit trail at once, the other R4 types when first written to.
     await store.ensure_indexes(search_indexes(services.search_parameters),

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     audit_batch_size: int = Field(default=200, ge=1)
     audit_flush_ms: int = Field(default=500, ge=1)
     audit_source: str = "ifp-fhir"  # this server as the AuditEvents' observer (source.observer); name each node
+    # Who writes the reads' events: a process of its own per server process (``process``), or the server's event
+    # loop (``loop``: one process fewer, but a search's p95 pays the writer's work, bench/README.md)
+    audit_writer: Literal["process", "loop"] = "process"
 
     @property
     def clients_path(self) -> Path:

@@ -200,3 +200,16 @@ def _unrestricted_entries(reference_string: str) -> tuple[Entry, ...]:
     event to the next. The entries are shared by the documents that carry them and never changed (a document's
     ``sp`` is built once and written)."""
     return tuple(reference.entries(reference_string))
+
+
+def default_index(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`index_values` under the default registry, for an event that :func:`applies` to the registry of the
+    server that recorded it (then the two registries give the same values): the search values the audit writer
+    process (``storage/audit_process.py``) extracts; module-level, so that it reaches that process by name."""
+    return index_values(_default_registry(), resource)
+
+
+@lru_cache(maxsize=1)
+def _default_registry() -> SearchParameterRegistry:
+    return SearchParameterRegistry.load_default()
+

@@ -34,6 +34,7 @@ from fhir_server.storage import report_rows
 from fhir_server.storage.access import AccessPolicy, restrict
 from fhir_server.storage.aggregation import RESOURCE_COLLECTION, ReadFilters, guarded, guarded_documents
 from fhir_server.storage.audit_log import AUDIT_EVENTS, AuditLog
+from fhir_server.storage.audit_process import ProcessAuditLog, ProcessIndex, WriterProcess
 from fhir_server.storage.centers import UNASSIGNED, Key, Version, needed_keys
 from fhir_server.storage.client import CODEC_OPTIONS, MAJORITY, connect
 from fhir_server.storage.documents import (
@@ -82,6 +83,7 @@ class ResourceStore:
         self._jobs: dict[str, JobStore] = {}
         self._files: FileStore | None = None
         self._owned_client: AsyncMongoClient | None = None
+        self._uri: str | None = None  # given to open(): where the audit writer process connects
         self._security: SecurityStore | None = None
         # the registry report's per-patient rows, kept by every write once given their definition
         self.report_rows = ReportRows(db, self._collection)
@@ -96,6 +98,7 @@ class ResourceStore:
         client = connect(uri)
         store = cls(client[database], access, timeout_seconds=timeout_seconds)
         store._owned_client = client
+        store._uri = uri
         return store
 
     async def close(self) -> None:
@@ -134,10 +137,16 @@ class ResourceStore:
         return self._files
 
     def audit_log(self, index: Callable[[dict[str, Any]], dict[str, Any]], *, batch_size: int,
-                  interval: float) -> AuditLog:
+                  interval: float, process: ProcessIndex | None = None) -> AuditLog:
         """The AuditEvent collection's writer (:mod:`fhir_server.storage.audit_log`; ``index``: an event's search
-        values); one per process."""
-        return AuditLog(self._collection(AUDIT_EVENTS), index, batch_size=batch_size, interval=interval)
+        values); one per process. With ``process`` (the child's ``index``, and which events it may index), the
+        reads' events are written by a process of its own (:mod:`fhir_server.storage.audit_process`; a store
+        made by :meth:`open` only: the child connects to the same URI)."""
+        here = AuditLog(self._collection(AUDIT_EVENTS), index, batch_size=batch_size, interval=interval)
+        if process is None or self._uri is None:
+            return here
+        child = WriterProcess(self._uri, self._db.name, AUDIT_EVENTS, process.index)
+        return ProcessAuditLog(here, child, process.deferred)
 
     # -- setup -----------------------------------------------------------------------------------------
 

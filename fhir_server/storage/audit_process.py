@@ -1,0 +1,297 @@
+"""The reads' audit writer in a process of its own (README, "Audit trail"; https://hl7.org/fhir/R4/auditevent.html).
+
+The background writer of ``audit_log.py`` runs on the server's event loop: an event's search values, its BSON and
+the driver's insert (about 1 ms of CPU for the event of a 100-result search) delay every request that arrives while
+it works, which is what made a search's p95 cost 25-40 % with the audit trail (bench/README.md, "Tokens and the
+audit trail, one run"). ``ProcessAuditLog`` keeps the queue in the server's process but hands each batch over a pipe
+to a child process, as compact JSON (``[recorded, resource]`` pairs, orjson: a few µs per event), and awaits its
+answer in a thread (the pipe's I/O releases the GIL); the child builds the stored documents, extracts their
+search values (``index``, a module-level function: it crosses the process boundary by name) and inserts them in
+slices, and answers with the positions it could not write. So the loop's share of an event is its JSON, and the
+rest runs on the other core.
+
+Nothing is dropped silently: a batch stays queued in the server until the child has answered for it; one the
+child could not write (MongoDB away) is queued again, as the in-loop writer does; if the child dies (killed, out
+of memory) its batch is written again by the next one (a duplicate ``_id`` of events it had written counts as
+written) and, after ``RESTARTS`` deaths in a row, by the in-loop writer from then on, each death logged as an error.
+``close()`` (the server's clean shutdown) writes what is queued, then stops the child, which ends after its batch.
+The child ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group: the server drains it),
+and ends by itself when the server's end of the pipe closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from fhir_server.storage.audit_log import AuditLog, _summary, audit_document, slice_size
+from fhir_server.storage.client import CODEC_OPTIONS
+
+log = logging.getLogger(__name__)
+
+Index = Callable[[dict[str, Any]], dict[str, Any]]
+BATCH = 1000  # events per message to the child: the JSON of the largest is a few MB at most
+RESTARTS = 3  # deaths in a row of the child after which this process writes its events itself
+STOP = b""  # the message that ends the child (after the batches before it)
+
+
+@dataclass(frozen=True)
+class ProcessIndex:
+    """What the writer process needs to index events: ``index`` (module-level: it crosses the process boundary by
+    name) and ``deferred``, whether it gives the values the server's own registry would for an event."""
+
+    index: Index
+    deferred: Callable[[dict[str, Any]], bool]
+
+
+class ChildGone(Exception):
+    """The writer process ended (or could not start) before answering for a batch."""
+
+
+class WriterProcess:
+    """The child process and its pipe (blocking calls: run them in a thread)."""
+
+    def __init__(self, uri: str, database: str, collection: str, index: Index) -> None:
+        self._target = (uri, database, collection, index)
+        self._process: Any = None
+        self._pipe: Connection | None = None
+        # one exchange at a time: a flush cancelled mid-exchange leaves its thread reading the answer
+        self._turn = threading.Lock()
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # not fork: the server runs threads and an event loop
+        ours, theirs = context.Pipe()
+        self._process = context.Process(target=serve, args=(theirs, *self._target), name="ifp-fhir-audit-writer",
+                                        daemon=True)
+        self._process.start()
+        theirs.close()
+        self._pipe = ours
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def exchange(self, message: bytes) -> dict[str, Any]:
+        """Send a batch, wait for the child's answer (``unwritten`` positions, ``error``)."""
+        with self._turn:
+            return self._exchange(message)
+
+    def _exchange(self, message: bytes) -> dict[str, Any]:
+        if self._pipe is None:
+            self.start()
+        assert self._pipe is not None
+        try:
+            self._pipe.send_bytes(message)
+            while not self._pipe.poll(1.0):
+                if not self._process.is_alive():
+                    raise ChildGone(f"exit code {self._process.exitcode}")
+            answer: dict[str, Any] = orjson.loads(self._pipe.recv_bytes())
+            return answer
+        except (OSError, EOFError) as exc:
+            raise ChildGone(f"{type(exc).__name__}: {exc}") from exc
+
+    def stop(self, timeout: float = 30) -> None:
+        """End the child after what it was sent (a clean stop; ``kill`` beyond ``timeout``)."""
+        with self._turn:
+            self._stop(timeout)
+
+    def _stop(self, timeout: float) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.send_bytes(STOP)
+            self._pipe.close()
+            self._pipe = None
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+            self._process = None
+
+    def discard(self) -> None:
+        """Forget a child that died (reaped), so that the next exchange starts a new one."""
+        with self._turn:
+            self._discard()
+
+    def _discard(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join()
+            self._process = None
+
+
+class ProcessAuditLog(AuditLog):
+    """``AuditLog`` whose background writes are done by a ``WriterProcess`` (module docstring); ``write`` (a
+    write's transaction) and the queue are the in-loop writer's. ``deferred(resource)`` says whether the child's
+    ``index`` gives the search values this process's would (false: a SearchParameter added or changed for
+    AuditEvent at run time; such events are written here)."""
+
+    def __init__(self, here: AuditLog, child: WriterProcess, deferred: Callable[[dict[str, Any]], bool]) -> None:
+        super().__init__(here._collection, here._index, batch_size=here.batch_size, interval=here.interval,
+                         max_pending=here.max_pending)
+        self._here = here  # the in-loop writer: events the child cannot index, and the fallback
+        self._child: WriterProcess | None = child
+        self._deferred = deferred
+        self._deaths = 0
+
+    def record(self, resource: dict[str, Any], recorded: datetime) -> None:
+        if self._child is None or not self._deferred(resource):
+            self._here.record(resource, recorded)
+            return
+        super().record(resource, recorded)
+
+    @property
+    def pending(self) -> int:
+        return super().pending + self._here.pending
+
+    async def flush(self) -> None:
+        async with self._lock:
+            while self._pending and self._child is not None:
+                batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+                try:
+                    answer = await self._through_child(batch)
+                except ChildGone as exc:
+                    self._pending[:0] = batch
+                    self._child_died(str(exc))
+                    continue
+                except TypeError:  # not JSON (no event the server builds): written by this process
+                    log.exception("%d AuditEvents could not be sent to the audit writer process", len(batch))
+                    self._write_here(batch)
+                    continue
+                except BaseException:  # cancelled: the child may have written part of it (a duplicate is skipped)
+                    self._pending[:0] = batch
+                    raise
+                self._deaths = 0
+                unwritten = [batch[i] for i in answer.get("unwritten", ())]
+                if unwritten:
+                    self._pending[:0] = unwritten
+                    log.warning("Writing %d AuditEvents failed, retrying: %s", len(unwritten), answer.get("error"))
+                    break  # MongoDB may be back by the next round
+            if self._child is None and self._pending:  # the child is given up: this process writes them
+                self._write_here(self._pending)
+                self._pending = []
+        await self._here.flush()
+
+    def _write_here(self, documents: list[dict[str, Any]]) -> None:
+        for document in documents:
+            self._here.record(document["resource"], document["lastUpdated"])
+
+    async def _through_child(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        message = await self._encode(batch)
+        child = self._child
+        assert child is not None
+        # shielded: a cancelled flush must not leave an answer unread in the pipe (the next batch would take it)
+        return await asyncio.shield(asyncio.to_thread(child.exchange, message))
+
+    @staticmethod
+    async def _encode(batch: list[dict[str, Any]]) -> bytes:
+        """The batch as one JSON array of ``[recorded, resource]``, a slice at a time (a request that arrives
+        meanwhile waits for one slice's encoding)."""
+        parts: list[bytes] = []
+        start = 0
+        while start < len(batch):
+            end = start + slice_size(batch[start:])
+            parts.append(orjson.dumps([[d["lastUpdated"], d["resource"]] for d in batch[start:end]])[1:-1])
+            start = end
+            if start < len(batch):
+                await asyncio.sleep(0)
+        return b"[" + b",".join(parts) + b"]"
+
+    def _child_died(self, why: str) -> None:
+        assert self._child is not None
+        self._child.discard()
+        self._deaths += 1
+        if self._deaths >= RESTARTS:
+            log.error("The audit writer process ended (%s), %d times in a row: this process writes the AuditEvents "
+                      "from now on", why, self._deaths)
+            self._child = None
+        else:
+            log.error("The audit writer process ended (%s): its batch is written by a new one", why)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            await self.flush()
+        except PyMongoError as exc:
+            log.error("%d AuditEvents could not be written at shutdown: %s", self.pending, _summary(exc))
+        if self._child is not None:
+            await asyncio.to_thread(self._child.stop)
+        await self._here.close()
+
+
+# -- the child ---------------------------------------------------------------------------------------------------
+
+
+def serve(pipe: Connection, uri: str, database: str, collection: str, index: Index) -> None:
+    """The writer process: each message a batch of ``[recorded, resource]``; answers what it could not write."""
+    for ending in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(ending, signal.SIG_IGN)
+    client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry,
+                                           w="majority", retryWrites=True)
+    target = client[database][collection]
+    try:
+        while True:
+            try:
+                message = pipe.recv_bytes()
+            except EOFError:  # the server ended without a clean stop
+                return
+            if message == STOP:
+                return
+            documents = [audit_document(resource, datetime.fromisoformat(recorded), None)
+                         for recorded, resource in orjson.loads(message)]
+            pipe.send_bytes(orjson.dumps(write_batch(target, documents, index)))
+    finally:
+        client.close()
+
+
+def write_batch(target: Any, documents: list[dict[str, Any]], index: Index) -> dict[str, Any]:
+    """Index and insert ``documents`` in slices; the positions not written (a duplicate ``_id`` is written) and
+    why. Stops at the first failure that is not one document's (MongoDB away): the rest is not written either."""
+    unwritten: list[int] = []
+    error = ""
+    start = 0
+    while start < len(documents):
+        end = start + slice_size(documents[start:])
+        for document in documents[start:end]:
+            document["sp"] = _search_values(index, document)
+        try:
+            target.insert_many(documents[start:end], ordered=False)
+        except BulkWriteError as exc:  # the refused ones; the others of the slice are written
+            refused = [start + e["index"] for e in exc.details.get("writeErrors") or () if e.get("code") != 11000]
+            if refused:
+                unwritten += refused
+                error = _summary(exc)
+        except PyMongoError as exc:
+            return {"unwritten": unwritten + list(range(start, len(documents))), "error": _summary(exc)}
+        start = end
+    return {"unwritten": unwritten, "error": error} if unwritten else {"unwritten": []}
+
+
+def _search_values(index: Index, document: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return index(document["resource"])
+    except Exception:  # kept even when it cannot be indexed (found by date order, not by parameter)
+        log.exception("The search values of AuditEvent %s could not be extracted", document["_id"])
+        return {}
