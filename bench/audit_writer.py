@@ -37,6 +37,7 @@ from fhir_server.permissions import Caller, Role
 from fhir_server.search import audit_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.storage.audit_log import AuditLog
+from fhir_server.storage.audit_process import ProcessAuditLog, WriterProcess
 from fhir_server.storage.client import connect
 from fhir_server.storage.documents import now_ms
 
@@ -81,6 +82,36 @@ async def writer_cpu(uri: str, resources: list[dict[str, Any]], registry: Search
     return cpu
 
 
+async def process_writer_cpu(uri: str, resources: list[dict[str, Any]]) -> tuple[float, float]:
+    """CPU ms per event of the server process and of the writer process, writing ``resources`` through a
+    ``ProcessAuditLog`` (the child started and warmed by one event first)."""
+    client = connect(uri)
+    collection = client["bench_audit_writer"][f"e{uuid.uuid4().hex[:8]}"]
+    await collection.create_indexes([IndexModel([("lastUpdated", DESCENDING), ("_id", ASCENDING)]),
+                                     *(IndexModel(list(keys)) for keys in audit_values.INDEX_SPECS)])
+    here = AuditLog(collection, audit_values.default_index, batch_size=1 << 30, interval=3600)
+    child = WriterProcess(uri, collection.database.name, collection.name, audit_values.default_index)
+    log = ProcessAuditLog(here, child, lambda resource: True)
+    log.record({**resources[0], "id": str(uuid.uuid4())}, now_ms())
+    await log.flush()
+    for resource in resources:
+        log.record({**resource, "id": str(uuid.uuid4())}, now_ms())
+    assert child.pid is not None
+    child_started, db_started, started = _cpu_of(child.pid), _mongod_cpu(), time.process_time()
+    await log.flush()
+    cpu = (time.process_time() - started) * 1000 / len(resources)
+    child_ms = (_cpu_of(child.pid) - child_started) * 1000 / len(resources)
+    mongod_ms.append((_mongod_cpu() - db_started) * 1000 / len(resources))
+    await log.close()
+    await collection.drop()
+    await client.close()
+    return cpu, child_ms
+
+
+def _cpu_of(pid: int) -> float:
+    return snapshot()[pid].cpu
+
+
 mongod_ms: list[float] = []  # mongod's CPU ms per event of each ``writer_cpu``
 
 
@@ -96,6 +127,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100, help="patients named by a search's event")
     parser.add_argument("--pool", type=int, default=2000, help="patients the pages are drawn from")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--process", action="store_true", help="also through the writer process")
     args = parser.parse_args()
     random.seed(3)
     pool = [str(uuid.uuid4()) for _ in range(max(args.pool, args.patients))]
@@ -114,15 +146,22 @@ def main() -> None:
     with mongod() as uri:
         cpu: dict[str, list[float]] = {"search": [], "small": []}
         db: dict[str, list[float]] = {"search": [], "small": []}
+        split: dict[str, list[tuple[float, float, float]]] = {"search": [], "small": []}  # server, child, mongod
         for _ in range(args.rounds):
             for name, resources in (("search", searches), ("small", reads)):
                 cpu[name].append(asyncio.run(writer_cpu(uri, resources, registry)))
                 db[name].append(mongod_ms[-1])
+                if args.process:
+                    split[name].append((*asyncio.run(process_writer_cpu(uri, resources)), mongod_ms[-1]))
     print(f"{args.events} events, pages of {args.patients} of {len(pool)} patients, lowest of {args.rounds} rounds")
     print(f"request time, event of a {args.patients}-patient page: {min(request_ms):.3f} ms")
     for name, label in (("search", f"search event ({args.patients} patients)"), ("small", "one-patient event")):
         print(f"writer, {label}: {min(cpu[name]):.3f} ms CPU per event (mongod {min(db[name]):.3f} ms), "
               f"{sizes[name]:,} bytes stored")
+        if args.process:
+            server, child, db_ms = (min(column) for column in zip(*split[name], strict=True))
+            print(f"  through the writer process: server {server:.3f} ms CPU per event, writer process "
+                  f"{child:.3f} ms, mongod {db_ms:.3f} ms")
 
 
 if __name__ == "__main__":

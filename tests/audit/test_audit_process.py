@@ -1,0 +1,122 @@
+"""The reads' audit writer in a process of its own (``storage/audit_process.py``, ``FHIR_AUDIT_WRITER=process``):
+every event it is given is written, with its search values, on a clean shutdown and when the process dies; an
+event the child cannot index as the server would is written by the server itself."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fhir_server.search import audit_values
+from fhir_server.services import Services
+from fhir_server.storage.audit_log import AuditLog
+from fhir_server.storage.audit_process import RESTARTS, ProcessAuditLog, WriterProcess
+from fhir_server.storage.documents import now_ms
+from tests.audit.test_audit_writer import search_event
+from tests.conftest import unique
+
+
+def dying_index(resource: dict[str, Any]) -> dict[str, Any]:
+    """A child's ``index`` that ends its process (killed, out of memory)."""
+    os._exit(3)
+
+
+def child_index(resource: dict[str, Any]) -> dict[str, Any]:
+    """A child's ``index`` whose values tell who extracted them."""
+    return {"by": "child"}
+
+
+def here_index(resource: dict[str, Any]) -> dict[str, Any]:
+    return {"by": "server"}
+
+
+@pytest.fixture
+async def collection(db: AsyncDatabase) -> AsyncIterator[AsyncCollection]:
+    name = unique("audit-process-")
+    yield db[name]
+    await db.drop_collection(name)
+
+
+def process_writer(collection: AsyncCollection, mongo_uri: str, child: Any = audit_values.default_index,
+                   here: Any = here_index, deferred: Any = lambda resource: True) -> ProcessAuditLog:
+    in_loop = AuditLog(collection, here, batch_size=100_000, interval=3600)
+    return ProcessAuditLog(in_loop, WriterProcess(mongo_uri, collection.database.name, collection.name, child),
+                           deferred)
+
+
+async def stored_ids(collection: AsyncCollection) -> set[str]:
+    return {d["_id"] async for d in collection.find({}, {"_id": 1})}
+
+
+async def test_a_clean_shutdown_writes_every_event_given_to_the_writer_process(
+        collection: AsyncCollection, mongo_uri: str) -> None:
+    log = process_writer(collection, mongo_uri)
+    events = [search_event(patients=100) for _ in range(7)] + [search_event(patients=1) for _ in range(150)]
+    for resource in events:
+        log.record(resource, now_ms())
+    await log.close()  # never flushed before: the child starts, writes all, and ends
+    assert await stored_ids(collection) == {r["id"] for r in events}
+    stored = await collection.find_one({"_id": events[0]["id"]})
+    assert stored is not None and len(stored["sp"]["patient"]) == 100  # extracted by the child
+    assert stored["resource"] == events[0] and stored["lastUpdated"].tzinfo is not None
+    assert log.pending == 0
+
+
+async def test_the_events_of_a_writer_process_that_was_killed_are_written_by_the_next(
+        collection: AsyncCollection, mongo_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    log = process_writer(collection, mongo_uri)
+    first = [search_event(patients=3) for _ in range(5)]
+    for resource in first:
+        log.record(resource, now_ms())
+    await log.flush()
+    child = log._child
+    assert child is not None and child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    later = [search_event(patients=3) for _ in range(5)]
+    for resource in later:
+        log.record(resource, now_ms())
+    with caplog.at_level(logging.ERROR):
+        await log.close()
+    assert await stored_ids(collection) == {r["id"] for r in first + later}
+    assert "The audit writer process ended" in caplog.text
+
+
+async def test_after_the_writer_process_died_repeatedly_the_server_writes_its_events_itself(
+        collection: AsyncCollection, mongo_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    log = process_writer(collection, mongo_uri, child=dying_index)
+    events = [search_event(patients=2) for _ in range(4)]
+    for resource in events:
+        log.record(resource, now_ms())
+    with caplog.at_level(logging.ERROR):
+        await log.flush()
+    assert f"{RESTARTS} times in a row" in caplog.text
+    more = search_event(patients=2)
+    log.record(more, now_ms())  # from now on queued for the server's own writer
+    await log.close()
+    stored = [d async for d in collection.find({})]
+    assert {d["_id"] for d in stored} == {r["id"] for r in [*events, more]}
+    assert all(d["sp"] == {"by": "server"} for d in stored)
+
+
+async def test_an_event_the_child_would_index_differently_is_indexed_and_written_by_the_server(
+        collection: AsyncCollection, mongo_uri: str) -> None:
+    own = search_event(patients=1)  # e.g. a SearchParameter added for AuditEvent at run time
+    log = process_writer(collection, mongo_uri, child=child_index, deferred=lambda resource: resource is not own)
+    events = [search_event(patients=1) for _ in range(3)]
+    for resource in [*events, own]:
+        log.record(resource, now_ms())
+    await log.close()
+    by = {d["_id"]: d["sp"]["by"] async for d in collection.find({})}
+    assert by == {**{r["id"]: "child" for r in events}, own["id"]: "server"}
+
+
+async def test_the_server_writes_reads_events_through_a_process_by_default(services: Services) -> None:
+    assert services.settings.audit_writer == "process"
+    assert isinstance(services.audit_log, ProcessAuditLog)
