@@ -6,8 +6,10 @@ carries an admin client's access token, fetched by the backend-services flow; au
 own process) includes the background writer's flushes (the pass ends with ``AuditLog.flush``), so the difference
 is everything an authenticated, audited search adds: the token's check, the event built at request time, its
 search values, its BSON encoding and insert. ``--profile N`` prints the top N functions of the audited passes
-under cProfile. ``--overlap`` splits the audited passes' requests by whether a flush of the background writer
-was in progress during them (``AuditLog.flush`` timed) and prints wall p50/p95 of each part: where the tail is.
+under cProfile. The audit writer process's CPU (``FHIR_AUDIT_WRITER=process``, the default; ``/proc``) is printed
+on its own (``writer process``, ms per request): the server's column no longer holds the writer's work.
+``--overlap`` splits the audited passes' requests by whether a flush of the background writer was in progress
+during them (``AuditLog.flush`` timed) and prints wall p50/p95 of each part: where the tail is.
 
     .venv/bin/python bench/profile_audit.py --patients 2000 --repeat 200
 """
@@ -43,6 +45,7 @@ from fhir_server.security.client import BackendServicesAuth
 from fhir_server.security.registration import load_private_key, register_client
 from fhir_server.settings import Settings
 from fhir_server.storage.audit_log import AuditLog
+from fhir_server.storage.audit_process import ProcessAuditLog
 from fhir_server.storage.client import CODEC_OPTIONS
 
 ROWS = ("(a) ", "(c) ", "(d) ", "(e) ")
@@ -51,6 +54,7 @@ SETTINGS = (("neither", False, False), ("tokens", True, False), ("tokens+audit",
 
 
 mongod_seconds: list[float] = []  # mongod's CPU seconds of each pass
+writer_seconds: list[float] = []  # the audit writer process's CPU seconds of each pass (FHIR_AUDIT_WRITER=process)
 pauses: list[tuple[int, float]] = []  # (generation, ms) of the cyclic collector's passes during a pass
 _gc_started = [0.0]
 
@@ -59,17 +63,19 @@ flushes: list[tuple[float, float]] = []  # (start, end) perf_counter of each Aud
 
 
 def time_flushes() -> None:
-    """Remember when each flush of the background writer ran (``--overlap``)."""
-    original = AuditLog.flush
+    """Remember when each flush of the background writer ran (``--overlap``), in either writer."""
+    for kind in (AuditLog, ProcessAuditLog):
+        kind.flush = _timed(kind.flush)  # type: ignore[method-assign]
 
+
+def _timed(original: Any) -> Any:
     async def timed(self: AuditLog) -> None:
         start = time.perf_counter()
         try:
             await original(self)
         finally:
             flushes.append((start, time.perf_counter()))
-
-    AuditLog.flush = timed  # type: ignore[method-assign]
+    return timed
 
 
 def split_by_flush(requests: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -113,7 +119,7 @@ async def one_pass(uri: str, db_name: str, tokens: bool, audited: bool, urls: li
             if profiler is not None:
                 profiler.enable()
             pauses.clear()
-            mongod_cpu = _mongod_cpu()
+            mongod_cpu, writer_cpu = _mongod_cpu(), _writer_cpu()
             cpu = time.process_time()
             for url in urls:
                 start = time.perf_counter()
@@ -128,6 +134,7 @@ async def one_pass(uri: str, db_name: str, tokens: bool, audited: bool, urls: li
                 await services.audit_log.flush()
             cpu = time.process_time() - cpu
             mongod_seconds.append(_mongod_cpu() - mongod_cpu)
+            writer_seconds.append(_writer_cpu() - writer_cpu)
             if profiler is not None:
                 profiler.disable()
     finally:
@@ -140,6 +147,12 @@ def _mongod_cpu() -> float:
     """CPU seconds of the mongod this process started (``bench/cpu.py``'s /proc reading)."""
     me = os.getpid()
     return sum(p.cpu for p in snapshot().values() if p.ppid == me and "mongod" in p.cmdline.split(" ", 1)[0])
+
+
+def _writer_cpu() -> float:
+    """CPU seconds of this process's audit writer process (a ``multiprocessing`` child), 0 without one."""
+    me = os.getpid()
+    return sum(p.cpu for p in snapshot().values() if p.ppid == me and "spawn_main" in p.cmdline)
 
 
 def _pauses(ms: list[float]) -> str:
@@ -186,6 +199,7 @@ def main() -> None:
             wall: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}
             full: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # full collections' pauses, ms
             db_cpu: dict[str, list[float]] = {s: [] for s, _, _ in SETTINGS}  # mongod's CPU ms per request
+            child_cpu: list[float] = []  # the audit writer process's CPU ms per request (tokens+audit)
             spans: list[tuple[float, float]] = []  # the audited requests' (start, end)
             for _ in range(args.rounds):
                 for setting, tokens, audited in SETTINGS:
@@ -196,13 +210,16 @@ def main() -> None:
                     wall[setting] += times
                     full[setting] += [ms for generation, ms in pauses if generation == 2]
                     db_cpu[setting].append(mongod_seconds[-1] * 1000 / len(urls))
+                    if audited:
+                        child_cpu.append(writer_seconds[-1] * 1000 / len(urls))
             base = min(cpu["neither"])
             cells = [f"{min(cpu[s]):8.2f} ({(min(cpu[s]) - base) / base:+5.0%})" for s, _, _ in SETTINGS]
             walls = ["{:5.1f}/{:5.1f}".format(*percentiles(wall[s])) for s, _, _ in SETTINGS]
             print(f"{name:44} " + "   ".join(f"{c:>22}" for c in cells) + "   "
                   + "   ".join(f"{w:>24}" for w in walls) + "   "
                   + "/".join(f"{min(db_cpu[s]):.2f}" for s, _, _ in SETTINGS) + "   "
-                  + " / ".join(_pauses(full[s]) for s, _, _ in SETTINGS))
+                  + " / ".join(_pauses(full[s]) for s, _, _ in SETTINGS)
+                  + f"   writer process {min(child_cpu):.2f}")
             if args.overlap:
                 during, outside = split_by_flush(spans)
                 flushes.clear()

@@ -120,3 +120,15 @@ async def test_an_event_the_child_would_index_differently_is_indexed_and_written
 async def test_the_server_writes_reads_events_through_a_process_by_default(services: Services) -> None:
     assert services.settings.audit_writer == "process"
     assert isinstance(services.audit_log, ProcessAuditLog)
+
+
+async def test_a_writer_process_that_cannot_start_leaves_the_writing_to_the_server(
+        collection: AsyncCollection, mongo_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    log = process_writer(collection, mongo_uri, child=lambda resource: {})  # cannot reach a process by name
+    events = [search_event(patients=2) for _ in range(3)]
+    for resource in events:
+        log.record(resource, now_ms())
+    with caplog.at_level(logging.ERROR):
+        await log.close()
+    assert "could not start" in caplog.text
+    assert await stored_ids(collection) == {r["id"] for r in events}
