@@ -10,16 +10,18 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_server.interactions.audit_event import Asked, data_entity, event, query_entity
 from fhir_server.search import audit_values
 from fhir_server.services import Services
 from fhir_server.storage.audit_log import AuditLog
-from fhir_server.storage.audit_process import RESTARTS, ProcessAuditLog, WriterProcess
+from fhir_server.storage.audit_process import RESTARTS, ProcessAuditLog, WriterProcess, pack, unpack
 from fhir_server.storage.documents import now_ms
-from tests.audit.test_audit_writer import search_event
+from tests.audit.test_audit_writer import BASE, RESEARCHER, search_event
 from tests.conftest import unique
 
 
@@ -65,7 +67,8 @@ async def test_a_clean_shutdown_writes_every_event_given_to_the_writer_process(
     assert await stored_ids(collection) == {r["id"] for r in events}
     stored = await collection.find_one({"_id": events[0]["id"]})
     assert stored is not None and len(stored["sp"]["patient"]) == 100  # extracted by the child
-    assert stored["resource"] == events[0] and stored["lastUpdated"].tzinfo is not None
+    assert orjson.dumps(stored["resource"]) == orjson.dumps(events[0])  # the same event, in the same order
+    assert stored["lastUpdated"].tzinfo is not None
     assert log.pending == 0
 
 
@@ -132,3 +135,23 @@ async def test_a_writer_process_that_cannot_start_leaves_the_writing_to_the_serv
         await log.close()
     assert "could not start" in caplog.text
     assert await stored_ids(collection) == {r["id"] for r in events}
+
+
+def test_an_event_crosses_the_pipe_unchanged_whatever_its_entities() -> None:
+    read = Asked("GET", "Patient/p-1", "read", "R", "Patient")
+    events = [
+        search_event(patients=100),
+        event("ifp-fhir", RESEARCHER, BASE, read, 200, [data_entity("Patient/p-1/_history/2")], now_ms()),
+        event("ifp-fhir", None, BASE, read, 401, [], now_ms(), description="no token"),  # no entity
+        event("ifp-fhir", RESEARCHER, BASE, read, 200, [query_entity("Patient?x=1")], now_ms()),
+        {**search_event(patients=2), "entity": [{"what": {"reference": "Patient/1", "display": "x"},
+                                                 "role": {"code": "1"}}]},  # not the usual shape
+    ]
+    for resource in events:
+        recorded = now_ms()
+        travelled = orjson.loads(orjson.dumps(pack(recorded, resource)))
+        back, when = unpack(travelled)
+        assert orjson.dumps(back) == orjson.dumps(resource)
+        assert when == recorded
+    packed = orjson.dumps(pack(now_ms(), events[0]))
+    assert len(packed) < len(orjson.dumps(events[0])) / 2  # a page's patients travel as references
