@@ -5,9 +5,9 @@ the driver's insert (about 1 ms of CPU for the event of a 100-result search) del
 it works, which is what made a search's p95 cost 25-40 % with the audit trail (bench/README.md, "Tokens and the
 audit trail, one run"). ``ProcessAuditLog`` keeps the queue in the server's process but hands each batch over a pipe
 to a child process, as compact JSON (``pack``: the entities of a search's page as ``[kind, reference]``; orjson),
-and awaits its answer in a thread (the pipe's I/O releases the GIL); the child builds the stored documents, extracts their
-search values (``index``, a module-level function: it crosses the process boundary by name) and inserts them in
-slices, and answers with the positions it could not write. So the loop's share of an event is its JSON, and the
+and awaits its answer in a thread (the pipe's I/O releases the GIL); the child builds the stored documents,
+extracts their search values (``index``, a module-level function: it crosses the process boundary by name) and
+inserts them in slices, and answers with the positions it could not write. So the loop's share of an event is its JSON, and the
 rest runs on the other core.
 
 Nothing is dropped silently: a batch stays queued in the server until the child has answered for it; one the
