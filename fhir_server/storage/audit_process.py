@@ -7,8 +7,8 @@ audit trail, one run"). ``ProcessAuditLog`` keeps the queue in the server's proc
 to a child process, as compact JSON (``pack``: the entities of a search's page as ``[kind, reference]``; orjson),
 and awaits its answer in a thread (the pipe's I/O releases the GIL); the child builds the stored documents,
 extracts their search values (``index``, a module-level function: it crosses the process boundary by name) and
-inserts them in slices, and answers with the positions it could not write. So the loop's share of an event is its JSON, and the
-rest runs on the other core.
+inserts them in slices, and answers with the positions it could not write. So the loop's share of an event is its
+JSON, and the rest runs on the other core.
 
 Nothing is dropped silently: a batch stays queued in the server until the child has answered for it; one the
 child could not write (MongoDB away) is queued again, as the in-loop writer does; if the child dies (killed, out
