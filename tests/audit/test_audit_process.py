@@ -19,7 +19,7 @@ from fhir_server.interactions.audit_event import Asked, data_entity, event, quer
 from fhir_server.search import audit_values
 from fhir_server.services import Services
 from fhir_server.storage.audit_log import AuditLog
-from fhir_server.storage.audit_process import RESTARTS, ProcessAuditLog, WriterProcess, pack, unpack
+from fhir_server.storage.audit_process import NICENESS, RESTARTS, ProcessAuditLog, WriterProcess, pack, unpack
 from fhir_server.storage.documents import now_ms
 from tests.audit.test_audit_writer import BASE, RESEARCHER, search_event
 from tests.conftest import unique
@@ -81,6 +81,8 @@ async def test_the_events_of_a_writer_process_that_was_killed_are_written_by_the
     await log.flush()
     child = log._child
     assert child is not None and child.pid is not None
+    # it yields the cores to the requests' work when they are busy
+    assert os.getpriority(os.PRIO_PROCESS, child.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
     os.kill(child.pid, signal.SIGKILL)
     later = [search_event(patients=3) for _ in range(5)]
     for resource in later:
