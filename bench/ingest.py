@@ -167,7 +167,8 @@ def main() -> None:
     resources = sum(len(b["entry"]) for b in bundles)
     print(f"{args.patients} patients, {resources} resources ({resources / args.patients:.1f} per Bundle), "
           f"{args.clients} clients, {args.workers or 'the default number of'} server workers, {os.cpu_count()} cores, "
-          f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}")
+          + ("tokens + audit trail vs neither, alternating blocks" if args.compare_auth
+             else "with tokens" if args.auth else "FHIR_AUTH_MODE=none"))
     with mongod() as uri:
         db = f"bench_ingest_{uuid.uuid4().hex[:6]}"
         if args.compare_auth:
