@@ -17,6 +17,10 @@ not nest; "other" is the rest (HTTP/ASGI, Bundle entry parsing, reference rewrit
 driver's own work outside the listed calls, the extra write checks such as risk scores).
 
     .venv/bin/python bench/profile_write.py --patients 200
+    .venv/bin/python bench/profile_write.py --patients 150 --cpu-only 2   # CPU and GC per resource, 2 rounds
+
+The heap is settled after start-up as the app's lifespan does it (``api.app.settle_heap``: start-up objects frozen,
+the young generation collected every 20,000 allocations), so the CPU is the served process's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import importlib
 import pstats
 import random
@@ -39,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import mongod
 from fhir_server import fhirjson
+from fhir_server.api import app as app_module
 from fhir_server.api.app import create_app
 from fhir_server.bootstrap import start_services
 from fhir_server.settings import Settings
@@ -151,15 +157,60 @@ def cumulative(stats: pstats.Stats, functions: tuple[tuple[str, str], ...]) -> f
                      if any(file.endswith(suffix) and name == fn for suffix, fn in functions)))
 
 
+def settle_heap() -> None:
+    """As the app's lifespan does after start-up (``api.app.settle_heap``; a checkout from before it: freeze)."""
+    settle = getattr(app_module, "settle_heap", None)
+    if settle is not None:
+        settle()
+    else:
+        gc.collect()
+        gc.freeze()
+
+
+class CollectorClock:
+    """CPU seconds the cyclic garbage collector took (``gc.callbacks``), per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.process_time()
+        else:
+            self.seconds[info["generation"]] += time.process_time() - self._start
+            self.count[info["generation"]] += 1
+
+
+async def cpu_rounds(args: argparse.Namespace, http: httpx.AsyncClient) -> None:
+    """``--cpu-only``: rounds of fresh Bundles without the profiler, CPU and collector time per resource."""
+    for n in range(args.cpu_only):
+        payloads, resources = make_payloads(args.patients, args.seed + 10 + n)
+        clock = CollectorClock()
+        gc.callbacks.append(clock)
+        start = time.process_time()
+        await post_all(http, payloads, args.clients)
+        cpu = time.process_time() - start
+        gc.callbacks.remove(clock)
+        print(f"round {n + 1}: {resources} resources, {cpu:.2f} s CPU = {1000 * cpu / resources:.3f} ms per resource; "
+              f"garbage collector {1000 * sum(clock.seconds) / resources:.3f} ms per resource "
+              f"({'/'.join(map(str, clock.count))} collections of generations 0/1/2)", flush=True)
+
+
 async def run(args: argparse.Namespace, uri: str) -> None:
     settings = Settings(mongodb_uri=uri, mongodb_db=f"bench_profile_{uuid.uuid4().hex[:6]}", auth_mode="none")
     services = await start_services(settings, uri)
+    settle_heap()
     try:
         app = create_app(settings, services)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
                                      timeout=300) as http:
             warm, _ = make_payloads(20, args.seed + 1)
             await post_all(http, warm, args.clients)  # caches, validators, indexes: not what a write costs
+            if args.cpu_only:
+                await cpu_rounds(args, http)
+                return
             plain, resources = make_payloads(args.patients, args.seed)
             stopwatch = Stopwatch()
             stopwatch.install()
@@ -174,6 +225,7 @@ async def run(args: argparse.Namespace, uri: str) -> None:
             profiler.disable()
     finally:
         await services.close()
+        gc.unfreeze()
     stats = pstats.Stats(profiler)
     if args.dump:
         stats.dump_stats(args.dump)
@@ -209,6 +261,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seed", type=int, default=2008)
     parser.add_argument("--dump", help="also write the cProfile stats to this file (for snakeviz, pstats)")
+    parser.add_argument("--cpu-only", type=int, default=0, metavar="ROUNDS",
+                        help="no profile: ROUNDS rounds of --patients Bundles, CPU and collector time per resource")
     args = parser.parse_args()
     with mongod() as uri:
         asyncio.run(run(args, uri))

@@ -2,7 +2,8 @@
 
 Spec: https://hl7.org/fhirpath/N1/ (collections, three-valued logic, singleton evaluation of collections).
 The subset is what search parameters, invariants and rule selectors mostly use: navigation (with choice types),
-``where``/``exists``/``empty``/``not``/``count``/``first``/``hasValue``/``matches``/``ofType``, comparisons of
+``where``/``exists``/``empty``/``not``/``count``/``first``/``hasValue``/``matches``/``ofType``/``extension``/
+``select``/``allTrue``/``allFalse``, comparisons of
 numbers, strings and booleans, boolean logic, ``in``/``contains``, unions and ``$this``/``%resource``. Anything
 else raises :class:`Unsupported` -- at compile time (a function outside the subset, date literals) or at run
 time (comparing a date with a number) -- and the caller evaluates with fhirpathpy instead, so results never depend
@@ -386,6 +387,47 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.DOTALL)
 
 
+def _extension(params: list[Compiled], path: str | None) -> Compiled:
+    """``extension(url)`` (https://hl7.org/fhir/R4/fhirpath.html#functions): the items' ``extension`` elements
+    whose ``url`` is ``url``, i.e. ``extension.where(url = %url)`` (a registry SearchParameter reads
+    ``Patient.extension('...prospective-study').value`` from every Patient written)."""
+    _arity("extension", params, (1,))
+    url_of = params[0].run
+    step, step_path = member_step(path, "extension")
+    extensions = _walk(Walk(None, (step,)), step_path).run
+
+    def run(focus: Collection, env: Env) -> Collection:
+        url = _singleton(url_of(focus, env))
+        if not isinstance(url, str):
+            raise Unsupported("extension() of a url that is not one string")
+        return [item for item in extensions(focus, env) if isinstance(item, dict) and item.get("url") == url]
+
+    return Compiled(run, step_path, uses_env=params[0].uses_env)
+
+
+def _select(params: list[Compiled], path: str | None) -> Compiled:
+    """``select(projection)``: the projection of each item (``$this``: the item), flattened, in order."""
+    _arity("select", params, (1,))
+    projection = params[0]
+    project = projection.run
+
+    def run(focus: Collection, env: Env) -> Collection:
+        return [value for item in focus for value in project([item], {**env, "this": item})]
+
+    return Compiled(run, projection.path)
+
+
+def _all_booleans(name: str, wanted: bool) -> Callable[[list[Compiled], str | None], Compiled]:
+    """``allTrue()`` / ``allFalse()``: true when every item is ``wanted`` (an empty collection included)."""
+
+    def all_are(focus: Collection, env: Env) -> Collection:
+        if any(not isinstance(item, bool) for item in focus):
+            raise Unsupported(f"{name}() of items that are not booleans")
+        return [all(item is wanted for item in focus)]
+
+    return _simple(name, all_are)
+
+
 def _of_type(params: list[Compiled], path: str | None) -> Compiled:
     # Reached when ofType() does not follow navigation to a choice element (see ``_narrowed``): the type of the
     # items is not in the JSON, fhirpathpy resolves it from the model.
@@ -402,6 +444,10 @@ _FUNCTIONS: dict[str, Callable[[list[Compiled], str | None], Compiled]] = {
     "hasValue": _simple("hasValue", lambda focus, env: [len(focus) == 1 and not isinstance(focus[0], dict | list)]),
     "matches": _matches,
     "ofType": _of_type,
+    "extension": _extension,
+    "select": _select,
+    "allTrue": _all_booleans("allTrue", True),
+    "allFalse": _all_booleans("allFalse", False),
 }
 
 _HANDLERS: dict[str, Callable[[Node, str | None], Compiled]] = {

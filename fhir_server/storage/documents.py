@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 HISTORY = "history"
@@ -25,6 +26,7 @@ def now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+@lru_cache(maxsize=256)  # every version a unit of work writes has its time: a Bundle's 16 resources, twice each
 def instant(value: datetime) -> str:
     """FHIR instant with millisecond precision, e.g. 2026-11-25T14:18:11.123+00:00."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds")

@@ -119,3 +119,49 @@ def test_type_operators_on_a_primitive_focus_use_its_fhir_type() -> None:
     assert expr.evaluate("2020-03", obs, "Observation.effective", "dateTime") == [False]
     assert expr.evaluate("2020-03-01", obs, "Observation.effective", "dateTime") == [True]
     assert expr.evaluate("2020-03-01", obs, "Observation.effective", "date") == []
+
+
+PROSPECTIVE = "https://cml-registry.eu/fhir/StructureDefinition/prospective-study"
+TIM_9 = "offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"
+
+
+@pytest.mark.parametrize("text", [f"Patient.extension('{PROSPECTIVE}').value", TIM_9, "when.select($this = 'C')",
+                                  "(true | false).allTrue()", "{}.allFalse()"])
+def test_extension_select_all_true_and_all_false_are_native(text: str) -> None:
+    # the registry's prospective-study SearchParameter and R4's tim-9, evaluated on every Patient and dosage
+    assert expression(text).native
+
+
+@pytest.mark.parametrize("patient", [
+    {"resourceType": "Patient"},
+    {"resourceType": "Patient", "extension": [{"url": PROSPECTIVE, "valueBoolean": True}]},
+    {"resourceType": "Patient", "extension": [{"url": "other", "valueString": "x"},
+                                              {"url": PROSPECTIVE, "valueBoolean": False}]},
+    {"resourceType": "Patient", "extension": [{"url": "other", "valueString": "x"}]},
+    {"resourceType": "Patient", "birthDate": "1970", "_birthDate": {"extension": [{"url": PROSPECTIVE}]}},
+])
+def test_extension_agrees_with_fhirpathpy(patient: dict[str, Any]) -> None:
+    expr = Expression(f"Patient.extension('{PROSPECTIVE}').value")
+    assert expr.evaluate(patient, patient) == expr.slow(patient, patient)
+
+
+def test_extension_keeps_every_extension_of_the_url() -> None:
+    # fhirpath.html#functions: a shortcut for .extension.where(url = ...); fhirpathpy 2.x keeps the first only
+    patient = {"resourceType": "Patient",
+               "extension": [{"url": "u", "valueInteger": 1}, {"url": "u", "valueInteger": 2}]}
+    assert expression("Patient.extension('u').value").evaluate(patient, patient) == [1, 2]
+    assert expression("Patient.extension('u').value").evaluate(patient, patient) == \
+        expression("Patient.extension.where(url = 'u').value").slow(patient, patient)
+
+
+@pytest.mark.parametrize("repeat", [{}, {"offset": 30}, {"offset": 30, "when": ["C"]}, {"offset": 30, "when": ["MORN"]},
+                                    {"offset": 30, "when": ["MORN", "CV"]}, {"when": ["CD"]}])
+def test_tim_9_agrees_with_fhirpathpy(repeat: dict[str, Any]) -> None:
+    expr = Expression(TIM_9)
+    assert expr.evaluate(repeat, {}) == expr.slow(repeat, {}, "Timing.repeat")
+
+
+def test_all_false_of_items_that_are_not_booleans_is_left_to_fhirpathpy() -> None:
+    expr = expression("when.allFalse()")
+    with pytest.raises(TypeError):  # fhirpathpy's answer: an error (a broken invariant is then a warning)
+        expr.evaluate({"when": ["C"]}, {}, "Timing.repeat")
