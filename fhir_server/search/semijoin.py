@@ -59,12 +59,20 @@ def at_filter(code: str, smallest: str) -> Filter:
 
 
 def smallest(code: str, doc: Mapping[str, Any]) -> str | None:
-    value = doc.get("sp", {}).get("_sort", {}).get(code, {}).get(SORT_ASCENDING)
+    return _sort_key(code, doc, SORT_ASCENDING)
+
+
+def largest(code: str, doc: Mapping[str, Any]) -> str | None:
+    return _sort_key(code, doc, SORT_DESCENDING)
+
+
+def _sort_key(code: str, doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get("sp", {}).get("_sort", {}).get(code, {}).get(key)
     return value if isinstance(value, str) else None
 
 
 def projection(code: str) -> dict[str, int]:
-    return {"_id": 0, f"sp.{code}": 1, sort_path(code, SORT_ASCENDING): 1}
+    return {"_id": 0, f"sp.{code}": 1, sort_path(code, SORT_ASCENDING): 1, sort_path(code, SORT_DESCENDING): 1}
 
 
 class AscendingIds:
@@ -84,8 +92,15 @@ class AscendingIds:
 
     def add(self, doc: Mapping[str, Any]) -> list[str]:
         """Add a resource of the stream; the ids that are final now, ascending."""
+        first = smallest(self.join.source_code, doc) or ""
+        if not self._pending and first == largest(self.join.source_code, doc):
+            # one reference (the common case: a single-valued parameter): final at once, no heap
+            if self.low < first < self.high and (self._last is None or first > self._last):
+                self._last = first
+                return [first.partition("/")[2]]
+            return []
         self._add(doc)
-        return self._release(smallest(self.join.source_code, doc) or "")
+        return self._release(first)
 
     def rest(self) -> list[str]:
         """The stream has ended: every id still held, ascending."""
