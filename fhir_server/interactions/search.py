@@ -47,6 +47,7 @@ from fhir_server.storage.store import Session
 
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
+_HAS_BATCH = 5000  # resources per read of a streamed ``_has`` (its row of references stays far below 16 MB)
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
 
@@ -290,21 +291,22 @@ async def _ids_in_order(ctx: RequestContext, services: Services, has: _HasIds, a
     join, code = has.join, has.join.source_code
     low, high = semijoin.bounds(join.target_type, after)
     ids = semijoin.AscendingIds(join, low, high)
-    projection = semijoin.projection(code)
+    batch = min(batch, _HAS_BATCH)
 
-    async def read(condition: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        return await services.store.find(ctx, join.source_type, restrict(has.inner, condition), limit=limit,
-                                         sort=semijoin.stream_sort(code), projection=projection, session=session)
+    async def read(condition: dict[str, Any], limit: int) -> list[semijoin.Item]:
+        pipeline = semijoin.items_pipeline(code, restrict(has.inner, condition), limit)
+        rows = await services.store.aggregate(ctx, join.source_type, pipeline, session=session)
+        return list(rows[0]["items"]) if rows else []
 
     ids.hold(await read(semijoin.straddling_filter(code, low), 0))
     while True:
-        docs = await read(semijoin.stream_filter(code, low, high), batch)
-        full = len(docs) == batch
+        items = await read(semijoin.stream_filter(code, low, high), batch)
+        full = len(items) == batch
         if full:
-            low = semijoin.smallest(code, docs[-1]) or high
-            docs += await read(semijoin.at_filter(code, low), 0)
-        for doc in docs:
-            released = ids.add(doc)
+            low = semijoin.smallest(items[-1])
+            items += await read(semijoin.at_filter(code, low), 0)
+        for item in items:
+            released = ids.add(item)
             if released:
                 yield released
         if not full:

@@ -40,12 +40,8 @@ def bounds(target_type: str, after_id: str | None) -> tuple[str, str]:
 
 
 def stream_filter(code: str, low: str, high: str) -> Filter:
-    """Resources whose smallest reference lies in ``(low, high)``; read sorted by :func:`stream_sort`."""
+    """Resources whose smallest reference lies in ``(low, high)`` (read in ascending ``a``)."""
     return {sort_path(code, SORT_ASCENDING): {"$gt": low, "$lt": high}}
-
-
-def stream_sort(code: str) -> list[tuple[str, int]]:
-    return [(sort_path(code, SORT_ASCENDING), 1)]
 
 
 def straddling_filter(code: str, low: str) -> Filter:
@@ -58,21 +54,23 @@ def at_filter(code: str, smallest: str) -> Filter:
     return {sort_path(code, SORT_ASCENDING): smallest}
 
 
-def smallest(code: str, doc: Mapping[str, Any]) -> str | None:
-    return _sort_key(code, doc, SORT_ASCENDING)
+def items_pipeline(code: str, condition: Filter, limit: int) -> list[Filter]:
+    """The resources matching ``condition`` in ascending ``a`` (at most ``limit``; 0: all) as one row
+    ``{"items": [...]}`` (no row when none matches): per resource its one reference when ``a == d``, else
+    ``{"a": smallest, "e": its entries}``. One row of strings costs the server a fraction of decoding a
+    document per resource (measured: bench/README.md, "`_has` at scale")."""
+    low, high = f"${sort_path(code, SORT_ASCENDING)}", f"${sort_path(code, SORT_DESCENDING)}"
+    item = {"$cond": [{"$eq": [low, high]}, low, {"a": low, "e": f"$sp.{code}"}]}
+    return [{"$match": condition}, {"$sort": {sort_path(code, SORT_ASCENDING): 1}},
+            *([{"$limit": limit}] if limit else []),
+            {"$group": {"_id": None, "items": {"$push": item}}}]
 
 
-def largest(code: str, doc: Mapping[str, Any]) -> str | None:
-    return _sort_key(code, doc, SORT_DESCENDING)
+Item = str | Mapping[str, Any]  # an element of ``items_pipeline``'s row
 
 
-def _sort_key(code: str, doc: Mapping[str, Any], key: str) -> str | None:
-    value = doc.get("sp", {}).get("_sort", {}).get(code, {}).get(key)
-    return value if isinstance(value, str) else None
-
-
-def projection(code: str) -> dict[str, int]:
-    return {"_id": 0, f"sp.{code}": 1, sort_path(code, SORT_ASCENDING): 1, sort_path(code, SORT_DESCENDING): 1}
+def smallest(item: Item) -> str:
+    return item if isinstance(item, str) else str(item["a"])
 
 
 class AscendingIds:
@@ -85,34 +83,38 @@ class AscendingIds:
         self._pending: list[str] = []  # a heap of wanted references not yet final
         self._last: str | None = None
 
-    def hold(self, docs: Iterable[Mapping[str, Any]]) -> None:
+    def hold(self, items: Iterable[Item]) -> None:
         """Add the references of resources read before the stream (:func:`straddling_filter`)."""
-        for doc in docs:
-            self._add(doc)
+        for item in items:
+            self._add(item)
 
-    def add(self, doc: Mapping[str, Any]) -> list[str]:
+    def add(self, item: Item) -> list[str]:
         """Add a resource of the stream; the ids that are final now, ascending."""
-        first = smallest(self.join.source_code, doc) or ""
-        if not self._pending and first == largest(self.join.source_code, doc):
+        if isinstance(item, str) and not self._pending:
             # one reference (the common case: a single-valued parameter): final at once, no heap
-            if self.low < first < self.high and (self._last is None or first > self._last):
-                self._last = first
-                return [first.partition("/")[2]]
+            if self._wanted(item):
+                self._last = item
+                return [item.partition("/")[2]]
             return []
-        self._add(doc)
-        return self._release(first)
+        self._add(item)
+        return self._release(smallest(item))
 
     def rest(self) -> list[str]:
         """The stream has ended: every id still held, ascending."""
         return self._release(None)
 
-    def _add(self, doc: Mapping[str, Any]) -> None:
-        for entry in doc.get("sp", {}).get(self.join.source_code, ()):
-            found = reference.target(entry)
-            if found is not None and found[0] == self.join.target_type:
-                ref = f"{found[0]}/{found[1]}"
-                if self.low < ref < self.high and (self._last is None or ref > self._last):
-                    heapq.heappush(self._pending, ref)
+    def _wanted(self, ref: str) -> bool:
+        return self.low < ref < self.high and (self._last is None or ref > self._last)
+
+    def _add(self, item: Item) -> None:
+        if isinstance(item, str):
+            refs = [item]
+        else:
+            targets = (reference.target(entry) for entry in item.get("e", ()))
+            refs = [f"{t[0]}/{t[1]}" for t in targets if t is not None and t[0] == self.join.target_type]
+        for ref in refs:
+            if self._wanted(ref):
+                heapq.heappush(self._pending, ref)
 
     def _release(self, upto: str | None) -> list[str]:
         ids: list[str] = []

@@ -134,16 +134,18 @@ async def test_has_total_above_the_budget_is_omitted_and_within_given(budget_3: 
 async def test_has_first_page_reads_only_the_observations_it_needs(budget_3: httpx.AsyncClient,
                                                                    search_services: Services,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Observations per read: the stream's row lists one item per Observation; the collected join's row lists the
+    # ids of every matching Observation's Patient (one Observation each here, most of them)
     read: list[int] = []
-    find = search_services.store.find
+    aggregate = search_services.store.aggregate
 
-    async def counting(ctx: Any, resource_type: str, query: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
-        docs = await find(ctx, resource_type, query, **kwargs)
-        if resource_type == "Observation":
-            read.append(len(docs))
-        return docs
+    async def counting(ctx: Any, collection: str, pipeline: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        rows = await aggregate(ctx, collection, pipeline, **kwargs)
+        if collection == "Observation":
+            read.append(sum(len(row.get("items", row.get("ids", []))) for row in rows))
+        return rows
 
-    monkeypatch.setattr(search_services.store, "find", counting)
+    monkeypatch.setattr(search_services.store, "aggregate", counting)
     bundle = await search(budget_3, "Patient", f"{HAS}&_count=2")
     assert ids(bundle) == expected()[:2]
     matching = sum(1 for n in range(PATIENTS) if has_toxicity(n)) + 2  # + the Group's, the subject-less one
