@@ -299,17 +299,21 @@ async def _ids_in_order(ctx: RequestContext, services: Services, has: _HasIds, a
         return list(rows[0]["items"]) if rows else []
 
     ids.hold(await read(semijoin.straddling_filter(code, low), 0))
+    position, condition = low, semijoin.stream_filter(code, low, high)
     while True:
-        items = await read(semijoin.stream_filter(code, low, high), batch)
-        full = len(items) == batch
-        if full:
-            low = semijoin.smallest(items[-1])
-            items += await read(semijoin.at_filter(code, low), 0)
+        items = await read(condition, batch)
+        if len(items) == batch and semijoin.smallest(items[-1]) == position:
+            # a whole batch of resources at one smallest reference: all of them, then past it
+            items += await read(semijoin.at_filter(code, position), 0)
+            condition = semijoin.stream_filter(code, position, high)
+        elif len(items) == batch:
+            position = semijoin.smallest(items[-1])
+            condition = semijoin.resume_filter(code, position, high)
         for item in items:
             released = ids.add(item)
             if released:
                 yield released
-        if not full:
+        if len(items) < batch:
             break
     yield ids.rest()
 

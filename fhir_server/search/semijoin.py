@@ -16,8 +16,9 @@ A resource whose ``a`` is ``<= low`` but whose ``d`` is above (several reference
 read by a query of its own first (:func:`straddling_filter`).
 
 The stream is read in bounded batches (``interactions/search.py``), each a query of its own (so each under the
-store's deadline and inside the request's session): after a full batch ending at ``a = x``, the rest of the
-resources with ``a = x`` (:func:`at_filter`), then those above ``x``. A resource read twice adds nothing: only
+store's deadline and inside the request's session): after a full batch ending at ``a = x``, the resources above
+``x`` and those at ``x`` with a larger reference (:func:`resume_filter`); should a whole batch be such resources
+at one ``x``, all of them (:func:`at_filter`), then those above ``x``. A resource read twice adds nothing: only
 references above the last id released are taken.
 """
 
@@ -49,9 +50,15 @@ def straddling_filter(code: str, low: str) -> Filter:
     return {sort_path(code, SORT_ASCENDING): {"$lte": low}, sort_path(code, SORT_DESCENDING): {"$gt": low}}
 
 
-def at_filter(code: str, smallest: str) -> Filter:
-    """Resources whose smallest reference is ``smallest`` (the rest of a batch that stopped among them)."""
-    return {sort_path(code, SORT_ASCENDING): smallest}
+def resume_filter(code: str, last: str, high: str) -> Filter:
+    """After a full batch whose last resource's smallest reference is ``last``: the resources above it and those
+    at it with a larger reference too (the batch released ``last``, so those with ``last`` alone add nothing)."""
+    return {"$or": [stream_filter(code, last, high), at_filter(code, last)]}
+
+
+def at_filter(code: str, last: str) -> Filter:
+    """Resources whose smallest reference is ``last`` and which have a larger one."""
+    return {sort_path(code, SORT_ASCENDING): last, sort_path(code, SORT_DESCENDING): {"$gt": last}}
 
 
 def items_pipeline(code: str, condition: Filter, limit: int) -> list[Filter]:
