@@ -266,7 +266,7 @@ def _streamed_has(ctx: RequestContext, services: Services, parsed: ParsedSearch,
             or parsed.total not in (None, "none")):
         return None
     join = compiled.has[0]
-    if join.token_code is None or not services.search_parameters.serves_has_stream(
+    if join.target_type != types[0] or join.token_code is None or not services.search_parameters.serves_has_stream(
             join.source_type, join.token_code, join.source_code):
         return None
     after = None
