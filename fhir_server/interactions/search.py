@@ -15,8 +15,9 @@ concurrently with the page. A first page that holds the whole result gives its t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +34,7 @@ from fhir_server.search import (
     decode_page_token,
     encode_page_token,
     parse_search,
+    semijoin,
     sort_values,
 )
 from fhir_server.search.compile import HasJoin, IncludePlan
@@ -45,6 +47,7 @@ from fhir_server.storage.store import Session
 
 PAGE = "_page"
 _MAX_INCLUDE_ROUNDS = 4
+_HAS_BATCH = 5000  # resources per read of a streamed ``_has`` (its row of references stays far below 16 MB)
 _RESULT_PARAMS = frozenset({"_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
                             "_include:iterate", "_revinclude:iterate", "_contained", "_containedType"})
 
@@ -189,18 +192,24 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     types = [resource_type] if resource_type else list(parsed.types or SUPPORTED_TYPES)
     for t in types:
         require_supported_type(t)
-    query = await resolve_filter(ctx, services, compiled, session)
+    count = parsed.count if parsed.count is not None else services.settings.default_count
+    streamed = _streamed_has(ctx, services, parsed, compiled, types, compartment, count, page_token)
+    query = await resolve_filter(ctx, services, streamed.outer if streamed else compiled, session)
     filters = {t: restrict(query, compartment_filter(services, compartment, t)) if compartment else query
                for t in types}
-    count = parsed.count if parsed.count is not None else services.settings.default_count
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if parsed.summary == "count":
         bundle["total"] = await _total(ctx, services, filters, session)
         bundle["link"] = [{"relation": "self", "url": _url(ctx, resource_type, compartment, parsed, None)}]
         return bundle
     # The includes need the page, not the count: they follow the page while the budgeted count runs beside both.
-    paging = _page_and_includes(ctx, services, filters, compiled, count, page_token, session)
-    counting = _counting(ctx, services, parsed, filters, count, session)
+    if streamed is not None:
+        has = await _streamed_ids(ctx, services, streamed, session)
+        paging = _streamed_page_and_includes(ctx, services, has, query, compiled, count, page_token, session)
+        counting = _streamed_counting(ctx, services, parsed, has, query, session)
+    else:
+        paging = _page_and_includes(ctx, services, filters, compiled, count, page_token, session)
+        counting = _counting(ctx, services, parsed, filters, count, session)
     if counting is None:
         page, included = await paging
         total = None
@@ -224,6 +233,151 @@ async def _page_and_includes(ctx: RequestContext, services: Services, filters: d
                              session: Session) -> tuple[Page, list[dict[str, Any]]]:
     page = await _page(ctx, services, filters, compiled, count, token, session)
     return page, await _includes(ctx, services, compiled.includes, page.docs, session)
+
+
+# -- a `_has` read in the order of its ids (bench/README.md, "`_has` at scale") -----------------------------
+
+
+@dataclass(frozen=True)
+class _StreamedHas:
+    join: HasJoin
+    outer: CompiledSearch  # the search without the join
+    after: str | None  # the id the page starts after (its token)
+
+
+@dataclass(frozen=True)
+class _HasIds:
+    """What reading a streamed ``_has``'s ids needs: the join, its resolved inner filter, where the page starts."""
+
+    join: HasJoin
+    inner: dict[str, Any]
+    after: str | None
+
+
+def _streamed_has(ctx: RequestContext, services: Services, parsed: ParsedSearch, compiled: CompiledSearch,
+                  types: list[str], compartment: tuple[str, str] | None, count: int,
+                  token: str | None) -> _StreamedHas | None:
+    """A search whose one ``_has`` is better read in id order than collected whole (``search/semijoin.py``):
+    one type in the default order (``_id``), a page and at most a budgeted total (both stop early), paged
+    forwards, and an index that gives the join's inner matches in the order of their references. The answer is
+    the same either way; this only decides how it is read."""
+    if (len(types) != 1 or compartment is not None or len(compiled.has) != 1 or compiled.chains
+            or compiled.sort != [("_id", 1)] or count == 0 or parsed.summary == "count"
+            or parsed.total not in (None, "none")):
+        return None
+    join = compiled.has[0]
+    if join.target_type != types[0] or join.token_code is None or not services.search_parameters.serves_has_stream(
+            join.source_type, join.token_code, join.source_code):
+        return None
+    after = None
+    if token:
+        values, meta = decode_page_token(token, compiled.sort, owner=ctx.caller)
+        if meta.get("d") == "prev":
+            return None
+        after = str(values[0])
+    return _StreamedHas(join, replace(compiled, has=()), after)
+
+
+async def _streamed_ids(ctx: RequestContext, services: Services, streamed: _StreamedHas,
+                        session: Session) -> _HasIds:
+    inner = await resolve_filter(ctx, services, streamed.join.inner, session)
+    return _HasIds(streamed.join, inner, streamed.after)
+
+
+async def _ids_in_order(ctx: RequestContext, services: Services, has: _HasIds, after: str | None, batch: int,
+                        session: Session) -> AsyncGenerator[list[str], None]:
+    """The distinct ids of ``has.join``'s target type that its inner matches refer to, above ``after``,
+    ascending, in runs as they become final."""
+    join, code = has.join, has.join.source_code
+    low, high = semijoin.bounds(join.target_type, after)
+    ids = semijoin.AscendingIds(join, low, high)
+    batch = min(batch, _HAS_BATCH)
+
+    async def read(condition: dict[str, Any], limit: int) -> list[semijoin.Item]:
+        pipeline = semijoin.items_pipeline(code, restrict(has.inner, condition), limit)
+        rows = await services.store.aggregate(ctx, join.source_type, pipeline, session=session)
+        return list(rows[0]["items"]) if rows else []
+
+    ids.hold(await read(semijoin.straddling_filter(code, low), 0))
+    position, condition = low, semijoin.stream_filter(code, low, high)
+    while True:
+        items = await read(condition, batch)
+        if len(items) == batch and semijoin.smallest(items[-1]) == position:
+            # a whole batch of resources at one smallest reference: all of them, then past it
+            items += await read(semijoin.at_filter(code, position), 0)
+            condition = semijoin.stream_filter(code, position, high)
+        elif len(items) == batch:
+            position = semijoin.smallest(items[-1])
+            condition = semijoin.resume_filter(code, position, high)
+        for item in items:
+            released = ids.add(item)
+            if released:
+                yield released
+        if len(items) < batch:
+            break
+    yield ids.rest()
+
+
+async def _take(ids: AsyncGenerator[list[str], None], wanted: int,
+                take: Callable[[list[str], int], Awaitable[int]]) -> None:
+    """Hand ``take`` the ids in runs of at least what is still wanted, until it has taken ``wanted`` (``take``
+    returns how many of a run it took: the outer criteria and the access filter may refuse some)."""
+    run: list[str] = []
+    async with aclosing(ids):
+        async for released in ids:
+            run += released
+            if len(run) >= wanted:
+                wanted -= await take(run, wanted)
+                run = []
+                if wanted <= 0:
+                    return
+        if run:
+            await take(run, wanted)
+
+
+async def _streamed_page_and_includes(ctx: RequestContext, services: Services, has: _HasIds, query: dict[str, Any],
+                                      compiled: CompiledSearch, count: int, token: str | None,
+                                      session: Session) -> tuple[Page, list[dict[str, Any]]]:
+    """The page of a streamed ``_has``: its first ``count`` + 1 ids that meet the rest of the search."""
+    docs: list[dict[str, Any]] = []
+
+    async def take(ids: list[str], wanted: int) -> int:
+        found = await services.store.find(ctx, has.join.target_type, restrict(query, {"_id": {"$in": ids}}),
+                                          sort=compiled.sort, limit=wanted, projection=_projection(compiled),
+                                          session=session)
+        docs.extend(found)
+        return len(found)
+
+    await _take(_ids_in_order(ctx, services, has, has.after, count + 1, session), count + 1, take)
+    more = len(docs) > count
+    docs = docs[:count]
+    page = Page(docs, _boundary(docs[-1], compiled.sort) if docs and more else None,
+                _boundary(docs[0], compiled.sort) if docs and token else None)
+    return page, await _includes(ctx, services, compiled.includes, page.docs, session)
+
+
+def _streamed_counting(ctx: RequestContext, services: Services, parsed: ParsedSearch, has: _HasIds,
+                       query: dict[str, Any], session: Session) -> Awaitable[int | None] | None:
+    """The budgeted total of a streamed ``_has`` (``_total=none``: none): its first budget + 1 ids that meet
+    the rest of the search are counted, from the first id (the total is the search's, not the page's)."""
+    budget = services.settings.total_budget
+    if parsed.total is not None or budget <= 0:
+        return None
+
+    async def total() -> int | None:
+        counted = 0
+
+        async def take(ids: list[str], wanted: int) -> int:
+            nonlocal counted
+            found = await services.store.count(ctx, has.join.target_type, restrict(query, {"_id": {"$in": ids}}),
+                                               limit=wanted, session=session)
+            counted += found
+            return found
+
+        await _take(_ids_in_order(ctx, services, has, None, budget + 1, session), budget + 1, take)
+        return counted if counted <= budget else None
+
+    return total()
 
 
 def _counting(ctx: RequestContext, services: Services, parsed: ParsedSearch, filters: dict[str, Any],

@@ -84,6 +84,7 @@ class HasJoin:
     source_code: str
     target_type: str
     inner: CompiledSearch
+    token_code: str | None = None  # the inner parameter when it is a plain token (``semijoin``'s index)
 
     @property
     def projection(self) -> dict[str, int]:
@@ -224,7 +225,10 @@ class _Compiler:
     def has_join(self, target_type: str | None, clause: HasClause) -> HasJoin:
         nested = ParsedSearch(clause.source_type, (clause.inner,), now=self.parsed.now)
         inner = compile_search(nested, expansions=self.expansions)
-        return HasJoin(clause.source_type, clause.param.code, target_type or "", inner)
+        plain = clause.inner
+        token_code = (plain.param.code if isinstance(plain, Clause) and not plain.chain and plain.modifier is None
+                      and plain.param.type == "token" else None)
+        return HasJoin(clause.source_type, clause.param.code, target_type or "", inner, token_code)
 
     # -- clauses -------------------------------------------------------------------------------------------
     def clause_filter(self, clause: Clause) -> Filter:

@@ -58,6 +58,18 @@ R4_UNEVALUABLE = frozenset({
 
 IndexSpec = list[tuple[str, int]]
 WILDCARD: IndexSpec = [("$**", 1)]
+# ``_has:<type>:subject:<token>=x`` over these token parameters streams its referenced ids from an index
+# (``fhir_server/search/semijoin.py``; bench/README.md, "`_has` at scale")
+HAS_STREAM_TOKENS = ("value-concept",)  # one index more per Observation write; `code` would be one more
+HAS_STREAM_REFERENCE = "subject"
+
+
+def has_stream_index(token_code: str, reference_code: str) -> IndexSpec:
+    """The matches of a token in the order of the smallest (then largest) reference of ``reference_code``: the
+    reference sort keys are scalars, so the index combines them with the token's array legally, whereas
+    ``sp.<reference_code>`` itself is an array (MongoDB refuses an index over two arrays of one document)."""
+    return [(param_path(token_code, token.CODE), 1), (param_path(token_code, token.SYSTEM), 1),
+            (sort_path(reference_code, SORT_ASCENDING), 1), (sort_path(reference_code, SORT_DESCENDING), 1)]
 WILDCARD_PROJECTION = {"resource": 0, f"{INDEX_FIELD}.{SORT_FIELD}": 0, "vid": 0, "deleted": 0, "lastUpdated": 0}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -316,6 +328,11 @@ class SearchParameterRegistry:
         nothing of the stored resource itself."""
         return {"wildcardProjection": dict(WILDCARD_PROJECTION)} if list(spec) == WILDCARD else {}
 
+    def serves_has_stream(self, resource_type: str, token_code: str, reference_code: str) -> bool:
+        """Whether an index of ``resource_type`` reads the resources with a token ``token_code`` in the order of
+        their ``reference_code`` (:func:`has_stream_index`), so that a ``_has`` can stream its ids."""
+        return has_stream_index(token_code, reference_code) in self.index_specs(resource_type)
+
     def index_specs(self, resource_type: str) -> list[IndexSpec]:
         """MongoDB index key lists for the collection ``resource_type`` (a handful, far below 64).
 
@@ -329,7 +346,8 @@ class SearchParameterRegistry:
         document). Compound indexes never combine two
         different ``sp`` arrays (MongoDB refuses "parallel arrays"); the fields of one parameter's entries
         share one array, and ``sp._sort`` keys are scalars, so ``(sp.code.c, sp.code.s, sp._sort.date.d)``
-        is legal.
+        is legal. ``(token.c, token.s, sp._sort.subject.a, sp._sort.subject.d)`` serves
+        ``Patient?_has:Observation:subject:<token>=x`` (:func:`has_stream_index`).
         """
         params = self.for_type(resource_type)
 
@@ -347,6 +365,9 @@ class SearchParameterRegistry:
         for code in ("subject", "patient"):
             if has(code):
                 specs.append([(reference.path(code), 1), ("_id", 1)])
+        for code in HAS_STREAM_TOKENS:
+            if has(code) and has(HAS_STREAM_REFERENCE):
+                specs.append(has_stream_index(code, HAS_STREAM_REFERENCE))
         if has("url"):
             specs.append([(param_path("url"), 1)])  # uri entries are plain strings
         if has("date"):
