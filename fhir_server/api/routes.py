@@ -37,9 +37,8 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # the p
 _WITH_BODY = ("POST", "PUT", "PATCH")
 
 
-@router.api_route("", methods=_METHODS)
-@router.api_route("/{path:path}", methods=_METHODS)
-async def fhir_api(request: Request, path: str = "") -> Response:
+async def fhir_api(request: Request) -> Response:
+    path: str = request.path_params.get("path", "")
     if path.endswith("/"):  # one spelling per URL, as FastAPI redirects a trailing slash ([base]/ is the base)
         return RedirectResponse(request.url.replace(path=request.scope["path"].rstrip("/")), status_code=307)
     services: Services = request.app.state.services
@@ -62,6 +61,12 @@ async def fhir_api(request: Request, path: str = "") -> Response:
         audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,
                                    base_url=base_url(request, services.settings))
         raise
+
+
+# Plain Starlette routes: the endpoint takes the request alone, so FastAPI's per-request dependency solving (a
+# sub-response, parameter models) is not needed; routing, the error handlers and the middleware are the same.
+for _path in ("", "/{path:path}"):
+    router.add_route(router.prefix + _path, fhir_api, methods=_METHODS)  # the prefix is not applied to these
 
 
 async def _parse(request: Request, path: str, query: str, body: HttpBody | None,

@@ -40,16 +40,19 @@ def bundle_reference(reference: str, referrer_full_url: str | None, server_base:
 
 
 def collect_references(node: Any, out: set[str]) -> set[str]:
-    """Every ``Reference.reference`` string in ``node``."""
+    """Every ``Reference.reference`` string in ``node``. Only objects and arrays are descended into: a call per
+    scalar was most of a walk's cost, and walks run several times per resource written."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                out.add(value)
-            else:
+            if isinstance(value, str):
+                if key == "reference":
+                    out.add(value)
+            elif isinstance(value, (dict, list)):
                 collect_references(value, out)
     elif isinstance(node, list):
         for item in node:
-            collect_references(item, out)
+            if isinstance(item, (dict, list)):
+                collect_references(item, out)
     return out
 
 
@@ -63,14 +66,16 @@ def rewrite_references(node: Any, resolve: Callable[[str], str | None]) -> Any:
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 new = resolve(value)
-            else:
+            elif isinstance(value, (dict, list)):  # a scalar other than a reference is kept as it is
                 new = rewrite_references(value, resolve)
                 new = None if new is value else new
+            else:
+                continue
             if new is not None and new != value:
                 changed = changed if changed is not None else dict(node)
                 changed[key] = new
         return changed if changed is not None else node
     if isinstance(node, list):
-        items = [rewrite_references(item, resolve) for item in node]
+        items = [rewrite_references(item, resolve) if isinstance(item, (dict, list)) else item for item in node]
         return items if any(a is not b for a, b in zip(items, node, strict=True)) else node
     return node

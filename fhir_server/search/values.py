@@ -93,8 +93,10 @@ def _fraction_range(start: datetime, fraction: str) -> tuple[datetime, datetime]
     return lo, _shift(lo, step)
 
 
+@lru_cache(maxsize=16384)  # a pure function of the text: dates repeat within a Bundle and across a registry
 def parse_date_range(text: str) -> DateRange:
-    """Implicit range of a FHIR date, dateTime or instant (or a search date value). Raises ``ValueError``."""
+    """Implicit range of a FHIR date, dateTime or instant (or a search date value). Raises ``ValueError``
+    (never cached: a bad text is parsed again). The range is immutable, so callers share one."""
     match = _DATE.match(text.strip())
     if match is None:
         raise ValueError(f"not a FHIR date/dateTime: {text!r}")

@@ -115,9 +115,10 @@ def _reference_strings(node: Any) -> list[str]:
         item = stack.pop()
         if isinstance(item, dict):
             for key, value in item.items():
-                if key == "reference" and isinstance(value, str):
-                    found.append(value)
-                else:
+                if isinstance(value, str):
+                    if key == "reference":
+                        found.append(value)
+                elif isinstance(value, (dict, list)):  # only containers hold more references
                     stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DeleteOne, IndexModel, ReplaceOne
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +34,7 @@ from pymongo.errors import OperationFailure
 
 from fhir_server.storage.aggregation import ReadFilters, guarded, guarded_documents
 from fhir_server.storage.documents import COUNTERS, REPORT_ROWS, ResourceWrite
+from fhir_server.storage.write_commands import delete, run_writes, upsert
 
 MARKER_ID = "report_rows"  # in ``counters``: {"_id": MARKER_ID, "format": RowDefinition.format}
 PATIENT = "Patient"
@@ -135,9 +136,11 @@ class ReportRows:
         cursor = await self._db.aggregate(guarded_documents(self.definition.rows_of(ids), EVERYTHING),
                                           session=session)
         rows = {row["_id"]: row async for row in cursor}
-        ops: list[ReplaceOne | DeleteOne] = [ReplaceOne({"_id": key}, row, upsert=True) for key, row in rows.items()]
-        ops += [DeleteOne({"_id": key}) for key in map(row_key, ids) if key not in rows]
-        await self._collection(REPORT_ROWS).bulk_write(ops, ordered=False, session=session)
+        if rows:
+            await run_writes(self._db, "update", REPORT_ROWS, [upsert(key, row) for key, row in rows.items()], session)
+        gone = [delete(key) for key in map(row_key, ids) if key not in rows]
+        if gone:
+            await run_writes(self._db, "delete", REPORT_ROWS, gone, session)
 
     async def rebuild(self) -> None:
         """Every row again from the stored resources (``$out``: the collection is replaced at once, its

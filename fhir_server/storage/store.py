@@ -54,6 +54,7 @@ from fhir_server.storage.jobs import JobStore
 from fhir_server.storage.report_rows import ReportRows
 from fhir_server.storage.retries import counted
 from fhir_server.storage.security_store import SecurityStore
+from fhir_server.storage.write_commands import run_writes, upsert
 
 T = TypeVar("T")
 # The handle of a transaction (or of a causally consistent read): opaque to the layers above, which name it
@@ -592,8 +593,8 @@ class ResourceStore:
         if not claims:
             return
         at = now_ms()
-        ops = [UpdateOne({"_id": key}, {"$set": {"owner": owner, "at": at}}, upsert=True) for key, owner in claims]
-        await self._collection(CLAIMS).bulk_write(ops, ordered=True, session=session)
+        await run_writes(self._db, "update", CLAIMS,
+                         [upsert(key, {"$set": {"owner": owner, "at": at}}) for key, owner in claims], session)
 
 
 def stored_center(doc: Mapping[str, Any]) -> str | None:

@@ -62,9 +62,15 @@ class ElementNode:
     inert: bool = False
     # ``value[x]``: asked for every element of every validated resource, so computed once (issue #14)
     is_choice: bool = field(init=False)
+    # the JSON key of a primitive element's id and extensions (``_birthDate``), computed once for the same reason
+    shadow_key: str = field(init=False)
+    # True when an absence of the element breaks nothing (no minimum, no slice with one): the validator then
+    # skips it where the resource does not have it. Set with ``inert`` (``_mark_inert``); False checks everything.
+    silent_when_absent: bool = False
 
     def __post_init__(self) -> None:
         self.is_choice = self.name.endswith("[x]")
+        self.shadow_key = "_" + self.name
 
     def child(self, name: str) -> ElementNode | None:
         for c in self.children:
@@ -157,4 +163,5 @@ def _mark_inert(node: ElementNode, is_root: bool = False) -> bool:
            or any(t.target_profiles or t.profiles for t in node.types)
            or (node.is_choice and len(node.types) == 1))
     node.inert = not own and all(below) and not is_root
+    node.silent_when_absent = node.min == 0 and all(s.min == 0 for s in node.slices)
     return node.inert

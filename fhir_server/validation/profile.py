@@ -151,6 +151,9 @@ class ProfileValidator:
         for child in node.children:
             if child.inert:
                 continue
+            if (child.silent_when_absent and not child.is_choice and child.name not in obj
+                    and child.shadow_key not in obj):
+                continue  # absent, and its absence breaks nothing: no values, no issue (``_check_element``)
             values = self._values(obj, child, path)
             self._check_element(values, child, ctx, path)
 
@@ -159,7 +162,7 @@ class ProfileValidator:
             base = node.name[:-3]
             keys = [k for k in obj if k.startswith(base) and k[len(base):len(base) + 1].isupper()]
         else:
-            keys = [node.name] if node.name in obj or "_" + node.name in obj else []
+            keys = [node.name] if node.name in obj or node.shadow_key in obj else []
         out: list[_Value] = []
         for key in keys:
             value, ext = obj.get(key), obj.get("_" + key)

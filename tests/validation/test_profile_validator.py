@@ -461,3 +461,21 @@ def test_registration_reason_missing_without_data_absent_reason(validator: Profi
     issues = errors(validator, "registration", lambda r: r.pop("valueCodeableConcept"))
     assert where(issues) == ["Observation"]
     assert "ifp-reg-3" in issues[0].diagnostics
+
+
+# --- absent elements (the walk skips those whose absence breaks nothing) -----------------------------------------
+def test_a_required_element_given_only_by_its_extensions_is_present(validator: ProfileValidator) -> None:
+    absent = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                             "valueCode": "unknown"}]}
+    issues = errors(validator, "patient", lambda r: r.pop("birthDate") and r.update(_birthDate=absent))
+    assert "Patient.birthDate" not in where(issues)
+
+
+def test_the_walk_skips_only_elements_whose_absence_breaks_nothing(validator: ProfileValidator) -> None:
+    patient = validator.tree(profile_url("patient"))
+    assert patient is not None
+    by_name = {child.name: child for child in patient.children}
+    assert not by_name["birthDate"].silent_when_absent  # min 1
+    assert not by_name["identifier"].silent_when_absent  # its slice 'pseudonym' has min 1
+    assert by_name["deceased[x]"].silent_when_absent  # optional, no slices
+    assert by_name["birthDate"].shadow_key == "_birthDate"
