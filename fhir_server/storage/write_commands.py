@@ -3,8 +3,8 @@
 A transaction Bundle's conditional-create claims and its report rows are a few small upserts each, written at every
 transaction. ``bulk_write`` sends exactly one ``update`` command for them, but builds a bulk object around it first
 (a copy of the collection with other codec options, one operation object per write, a result merged by hand):
-about as much of the server's CPU as the command itself (bench/README.md, "Transaction ingest, fewer driver
-layers"). Here the command is built directly and run with ``AsyncDatabase.command`` in the caller's session, so
+~50-80 us of the server's CPU per command (bench/README.md, "Transaction ingest, the write path's small
+costs"). Here the command is built directly and run with ``AsyncDatabase.command`` in the caller's session, so
 it joins its transaction as any operation does (the session adds the transaction fields; no write concern of its
 own inside a transaction; outside one, the majority write concern every write of the store has).
 
