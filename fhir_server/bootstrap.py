@@ -70,7 +70,10 @@ async def keep_report_rows(store: ResourceStore, rebuild: bool = False) -> None:
     another definition (a new database, data loaded around the server, a changed report) are rebuilt first."""
     store.report_rows.keep(ROW_DEFINITION)
     if await store.report_rows.ensure_built(rebuild):
-        log.warning("Rebuilt the registry report's per-patient rows")
+        rows = await store.report_rows.count()
+        # a new, empty database has nothing to rebuild: a warning there would be noise on every first start
+        log.log(logging.WARNING if rows else logging.INFO,
+                "Rebuilt the registry report's per-patient rows: %d patients", rows)
 
 
 async def rebuild_rows(uri: str, database: str) -> int:

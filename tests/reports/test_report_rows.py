@@ -5,6 +5,7 @@ for every caller, through the same access filter."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server import fhirjson
-from fhir_server.bootstrap import rebuild_rows
+from fhir_server.bootstrap import keep_report_rows, rebuild_rows
 from fhir_server.bulk.loader import LoadItem, load_batch
 from fhir_server.context import RequestContext
 from fhir_server.permissions import Caller, Role
@@ -137,6 +138,23 @@ async def test_rows_dropped_while_patients_are_stored_are_rebuilt_at_start(
     assert not await services.store.report_rows.up_to_date()
     assert await services.store.report_rows.ensure_built()
     await assert_parity(services, db, [SYSTEM])
+
+
+async def test_a_rebuild_at_start_with_patients_is_a_warning_naming_how_many(
+        services: Services, cohort: list[tuple[PatientFacts, str]], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="fhir_server.bootstrap"):
+        await keep_report_rows(services.store, rebuild=True)
+    [record] = [r for r in caplog.records if "per-patient rows" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().endswith(f": {len(cohort)} patients")
+
+
+async def test_the_first_start_on_an_empty_database_warns_of_nothing(
+        services: Services, empty_db: None, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="fhir_server.bootstrap"):
+        await keep_report_rows(services.store, rebuild=True)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(r.getMessage().endswith(": 0 patients") for r in caplog.records)
 
 
 async def test_an_ehr_client_reads_only_its_centers_rows(
