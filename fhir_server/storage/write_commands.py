@@ -10,7 +10,8 @@ own inside a transaction; outside one, the majority write concern every write of
 
 Errors stay what ``bulk_write`` raises: a command error (a write conflict with a concurrent transaction, with the
 server's ``TransientTransactionError`` label that makes the driver re-run the transaction) is the driver's
-``OperationFailure``; a write error of one of the writes is a ``BulkWriteError`` with the server's reply.
+``OperationFailure``; a write error of one of the writes, or a write concern error, is a ``BulkWriteError``
+with the server's reply.
 Only small batches belong here: the command is one BSON document (16 MB), where ``bulk_write`` would split it.
 """
 
@@ -48,10 +49,18 @@ async def run_writes(db: AsyncDatabase, command: str, collection: str, writes: S
     if session is None or not session.in_transaction:  # a transaction's commit carries its write concern
         spec["writeConcern"] = MAJORITY.document
     reply: dict[str, Any] = await db.command(spec, session=session, codec_options=CODEC_OPTIONS)
-    if reply.get("writeErrors"):
-        raise BulkWriteError({"writeErrors": reply["writeErrors"], "writeConcernErrors": [],
+    raise_for_reply(command, reply)
+    return reply
+
+
+def raise_for_reply(command: str, reply: dict[str, Any]) -> None:
+    """A reply with ``ok: 1`` may still carry write errors, or a write concern error (the majority did not
+    acknowledge in time, outside a transaction): ``db.command`` raises for neither, ``bulk_write`` for both."""
+    concern = reply.get("writeConcernError")
+    if reply.get("writeErrors") or concern:
+        raise BulkWriteError({"writeErrors": reply.get("writeErrors") or [],
+                              "writeConcernErrors": [concern] if concern else [],
                               "nInserted": 0, "nUpserted": len(reply.get("upserted", ())),
                               "nMatched": reply.get("n", 0), "nModified": reply.get("nModified", 0),
                               "nRemoved": reply.get("n", 0) if command == "delete" else 0,
                               "upserted": reply.get("upserted", [])})
-    return reply

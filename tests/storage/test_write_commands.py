@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError, OperationFailure
 from pymongo.read_concern import ReadConcern
 
 from fhir_server.storage.client import MAJORITY, connect
-from fhir_server.storage.write_commands import delete, run_writes, upsert
+from fhir_server.storage.write_commands import delete, raise_for_reply, run_writes, upsert
 
 
 @pytest.fixture
@@ -70,3 +70,14 @@ async def test_a_write_error_is_a_bulk_write_error(scratch: AsyncDatabase) -> No
     with pytest.raises(BulkWriteError) as raised:
         await run_writes(scratch, "update", "rows", [upsert("a", {"$bad": 1})], None)
     assert raised.value.details["writeErrors"]
+
+
+def test_a_write_concern_error_in_an_ok_reply_is_a_bulk_write_error() -> None:
+    """The majority did not acknowledge in time: the write may be lost on a failover, so the caller must know."""
+    reply = {"ok": 1, "n": 1, "nModified": 1,
+             "writeConcernError": {"code": 64, "codeName": "WriteConcernFailed",
+                                   "errmsg": "waiting for replication timed out"}}
+    with pytest.raises(BulkWriteError) as raised:
+        raise_for_reply("update", reply)
+    assert raised.value.details["writeConcernErrors"][0]["code"] == 64
+    raise_for_reply("update", {"ok": 1, "n": 1, "nModified": 1})  # a clean reply raises nothing
