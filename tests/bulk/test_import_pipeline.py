@@ -5,6 +5,7 @@ a line is judged as it would be had the batches run one after the other: these t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,31 @@ async def test_a_file_that_breaks_off_keeps_the_batches_before_and_fails_the_job
     assert "connection reset" in answer.text
     stored = (await client.get("/fhir/Patient", params={"_count": "20"})).json()
     assert sorted(e["resource"]["id"] for e in stored.get("entry", [])) == [f"pib-{i}" for i in range(1, 5)]
+
+
+async def test_a_job_cancelled_while_a_batch_is_stored_leaves_no_read_ahead_running(
+        client: httpx.AsyncClient, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storing, release = asyncio.Event(), asyncio.Event()
+
+    async def stalled(ctx: Any, services: Any, items: list[loader.LoadItem]) -> list[loader.LoadResult]:
+        storing.set()
+        await release.wait()  # never set: the job is cancelled here
+        raise AssertionError("not reached")
+
+    real_lines = import_sources.lines
+
+    async def slow_source(url: str, where: Path | None, headers: Any = None) -> Any:
+        async for number, line in real_lines(url, where, headers):
+            if number == 4:  # the read-ahead of the second batch waits here for the rest of the file
+                await release.wait()
+            yield number, line
+
+    monkeypatch.setattr(import_operation, "load_batch", stalled)
+    monkeypatch.setattr(import_operation.import_sources, "lines", slow_source)
+    (folder / "c.ndjson").write_bytes(ndjson([patient(f"pic-{i}") for i in range(1, 8)]))
+    status = (await kick(client, parameters("c.ndjson"))).headers["content-location"]
+    await asyncio.wait_for(storing.wait(), 60)
+    assert (await client.delete(local(status))).status_code == 202
+    await import_operation.wait(job_id_of(status))
+    left = [t for t in asyncio.all_tasks() if not t.done() and "_next" in repr(t.get_coro())]
+    assert left == []
