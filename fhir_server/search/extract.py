@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from bson.decimal128 import Decimal128
@@ -41,7 +40,6 @@ from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 SORT_KEY = SORT_FIELD
 
 Entry = Any
-STAMPED_KEYS = ("id", "meta")  # the keys a version's stamp sets (``interactions.versioning.stamp``)
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,11 @@ class TypePlan:
     by_key: Mapping[str, tuple[ParamPlan, ...]]
     always: tuple[ParamPlan, ...]  # expressions whose keys are not known statically
 
-    @cached_property
-    def reading_stamp(self) -> frozenset[int]:
-        """Positions of the parameters that may read a key of ``STAMPED_KEYS`` (those whose keys are not known
-        statically included); computed once per plan."""
+    def reading(self, keys: Iterable[str]) -> frozenset[int]:
+        """Positions of the parameters that may read any of the top-level ``keys`` (those whose keys are not
+        known statically included)."""
         found = {plan.position for plan in self.always}
-        for key in STAMPED_KEYS:
+        for key in keys:
             found.update(plan.position for plan in self.by_key.get(key, ()))
         return frozenset(found)
 
@@ -133,6 +130,9 @@ def _component_plans(registry: SearchParameterRegistry, parameter: SearchParam,
     return tuple(plans)
 
 
+STAMPED_KEYS = ("id", "meta")  # the keys a version's stamp sets (``interactions.versioning.stamp``)
+
+
 @dataclass(frozen=True)
 class Ahead:
     """The entries of the parameters of ``plan`` that read none of ``STAMPED_KEYS``, evaluated on a resource
@@ -145,7 +145,7 @@ class Ahead:
 def extract_ahead(registry: SearchParameterRegistry, resource: Mapping[str, Any]) -> Ahead:
     """What :func:`extract_index_values` of the stamped version of ``resource`` can take from here."""
     plan_of_type = type_plan(registry, resource["resourceType"])
-    stamped = plan_of_type.reading_stamp
+    stamped = plan_of_type.reading(STAMPED_KEYS)
     memo: dict[tuple[int, str], tuple[Any, list[Entry]]] = {}
     return Ahead(plan_of_type, {plan.position: _values(plan, resource, memo)
                                 for plan in plan_of_type.candidates(resource) if plan.position not in stamped})
