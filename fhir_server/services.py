@@ -13,7 +13,7 @@ from fhir_server.errors import FhirError
 from fhir_server.operations import OperationRegistry
 from fhir_server.resources import AUDIT_EVENT
 from fhir_server.search import audit_values
-from fhir_server.search.extract import Ahead, extract_index_values
+from fhir_server.search.extract import extract_index_values
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.security.authority import Authority
 from fhir_server.settings import Settings
@@ -51,13 +51,12 @@ class Services:
     _search_epoch: tuple[int, str] | None = None
     _search_versions: frozenset[tuple[Any, Any]] | None = None
 
-    def index_values(self, resource: dict[str, Any], ahead: Ahead | None = None) -> dict[str, Any]:
+    def index_values(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Search index values of a resource, extracted at write time and stored with it (an AuditEvent the server
-        recorded without FHIRPath: ``search.audit_values``). ``ahead``: what ``extract_ahead`` found before the
-        resource was stamped (a bulk load's read-ahead)."""
+        recorded without FHIRPath: ``search.audit_values``)."""
         if resource.get("resourceType") == AUDIT_EVENT and audit_values.applies(self.search_parameters, resource):
             return audit_values.index_values(self.search_parameters, resource)
-        return extract_index_values(self.search_parameters, resource, ahead)
+        return extract_index_values(self.search_parameters, resource)
 
     async def after_commit(self, results: Any) -> None:
         """Committed SearchParameter changes take effect at once for this process's next writes and searches

@@ -256,7 +256,7 @@ async def _batches(services: Services, source: ImportInput) -> AsyncGenerator[_B
         except FhirError as exc:
             batch.unreadable.append(LoadResult(number, issues=list(exc.issues)))
         else:
-            prepare(item, services.search_parameters)
+            prepare(item)
             batch.items.append(item)
         await asyncio.sleep(0)
         if len(batch.items) >= BATCH_SIZE:
@@ -271,10 +271,10 @@ async def _next(batches: AsyncGenerator[_Batch, None]) -> _Batch:
 
 
 async def _load_input(services: Services, store: ImportJobs, job: ImportJob, source: ImportInput) -> None:
-    """Load one input, batch after batch. The next batch is read, parsed, structure-checked and its
-    stamp-independent index values extracted by a task of its own while the current one is stored (the server's
-    CPU and MongoDB's work overlap); nothing of it that needs the database starts before the current batch has
-    committed, and its lines are reported after the current batch's, as if read after it."""
+    """Load one input, batch after batch. The next batch is read, parsed and structure-checked by a task of its
+    own while the current one is stored (the server's CPU and MongoDB's work overlap); nothing of it that needs
+    the database starts before the current batch has committed, and its lines are reported after the current
+    batch's, as if read after it."""
     ctx = job.context()
     source.count = source.errors = 0
     name = f"errors-{job.inputs.index(source) + 1}.ndjson"

@@ -13,11 +13,10 @@ its batch are stored. Should the batch's commit itself fail for a reason that is
 re-runs transient ones), each resource of the batch is tried in a transaction of its own, so one resource never
 costs the others.
 
-What needs no database is done ahead (:func:`prepare`: the type, the structure check, the index values that do
-not depend on the version's stamp), so that a caller that reads batch N+1 while batch N is in MongoDB
-(``import_operation``) keeps the server's CPU busy during the other's I/O. Everything the store answers
-(versions, references, centers, the conformance resources and search parameters in force) is still read in
-the batch's own transaction, after the previous batch committed.
+What needs no database is done ahead (:func:`prepare`: the type, the structure check), so that a caller that
+reads batch N+1 while batch N is in MongoDB (``import_operation``) keeps the server's CPU busy during the other's
+I/O. Everything the store answers (versions, references, centers, the conformance resources in force) is still
+read in the batch's own transaction, after the previous batch committed.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import update
 from fhir_server.resources import SUPPORTED_TYPES, check_structure
-from fhir_server.search.extract import Ahead, extract_ahead
-from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.services import Services
 
 BATCH_SIZE = 200  # resources per transaction: large enough for bulk inserts, far below MongoDB's 16 MB limits
@@ -48,7 +45,6 @@ class LoadItem:
     resource: Any
     prepared: bool = False
     refusal: FhirError | None = None
-    extracted: Ahead | None = None
 
 
 @dataclass
@@ -82,19 +78,15 @@ def _update_id(resource: dict[str, Any]) -> str | None:
     return resource_id if isinstance(resource_id, str) and resource_id else None
 
 
-def prepare(item: LoadItem, registry: SearchParameterRegistry) -> None:
-    """The work of :func:`_write_one` that reads nothing but the resource, done now: its type and the structure
+def prepare(item: LoadItem) -> None:
+    """The checks of :func:`_write_one` that read nothing but the resource, done now: its type and the structure
     check ``create``/``update`` would run first (a pure function of the content: done early or late, the same
-    answer), whose error is kept for the item's turn and raised there before anything else is looked at; and
-    the index values that do not depend on the version's stamp (``extract_ahead``; used only if ``registry``'s
-    parameters are still those in force when the version is staged)."""
+    answer). Their error is kept for the item's turn, where it is raised before anything else is looked at."""
     try:
         kind = _resource_type(item.resource)
         check_structure(item.resource, kind, _update_id(item.resource))
     except FhirError as exc:
         item.refusal = exc
-    else:
-        item.extracted = extract_ahead(registry, item.resource)
     item.prepared = True
 
 
@@ -107,10 +99,9 @@ async def _write_one(uow: UnitOfWork, item: LoadItem) -> tuple[str, bool]:
     kind = _resource_type(resource)
     resource_id = _update_id(resource)
     if resource_id is not None:
-        result = await update(uow, kind, resource_id, resource, structure_checked=item.prepared,
-                              extracted=item.extracted)
+        result = await update(uow, kind, resource_id, resource, structure_checked=item.prepared)
     else:
-        result = await create(uow, kind, resource, structure_checked=item.prepared, extracted=item.extracted)
+        result = await create(uow, kind, resource, structure_checked=item.prepared)
     assert result.version is not None
     return f"{kind}/{result.version.id}", uow.touched(kind, result.version.id)
 

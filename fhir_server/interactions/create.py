@@ -9,13 +9,12 @@ from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork, new_id
 from fhir_server.interactions.write import stage_version
 from fhir_server.resources import check_structure
-from fhir_server.search.extract import Ahead
 from fhir_server.storage.documents import StoredVersion
 
 
 async def create(uow: UnitOfWork, resource_type: str, resource: dict[str, Any], *, if_none_exist: str | None = None,
                  assigned_id: str | None = None, matches: list[dict[str, Any]] | None = None,
-                 structure_checked: bool = False, extracted: Ahead | None = None) -> InteractionResult:
+                 structure_checked: bool = False) -> InteractionResult:
     """Create ``resource``, a ``resource_type`` (its structure is checked first: 400), with a server-assigned id.
 
     With ``If-None-Exist`` the criteria are evaluated inside the transaction: one match -> 200 with the
@@ -24,7 +23,6 @@ async def create(uow: UnitOfWork, resource_type: str, resource: dict[str, Any], 
     ``matches``: what the criteria match, when the caller already looked (a transaction looks up the criteria of
     all its entries at once). ``structure_checked``: the caller ran ``check_structure`` on this very content (a
     transaction checks every entry before validating any, since validation reads the other entries).
-    ``extracted``: index values computed before (``stage_version``).
     """
     if not structure_checked:
         check_structure(resource, resource_type)
@@ -38,4 +36,4 @@ async def create(uow: UnitOfWork, resource_type: str, resource: dict[str, Any], 
             version = StoredVersion.from_current(resource_type, existing[0])
             return InteractionResult(200, version.resource, version)
         uow.claim(resource_type, if_none_exist, f"{resource_type}/{resource_id}")
-    return await stage_version(uow, resource, resource_id, "POST", None, 201, extracted)
+    return await stage_version(uow, resource, resource_id, "POST", None, 201)

@@ -16,7 +16,6 @@ from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.versioning import content_equal, etag_matches, parse_etag
 from fhir_server.interactions.write import stage_version
 from fhir_server.resources import check_structure
-from fhir_server.search.extract import Ahead
 from fhir_server.storage.documents import StoredVersion
 
 
@@ -40,10 +39,9 @@ def check_if_none_match(current: StoredVersion | None, if_none_match: str | None
 
 async def update(uow: UnitOfWork, resource_type: str, resource_id: str, resource: dict[str, Any], *,
                  if_match: str | None = None, if_none_match: str | None = None, method: str = "PUT",
-                 structure_checked: bool = False, extracted: Ahead | None = None) -> InteractionResult:
+                 structure_checked: bool = False) -> InteractionResult:
     """Store ``resource`` as the next version of ``resource_type/resource_id``; create it with this id if it is
-    new. Its structure, type and id are checked first (400; ``structure_checked``, ``extracted``: see
-    ``create``).
+    new. Its structure, type and id are checked first (400; ``structure_checked``: see ``create``).
 
     Resubmitting identical content (an EHR retry) stores no new version and answers 200 with the current one.
     """
@@ -55,7 +53,7 @@ async def update(uow: UnitOfWork, resource_type: str, resource_id: str, resource
     if current is not None and is_unchanged(current, resource):
         return InteractionResult(200, current.resource, current)
     status = 201 if current is None or current.deleted else 200
-    return await stage_version(uow, resource, resource_id, method, current, status, extracted)
+    return await stage_version(uow, resource, resource_id, method, current, status)
 
 
 def is_unchanged(current: StoredVersion, resource: dict[str, Any]) -> bool:

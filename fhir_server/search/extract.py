@@ -14,13 +14,6 @@ top-level resource keys their expressions can read, so a resource only evaluates
 elements it has (an Observation has ~45 parameters and ~8 keys). Within one resource, composite components
 evaluated on the same element (``code`` of ``code-value-quantity``, ``code-value-concept``...) are computed
 once. The entries themselves are unchanged by these shortcuts.
-
-Ahead of the version (:func:`extract_ahead`, used by bulk loads): the parameters that read neither ``id`` nor
-``meta`` (the keys stamping a version sets, ``interactions.versioning.stamp``), by the same plan, can be
-evaluated on the resource as submitted, before its version is known: the stamped resource has the very same
-values under every other key, and the plan's top-level keys are already what decides which parameters a
-resource evaluates at all. :func:`extract_index_values` then evaluates only the rest, and evaluates everything
-when the parameters in force changed meanwhile (the plan is a different object).
 """
 
 from __future__ import annotations
@@ -68,14 +61,6 @@ class TypePlan:
 
     by_key: Mapping[str, tuple[ParamPlan, ...]]
     always: tuple[ParamPlan, ...]  # expressions whose keys are not known statically
-
-    def reading(self, keys: Iterable[str]) -> frozenset[int]:
-        """Positions of the parameters that may read any of the top-level ``keys`` (those whose keys are not
-        known statically included)."""
-        found = {plan.position for plan in self.always}
-        for key in keys:
-            found.update(plan.position for plan in self.by_key.get(key, ()))
-        return frozenset(found)
 
     def candidates(self, resource: Mapping[str, Any]) -> list[ParamPlan]:
         chosen: dict[int, ParamPlan] = {plan.position: plan for plan in self.always}
@@ -130,41 +115,16 @@ def _component_plans(registry: SearchParameterRegistry, parameter: SearchParam,
     return tuple(plans)
 
 
-STAMPED_KEYS = ("id", "meta")  # the keys a version's stamp sets (``interactions.versioning.stamp``)
-
-
-@dataclass(frozen=True)
-class Ahead:
-    """The entries of the parameters of ``plan`` that read none of ``STAMPED_KEYS``, evaluated on a resource
-    before its version was stamped (:func:`extract_ahead`), by position (an empty list: no values)."""
-
-    plan: TypePlan
-    values: Mapping[int, list[Entry]]
-
-
-def extract_ahead(registry: SearchParameterRegistry, resource: Mapping[str, Any]) -> Ahead:
-    """What :func:`extract_index_values` of the stamped version of ``resource`` can take from here."""
-    plan_of_type = type_plan(registry, resource["resourceType"])
-    stamped = plan_of_type.reading(STAMPED_KEYS)
-    memo: dict[tuple[int, str], tuple[Any, list[Entry]]] = {}
-    return Ahead(plan_of_type, {plan.position: _values(plan, resource, memo)
-                                for plan in plan_of_type.candidates(resource) if plan.position not in stamped})
-
-
-def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[str, Any],
-                         ahead: Ahead | None = None) -> dict[str, Any]:
-    """The ``sp`` sub-document of ``resource``: ``{code: [entries]}`` plus ``_sort`` keys. ``ahead``: the values
-    :func:`extract_ahead` found on the resource before it was stamped, used if the plan is still the one in
-    force."""
+def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``sp`` sub-document of ``resource``: ``{code: [entries]}`` plus ``_sort`` keys."""
     sp: dict[str, Any] = {}
     sort: dict[str, dict[str, Any]] = {}
     memo: dict[tuple[int, str], tuple[Any, list[Entry]]] = {}
-    plan_of_type = type_plan(registry, resource["resourceType"])
-    known = ahead.values if ahead is not None and ahead.plan is plan_of_type else {}
-    for plan in plan_of_type.candidates(resource):
-        values = known.get(plan.position)
-        if values is None:
-            values = _values(plan, resource, memo)
+    for plan in type_plan(registry, resource["resourceType"]).candidates(resource):
+        if plan.components is not None:
+            values = _composite(plan, plan.components, resource, memo)
+        else:
+            values = _entries(plan.branches, plan.builder, resource)  # type: ignore[arg-type]
         if not values:
             continue
         sp[plan.code] = values
@@ -175,13 +135,6 @@ def extract_index_values(registry: SearchParameterRegistry, resource: Mapping[st
     if sort:
         sp[SORT_KEY] = sort
     return sp
-
-
-def _values(plan: ParamPlan, resource: Mapping[str, Any],
-            memo: dict[tuple[int, str], tuple[Any, list[Entry]]]) -> list[Entry]:
-    if plan.components is not None:
-        return _composite(plan, plan.components, resource, memo)
-    return _entries(plan.branches, plan.builder, resource)  # type: ignore[arg-type]
 
 
 def parameter_entries(registry: SearchParameterRegistry, parameter: SearchParam, resource_type: str,

@@ -64,9 +64,9 @@ def batches_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[int]]]
         finally:
             events.append(("end", [i.line for i in items]))
 
-    def recording_prepare(item: loader.LoadItem, registry: Any) -> None:
+    def recording_prepare(item: loader.LoadItem) -> None:
         events.append(("prepared", [item.line]))
-        prepare(item, registry)
+        prepare(item)
 
     monkeypatch.setattr(import_operation, "load_batch", recording_load)
     monkeypatch.setattr(import_operation, "prepare", recording_prepare)
