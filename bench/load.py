@@ -6,7 +6,10 @@ transactions of the same batch size, one after the other like the one import job
 
     .venv/bin/python bench/load.py --patients 300
 
-Prints resources/s of both and their ratio. The machine is shared: quote a figure with its command and the load
+Prints resources/s of both and their ratio; then the raw side once more into collections with the indexes the
+server's own collections have (its search values, history and center indexes: the raw side alone has none), and
+the ratio to that. ``--split`` runs both in this process and splits each side's time into its CPU and mongod's.
+The machine is shared: quote a figure with its command and the load
 of the moment.
 """
 
@@ -125,7 +128,23 @@ def stored_documents(resources: list[dict[str, Any]]) -> list[ResourceWrite]:
             for r in resources]
 
 
-async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -> float:
+async def copy_indexes(source: Any, target: Any, collections: set[str]) -> None:
+    """Create on ``target`` the indexes ``source`` (the server's database) has on ``collections``: the raw side
+    then maintains the same search, history and center indexes as the server's writes do."""
+    from pymongo import IndexModel
+
+    for name in collections:
+        models = []
+        async for spec in await source[name].list_indexes():
+            options = {k: v for k, v in spec.items() if k not in ("v", "key", "ns")}
+            if options.get("name") != "_id_":
+                models.append(IndexModel(list(spec["key"].items()), **options))
+        if models:
+            await target[name].create_indexes(models)
+
+
+async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite], indexes_from: str | None = None
+                          ) -> float:
     from pymongo.read_concern import ReadConcern
 
     from fhir_server.storage.client import MAJORITY
@@ -146,8 +165,11 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
         async with client.start_session() as session:
             await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
 
-    for kind in {w.type for w in writes} | {"history"}:
+    collections = {w.type for w in writes} | {"history"}
+    for kind in collections:
         await db.create_collection(kind)
+    if indexes_from:
+        await copy_indexes(client[indexes_from], db, collections)
     with_centers = list(zip(writes, stored_centers(writes), strict=True))  # the center the server stores
     try:
         start = time.perf_counter()
@@ -159,8 +181,24 @@ async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite]) -
         await client.close()
 
 
-async def profiled_import(uri: str, folder: str, files: list[str], top: int, dump: str | None = None) -> None:
-    """The import job run in this process under cProfile (no HTTP, no polling): where its own time goes."""
+def mongod_cpu() -> float:
+    """CPU seconds used so far by the mongod this process started (``bench.common.mongod``)."""
+    from bench.cpu import snapshot
+
+    return sum(s.cpu for s in snapshot().values() if s.ppid == os.getpid() and "mongod" in s.cmdline)
+
+
+def cpu_line(what: str, count: int, wall: float, cpu: float, mongod_s: float) -> str:
+    """Wall, this process's CPU and mongod's CPU of one side; "idle" is the share of the wall neither used (with
+    the two strictly taking turns it is what the machine's load took; below zero they overlapped)."""
+    return (f"{what}: {count / wall:6.0f} resources/s ({wall:.1f} s wall), CPU: this process {cpu:.1f} s "
+            f"({cpu / max(1, count) * 1000:.2f} ms/resource), mongod {mongod_s:.1f} s "
+            f"({mongod_s / max(1, count) * 1000:.2f} ms/resource), idle {1 - (cpu + mongod_s) / wall:+.0%}")
+
+
+async def profiled_import(uri: str, folder: str, files: list[str], top: int, dump: str | None = None) -> str:
+    """The import job run in this process (no HTTP, no polling), under cProfile when ``top`` (where its own time
+    goes), else plain: its wall time against its CPU and mongod's (``--split``)."""
     import cProfile
     import pstats
     from datetime import timedelta
@@ -179,23 +217,27 @@ async def profiled_import(uri: str, folder: str, files: list[str], top: int, dum
                     inputs=[ImportInput(url=name) for name in files])
     await ImportJobs(services.store).insert(job)
     profile = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
-    start, cpu = time.perf_counter(), time.process_time()
-    profile.enable()
+    start, cpu, mongod_s = time.perf_counter(), time.process_time(), mongod_cpu()
+    if top:
+        profile.enable()
     await import_operation.run(services, job)
     profile.disable()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    wall, cpu, mongod_s = time.perf_counter() - start, time.process_time() - cpu, mongod_cpu() - mongod_s
     done = await ImportJobs(services.store).get(job.id)
     assert done is not None
     stored = sum(i.count for i in done.inputs)
     failed = sum(i.errors for i in done.inputs)
-    print(f"in-process import: {stored} stored, {failed} failed in {wall:.1f} s wall, {cpu:.1f} s CPU of this "
-          f"process = {cpu / max(1, stored) * 1000:.2f} ms CPU per resource")
+    print(cpu_line(f"in-process import ({failed} failed)", stored, wall, cpu, mongod_s), flush=True)
+    if not top:
+        await services.close()
+        return settings.mongodb_db
     stats = pstats.Stats(profile)
     if dump:
         stats.dump_stats(dump)
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)
     await services.close()
+    return settings.mongodb_db
 
 
 def main() -> None:
@@ -206,6 +248,9 @@ def main() -> None:
                         help="run the import job in this process under cProfile and print the TOP functions "
                              "(cumulative, then own time) instead of the comparison")
     parser.add_argument("--dump", help="with --profile: also write the cProfile stats to this file (pstats)")
+    parser.add_argument("--split", action="store_true",
+                        help="run the import job and then the raw PyMongo side in this process (no HTTP, no "
+                             "profiler) and print each side's wall time, its CPU and mongod's")
     add_auth_argument(parser)
     args = parser.parse_args()
 
@@ -214,6 +259,15 @@ def main() -> None:
         with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
             asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), args.profile,
                                         args.dump))
+        return
+    if args.split:
+        with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
+            server_db = asyncio.run(profiled_import(uri, folder, write_files(resources, Path(folder)), 0))
+            writes = stored_documents(resources)
+            for what, indexes in (("raw PyMongo", None), ("raw PyMongo, the server's indexes", server_db)):
+                cpu, mongod_s = time.process_time(), mongod_cpu()  # both include creating the collections
+                raw_s = asyncio.run(through_pymongo(uri, f"bench_split_{uuid.uuid4().hex[:6]}", writes, indexes))
+                print(cpu_line(what, len(writes), raw_s, time.process_time() - cpu, mongod_cpu() - mongod_s))
         return
     print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")
@@ -224,9 +278,13 @@ def main() -> None:
             server_s = asyncio.run(through_import(server, files))
         print(f"$import: {len(resources) / server_s:8.0f} resources/s  ({server_s:.1f} s)", flush=True)
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(resources)))
-    server_rate, raw_rate = len(resources) / server_s, len(resources) / raw_s
+        indexed_s = asyncio.run(through_pymongo(uri, db + "_rawix", stored_documents(resources), db))
+    server_rate, raw_rate, indexed_rate = (len(resources) / server_s, len(resources) / raw_s,
+                                           len(resources) / indexed_s)
     print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
     print(f"ratio  : $import = {server_rate / raw_rate:.2f} x raw PyMongo")
+    print(f"pymongo with the server's indexes: {indexed_rate:8.0f} resources/s  ({indexed_s:.1f} s); "
+          f"$import = {server_rate / indexed_rate:.2f} x that")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -28,7 +30,7 @@ from urllib.parse import urlencode
 from fhir_server import fhirjson
 from fhir_server.bulk import import_sources
 from fhir_server.bulk.import_jobs import ImportInput, ImportJob, ImportJobs, new_job_id
-from fhir_server.bulk.loader import BATCH_SIZE, LoadItem, LoadResult, load_batch
+from fhir_server.bulk.loader import BATCH_SIZE, LoadItem, LoadResult, load_batch, prepare
 from fhir_server.bulk.ndjson import is_job_id
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError, InvalidRequest, Issue, NotFound, operation_outcome
@@ -232,31 +234,78 @@ async def run(services: Services, job: ImportJob) -> None:
         await store.fail(job, f"The import stopped at input {job.inputs_done + 1}: {exc}")
 
 
+@dataclass
+class _Batch:
+    """The lines of one batch: the resources to load (type and structure already checked) and the lines that are
+    no resource (their errors), in the order they were read."""
+
+    items: list[LoadItem] = field(default_factory=list)
+    unreadable: list[LoadResult] = field(default_factory=list)
+    last: bool = False
+
+
+async def _batches(services: Services, source: ImportInput) -> AsyncGenerator[_Batch, None]:
+    """The input's lines, parsed and checked (``loader.prepare``) in batches of ``BATCH_SIZE``; the last one may
+    be smaller or empty. Reads and computes, writes nothing: :func:`_load_input` prepares the next batch with it
+    while the current one is stored, and may drop it half-way (a cancelled job). The event loop gets a turn
+    after each line, so the batch being stored goes on as soon as MongoDB answers."""
+    batch = _Batch()
+    async for number, line in import_sources.lines(source.url, services.settings.import_dir):
+        try:
+            item = LoadItem(number, _typed(parse_line(line, services), source.type))
+        except FhirError as exc:
+            batch.unreadable.append(LoadResult(number, issues=list(exc.issues)))
+        else:
+            prepare(item)
+            batch.items.append(item)
+        await asyncio.sleep(0)
+        if len(batch.items) >= BATCH_SIZE:
+            yield batch
+            batch = _Batch()
+    batch.last = True
+    yield batch
+
+
+async def _next(batches: AsyncGenerator[_Batch, None]) -> _Batch:
+    return await anext(batches)
+
+
 async def _load_input(services: Services, store: ImportJobs, job: ImportJob, source: ImportInput) -> None:
+    """Load one input, batch after batch. The next batch is read, parsed and structure-checked by a task of its
+    own while the current one is stored (the server's CPU and MongoDB's work overlap); nothing of it that needs
+    the database starts before the current batch has committed, and its lines are reported after the current
+    batch's, as if read after it."""
     ctx = job.context()
     source.count = source.errors = 0
     name = f"errors-{job.inputs.index(source) + 1}.ndjson"
     files = services.store.files()
     await files.remove([error_file_id(job.id, name)])
     writer = files.writer(error_file_id(job.id, name))
-    async with writer:
-        batch: list[LoadItem] = []
-        last_beat = asyncio.get_running_loop().time()
-        async for number, line in import_sources.lines(source.url, services.settings.import_dir):
-            try:
-                batch.append(LoadItem(number, _typed(parse_line(line, services), source.type)))
-            except FhirError as exc:
-                source.errors += 1
-                await writer.write(error_line(source.url, LoadResult(number, issues=list(exc.issues))))
-            if len(batch) >= BATCH_SIZE:
-                await _flush(ctx, services, source, batch, writer)
-                batch = []
+    batches = _batches(services, source)
+    upcoming: asyncio.Task[_Batch] | None = None
+    try:
+        async with writer:
+            last_beat = asyncio.get_running_loop().time()
+            batch = await anext(batches)
+            while True:
+                if not batch.last:  # read and check the next batch while this one is stored
+                    upcoming = asyncio.create_task(_next(batches))
+                for result in batch.unreadable:
+                    await _report(writer, source, result)
+                await _flush(ctx, services, source, batch.items, writer)
+                if upcoming is None:
+                    break
                 if asyncio.get_running_loop().time() - last_beat >= HEARTBEAT_SECONDS:
                     last_beat = asyncio.get_running_loop().time()
                     if not await store.beat(job, f"input {job.inputs.index(source) + 1} of {len(job.inputs)}: "
                                                  f"{source.count} stored, {source.errors} failed"):
                         raise Cancelled(job.id)
-        await _flush(ctx, services, source, batch, writer)
+                batch, upcoming = await upcoming, None
+    finally:
+        if upcoming is not None:  # stopped early (cancelled, the database gone): drop what was read ahead
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+        await batches.aclose()
     if source.errors:
         source.error_file = name
     else:
@@ -271,11 +320,15 @@ def _typed(resource: Any, expected: str | None) -> Any:
     return resource
 
 
+async def _report(writer: Any, source: ImportInput, result: LoadResult) -> None:
+    source.errors += 1
+    await writer.write(error_line(source.url, result))
+
+
 async def _flush(ctx: RequestContext, services: Services, source: ImportInput, batch: list[LoadItem],
                  writer: Any) -> None:
     for result in await load_batch(ctx, services, batch):
         if result.failed:
-            source.errors += 1
-            await writer.write(error_line(source.url, result))
+            await _report(writer, source, result)
         else:
             source.count += 1

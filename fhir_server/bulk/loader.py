@@ -12,6 +12,11 @@ resource. A resource that fails (400, 422...) is reported with its line and stag
 its batch are stored. Should the batch's commit itself fail for a reason that is not transient (the driver
 re-runs transient ones), each resource of the batch is tried in a transaction of its own, so one resource never
 costs the others.
+
+What needs no database is done ahead (:func:`prepare`: the type, the structure check), so that a caller that
+reads batch N+1 while batch N is in MongoDB (``import_operation``) keeps the server's CPU busy during the other's
+I/O. Everything the store answers (versions, references, centers, the conformance resources in force) is still
+read in the batch's own transaction, after the previous batch committed.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import update
-from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.resources import SUPPORTED_TYPES, check_structure
 from fhir_server.services import Services
 
 BATCH_SIZE = 200  # resources per transaction: large enough for bulk inserts, far below MongoDB's 16 MB limits
@@ -33,10 +38,13 @@ BATCH_SIZE = 200  # resources per transaction: large enough for bulk inserts, fa
 
 @dataclass
 class LoadItem:
-    """One resource to load and where it came from (the line number of its file, 1-based)."""
+    """One resource to load and where it came from (the line number of its file, 1-based). ``prepared``: its
+    type and structure were checked by :func:`prepare` (``refusal``: the error they raised, if any)."""
 
     line: int
     resource: Any
+    prepared: bool = False
+    refusal: FhirError | None = None
 
 
 @dataclass
@@ -64,14 +72,36 @@ def _resource_type(resource: Any) -> str:
     return str(kind)
 
 
-async def _write_one(uow: UnitOfWork, resource: dict[str, Any]) -> tuple[str, bool]:
-    """Create or update ``resource`` as its own interaction would; its ``Type/id`` and whether it was stored."""
-    kind = _resource_type(resource)
+def _update_id(resource: dict[str, Any]) -> str | None:
+    """The id of a resource loaded as an update (update-as-create the first time); None: a create."""
     resource_id = resource.get("id")
-    if isinstance(resource_id, str) and resource_id:
-        result = await update(uow, kind, resource_id, resource)
+    return resource_id if isinstance(resource_id, str) and resource_id else None
+
+
+def prepare(item: LoadItem) -> None:
+    """The checks of :func:`_write_one` that read nothing but the resource, done now: its type and the structure
+    check ``create``/``update`` would run first (a pure function of the content: done early or late, the same
+    answer). Their error is kept for the item's turn, where it is raised before anything else is looked at."""
+    try:
+        kind = _resource_type(item.resource)
+        check_structure(item.resource, kind, _update_id(item.resource))
+    except FhirError as exc:
+        item.refusal = exc
+    item.prepared = True
+
+
+async def _write_one(uow: UnitOfWork, item: LoadItem) -> tuple[str, bool]:
+    """Create or update the item's resource as its own interaction would; its ``Type/id`` and whether it was
+    stored."""
+    if item.refusal is not None:
+        raise item.refusal
+    resource = item.resource
+    kind = _resource_type(resource)
+    resource_id = _update_id(resource)
+    if resource_id is not None:
+        result = await update(uow, kind, resource_id, resource, structure_checked=item.prepared)
     else:
-        result = await create(uow, kind, resource)
+        result = await create(uow, kind, resource, structure_checked=item.prepared)
     assert result.version is not None
     return f"{kind}/{result.version.id}", uow.touched(kind, result.version.id)
 
@@ -110,7 +140,7 @@ async def _batch_work(uow: UnitOfWork, items: list[LoadItem]) -> list[LoadResult
     uow.upcoming = [item.resource for item in items]
     for item in items:
         try:
-            reference, stored = await _write_one(uow, item.resource)
+            reference, stored = await _write_one(uow, item)
         except FhirError as exc:
             results.append(LoadResult(item.line, issues=list(exc.issues)))
             continue
