@@ -158,7 +158,7 @@ class AuditLog:
         try:
             await self.flush()
         except PyMongoError as exc:  # the shutdown goes on; what could not be written is named in the log
-            log.error("%d AuditEvents could not be written at shutdown: %s", len(self._pending), _summary(exc))
+            log.error("%d AuditEvents could not be written at shutdown: %s", self.pending, _summary(exc))
 
 
 def slice_size(pending: Sequence[dict[str, Any]]) -> int:

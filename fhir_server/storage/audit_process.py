@@ -239,16 +239,7 @@ class ProcessAuditLog(AuditLog):
             log.error("The audit writer process ended (%s): its batch is written by a new one", why)
 
     async def close(self) -> None:
-        self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
-        try:
-            await self.flush()
-        except PyMongoError as exc:
-            log.error("%d AuditEvents could not be written at shutdown: %s", self.pending, _summary(exc))
+        await super().close()  # the flusher stopped, what is queued written (through the child)
         if self._child is not None:
             await asyncio.to_thread(self._child.stop)
         await self._here.close()
