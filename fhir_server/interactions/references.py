@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.json_types import reference_strings
+
 RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 _RESTFUL = re.compile(r"^(https?://.+)/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")  # [base]/[type]/[id]
 _VERSIONED = re.compile(r"^(.+)/_history/([A-Za-z0-9\-.]{1,64})$")
@@ -40,19 +42,8 @@ def bundle_reference(reference: str, referrer_full_url: str | None, server_base:
 
 
 def collect_references(node: Any, out: set[str]) -> set[str]:
-    """Every ``Reference.reference`` string in ``node``. Only objects and arrays are descended into: a call per
-    scalar was most of a walk's cost, and walks run several times per resource written."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, str):
-                if key == "reference":
-                    out.add(value)
-            elif isinstance(value, (dict, list)):
-                collect_references(value, out)
-    elif isinstance(node, list):
-        for item in node:
-            if isinstance(item, (dict, list)):
-                collect_references(item, out)
+    """Every ``Reference.reference`` string in ``node``, added to ``out``."""
+    out.update(reference_strings(node))
     return out
 
 

@@ -48,6 +48,7 @@ from typing import Any
 
 from fhir_server.contract import CENTER_SYSTEM
 from fhir_server.errors import Forbidden, NotFound
+from fhir_server.json_types import reference_strings
 from fhir_server.permissions import CONFORMANCE_TYPES, Role
 
 UNASSIGNED = "*"  # of no single center: read only by the roles that read every center
@@ -75,7 +76,7 @@ class Version:
     @cached_property
     def reference_strings(self) -> list[str]:
         """Every ``Reference.reference`` of the content: walked once, the rules read it up to three times."""
-        return _reference_strings(self.resource) if self.resource is not None else []
+        return reference_strings(self.resource) if self.resource is not None else []
 
     @cached_property
     def references(self) -> set[Key]:
@@ -93,7 +94,7 @@ def references(node: Any) -> set[Key]:
     """Every relative literal reference (``Type/id``, also version-specific) in ``node``, contained resources
     included; absolute URLs (another server's), ``#id`` and conditional references name no stored resource
     (a transaction has rewritten its own to ``Type/id`` before storage)."""
-    return _relative_keys(_reference_strings(node))
+    return _relative_keys(reference_strings(node))
 
 
 def _relative_keys(strings: Iterable[str]) -> set[Key]:
@@ -106,23 +107,6 @@ def names_unstored_patient(resource: Mapping[str, Any], reference_strings: Itera
     to inherit, and is not shared either."""
     contained = any(isinstance(r, dict) and r.get("resourceType") == "Patient" for r in resource.get("contained") or [])
     return contained or any("Patient/" in ref and not _RELATIVE.match(ref) for ref in reference_strings)
-
-
-def _reference_strings(node: Any) -> list[str]:
-    found: list[str] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if isinstance(value, str):
-                    if key == "reference":
-                        found.append(value)
-                elif isinstance(value, (dict, list)):  # only containers hold more references
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
 
 
 def needed_keys(versions: Sequence[Version]) -> set[Key]:
