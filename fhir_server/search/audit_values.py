@@ -83,13 +83,33 @@ PATHS: dict[str, tuple[str, Callable[[_Event], Values]]] = {
 # role, the agents' roles...) and its multikey metadata keys made concurrent transactions conflict. The other
 # parameters (action, outcome, subtype, entity-type...) are still searched, as conditions checked on the documents
 # a date, agent, entity or patient condition selects (or by a scan of the trail when a search names none of them).
+# ``patient`` has no index of its own: it is covered by ``entity`` (``COVERING``).
 # (The store adds ``lastUpdated``, ``_id``: the trail in the order it was written.)
 INDEX_SPECS: tuple[IndexSpec, ...] = (
     [(param_path("date", date.LOW), 1), (param_path("date", date.HIGH), 1)],
-    [(reference.path("patient"), 1), ("_id", 1)],
     [(reference.path("entity"), 1), ("_id", 1)],
     [(param_path("agent", reference.IDENTIFIER_VALUE), 1), ("_id", 1)],
 )
+
+# A parameter whose every entry is also an entry of another, indexed one: a search condition on it is ANDed with
+# the same condition on the other (a condition the matching events meet anyway), so that the other's index serves
+# it and it needs no index of its own. ``patient`` selects the Patient references among the agents' ``who`` and
+# the entities' ``what``; ``entity`` selects every entity's ``what``. The events the server records name a
+# patient only as an entity: an agent's ``who`` is a client's identifier or a display, never a Patient
+# (``interactions/audit_event.py``; ``tests/audit/test_audit_index_values.py`` checks every recorded shape), and
+# nobody else writes AuditEvents (405). The ``patient`` index cost every audited search about 0.6 ms of mongod
+# time per 100-patient event (``bench/audit_insert.py``): each patient of the page is one more key.
+COVERING: dict[str, str] = {"patient": "entity"}
+
+
+def covered_by(registry: SearchParameterRegistry, resource_type: str | None, code: str) -> str | None:
+    """The indexed parameter that covers ``code`` of ``resource_type`` (see ``COVERING``), or None. Only while the
+    registry's AuditEvent parameters are the R4 ones this module knows: a redefined ``patient`` or ``entity``
+    could select other values."""
+    if resource_type != "AuditEvent" or code not in COVERING or not _known_registry(registry):
+        return None
+    return COVERING[code]
+
 
 # Resource-level parameters: what they read is never in a recorded event (checked by ``applies``).
 _GENERIC_KEYS = frozenset({"text", "contained"})
@@ -100,7 +120,11 @@ def applies(registry: SearchParameterRegistry, event: Mapping[str, Any]) -> bool
     """Whether :func:`index_values` gives what the generic extraction would for ``event``."""
     if _GENERIC_KEYS & event.keys() or _GENERIC_META & (event.get("meta") or {}).keys():
         return False
-    known = registry.derived("audit-paths", "AuditEvent", lambda: _registry_matches(registry))
+    return _known_registry(registry)
+
+
+def _known_registry(registry: SearchParameterRegistry) -> bool:
+    known: bool = registry.derived("audit-paths", "AuditEvent", lambda: _registry_matches(registry))
     return known
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.errors import InvalidRequest
+from fhir_server.search import audit_values
 from fhir_server.search.index_layout import INDEX_FIELD, SORT_ASCENDING, SORT_DESCENDING, param_path, sort_path
 from fhir_server.search.model import (
     Clause,
@@ -122,6 +123,7 @@ class IncludePlan:
     target_type: str | None
     iterate: bool
     reverse: bool
+    covering: Mapping[str, str] | None = None  # a code's covering parameter (``audit_values.covered_by``)
 
     def targets(self, doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(type, id) referenced by a matched document (``_include``), relative references only."""
@@ -136,7 +138,10 @@ class IncludePlan:
     def reverse_filter(self, refs: Iterable[str]) -> Filter:
         """Filter on ``source_type`` for ``_revinclude``, given the ``Type/id`` of the matches."""
         wanted = sorted(set(refs))
-        return any_of([{reference.path(code): {"$in": wanted}} for code in self.codes])
+        covering = self.covering or {}
+        return any_of([_and([{reference.path(code): {"$in": wanted}},
+                             {reference.path(covering[code]): {"$in": wanted}} if code in covering else {}])
+                       for code in self.codes])
 
 
 @dataclass(frozen=True)
@@ -156,8 +161,9 @@ class CompiledSearch:
 def compile_search(parsed: ParsedSearch, *, expansions: Expansions | None = None,
                    registry: Any = None) -> CompiledSearch:
     """Compile; ``expansions`` must resolve every ``parsed.terminology_requests()``. ``registry`` (optional)
-    expands ``_include=*``/``Source:*`` to the source type's reference parameters."""
-    compiler = _Compiler(parsed, expansions or {})
+    expands ``_include=*``/``Source:*`` to the source type's reference parameters and names the parameters
+    covered by another's index (``audit_values.covered_by``)."""
+    compiler = _Compiler(parsed, expansions or {}, registry)
     terms: list[Filter] = []
     chains: list[ChainJoin] = []
     has: list[HasJoin] = []
@@ -168,6 +174,7 @@ def compile_search(parsed: ParsedSearch, *, expansions: Expansions | None = None
             chains.append(compiler.chain_join(clause))
         else:
             terms.append(compiler.clause_filter(clause))
+            terms.append(compiler.covering_filter(clause))
     includes = tuple(_include_plan(i, registry) for i in parsed.includes)
     return CompiledSearch(parsed.resource_type, _and(terms), compile_sort(parsed), tuple(chains), tuple(has),
                           includes)
@@ -198,7 +205,10 @@ def _include_plan(include: Include, registry: Any) -> IncludePlan:
     if include.param_code == "*" and include.source_type != "*" and registry is not None:
         params = registry.for_type(include.source_type)
         codes = tuple(sorted(c for c, p in params.items() if p.type == "reference" and p.indexed))
-    return IncludePlan(include.source_type, codes, include.target_type, include.iterate, include.reverse)
+    covering = {code: other for code in codes
+                if registry is not None and (other := audit_values.covered_by(registry, include.source_type, code))}
+    return IncludePlan(include.source_type, codes, include.target_type, include.iterate, include.reverse,
+                       covering or None)
 
 
 def _and(terms: list[Filter]) -> Filter:
@@ -209,9 +219,10 @@ def _and(terms: list[Filter]) -> Filter:
 
 
 class _Compiler:
-    def __init__(self, parsed: ParsedSearch, expansions: Expansions) -> None:
+    def __init__(self, parsed: ParsedSearch, expansions: Expansions, registry: Any = None) -> None:
         self.parsed = parsed
         self.expansions = expansions
+        self.registry = registry
         self.now = parsed.now or datetime.now(UTC)
 
     # -- joins ---------------------------------------------------------------------------------------------
@@ -253,6 +264,21 @@ class _Compiler:
             positives = [_and([p, date.implied_sort_bound(code, v, self.now)]) if isinstance(v, DateValue) else p
                          for p, v in zip(positives, clause.values, strict=True)]
         return any_of(positives)
+
+    def covering_filter(self, clause: Clause) -> Filter:
+        """The same condition as ``clause`` on the parameter that covers its own (``audit_values.COVERING``), so
+        that the covering parameter's index serves it; {} when none does or the condition is not positive (a
+        resource without a matching entry matches ``:not`` and ``:missing=true``)."""
+        code = clause.param.code
+        if self.registry is None or clause.modifier == "not" or not clause.values:
+            return {}
+        if isinstance(clause.values[0], MissingValue):
+            return {}
+        covering = audit_values.covered_by(self.registry, self.parsed.resource_type, code)
+        if covering is None:
+            return {}
+        criteria = Criteria(clause.modifier, clause.param.target, self.now)
+        return any_of([self._value_filter(param_path(covering), clause, v, criteria) for v in clause.values])
 
     @staticmethod
     def _missing(code: str, missing: bool) -> Filter:

@@ -67,6 +67,19 @@ async def test_the_entity_and_patient_parameters(auditor: httpx.AsyncClient, his
     assert await found(auditor, history, f"entity=Observation/{history['observation']}") == ["create"]
     assert await found(auditor, history, f"patient=Patient/{patient_id}") == ["create", "create", "read", "update"]
     assert await found(auditor, history, f"patient={patient_id}") == ["create", "create", "read", "update"]
+    assert await found(auditor, history, f"patient:missing=true&entity=Patient/{patient_id}") == []
+
+
+async def test_a_patients_revinclude_finds_its_events(auditor: httpx.AsyncClient, history: dict[str, Any]) -> None:
+    """The same events as ``patient=`` (the trail's ``patient`` is served by the ``entity`` index)."""
+    patient_id = history["patient"]
+    revinclude = parse(await auditor.get(f"/fhir/Patient?_id={patient_id}&_revinclude=AuditEvent:patient"
+                                         "&_count=1000"))
+    client_id = history["agent"].rsplit("|", 1)[1]
+    included = [e["resource"] for e in revinclude["entry"] if e["search"]["mode"] == "include"]
+    assert sorted(e["subtype"][0]["code"] for e in included
+                  if any(a.get("who", {}).get("identifier", {}).get("value") == client_id for a in e["agent"])) == [
+        "create", "create", "read", "update"]
 
 
 async def test_the_action_outcome_type_and_subtype_parameters(auditor: httpx.AsyncClient,

@@ -66,3 +66,10 @@ def test_another_audit_event_parameter_or_element_falls_back_to_the_generic_extr
                              "name": "site", "status": "active", "code": "site", "base": ["AuditEvent"],
                              "type": "token", "expression": "AuditEvent.source.site"})
     assert not audit_values.applies(registry, resource)
+
+
+@pytest.mark.parametrize(("name", "resource"), shapes(), ids=[name for name, _ in shapes()])
+def test_every_patient_of_a_recorded_event_is_also_one_of_its_entities(name: str, resource: dict[str, Any]) -> None:
+    """What ``audit_values.COVERING`` stands on: a search by ``patient`` is served by the ``entity`` index."""
+    values = audit_values.index_values(SearchParameterRegistry.load_default(), resource)
+    assert all(entry in values["entity"] for entry in values.get("patient", ()))

@@ -117,6 +117,34 @@ def test_reference_type_id(registry: SearchParameterRegistry) -> None:
     assert compiled(registry, "Observation", [("subject", "Patient/p1")]).filter == {"sp.subject.r": "Patient/p1"}
 
 
+def test_an_audit_event_patient_condition_is_also_put_on_entity_whose_index_covers_it(
+        registry: SearchParameterRegistry) -> None:
+    """``audit_values.COVERING``: the trail has no ``patient`` index; every patient is also an entity."""
+    assert compiled(registry, "AuditEvent", [("patient", "p1,p2")]).filter == {"$and": [
+        {"$or": [{"sp.patient.r": "Patient/p1"}, {"sp.patient.r": "Patient/p2"}]},
+        {"$or": [{"sp.entity.r": "Patient/p1"}, {"sp.entity.r": "Patient/p2"}]}]}
+    revinclude = compiled(registry, "Patient", [("_revinclude", "AuditEvent:patient")]).includes[0]
+    assert revinclude.reverse_filter(["Patient/p1"]) == {"$and": [{"sp.patient.r": {"$in": ["Patient/p1"]}},
+                                                                  {"sp.entity.r": {"$in": ["Patient/p1"]}}]}
+
+
+def test_a_negated_or_missing_audit_event_patient_condition_is_not_put_on_entity(
+        registry: SearchParameterRegistry) -> None:
+    """An event without a matching patient matches ``:missing=true`` (and ``:not``): nothing is implied of its
+    entities."""
+    assert compiled(registry, "AuditEvent", [("patient:missing", "true")]).filter == {
+        "sp.patient": {"$exists": False}}
+    assert compiled(registry, "Observation", [("patient", "p1")]).filter == {"sp.patient.r": "Patient/p1"}
+
+
+def test_a_redefined_audit_event_parameter_ends_the_covering(registry: SearchParameterRegistry) -> None:
+    """A SearchParameter of the trail's other than R4's may select other values: ``patient`` then stands alone."""
+    registry.add_or_replace({"resourceType": "SearchParameter", "url": "https://example.org/sp/audit-entity",
+                             "name": "entity", "status": "active", "code": "entity", "base": ["AuditEvent"],
+                             "type": "reference", "expression": "AuditEvent.entity.what.where(resolve() is Group)"})
+    assert compiled(registry, "AuditEvent", [("patient", "p1")]).filter == {"sp.patient.r": "Patient/p1"}
+
+
 def test_reference_bare_id_uses_the_single_target_type(registry: SearchParameterRegistry) -> None:
     assert compiled(registry, "Observation", [("patient", "p1")]).filter == {"sp.patient.r": "Patient/p1"}
     assert compiled(registry, "Observation", [("subject", "p1")]).filter == {"sp.subject.i": "p1"}
