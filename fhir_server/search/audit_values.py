@@ -97,8 +97,9 @@ INDEX_SPECS: tuple[IndexSpec, ...] = (
 # the entities' ``what``; ``entity`` selects every entity's ``what``. The events the server records name a
 # patient only as an entity: an agent's ``who`` is a client's identifier or a display, never a Patient
 # (``interactions/audit_event.py``; ``tests/audit/test_audit_index_values.py`` checks every recorded shape), and
-# nobody else writes AuditEvents (405). The ``patient`` index cost every audited search about 0.6 ms of mongod
-# time per 100-patient event (``bench/audit_insert.py``): each patient of the page is one more key.
+# nobody else writes AuditEvents (405). The ``patient`` index cost every audited search about 0.45 ms of mongod
+# CPU per 100-patient event (``bench/audit_writer.py``, bench/README "The audit trail without its patient
+# index"): each patient of the page was one more key.
 COVERING: dict[str, str] = {"patient": "entity"}
 
 
