@@ -92,10 +92,9 @@ def result_entities(result: InteractionResult | OperationResponse) -> list[dict[
         resources: list[Any] = [e.get("resource") for e in body.get("entry") or () if isinstance(e, dict)]
     else:
         resources = [body]
-    for resource in resources:
-        patient = patient_of(resource)
-        if patient is not None:
-            out.append(patient_entity(patient))
+    # each patient once, before its entity is built (a page of 100 Observations often names a patient many times)
+    patients = dict.fromkeys(patient for patient in map(patient_of, resources) if patient is not None)
+    out += map(patient_entity, patients)
     return out
 
 

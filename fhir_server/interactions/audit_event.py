@@ -278,7 +278,8 @@ def patient_of(resource: Any) -> str | None:
         value = resource.get(key)
         reference = value.get("reference") if isinstance(value, dict) else None
         if isinstance(reference, str) and reference.startswith("Patient/"):
-            return "/".join(reference.split("/")[:2])
+            end = reference.find("/", len("Patient/"))  # without a version's ``/_history/n``
+            return reference if end < 0 else reference[:end]
     return None
 
 

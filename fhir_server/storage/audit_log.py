@@ -76,7 +76,8 @@ class AuditLog:
         self.batch_size = batch_size
         self.interval = interval
         self.max_pending = max_pending
-        self._pending: list[dict[str, Any]] = []  # documents, their ``sp`` extracted when written
+        # documents, their ``sp`` extracted when written (``ProcessAuditLog`` queues them as the child's JSON)
+        self._pending: list[Any] = []
         self._full = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -89,14 +90,23 @@ class AuditLog:
 
     def record(self, resource: dict[str, Any], recorded: datetime) -> None:
         """Queue the AuditEvent ``resource`` for the background writer; never waits, never raises."""
+        self._enqueue(audit_document(resource, recorded, None))
+
+    def _enqueue(self, item: Any) -> None:
+        """Queue ``item`` (what this writer's ``flush`` takes: here a document) and wake the writer."""
         if len(self._pending) >= self.max_pending:
             dropped = self._pending.pop(0)
-            log.error("Audit queue full (%d events): AuditEvent %s dropped", self.max_pending, dropped.get("_id"))
-        self._pending.append(audit_document(resource, recorded, None))
+            log.error("Audit queue full (%d events): AuditEvent %s dropped", self.max_pending, self._id_of(dropped))
+        self._pending.append(item)
         if len(self._pending) >= self.batch_size:
             self._full.set()
         if self._flusher is None and not self._closed:
             self._flusher = asyncio.get_running_loop().create_task(self._run(), name="audit-log-flusher")
+
+    @staticmethod
+    def _id_of(item: Any) -> Any:
+        """The id of a queued event (for the log)."""
+        return item.get("_id")
 
     @property
     def pending(self) -> int:

@@ -3,12 +3,12 @@
 The background writer of ``audit_log.py`` runs on the server's event loop: an event's search values, its BSON and
 the driver's insert (about 1 ms of CPU for the event of a 100-result search) delay every request that arrives while
 it works, which is what made a search's p95 cost 25-40 % with the audit trail (bench/README.md, "Tokens and the
-audit trail, one run"). ``ProcessAuditLog`` keeps the queue in the server's process but hands each batch over a pipe
-to a child process, as compact JSON (``pack``: the entities of a search's page as ``[kind, reference]``; orjson),
-and awaits its answer in a thread (the pipe's I/O releases the GIL); the child builds the stored documents,
-extracts their search values (``index``, a module-level function: it crosses the process boundary by name) and
-inserts them in slices, and answers with the positions it could not write. So the loop's share of an event is its
-JSON, and the rest runs on the other core.
+audit trail, one run"). ``ProcessAuditLog`` keeps the queue in the server's process, each event queued as the
+compact JSON the child reads (``pack``: the entities of a search's page as ``[kind, reference]``; orjson), hands
+each batch over a pipe to a child process and awaits its answer in a thread (the pipe's I/O releases the GIL); the
+child builds the stored documents, extracts their search values (``index``, a module-level function: it crosses the
+process boundary by name) and inserts them in slices, and answers with the positions it could not write. So the
+loop's share of an event is its JSON, and the rest runs on the other core.
 
 Nothing is dropped silently: a batch stays queued in the server until the child has answered for it; one the
 child could not write (MongoDB away) is queued again, as the in-loop writer does; if the child dies (killed, out
@@ -38,14 +38,17 @@ import orjson
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from fhir_server.storage.audit_log import EVENT_WEIGHT, AuditLog, _summary, audit_document, slice_size
+from fhir_server.storage.audit_log import AuditLog, _summary, audit_document, slice_size
 from fhir_server.storage.client import CODEC_OPTIONS
 
 log = logging.getLogger(__name__)
 
 Index = Callable[[dict[str, Any]], dict[str, Any]]
-BATCH = 1000  # events per message to the child: the JSON of the largest is a few MB at most
-ENCODE_WEIGHT = 100  # the weight (``audit_log.slice_size``'s) of the events encoded between two yields to requests
+# A message to the child: at most BATCH events and MESSAGE_BYTES of JSON (about 150 events of a 100-result search,
+# whose event is about 7 kB; a read's is about 1 kB), unless its one event is larger. Joining it holds the loop for
+# a copy of that much.
+BATCH = 1000
+MESSAGE_BYTES = 1 << 20
 RESTARTS = 3  # deaths in a row of the child after which this process writes its events itself
 STOP = b""  # the message that ends the child (after the batches before it)
 # The child's niceness (nice(2), added to the server's): when the cores are busy, the requests' work goes first and
@@ -165,10 +168,23 @@ class ProcessAuditLog(AuditLog):
         self._deaths = 0
 
     def record(self, resource: dict[str, Any], recorded: datetime) -> None:
+        """Queue the event as the JSON the child reads (``pack``), made now: the queue then holds one bytes object
+        per event, which the cyclic garbage collector never visits, instead of the hundreds of dicts of a search's
+        event, which lived until the next flush (up to ``interval``), were promoted to the old generation by the
+        young collections meanwhile and made the full collections that pause every request more frequent."""
         if self._child is None or not self._deferred(resource):
             self._here.record(resource, recorded)
             return
-        super().record(resource, recorded)
+        try:
+            packed = orjson.dumps(pack(recorded, resource))
+        except TypeError:  # not JSON (no event the server builds): written by this process
+            self._here.record(resource, recorded)
+            return
+        self._enqueue(packed)
+
+    @staticmethod
+    def _id_of(item: Any) -> Any:
+        return unpack(orjson.loads(item))[0].get("id")
 
     @property
     def pending(self) -> int:
@@ -177,16 +193,13 @@ class ProcessAuditLog(AuditLog):
     async def flush(self) -> None:
         async with self._lock:
             while self._pending and self._child is not None:
-                batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+                size = message_size(self._pending)
+                batch, self._pending = self._pending[:size], self._pending[size:]
                 try:
                     answer = await self._through_child(batch)
                 except ChildGone as exc:
                     self._pending[:0] = batch
                     self._child_died(str(exc))
-                    continue
-                except TypeError:  # not JSON (no event the server builds): written by this process
-                    log.exception("%d AuditEvents could not be sent to the audit writer process", len(batch))
-                    self._write_here(batch)
                     continue
                 except BaseException:  # cancelled: the child may have written part of it (a duplicate is skipped)
                     self._pending[:0] = batch
@@ -202,30 +215,16 @@ class ProcessAuditLog(AuditLog):
                 self._pending = []
         await self._here.flush()
 
-    def _write_here(self, documents: list[dict[str, Any]]) -> None:
-        for document in documents:
-            self._here.record(document["resource"], document["lastUpdated"])
+    def _write_here(self, packed: list[bytes]) -> None:
+        for item in packed:
+            self._here.record(*unpack(orjson.loads(item)))
 
-    async def _through_child(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        message = await self._encode(batch)
+    async def _through_child(self, batch: list[bytes]) -> dict[str, Any]:
+        message = b"[" + b",".join(batch) + b"]"  # the batch as one JSON array of ``pack``'s
         child = self._child
         assert child is not None
         # shielded: a cancelled flush must not leave an answer unread in the pipe (the next batch would take it)
         return await asyncio.shield(asyncio.to_thread(child.exchange, message))
-
-    @staticmethod
-    async def _encode(batch: list[dict[str, Any]]) -> bytes:
-        """The batch as one JSON array of ``pack``'s, letting requests run after every
-        ``ENCODE_WEIGHT`` of events (one event of a 100-result page, about 0.1 ms; or a dozen small ones)."""
-        parts: list[bytes] = []
-        weight = 0
-        for document in batch:
-            parts.append(orjson.dumps(pack(document["lastUpdated"], document["resource"])))
-            weight += EVENT_WEIGHT + len(document["resource"].get("entity") or ())
-            if weight >= ENCODE_WEIGHT:
-                weight = 0
-                await asyncio.sleep(0)
-        return b"[" + b",".join(parts) + b"]"
 
     def _child_died(self, why: str) -> None:
         assert self._child is not None
@@ -243,6 +242,16 @@ class ProcessAuditLog(AuditLog):
         if self._child is not None:
             await asyncio.to_thread(self._child.stop)
         await self._here.close()
+
+
+def message_size(pending: list[bytes]) -> int:
+    """How many of the first ``pending`` events one message carries (``BATCH``, ``MESSAGE_BYTES``; at least one)."""
+    size = 0
+    for count, item in enumerate(pending[:BATCH]):
+        size += len(item)
+        if size > MESSAGE_BYTES and count:
+            return count
+    return min(len(pending), BATCH)
 
 
 # -- what crosses the pipe ----------------------------------------------------------------------------------------

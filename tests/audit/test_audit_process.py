@@ -4,6 +4,7 @@ event the child cannot index as the server would is written by the server itself
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -19,7 +20,17 @@ from fhir_server.interactions.audit_event import Asked, data_entity, event, quer
 from fhir_server.search import audit_values
 from fhir_server.services import Services
 from fhir_server.storage.audit_log import AuditLog
-from fhir_server.storage.audit_process import NICENESS, RESTARTS, ProcessAuditLog, WriterProcess, pack, unpack
+from fhir_server.storage.audit_process import (
+    BATCH,
+    MESSAGE_BYTES,
+    NICENESS,
+    RESTARTS,
+    ProcessAuditLog,
+    WriterProcess,
+    message_size,
+    pack,
+    unpack,
+)
 from fhir_server.storage.documents import now_ms
 from tests.audit.test_audit_writer import BASE, RESEARCHER, search_event
 from tests.conftest import unique
@@ -137,6 +148,60 @@ async def test_a_writer_process_that_cannot_start_leaves_the_writing_to_the_serv
         await log.close()
     assert "could not start" in caplog.text
     assert await stored_ids(collection) == {r["id"] for r in events}
+
+
+def _queue_search_events(log: ProcessAuditLog, count: int) -> list[str]:
+    """Queue ``count`` events of 100-patient pages, built here and dropped by the caller; their ids."""
+    ids = []
+    for _ in range(count):
+        resource = search_event(patients=100)
+        ids.append(resource["id"])
+        log.record(resource, now_ms())
+    return ids
+
+
+async def test_a_queued_event_holds_nothing_the_cyclic_garbage_collector_visits(
+        collection: AsyncCollection, mongo_uri: str) -> None:
+    """An event waits in the queue until the next flush: as dicts, a 100-patient page's hundreds of containers
+    would be promoted to the old generation and make full collections (pauses of every request) more frequent."""
+    log = process_writer(collection, mongo_uri)
+    gc.collect()
+    tracked = len(gc.get_objects())
+    ids = _queue_search_events(log, 20)
+    assert log.pending == 20
+    assert len(gc.get_objects()) - tracked < 200  # the 20 events' dicts and lists were ~100 containers each
+    await log.close()
+    assert await stored_ids(collection) == set(ids)
+    stored = await collection.find_one({"_id": ids[0]})
+    assert stored is not None and len(stored["sp"]["entity"]) == 100
+
+
+async def test_a_full_queue_drops_its_oldest_event_and_names_it(
+        collection: AsyncCollection, mongo_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    log = process_writer(collection, mongo_uri)
+    log.max_pending = 2
+    with caplog.at_level(logging.ERROR):
+        ids = _queue_search_events(log, 3)
+    assert f"AuditEvent {ids[0]} dropped" in caplog.text
+    await log.close()
+    assert await stored_ids(collection) == set(ids[1:])
+
+
+async def test_an_event_that_is_not_json_is_written_by_the_server(collection: AsyncCollection,
+                                                                   mongo_uri: str) -> None:
+    odd = {**search_event(patients=1), "outcomeDesc": b"bytes"}  # no event the server builds
+    log = process_writer(collection, mongo_uri, child=child_index)
+    log.record(odd, now_ms())
+    await log.close()
+    assert [d["sp"] async for d in collection.find({})] == [{"by": "server"}]
+
+
+def test_a_message_to_the_writer_process_holds_at_most_a_megabyte_or_a_batch() -> None:
+    search_sized = [b"x" * 7_000] * 400
+    assert message_size(search_sized) == MESSAGE_BYTES // 7_000  # the one that would pass the limit goes next
+    assert message_size([b"x" * (2 * MESSAGE_BYTES)] * 3) == 1  # an event larger than a message travels alone
+    assert message_size([b"{}"] * (BATCH + 5)) == BATCH
+    assert message_size([b"{}"] * 3) == 3
 
 
 def test_an_event_crosses_the_pipe_unchanged_whatever_its_entities() -> None:
