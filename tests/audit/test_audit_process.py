@@ -25,6 +25,7 @@ from fhir_server.storage.audit_process import (
     MESSAGE_BYTES,
     NICENESS,
     RESTARTS,
+    YOUNG_THRESHOLD,
     ProcessAuditLog,
     WriterProcess,
     message_size,
@@ -44,6 +45,11 @@ def dying_index(resource: dict[str, Any]) -> dict[str, Any]:
 def child_index(resource: dict[str, Any]) -> dict[str, Any]:
     """A child's ``index`` whose values tell who extracted them."""
     return {"by": "child"}
+
+
+def collector_index(resource: dict[str, Any]) -> dict[str, Any]:
+    """A child's ``index`` whose values are the child's garbage-collector settings."""
+    return {"young": gc.get_threshold()[0], "frozen": gc.get_freeze_count()}
 
 
 def here_index(resource: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +200,20 @@ async def test_an_event_that_is_not_json_is_written_by_the_server(collection: As
     log.record(odd, now_ms())
     await log.close()
     assert [d["sp"] async for d in collection.find({})] == [{"by": "server"}]
+
+
+async def test_the_writer_process_collects_its_young_generation_as_rarely_as_the_server(
+        collection: AsyncCollection, mongo_uri: str) -> None:
+    """A batch of search events is tens of thousands of dicts alive until their insert: at CPython's 700 the
+    child's collector traversed each batch again every couple of events (bench/README, "The writer process's
+    collector")."""
+    log = process_writer(collection, mongo_uri, child=collector_index)
+    log.record(search_event(patients=1), now_ms())
+    await log.close()
+    stored = await collection.find_one({})
+    assert stored is not None
+    assert stored["sp"]["young"] == YOUNG_THRESHOLD == 20_000
+    assert stored["sp"]["frozen"] > 0  # what start-up imported is out of the full passes
 
 
 def test_a_message_to_the_writer_process_holds_at_most_a_megabyte_or_a_batch() -> None:
