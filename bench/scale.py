@@ -8,7 +8,8 @@ every resource validated as a create or update of its own, stored in batches). T
 
 * ingest: resources/s of the chunk just loaded (the patients since the previous step);
 * search: p95 of the five queries of ``bench/search.py`` (rows a-e) over HTTP, beside the hand-written PyMongo
-  query, alternating blocks as there;
+  query, alternating blocks as there; each server request's time is kept in the JSON (``server_ms``, in order),
+  and the requests that came first after a block of hand-written queries are printed apart (``after_switch``);
 * ``$registry-report``: median of 7 requests over HTTP (``bench/report.py``);
 * ``$export``: resources/s and the exporting process's peak RSS (``bench/export.py``: a fresh process, so the
   peak is the export's own); its NDJSON files are removed afterwards so they do not count in the next sizes;
@@ -53,6 +54,7 @@ from fhir_server.storage.client import CODEC_OPTIONS
 from fhir_server.storage.files import EXPORT_BUCKET
 
 QUERIES = ("(a)", "(b)", "(c)", "(d)", "(e)")  # the five queries of bench/search.py, without its variants
+BLOCK = 25  # requests per block of ``time_pairs``: server and hand-written queries alternate by blocks
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 3.0
 TARGET_REPORT_MS = 2000.0
@@ -90,12 +92,20 @@ def search_p95(server: Server, db: Any, pseudonyms: list[str], repeat: int, seed
         for name, make, raw in Queries(db, pseudonyms, seed).cases():
             if not name.startswith(QUERIES):
                 continue
-            time_pairs(http, server.base, make, raw, max(5, repeat // 10))  # warm-up
-            served, hand, rows, hand_rows = time_pairs(http, server.base, make, raw, repeat)
+            time_pairs(http, server.base, make, raw, max(5, repeat // 10), BLOCK)  # warm-up
+            served, hand, rows, hand_rows = time_pairs(http, server.base, make, raw, repeat, BLOCK)
             (s50, s95), (h50, h95) = percentiles(served), percentiles(hand)
             out[name] = {"server_p50_ms": s50, "server_p95_ms": s95, "pymongo_p50_ms": h50, "pymongo_p95_ms": h95,
-                         "ratio_p95": s95 / h95, "rows": rows, "pymongo_rows": hand_rows}
+                         "ratio_p95": s95 / h95, "rows": rows, "pymongo_rows": hand_rows,
+                         "server_ms": [round(ms, 2) for ms in served]}
     return out
+
+
+def after_switch(samples: list[float]) -> tuple[list[float], list[float]]:
+    """The server's requests that came first after a block of hand-written queries, and the others: a tail
+    made of the first ones is what the hand-written query left behind (its pages in mongod's cache, its CPU)."""
+    first = [ms for i, ms in enumerate(samples) if i % BLOCK == 0]
+    return first, [ms for i, ms in enumerate(samples) if i % BLOCK]
 
 
 async def report_ms(server: Server) -> float:
@@ -134,6 +144,10 @@ def print_step(row: dict[str, Any]) -> None:
     for name, q in row["search"].items():
         print(f"{name:44} {q['server_p95_ms']:8.1f}ms {q['pymongo_p95_ms']:9.1f}ms {q['ratio_p95']:5.1f}x  "
               f"{q['rows']}/{q['pymongo_rows']}")
+        if q.get("server_ms"):  # (a run recorded before the samples were kept has none)
+            first, others = after_switch(q["server_ms"])
+            print(f"{'':44} first after a switch: {', '.join(f'{ms:.1f}' for ms in first)} ms; the others: "
+                  "p50 {:.1f}, p95 {:.1f} ms".format(*percentiles(others)))
     print(f"report  : $registry-report median {row['report_ms']:.0f} ms")
     print(f"export  : {row['export_rate']:.0f} resources/s ({row['export_resources']} in "
           f"{row['export_seconds']:.1f} s), RSS {row['export_rss_before_mb']:.0f} MB before, "
