@@ -48,7 +48,8 @@ from fhir_server.storage.audit_log import AuditLog
 from fhir_server.storage.audit_process import ProcessAuditLog
 from fhir_server.storage.client import CODEC_OPTIONS
 
-ROWS = "a,b,c,d,e"  # the rows of bench/search.py timed by default (``--rows``; ``0`` is its floor, a request of no result)
+# the rows of bench/search.py timed by default (``--rows``; ``0`` is its floor, a request of no result)
+ROWS = "a,b,c,d,e"
 # (name, tokens, audit trail), in the order each round runs them
 SETTINGS = (("neither", False, False), ("tokens", True, False), ("tokens+audit", True, True))
 
