@@ -6,7 +6,7 @@ The codec remembers the Decimals by their 16 bytes; this compares it with bson's
 The stored documents of N synthetic registry patients (``bench/search.py``'s ``stored_writes``: exactly what the
 server stores, current versions), encoded to BSON once, then decoded with each codec, interleaved; CPU time
 (``time.process_time``), the lowest of ``--rounds`` passes, each pass starting with an empty memory as a fresh
-process does, under the server's garbage-collector settings (``api.app.settle_heap``: the passes' cost depends on
+process does, under the server's garbage-collector settings (``heap.settle_heap``: the passes' cost depends on
 them more than on anything else here). No mongod: only the decoding is measured.
 
     .venv/bin/python bench/decode.py --patients 5000
@@ -26,7 +26,7 @@ from bson.codec_options import CodecOptions, TypeRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.search import stored_centers, stored_writes
-from fhir_server.api.app import settle_heap
+from fhir_server.heap import settle_heap
 from fhir_server.search.registry import SearchParameterRegistry
 from fhir_server.storage import client
 

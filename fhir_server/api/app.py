@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from fhir_server.api.smart import router as smart_router
 from fhir_server.bootstrap import start_services
 from fhir_server.bulk.operation import sweep as sweep_exports
 from fhir_server.bulk.runner import stop_all as stop_exports
+from fhir_server.heap import settle_heap
 from fhir_server.logs import configure as configure_logging
 from fhir_server.security.modes import check_auth_settings
 from fhir_server.services import Services
@@ -88,26 +88,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(report_router)
     app.include_router(router)  # last: its catch-all under /fhir would shadow any route included after it
     return app
-
-
-# The young generation's threshold (CPython's default: 700 allocations of containers net of deallocations). A
-# registry transaction Bundle allocates tens of thousands of short-lived dicts and lists (parsed entries, index
-# values, validation nodes, BSON): at 700 it ran ~2.4 collections of generation 0 per Bundle and one of
-# generation 1 per ~7 Bundles, each traversing objects still alive mid-request, ~0.07 ms of CPU per resource
-# written (bench/README.md, "Transaction ingest, server CPU per resource"). At 20,000 most of them are freed by
-# their reference counts before any collection looks at them; cyclic garbage waits for at most 20,000 more
-# allocations (a few MB) before it is collected.
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def settle_heap() -> None:
-    """After start-up: what start-up built lives as long as the process, so keep it out of the cyclic
-    collector's full passes (measured with bench/search.py: full collections of them were 40 ms pauses at the
-    p95 of searches), and collect the young generation less often (``GC_YOUNG_THRESHOLD``)."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def _sweep_forever(services: Services) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -39,6 +38,7 @@ import orjson
 from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from fhir_server.heap import settle_heap
 from fhir_server.storage.audit_log import AuditLog, _summary, audit_document, slice_size
 from fhir_server.storage.client import CODEC_OPTIONS
 
@@ -55,13 +55,6 @@ STOP = b""  # the message that ends the child (after the batches before it)
 # The child's niceness (nice(2), added to the server's): when the cores are busy, the requests' work goes first and
 # the trail's catches up in the gaps (weight 335 against 1024: a third of a contended core, far more than it needs)
 NICENESS = 5
-# The child's young-generation threshold (CPython's default: 700 containers allocated net of deallocations). A batch
-# of search events is tens of thousands of dicts (each event's 100 entities, their search values), alive from
-# parsing to insert: at 700 the collector ran a young pass every couple of events, each traversing the batch built
-# so far, and promoted it to the older generations, whose passes then traversed it again. The documents are trees
-# (no cycles): at 20,000, as the server's own setting (``api.app.settle_heap``), a batch is mostly freed by its
-# reference counts before any pass sees it.
-YOUNG_THRESHOLD = 20_000
 
 
 @dataclass(frozen=True)
@@ -315,9 +308,10 @@ def serve(pipe: Connection, uri: str, database: str, collection: str, index: Ind
     for ending in (signal.SIGINT, signal.SIGTERM):
         signal.signal(ending, signal.SIG_IGN)
     os.nice(NICENESS)
-    gc.collect()
-    gc.freeze()  # what start-up imported lives as long as the process: out of the full passes
-    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    # a batch of search events is tens of thousands of dicts (each event's entities, their search values) alive from
+    # parsing to insert: at CPython's young threshold the collector traversed the batch built so far every couple
+    # of events and promoted it to the older generations (bench/README, "The audit trail's fixed costs")
+    settle_heap()
     client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry,
                                            w="majority", retryWrites=True)
     target = client[database][collection]

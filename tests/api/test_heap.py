@@ -1,10 +1,10 @@
-"""The process's heap after start-up (``api.app.settle_heap``, run by the app's lifespan)."""
+"""The process's heap after start-up (``heap.settle_heap``, run by the app's lifespan)."""
 
 from __future__ import annotations
 
 import gc
 
-from fhir_server.api.app import GC_YOUNG_THRESHOLD, settle_heap
+from fhir_server.heap import GC_YOUNG_THRESHOLD, settle_heap
 
 
 def test_after_start_up_its_objects_are_frozen_and_the_young_generation_is_collected_less_often() -> None:
