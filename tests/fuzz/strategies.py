@@ -384,6 +384,10 @@ def _mutate_arrayness(draw: st.DrawFn, resource: dict[str, Any], places: list[Lo
 def _mutate_missing(draw: st.DrawFn, resource: dict[str, Any], places: list[Location]) -> Mutation:
     place = draw(st.sampled_from([p for p in places if p.element.min > 0]))
     del place.owner[place.element.name]
+    if not place.owner:
+        # The element was its object's only one: the object is now empty, which json.html forbids, and that is
+        # the error a careful server names first (Procedure.note[0], not Procedure.note[0].text).
+        return Mutation("missing required element", resource, place.owner_path)
     name = place.element.choice or place.element.name
     return Mutation("missing required element", resource, f"{place.owner_path}.{name}")
 
