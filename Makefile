@@ -39,7 +39,7 @@ reliability-short: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check fhir_server tests bench scripts reliability
-	$(BIN)/mypy fhir_server
+	$(BIN)/mypy fhir_server bench scripts reliability
 	$(BIN)/lint-imports --no-logo
 
 ig: $(STAMP)

@@ -214,6 +214,7 @@ def main() -> None:
     variants = [v for v in variants if only is None or v[0] in only]
     results: dict[str, list[float]] = defaultdict(list)
     with temporary_node(cache_gb=2.0, prefix="ifp-bench-") as node:
+        assert node.process is not None, "temporary_node returns a started mongod"
         for _ in range(args.rounds):
             for name, indexes, write in variants:
                 bundles = stored_documents(make_bundles(args.patients, seed=2008))  # fresh ids every run

@@ -310,8 +310,8 @@ def bench_queries(uri: str, db_name: str, server: Server, pseudonyms: list[str],
             if only and name[1:name.index(")")] not in only.split(","):
                 continue
             time_pairs(http, base, make, raw, max(5, repeat // 10))  # warm-up
-            server, hand, rows, hand_rows = time_pairs(http, base, make, raw, repeat)
-            (s50, s95), (h50, h95) = percentiles(server), percentiles(hand)
+            served, hand, rows, hand_rows = time_pairs(http, base, make, raw, repeat)
+            (s50, s95), (h50, h95) = percentiles(served), percentiles(hand)
             print(f"{name:44} {s50:8.1f}ms {s95:5.1f}ms   {h50:9.1f}ms {h95:5.1f}ms   {s95 / h95:8.1f}x  "
                   f"{rows}/{hand_rows}")
     client.close()

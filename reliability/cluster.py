@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -21,6 +22,7 @@ class ReplicaMember(LocalMongod):
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        client: MongoClient[dict[str, Any]]
         with MongoClient(f"mongodb://127.0.0.1:{self.port}/?directConnection=true",
                          serverSelectionTimeoutMS=500) as client:
             while True:

@@ -184,7 +184,8 @@ def run(step: Step, clone: Path, port: int, env: dict[str, str]) -> bool:
                           text=True, timeout=300)
     if saved.exists():
         env.clear()
-        env.update(item.split("=", 1) for item in saved.read_text().split("\0") if "=" in item)
+        env.update({key: value for key, sep, value in (item.partition("=") for item in saved.read_text().split("\0"))
+                    if sep})
     for text in (done.stdout.rstrip(), done.stderr.rstrip()):  # curl's status is on stderr: shown after any body
         if text:
             print(text if len(text) < 1500 else text[:1500] + " ...", flush=True)
