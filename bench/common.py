@@ -40,14 +40,25 @@ def add_auth_argument(parser: argparse.ArgumentParser) -> None:
                         help="issue #11 item 14, in one run: two servers on the same database, the default "
                              "settings (tokens + audit trail) and FHIR_AUTH_MODE=none with FHIR_AUDIT_ENABLED=false, "
                              "alternating blocks of work between them; prints both and the cost in %%")
+    parser.add_argument("--audit", choices=["on", "off"], default="on",
+                        help="with --compare-auth, the audit trail of the server with tokens (off: what the tokens "
+                             "alone cost)")
 
 
 @contextmanager
-def guarded_and_plain(uri: str, db: str, workers: int | None = None) -> Iterator[tuple[Server, Server]]:
-    """The two servers of ``--compare-auth`` on one database: tokens + audit trail (the defaults), and neither."""
-    with fhir_server(uri, db, workers, auth=True, extra_env={"FHIR_AUDIT_ENABLED": "true"}) as guarded, \
+def guarded_and_plain(uri: str, db: str, workers: int | None = None, *,
+                      audit: bool = True) -> Iterator[tuple[Server, Server]]:
+    """The two servers of ``--compare-auth`` on one database: tokens + audit trail (the defaults; tokens alone
+    without ``audit``), and neither."""
+    trail = "true" if audit else "false"
+    with fhir_server(uri, db, workers, auth=True, extra_env={"FHIR_AUDIT_ENABLED": trail}) as guarded, \
             fhir_server(uri, db, workers, auth=False, extra_env={"FHIR_AUDIT_ENABLED": "false"}) as plain:
         yield guarded, plain
+
+
+def guarded_label(args: argparse.Namespace) -> str:
+    """What the guarded server of ``--compare-auth`` runs with (``--audit``)."""
+    return "tokens + audit trail" if args.audit == "on" else "tokens alone"
 
 
 @dataclass(frozen=True)

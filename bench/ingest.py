@@ -8,7 +8,8 @@ collection, same concurrency) in the same run, and their ratio.
 
 ``--compare-auth`` (issue #11 item 14): instead of the PyMongo side, two servers on the same database, the default
 settings (tokens + audit trail) and ``FHIR_AUTH_MODE=none`` + ``FHIR_AUDIT_ENABLED=false``, given alternating
-blocks of ``--block`` Bundles; prints the resources/s of both and the cost in %.
+blocks of ``--block`` Bundles; prints the resources/s of both and the cost in %. ``--audit off``: the first server
+without its audit trail (what the tokens alone cost).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Server, add_auth_argument, fhir_server, guarded_and_plain, mongod, percent_over
+from bench.common import (
+    Server,
+    add_auth_argument,
+    fhir_server,
+    guarded_and_plain,
+    guarded_label,
+    mongod,
+    percent_over,
+)
 from fhir_server import fhirjson
 from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -96,11 +105,11 @@ async def alternating(servers: list[Server], bundles: list[dict[str, Any]], clie
 
 
 def compare_auth(uri: str, db: str, args: argparse.Namespace, bundles: list[dict[str, Any]]) -> None:
-    with guarded_and_plain(uri, db, args.workers) as (guarded, plain):
+    with guarded_and_plain(uri, db, args.workers, audit=args.audit == "on") as (guarded, plain):
         ((g_res, g_s), (p_res, p_s)) = asyncio.run(alternating([guarded, plain], bundles, args.clients,
                                                                 args.block, warm_up=2))
     guarded_rate, plain_rate = g_res / g_s, p_res / p_s
-    print(f"tokens + audit trail: {guarded_rate:8.0f} resources/s  ({g_res} in {g_s:.1f} s)")
+    print(f"{guarded_label(args):20}: {guarded_rate:8.0f} resources/s  ({g_res} in {g_s:.1f} s)")
     print(f"neither             : {plain_rate:8.0f} resources/s  ({p_res} in {p_s:.1f} s)")
     print(f"cost                : {percent_over(plain_rate, guarded_rate):+.1f} % (time per resource)")
 

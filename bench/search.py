@@ -19,7 +19,8 @@ then the server's indexes (``SearchParameterRegistry.index_specs``) built once. 
 
 ``--compare-auth`` (issue #11 item 14): two servers on the same database, the default settings (tokens + audit
 trail) and ``FHIR_AUTH_MODE=none`` + ``FHIR_AUDIT_ENABLED=false``, each query against both in alternating blocks of
-25 requests; prints p50/p95 of both and the cost in % (no hand-written side).
+25 requests; prints p50/p95 of both and the cost in % (no hand-written side). With ``--audit off`` the first server
+has tokens but no audit trail: what the tokens alone cost.
 
 ``--rows a,d,d-`` times only those rows (the tag in each row's parentheses). ``--extract`` only runs the
 index-extraction micro-benchmark (µs per resource over registry_cohort(200)).
@@ -46,7 +47,16 @@ from pymongo import MongoClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import AuthCost, Server, add_auth_argument, fhir_server, guarded_and_plain, mongod, percentiles
+from bench.common import (
+    AuthCost,
+    Server,
+    add_auth_argument,
+    fhir_server,
+    guarded_and_plain,
+    guarded_label,
+    mongod,
+    percentiles,
+)
 from fhir_server.bootstrap import search_indexes
 from fhir_server.interactions.versioning import stamp
 from fhir_server.permissions import Role
@@ -335,11 +345,11 @@ def time_alternating(clients: list[tuple[httpx.Client, str]], make: Callable[[],
 
 
 def bench_compare(uri: str, db_name: str, guarded: Server, plain: Server, pseudonyms: list[str], repeat: int,
-                  seed: int, only: str | None = None) -> None:
+                  seed: int, only: str | None = None, label: str = "tokens + audit trail") -> None:
     """Each query against both servers of ``--compare-auth``, interleaved; p50/p95 of both and the cost."""
     client: MongoClient[Any] = MongoClient(uri, tz_aware=True, type_registry=CODEC_OPTIONS.type_registry)
     queries = Queries(client[db_name], pseudonyms, seed)
-    print("one run: tokens + audit trail (default settings) vs FHIR_AUTH_MODE=none + FHIR_AUDIT_ENABLED=false")
+    print(f"one run: {label} vs FHIR_AUTH_MODE=none + FHIR_AUDIT_ENABLED=false")
     print(f"{'query':44} {'guarded p50':>11} {'p95':>7}   {'plain p50':>9} {'p95':>7}   {'cost p50':>8} {'p95':>6}")
     headers = {"Accept": "application/fhir+json"}
     with httpx.Client(timeout=60, headers=headers, auth=guarded.auth) as with_tokens, \
@@ -358,8 +368,9 @@ def bench_compare(uri: str, db_name: str, guarded: Server, plain: Server, pseudo
 def serve_and_bench(uri: str, db_name: str, args: argparse.Namespace, pseudonyms: list[str]) -> None:
     """The server(s) of ``args`` on ``db_name`` and the queries against them."""
     if args.compare_auth:
-        with guarded_and_plain(uri, db_name, args.workers) as (guarded, plain):
-            bench_compare(uri, db_name, guarded, plain, pseudonyms, args.repeat, args.seed, args.rows)
+        with guarded_and_plain(uri, db_name, args.workers, audit=args.audit == "on") as (guarded, plain):
+            bench_compare(uri, db_name, guarded, plain, pseudonyms, args.repeat, args.seed, args.rows,
+                          guarded_label(args))
         return
     with fhir_server(uri, db_name, args.workers, auth=args.auth) as server:
         bench_queries(uri, db_name, server, pseudonyms, args.repeat, args.seed, args.rows)

@@ -3,9 +3,11 @@ item 14: what tokens and the audit trail cost, both servers timed in the same ru
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from bench.common import AuthCost, percent_over
+from bench.common import AuthCost, add_auth_argument, guarded_label, percent_over
 
 
 def test_the_cost_is_the_guarded_time_over_the_plain_time_in_percent() -> None:
@@ -25,3 +27,10 @@ def test_the_cost_of_each_percentile_compares_the_same_percentile_of_both_server
 def test_a_rate_is_compared_the_other_way_round() -> None:
     guarded_rate, plain_rate = 900.0, 1000.0  # resources/s: fewer is the cost
     assert percent_over(plain_rate, guarded_rate) == pytest.approx(100 / 9)
+
+
+def test_audit_off_compares_the_tokens_alone() -> None:
+    parser = argparse.ArgumentParser()
+    add_auth_argument(parser)
+    assert guarded_label(parser.parse_args(["--compare-auth"])) == "tokens + audit trail"
+    assert guarded_label(parser.parse_args(["--compare-auth", "--audit", "off"])) == "tokens alone"
