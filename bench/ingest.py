@@ -29,15 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
-    Server,
-    add_auth_argument,
-    fhir_server,
-    guarded_and_plain,
-    guarded_label,
-    mongod,
-    percent_over,
-)
+from bench.common import Server, add_auth_argument, fhir_server, guarded_and_plain, guarded_label, mongod, percent_over
 from fhir_server import fhirjson
 from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
