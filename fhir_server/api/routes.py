@@ -14,6 +14,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
@@ -24,7 +25,7 @@ from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
 from fhir_server.interactions import audit_event
-from fhir_server.interactions.dispatch import dispatch
+from fhir_server.interactions.dispatch import AfterResponse, dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.operations import OperationResponse
@@ -56,7 +57,12 @@ async def fhir_api(request: Request) -> Response:
         ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
         fhir_request = await _parse(request, path, query, body, negotiate)
         request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
-        return render(ctx, fhir_request, await dispatch(ctx, services, fhir_request))
+        after_response: AfterResponse = []
+        result = await dispatch(ctx, services, fhir_request, after_response=after_response)
+        response = render(ctx, fhir_request, result)
+        if after_response:  # a read's AuditEvent, built once the client has its answer (run after the body is sent)
+            response.background = BackgroundTask(_run_each, after_response)
+        return response
     except Exception as exc:  # refused before dispatch (no identity 401, unknown URL, 405, 406, 413, 415): audited too
         audit_event.record_failure(ctx, services, audit_event.Asked.raw(request.method, path, query), exc,
                                    base_url=base_url(request, services.settings))
@@ -67,6 +73,13 @@ async def fhir_api(request: Request) -> Response:
 # sub-response, parameter models) is not needed; routing, the error handlers and the middleware are the same.
 for _path in ("", "/{path:path}"):
     router.add_route(router.prefix + _path, fhir_api, methods=_METHODS)  # the prefix is not applied to these
+
+
+async def _run_each(work: AfterResponse) -> None:
+    """Run in the event loop's thread (a plain function would go to Starlette's thread pool: the audit queue is the
+    loop's)."""
+    for step in work:
+        step()
 
 
 async def _parse(request: Request, path: str, query: str, body: HttpBody | None,

@@ -315,3 +315,29 @@ async def test_a_search_names_each_patient_of_its_page_once_with_the_balp_codes(
         assert [e["id"] for e in await events(auditor, f"{found_by}&agent:identifier={CLIENT_SYSTEM}|{reader.id}")] \
             == [search["id"]], found_by
     check_structure(search)
+
+
+async def test_a_reads_event_is_queued_once_its_response_is_sent(audit_services: Services) -> None:
+    """A read's event is built after the response's body has gone to the client (the client does not wait for it),
+    and before the request ends (a clean shutdown, which waits for requests, still writes it)."""
+    reader = a_client(Role.RESEARCHER)
+    assert audit_services.audit_log is not None
+    log = audit_services.audit_log
+    app = create_app(audit_services.settings, audit_services, authenticator=FixedCaller(reader))
+    pending_at_body: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            pending_at_body.append(log.pending)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/fhir/Patient", "raw_path": b"/fhir/Patient", "query_string": b"_count=1", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"accept", FHIR_JSON.encode())], "client": ("127.0.0.1", 5),
+             "server": ("testserver", 80)}
+    before = log.pending
+    await app(scope, receive, send)
+    assert pending_at_body == [before]  # not yet queued while the body went out
+    assert log.pending == before + 1  # queued before the request ended
