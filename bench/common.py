@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
+from pymongo import IndexModel
 
 from fhir_server.permissions import Role
 from fhir_server.security.client import BackendServicesAuth
@@ -160,3 +161,16 @@ def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     p50 = statistics.median(ordered)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return p50, p95
+
+
+async def copy_indexes(source: Any, target: Any, collections: set[str]) -> None:
+    """Create on ``target`` the indexes ``source`` (the server's database) has on ``collections``: the raw side
+    then maintains the same search, history and center indexes as the server's writes do."""
+    for name in collections:
+        models = []
+        async for spec in await source[name].list_indexes():
+            options = {k: v for k, v in spec.items() if k not in ("v", "key", "ns")}
+            if options.get("name") != "_id_":
+                models.append(IndexModel(list(spec["key"].items()), **options))
+        if models:
+            await target[name].create_indexes(models)

@@ -2,7 +2,9 @@
 
 Prints resources/s through the server (HTTP, validation, index extraction, one MongoDB transaction per
 Bundle) and through raw PyMongo (the same stored documents, one transaction per Bundle with one insert per
-collection, same concurrency) in the same run, and their ratio.
+collection, same concurrency) in the same run, and their ratio; then the raw side once more into collections
+carrying the indexes the server's own collections have (issue #14 item 1: the raw side alone maintains none, so
+this second figure shows what the index maintenance costs), and the server's ratio to that.
 
     .venv/bin/python bench/ingest.py --patients 2000 --clients 8
 
@@ -29,7 +31,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Server, add_auth_argument, fhir_server, guarded_and_plain, guarded_label, mongod, percent_over
+from bench.common import (
+    Server,
+    add_auth_argument,
+    copy_indexes,
+    fhir_server,
+    guarded_and_plain,
+    guarded_label,
+    mongod,
+    percent_over,
+)
 from fhir_server import fhirjson
 from fhir_server.permissions import Role
 from fhir_server.search import SearchParameterRegistry, extract_index_values
@@ -122,7 +133,10 @@ def stored_documents(bundles: list[dict[str, Any]]) -> list[list[ResourceWrite]]
     return out
 
 
-async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[ResourceWrite]], clients: int) -> float:
+async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[ResourceWrite]], clients: int,
+                          indexes_from: str | None = None) -> float:
+    """Seconds to write ``per_bundle`` as one transaction each, ``clients`` at a time; into collections with the
+    indexes of the database ``indexes_from`` when it is given, else with ``_id`` only."""
     client = connect(uri)
     db = client[db_name]
     from pymongo.read_concern import ReadConcern
@@ -144,8 +158,11 @@ async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[Resource
         async with client.start_session() as session:
             await session.with_transaction(txn, read_concern=ReadConcern("snapshot"), write_concern=MAJORITY)
 
-    for kind in {w.type for ws in per_bundle for w in ws} | {"history"}:
+    collections = {w.type for ws in per_bundle for w in ws} | {"history"}
+    for kind in collections:
         await db.create_collection(kind)
+    if indexes_from:
+        await copy_indexes(client[indexes_from], db, collections)
     try:
         return await run_clients(per_bundle, clients, insert)
     finally:
@@ -178,10 +195,13 @@ def main() -> None:
         with fhir_server(uri, db, args.workers, auth=args.auth) as server:
             server_s = asyncio.run(through_server(server, bundles, args.clients))
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(bundles), args.clients))
-    server_rate, raw_rate = resources / server_s, resources / raw_s
+        indexed_s = asyncio.run(through_pymongo(uri, db + "_rawix", stored_documents(bundles), args.clients, db))
+    server_rate, raw_rate, indexed_rate = resources / server_s, resources / raw_s, resources / indexed_s
     print(f"server : {server_rate:8.0f} resources/s  ({server_s:.1f} s, {args.patients / server_s:.0f} Bundles/s)")
     print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
     print(f"ratio  : server = {server_rate / raw_rate:.2f} x raw PyMongo")
+    print(f"pymongo with the server's indexes: {indexed_rate:8.0f} resources/s  ({indexed_s:.1f} s); "
+          f"server = {server_rate / indexed_rate:.2f} x that")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Server, add_auth_argument, fhir_server, mongod
+from bench.common import Server, add_auth_argument, copy_indexes, fhir_server, mongod
 from bench.search import stored_centers
 from fhir_server import fhirjson
 from fhir_server.bulk.loader import BATCH_SIZE
@@ -126,21 +126,6 @@ def stored_documents(resources: list[dict[str, Any]]) -> list[ResourceWrite]:
     at = now_ms()
     return [ResourceWrite(r["resourceType"], r["id"], 1, at, "PUT", r, extract_index_values(registry, r))
             for r in resources]
-
-
-async def copy_indexes(source: Any, target: Any, collections: set[str]) -> None:
-    """Create on ``target`` the indexes ``source`` (the server's database) has on ``collections``: the raw side
-    then maintains the same search, history and center indexes as the server's writes do."""
-    from pymongo import IndexModel
-
-    for name in collections:
-        models = []
-        async for spec in await source[name].list_indexes():
-            options = {k: v for k, v in spec.items() if k not in ("v", "key", "ns")}
-            if options.get("name") != "_id_":
-                models.append(IndexModel(list(spec["key"].items()), **options))
-        if models:
-            await target[name].create_indexes(models)
 
 
 async def through_pymongo(uri: str, db_name: str, writes: list[ResourceWrite], indexes_from: str | None = None
