@@ -37,6 +37,7 @@ from fhir_server.reports.pipeline import ROW_DEFINITION, report_pipeline
 from fhir_server.reports.terminology import report_codes
 from fhir_server.search import SearchParameterRegistry
 from fhir_server.storage.aggregation import guarded
+from fhir_server.storage.report_rows import PendingRows
 from fhir_server.storage.store import ResourceStore
 
 
@@ -114,7 +115,7 @@ async def _time_refresh(store: ResourceStore, n: int, mongod_pid: int) -> None:
 
 
 async def _refresh(store: ResourceStore, ids: list[str], session: Any) -> None:
-    await store.report_rows.refresh(ids, session)
+    await store.report_rows.refresh(PendingRows(set(ids)), session)  # stored patients: rows from the collections
 
 
 def _cpu_of(pid: int) -> float:

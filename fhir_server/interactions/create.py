@@ -6,7 +6,7 @@ from typing import Any
 
 from fhir_server.errors import PreconditionFailed
 from fhir_server.interactions.result import InteractionResult
-from fhir_server.interactions.unit_of_work import UnitOfWork, new_id
+from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.write import stage_version
 from fhir_server.resources import check_structure
 from fhir_server.storage.documents import StoredVersion
@@ -26,7 +26,7 @@ async def create(uow: UnitOfWork, resource_type: str, resource: dict[str, Any], 
     """
     if not structure_checked:
         check_structure(resource, resource_type)
-    resource_id = assigned_id or new_id()
+    resource_id = assigned_id or uow.mint_id()
     if if_none_exist:
         existing = matches if matches is not None else await uow.matches(resource_type, if_none_exist)
         if len(existing) > 1:

@@ -24,6 +24,7 @@ from fhir_server.interactions.search import find_matching
 from fhir_server.resources import CONFORMANCE_TYPES
 from fhir_server.services import Services
 from fhir_server.storage.documents import ResourceWrite, StoredVersion, now_ms
+from fhir_server.storage.report_rows import PendingRows
 from fhir_server.storage.store import DbSession, ResourceStore, stored_center
 
 T = TypeVar("T")
@@ -66,7 +67,8 @@ class UnitOfWork:
         self._about: dict[str, dict[str, None]] = {}
         self._centers: dict[tuple[str, str], str | None] = {}  # of current documents read in this transaction
         self._flushed: set[tuple[str, str]] = set()  # resources this unit of work has written to the store
-        self._report_patients: set[str] = set()  # Patients whose report rows its writes may change
+        self._report_rows = PendingRows()  # what its writes leave for the report rows (storage/report_rows.py)
+        self._minted: set[str] = set()  # ids it made up for the resources it creates (``mint_id``)
         self.conformance_checked = False
         # the conformance epoch as read in this transaction by a command that had to run anyway (a Bundle's
         # ifNoneExist lookups), so the validator's check of it needs no read of its own; dropped when a flush of
@@ -192,6 +194,13 @@ class UnitOfWork:
             self.last_updated = previous.last_updated + _ONE_MS
         return self.last_updated
 
+    def mint_id(self) -> str:
+        """A new id for a resource this unit of work creates. Nothing stored before can name it (a random UUID), which
+        lets the report row of a Patient so created be made from this unit of work's own writes."""
+        minted = new_id()
+        self._minted.add(minted)
+        return minted
+
     def touched(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._staged
 
@@ -218,7 +227,7 @@ class UnitOfWork:
             # a center read before an earlier flush of this unit of work wrote the resource may have changed since:
             # read it again (what this flush writes is not stored yet: the rules read the stored version's)
             known = {key: center for key, center in self._centers.items() if key not in self._flushed}
-            self._report_patients |= await self.store.apply(self.ctx, writes, self.session, claims, known)
+            self._report_rows.merge(await self.store.apply(self.ctx, writes, self.session, claims, known))
             self._flushed.update((w.type, w.id) for w in writes)
             if any(w.type in CONFORMANCE_TYPES for w in writes):
                 await bump_epoch(self.store, self.session)
@@ -230,8 +239,8 @@ class UnitOfWork:
     async def refresh_report_rows(self) -> None:
         """Recompute the report row of each Patient the flushed writes touched, once per unit of work (after its
         last flush, in its transaction: ``storage/report_rows.py``)."""
-        patients, self._report_patients = self._report_patients, set()
-        await self.store.report_rows.refresh(patients, self.session)
+        pending, self._report_rows = self._report_rows, PendingRows()
+        await self.store.report_rows.refresh(pending, self.session, self._minted)
 
     def staged_writes(self) -> list[ResourceWrite]:
         return list(self._staged.values())

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -33,11 +34,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from fhir_server.storage.aggregation import ReadFilters, guarded, guarded_documents
-from fhir_server.storage.documents import COUNTERS, REPORT_ROWS, ResourceWrite
+from fhir_server.storage.documents import COUNTERS, HISTORY, REPORT_ROWS, ResourceWrite
 from fhir_server.storage.write_commands import delete, run_writes, upsert
 
 MARKER_ID = "report_rows"  # in ``counters``: {"_id": MARKER_ID, "format": RowDefinition.format}
 PATIENT = "Patient"
+# The resources' BSON bytes one command of rows made from documents carries: with their search values (about as
+# large again) far below MongoDB's 16 MB command limit. A registry patient's ~16 resources are ~20 KB; a patient
+# whose own resources exceed it has its row made from the collections.
+ROWS_OF_DOCUMENTS_BYTES = 4 * 1024 * 1024
 # The patient of a reference, as the report's definitions read it (``reports/pipeline.py``, ``reference_id``):
 # ``[base/]Patient/id[/_history/n]``.
 _PATIENT_REFERENCE = re.compile(r"Patient/([A-Za-z0-9.-]+)(?:/_history/[A-Za-z0-9.-]+)?$")
@@ -50,13 +55,16 @@ class RowDefinition:
     """What the store needs to keep the rows, each run with the access filter of the system (every resource;
     deleted ones never): ``every_row()``, on ``Patient``, yields every row (``_id`` ``Patient/<id>``, ``center``);
     ``rows_of(ids)``, a database-level pipeline (``$documents``) that a transaction may run, the rows of the
-    Patients ``ids``. ``sources``: the other types they read, each linked to its patient by ``resource.subject``;
-    ``format``: names the rows' shape and definitions (stored rows of another format are rebuilt)."""
+    Patients ``ids``; ``rows_of_documents(ids, documents)``, the same rows made from ``documents`` alone
+    ((collection, stored document) pairs holding every source of those Patients: :class:`PendingRows`).
+    ``sources``: the other types they read, each linked to its patient by ``resource.subject``; ``format``: names
+    the rows' shape and definitions (stored rows of another format are rebuilt)."""
 
     format: str
     sources: frozenset[str]
     every_row: Callable[[], list[Stage]]
     rows_of: Callable[[Sequence[str]], list[Stage]]
+    rows_of_documents: Callable[[Sequence[str], Sequence[tuple[str, Any]]], list[Stage]]
 
 
 def subject_patient(resource: dict[str, Any] | None) -> str | None:
@@ -90,6 +98,78 @@ def replaced_sources(definition: RowDefinition, writes: Iterable[ResourceWrite])
         if write.previous_vid is not None and write.type in definition.sources:
             found.setdefault(write.type, []).append(write.id)
     return found
+
+
+@dataclass
+class _Written:
+    collection: str
+    patient: str | None  # the Patient the document is about: its own id, or its ``subject``'s
+    document: dict[str, Any]
+    deleted: bool
+
+    @property
+    def size(self) -> int:
+        """The resource's BSON bytes (the store encodes it once, ``RawBSONDocument``), else an estimate."""
+        content = self.document.get("resource")
+        return len(content.raw) if isinstance(content, RawBSONDocument) else 16 * 1024
+
+
+@dataclass
+class PendingRows:
+    """What a unit of work's writes leave for its report rows (``ReportRows.refresh``, once before it commits):
+    ``patients``, the Patients whose rows they may change, and the documents they stored of the Patients and the
+    rows' sources (the latest of each, and each Patient's first history version).
+
+    A Patient whose id this transaction minted (``ReportRows.refresh``'s ``minted``) cannot be named by anything
+    stored before it: every source of its row is among these documents, so its row is made from them
+    (``RowDefinition.rows_of_documents``) without reading the collections, whose ``$lookup``s cost ~5 ms of
+    mongod per transaction Bundle (bench/README.md, "Report rows of new patients")."""
+
+    patients: set[str] = field(default_factory=set)
+    written: dict[tuple[str, Any], _Written] = field(default_factory=dict)
+
+    def merge(self, other: PendingRows) -> None:
+        self.patients |= other.patients
+        self.written.update(other.written)
+
+    def record(self, definition: RowDefinition, write: ResourceWrite, current: dict[str, Any],
+               history: dict[str, Any]) -> None:
+        """Keep what ``write`` stored (``current``, and ``history`` for a Patient's first version)."""
+        if write.type == PATIENT:
+            self.written[(PATIENT, write.id)] = _Written(PATIENT, write.id, current, write.deleted)
+            if write.vid == 1:
+                self.written[(HISTORY, history["_id"])] = _Written(HISTORY, write.id, history, write.deleted)
+        elif write.type in definition.sources:
+            self.written[(write.type, write.id)] = _Written(write.type, subject_patient(write.resource), current,
+                                                            write.deleted)
+
+    def made_here(self, minted: Collection[str], budget: int) -> tuple[list[list[tuple[str, Any]]], list[str]]:
+        """The :attr:`patients` created with an id in ``minted`` (and not deleted since), whose rows' sources are
+        all in :attr:`written`, as groups of (collection, document) pairs of at most ``budget`` resource bytes
+        each (the deleted versions left out), and the other patients."""
+        about: dict[str, list[_Written]] = {}
+        for written in self.written.values():
+            if written.patient is not None and not written.deleted:
+                about.setdefault(written.patient, []).append(written)
+        groups: list[list[tuple[str, Any]]] = []
+        others: list[str] = []
+        group: list[tuple[str, Any]] = []
+        used = 0
+        for patient in sorted(self.patients):
+            documents = about.get(patient, [])
+            size = sum(w.size for w in documents)
+            own = self.written.get((PATIENT, patient))
+            if patient not in minted or own is None or own.deleted or size > budget:
+                others.append(patient)
+                continue
+            if group and used + size > budget:
+                groups.append(group)
+                group, used = [], 0
+            group.extend((w.collection, w.document) for w in documents)
+            used += size
+        if group:
+            groups.append(group)
+        return groups, others
 
 
 def row_key(patient_id: str) -> str:
@@ -127,20 +207,41 @@ class ReportRows:
                 previous[(kind, doc["_id"])] = doc.get("resource")
         return patients_touched(definition, writes, previous)
 
-    async def refresh(self, patient_ids: Iterable[str], session: AsyncClientSession | None) -> None:
-        """Recompute and store the rows of ``patient_ids`` from what ``session`` sees (its transaction's own
-        writes included); a patient without a stored Patient (deleted, or never stored) has no row."""
-        ids = sorted(set(patient_ids))
+    def pending(self, writes: Sequence[ResourceWrite], patients: set[str], stored: Iterable[dict[str, Any]],
+                history: Iterable[dict[str, Any]]) -> PendingRows:
+        """The :class:`PendingRows` of ``writes`` (the Patients ``patients`` they touch, the documents ``stored``
+        for them and their ``history`` documents, in order)."""
+        pending = PendingRows(patients)
+        if self.definition is not None:
+            for write, current, version in zip(writes, stored, history, strict=True):
+                pending.record(self.definition, write, current, version)
+        return pending
+
+    async def refresh(self, pending: PendingRows, session: AsyncClientSession | None,
+                      minted: Collection[str] = ()) -> None:
+        """Recompute and store the rows of ``pending.patients`` from what ``session`` sees (its transaction's own
+        writes included); a patient without a stored Patient (deleted, or never stored) has no row. The rows of
+        Patients created with an id in ``minted`` (ids this transaction made up) are made from the documents it
+        wrote (:class:`PendingRows`), the others from the collections."""
+        ids = sorted(pending.patients)
         if self.definition is None or not ids:
             return
-        cursor = await self._db.aggregate(guarded_documents(self.definition.rows_of(ids), EVERYTHING),
-                                          session=session)
-        rows = {row["_id"]: row async for row in cursor}
+        groups, stored = pending.made_here(minted, ROWS_OF_DOCUMENTS_BYTES)
+        rows: dict[str, Any] = {}
+        for documents in groups:
+            patients = sorted({document["_id"] for collection, document in documents if collection == PATIENT})
+            rows.update(await self._rows(self.definition.rows_of_documents(patients, documents), session))
+        if stored:
+            rows.update(await self._rows(self.definition.rows_of(stored), session))
         if rows:
             await run_writes(self._db, "update", REPORT_ROWS, [upsert(key, row) for key, row in rows.items()], session)
         gone = [delete(key) for key in map(row_key, ids) if key not in rows]
         if gone:
             await run_writes(self._db, "delete", REPORT_ROWS, gone, session)
+
+    async def _rows(self, pipeline: list[Stage], session: AsyncClientSession | None) -> dict[str, Any]:
+        cursor = await self._db.aggregate(guarded_documents(pipeline, EVERYTHING), session=session)
+        return {row["_id"]: row async for row in cursor}
 
     async def rebuild(self) -> None:
         """Every row again from the stored resources (``$out``: the collection is replaced at once, its

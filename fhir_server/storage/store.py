@@ -51,7 +51,7 @@ from fhir_server.storage.documents import (
 from fhir_server.storage.faults import bounded
 from fhir_server.storage.files import FileStore
 from fhir_server.storage.jobs import JobStore
-from fhir_server.storage.report_rows import ReportRows
+from fhir_server.storage.report_rows import PendingRows, ReportRows
 from fhir_server.storage.retries import counted
 from fhir_server.storage.security_store import SecurityStore
 from fhir_server.storage.write_commands import run_writes, upsert
@@ -493,7 +493,7 @@ class ResourceStore:
 
     async def apply(self, ctx: RequestContext, writes: Iterable[ResourceWrite], session: AsyncClientSession,
                     claims: Sequence[tuple[str, str]] = (), known_centers: Mapping[Key, str | None] | None = None,
-                    ) -> set[str]:
+                    ) -> PendingRows:
         """Store new versions: one bulk write per collection (the engineering notes: 5x faster than one by one).
 
         Each version is stored with the center ``AccessPolicy.centers`` gives it (which may refuse the write:
@@ -503,8 +503,9 @@ class ResourceStore:
         stored resources already read in this transaction (:func:`stored_center` of documents a conditional
         create matched), which the center rules then need not read again.
 
-        Returns the ids of the Patients whose report rows the writes may change (``ReportRows.touched``), for
-        the unit of work to refresh once before it commits (``ReportRows.refresh``)."""
+        Returns what the writes leave for the report rows: the Patients whose rows they may change
+        (``ReportRows.touched``) and the documents stored for them (``PendingRows``), for the unit of work to
+        refresh once before it commits (``ReportRows.refresh``)."""
         writes = list(writes)
         for write in writes:
             self.access.check_write(ctx, write.type, write.resource)
@@ -516,6 +517,7 @@ class ResourceStore:
         inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
         replaces: dict[str, list[ReplaceOne]] = defaultdict(list)
         history: list[dict[str, Any]] = []
+        currents: list[dict[str, Any]] = []
         for write, center in zip(writes, stored_centers, strict=True):
             if write.type in self._deferred:
                 self._written.add(write.type)
@@ -527,6 +529,7 @@ class ResourceStore:
                 inserts[write.type].append(doc)
             else:
                 replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
+            currents.append(doc)
             history.append(write.history_document(center, content))
         try:
             for resource_type, docs in inserts.items():
@@ -543,7 +546,7 @@ class ResourceStore:
             # snapshot takes the update path.
             exc._add_error_label("TransientTransactionError")
             raise
-        return patients
+        return self.report_rows.pending(writes, patients, currents, history)
 
     async def centers_for(self, ctx: RequestContext, writes: Sequence[ResourceWrite], session: Session = None,
                           known: Mapping[Key, str | None] | None = None) -> list[str | None]:

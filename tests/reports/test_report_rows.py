@@ -25,9 +25,10 @@ from fhir_server.reports.terminology import report_codes
 from fhir_server.services import Services
 from fhir_server.storage.aggregation import ReadFilters, UnguardedRead, guarded
 from fhir_server.storage.documents import REPORT_ROWS
+from fhir_server.storage.report_rows import ReportRows
 from tests.conftest import FHIR_JSON, client_as, parse
 from tests.reports.helpers import flatten, load_cohort
-from tests.synthetic import PatientFacts
+from tests.synthetic import PatientFacts, registry_cohort
 
 SYSTEM = RequestContext.system()
 
@@ -198,3 +199,86 @@ async def test_rows_kept_by_the_bulk_loader_one_batch_for_several_patients(
     assert not [r for r in results if r.failed], [r.issues for r in results if r.failed]
     assert set(copies) <= set(await kept_rows(db))
     await assert_parity(services, db, [SYSTEM])
+
+
+@pytest.fixture
+def row_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
+    """The pipelines the row refresh runs (``ReportRows._rows``), in order."""
+    seen: list[list[dict[str, Any]]] = []
+    original = ReportRows._rows
+
+    async def recorded(self: ReportRows, pipeline: list[dict[str, Any]], session: Any) -> dict[str, Any]:
+        seen.append(pipeline)
+        return await original(self, pipeline, session)
+
+    monkeypatch.setattr(ReportRows, "_rows", recorded)
+    return seen
+
+
+def reads_collections(pipeline: list[dict[str, Any]]) -> bool:
+    return any("$lookup" in stage for stage in pipeline)
+
+
+def new_patient_bundle(index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The transaction Bundle of synthetic patient ``index`` (after the cohort's 16) and its Patient entry."""
+    bundle, _ = list(registry_cohort(index, seed=14))[-1]
+    return bundle, next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+
+
+async def transact(client: httpx.AsyncClient, bundle: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/fhir", content=fhirjson.dumps(bundle), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 200, response.text
+    return parse(response)
+
+
+async def test_the_rows_of_patients_a_bundle_creates_are_made_from_its_own_writes(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]],
+        row_reads: list[list[dict[str, Any]]]) -> None:
+    """A Patient created with an id the server chose cannot be named by anything stored before: its row is made
+    from the Bundle's documents, no collection read. They go in as literals: a ``$$`` string stays a string."""
+    bundle, patient_entry = new_patient_bundle(17)
+    patient_entry["resource"]["identifier"][0]["value"] = "$$NOT-A-VARIABLE"
+    patient_entry["request"]["ifNoneExist"] = f"identifier={patient_entry['resource']['identifier'][0]['system']}|"
+    patient_entry["request"]["ifNoneExist"] += "$$NOT-A-VARIABLE"
+    result = await transact(client, bundle)
+    assert row_reads and not any(map(reads_collections, row_reads))
+    patient_id = result["entry"][1]["response"]["location"].split("Patient/")[1].split("/")[0]
+    assert f"Patient/{patient_id}" in await kept_rows(db)
+    stored = parse(await client.get(f"/fhir/Patient/{patient_id}"))
+    assert stored["identifier"][0]["value"] == "$$NOT-A-VARIABLE"
+    await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])
+
+
+async def test_a_bundle_adding_to_a_stored_patient_reads_that_patients_sources(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]],
+        row_reads: list[list[dict[str, Any]]]) -> None:
+    """A new Patient's row from the Bundle, the row of a stored Patient it adds an Observation to (an absolute
+    reference) from the collections: that Patient's other resources are not in the Bundle."""
+    bundle, _ = new_patient_bundle(18)
+    stored_patient = cohort[0][1]
+    added = (await of_subject(client, "Observation", stored_patient))[0]
+    for key in ("id", "meta", "identifier"):
+        added.pop(key, None)
+    added["subject"] = {"reference": f"http://testserver/fhir/Patient/{stored_patient}"}
+    bundle["entry"].append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": added,
+                            "request": {"method": "POST", "url": "Observation"}})
+    await transact(client, bundle)
+    assert sorted(map(reads_collections, row_reads)) == [False, True]
+    await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])
+
+
+async def test_a_patient_created_with_the_clients_id_has_its_row_made_from_the_collections(
+        client: httpx.AsyncClient, services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]],
+        row_reads: list[list[dict[str, Any]]]) -> None:
+    """An id the client chose (update as create) may already be named by stored resources."""
+    chosen = str(uuid.uuid4())
+    bundle, patient_entry = new_patient_bundle(19)
+    text = fhirjson.dumps(bundle).decode().replace(patient_entry["fullUrl"], f"http://testserver/fhir/Patient/{chosen}")
+    bundle = fhirjson.loads(text)
+    patient_entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient_entry["resource"]["id"] = chosen
+    patient_entry["request"] = {"method": "PUT", "url": f"Patient/{chosen}"}
+    await transact(client, bundle)
+    assert row_reads and all(map(reads_collections, row_reads))
+    assert f"Patient/{chosen}" in await kept_rows(db)
+    await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])

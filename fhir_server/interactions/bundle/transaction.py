@@ -52,7 +52,6 @@ from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.search import find_matching_of_types
 from fhir_server.interactions.unit_of_work import (
     UnitOfWork,
-    new_id,
     normalized_criteria,
     query_params,
     run_in_transaction,
@@ -260,7 +259,7 @@ class _TransactionState:
             self.results[entry.index] = result
             self.resources[entry.index] = None
             return
-        resource_id = new_id()
+        resource_id = self.uow.mint_id()
         self.post_ids[entry.index] = resource_id
         self._map(entry, f"{resource_type}/{resource_id}", key)
 
@@ -288,7 +287,7 @@ class _TransactionState:
         resource = self.resources[entry.index] or {}
         if matches:
             check_matched_id(resource, matches[0]["_id"])
-        target = matches[0]["_id"] if matches else resource.get("id") or new_id()
+        target = matches[0]["_id"] if matches else resource.get("id") or self.uow.mint_id()
         if not matches:  # like a conditional create: concurrent identical requests conflict on the claim
             self.uow.claim(resource_type, criteria, f"{resource_type}/{target}")
         self._resolve_put_to(entry, f"{resource_type}/{target}", key)
