@@ -117,20 +117,36 @@ def compare_auth(uri: str, db: str, args: argparse.Namespace, bundles: list[dict
     print(f"cost                : {percent_over(plain_rate, guarded_rate):+.1f} % (time per resource)")
 
 
-def stored_documents(bundles: list[dict[str, Any]]) -> list[list[ResourceWrite]]:
-    """What the server stores for each Bundle (ids assigned, references as-is, index values extracted)."""
+def stored_documents(bundles: list[dict[str, Any]], *, resolve_references: bool = False,
+                     ) -> list[list[ResourceWrite]]:
+    """What the server stores for each Bundle (ids assigned, index values extracted). References stay as they
+    are (``urn:uuid:...``) unless ``resolve_references``: then each one to another entry's ``fullUrl`` becomes
+    ``Type/id``, as the server's transaction rewrites it (what the report rows' reads need)."""
     registry = SearchParameterRegistry.load_default()
     out = []
     for bundle in bundles:
         at = now_ms()
         writes = []
-        for entry in bundle["entry"]:
-            resource = dict(entry["resource"])
-            resource["id"] = str(uuid.uuid4())
+        ids = [str(uuid.uuid4()) for _ in bundle["entry"]]
+        targets = {entry["fullUrl"]: f"{entry['resource']['resourceType']}/{new}"
+                   for entry, new in zip(bundle["entry"], ids, strict=True) if entry.get("fullUrl")}
+        for entry, new in zip(bundle["entry"], ids, strict=True):
+            resource = _resolved(entry["resource"], targets) if resolve_references else dict(entry["resource"])
+            resource["id"] = new
             writes.append(ResourceWrite(resource["resourceType"], resource["id"], 1, at, "POST", resource,
                                         extract_index_values(registry, resource)))
         out.append(writes)
     return out
+
+
+def _resolved(value: Any, targets: dict[str, str]) -> Any:
+    """``value`` with every ``reference`` naming a key of ``targets`` replaced by its value (a copy)."""
+    if isinstance(value, dict):
+        return {key: targets.get(item, item) if key == "reference" and isinstance(item, str)
+                else _resolved(item, targets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_resolved(item, targets) for item in value]
+    return value
 
 
 async def through_pymongo(uri: str, db_name: str, per_bundle: list[list[ResourceWrite]], clients: int,

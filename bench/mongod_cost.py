@@ -1,7 +1,8 @@
 """Where a write's mongod CPU goes (issue #14): the same stored documents written several ways, mongod's CPU
 seconds per resource for each, from ``/proc/<mongod>/stat``.
 
-The documents are ``bench/ingest.py``'s (registry Bundles, ids assigned, ``sp`` extracted), 8 concurrent
+The documents are ``bench/ingest.py``'s (registry Bundles, ids assigned, references resolved to ``Type/id`` as the
+server stores them (since 2026-12-07; before, ``urn:uuid`` as sent), ``sp`` extracted), 8 concurrent
 clients, one snapshot/majority transaction per Bundle, each variant into a fresh database of one private mongod,
 the variants interleaved ``--rounds`` times so that they see the same load of a shared machine:
 
@@ -19,7 +20,9 @@ the variants interleaved ``--rounds`` times so that they see the same load of a 
 * ``+claims``: ``apply`` with each entry's conditional-create claim (one upsert each);
 * ``+lookups``: and the ``ifNoneExist`` lookups first, one ``find_each`` per type (a transaction Bundle before
   issue #14);
-* ``+lookups in one command``: the same lookups in one ``find_each_of_types`` (a transaction Bundle now).
+* ``+lookups in one command``: the same lookups in one ``find_each_of_types``;
+* ``+rows from collections`` and ``+rows from documents``: and the report rows of the Bundle's Patient, made
+  from the collections (five ``$lookup``s) or from the Bundle's own documents (a transaction Bundle now).
 
     .venv/bin/python bench/mongod_cost.py --patients 300 --rounds 2
 """
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ingest import make_bundles, run_clients, stored_documents
 from fhir_server.bootstrap import search_indexes
 from fhir_server.context import RequestContext
+from fhir_server.reports.pipeline import ROW_DEFINITION
 from fhir_server.search import SearchParameterRegistry
 from fhir_server.search.registry import WILDCARD
 from fhir_server.storage.documents import HISTORY, ResourceWrite
@@ -141,6 +145,8 @@ async def lookups_then_apply(store: ResourceStore, session: DbSession, writes: B
 
 async def run_variant(uri: str, pid: int, specs: IndexSpecs | None, write: Write, bundles: list[Bundle]) -> float:
     store = ResourceStore.open(uri, f"bench_cost_{uuid.uuid4().hex[:6]}")
+    if write in (rows_from_collections, rows_from_documents):
+        store.report_rows.keep(ROW_DEFINITION)
     kinds = sorted({w.type for ws in bundles for w in ws})
     await store.ensure_indexes(specs or {kind: [] for kind in kinds}, eager=kinds)
     if specs is None:  # raw: no index but _id
@@ -192,6 +198,27 @@ async def one_command_lookups_then_apply(store: ResourceStore, session: DbSessio
     await apply_with_claims(store, session, writes)
 
 
+async def lookups_apply_rows(store: ResourceStore, session: DbSession, writes: Bundle, *,
+                             from_documents: bool) -> None:
+    """A transaction Bundle now: the lookups in one command, ``apply`` with claims, then the report rows
+    (``ReportRows.refresh``), of its new Patient made from the collections' or from the Bundle's documents."""
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for write in writes:
+        by_type[write.type].append({"sp.identifier": {"$elemMatch": {"c": write.id, "s": IDENTIFIER_SYSTEM}}})
+    await store.find_each_of_types(RequestContext.system(), by_type, limit=2, session=session)
+    pending = await store.apply(RequestContext.system(), writes, session, claims_of(writes))
+    minted = {w.id for w in writes if w.type == "Patient"} if from_documents else set()
+    await store.report_rows.refresh(pending, session, minted)
+
+
+async def rows_from_collections(store: ResourceStore, session: DbSession, writes: Bundle) -> None:
+    await lookups_apply_rows(store, session, writes, from_documents=False)
+
+
+async def rows_from_documents(store: ResourceStore, session: DbSession, writes: Bundle) -> None:
+    await lookups_apply_rows(store, session, writes, from_documents=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--patients", type=int, default=300)
@@ -210,6 +237,8 @@ def main() -> None:
         ("store.apply", specs, apply), ("+claims", specs, apply_with_claims), ("+lookups", specs, lookups_then_apply),
         ("+lookups as $or find", specs, or_find_then_apply), ("+lookups as $in find", specs, in_find_then_apply),
         ("+lookups in one command", specs, one_command_lookups_then_apply),
+        ("+rows from collections", specs, rows_from_collections),
+        ("+rows from documents", specs, rows_from_documents),
     ]
     variants = [v for v in variants if only is None or v[0] in only]
     results: dict[str, list[float]] = defaultdict(list)
@@ -217,7 +246,7 @@ def main() -> None:
         assert node.process is not None, "temporary_node returns a started mongod"
         for _ in range(args.rounds):
             for name, indexes, write in variants:
-                bundles = stored_documents(make_bundles(args.patients, seed=2008))  # fresh ids every run
+                bundles = stored_documents(make_bundles(args.patients, seed=2008), resolve_references=True)  # fresh ids
                 resources = sum(len(b) for b in bundles)
                 results[name].append(asyncio.run(run_variant(node.uri, node.process.pid, indexes, write, bundles)))
     print(f"{args.patients} patients, {resources} resources, 8 clients; mongod CPU ms per resource, per round:")
