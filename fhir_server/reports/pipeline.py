@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fhir_server.context import RequestContext
@@ -152,8 +152,30 @@ def _patients(ids: Sequence[str] | None) -> list[dict[str, Any]]:
     }}]
 
 
+# The Observations a row reads (ifp-concepts codes); the others (lab results...) make no row.
+ROW_OBSERVATION_CODES = ("registration-reason", "decision-after-imatinib", "sokal-score")
+
+
+def may_make_a_row(collection: str, document: Mapping[str, Any]) -> bool:
+    """False for a stored document that no row stage can keep: an Observation whose ``code`` index values name
+    none of :data:`ROW_OBSERVATION_CODES` (:func:`_observations`' first match, on the same ``sp`` values). Such a
+    document need not go to :func:`rows_of_documents` (most of a registry Bundle's Observations are lab results:
+    two thirds of the literal's bytes, which the driver encodes and mongod parses for nothing)."""
+    if collection != "Observation":
+        return True
+    codes = (document.get("sp") or {}).get("code") or ()
+    return any(isinstance(value, Mapping) and value.get("s") == CONCEPTS and value.get("c") in ROW_OBSERVATION_CODES
+               for value in codes)
+
+
+def observation_stages() -> list[dict[str, Any]]:
+    """The stages by which a row reads the Observations (of every patient)."""
+    stages: list[dict[str, Any]] = _observations(None)["$unionWith"]["pipeline"]
+    return stages
+
+
 def _observations(ids: Sequence[str] | None) -> dict[str, Any]:
-    codes = ["registration-reason", "decision-after-imatinib", "sokal-score"]
+    codes = list(ROW_OBSERVATION_CODES)
     when = day("$resource.effectiveDateTime")
     return {"$unionWith": {"coll": "Observation", "pipeline": [
         *_of_patients(ids),
@@ -485,6 +507,7 @@ ROW_DEFINITION = RowDefinition(
     every_row=row_pipeline,
     rows_of=rows_in_transaction,
     rows_of_documents=rows_of_documents,
+    may_make_a_row=may_make_a_row,
 )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,11 @@ _PATIENT_REFERENCE = re.compile(r"Patient/([A-Za-z0-9.-]+)(?:/_history/[A-Za-z0-
 Stage = dict[str, Any]
 
 
+def every_document(_collection: str, _document: Mapping[str, Any]) -> bool:
+    """A ``may_make_a_row`` that rules nothing out."""
+    return True
+
+
 @dataclass(frozen=True)
 class RowDefinition:
     """What the store needs to keep the rows, each run with the access filter of the system (every resource;
@@ -58,13 +63,15 @@ class RowDefinition:
     Patients ``ids``; ``rows_of_documents(ids, documents)``, the same rows made from ``documents`` alone
     ((collection, stored document) pairs holding every source of those Patients: :class:`PendingRows`).
     ``sources``: the other types they read, each linked to its patient by ``resource.subject``; ``format``: names
-    the rows' shape and definitions (stored rows of another format are rebuilt)."""
+    the rows' shape and definitions (stored rows of another format are rebuilt). ``may_make_a_row(collection,
+    document)``: False only for a stored document that no row stage keeps, left out of ``rows_of_documents``."""
 
     format: str
     sources: frozenset[str]
     every_row: Callable[[], list[Stage]]
     rows_of: Callable[[Sequence[str]], list[Stage]]
     rows_of_documents: Callable[[Sequence[str], Sequence[tuple[str, Any]]], list[Stage]]
+    may_make_a_row: Callable[[str, Mapping[str, Any]], bool] = every_document
 
 
 def subject_patient(resource: dict[str, Any] | None) -> str | None:
@@ -143,13 +150,17 @@ class PendingRows:
             self.written[(write.type, write.id)] = _Written(write.type, subject_patient(write.resource), current,
                                                             write.deleted)
 
-    def made_here(self, minted: Collection[str], budget: int) -> tuple[list[list[tuple[str, Any]]], list[str]]:
+    def made_here(self, minted: Collection[str], budget: int,
+                  may_make_a_row: Callable[[str, Mapping[str, Any]], bool] = every_document,
+                  ) -> tuple[list[list[tuple[str, Any]]], list[str]]:
         """The :attr:`patients` created with an id in ``minted`` (and not deleted since), whose rows' sources are
         all in :attr:`written`, as groups of (collection, document) pairs of at most ``budget`` resource bytes
-        each (the deleted versions left out), and the other patients."""
+        each (the deleted versions, and the documents ``may_make_a_row`` rules out, left out), and the other
+        patients."""
         about: dict[str, list[_Written]] = {}
         for written in self.written.values():
-            if written.patient is not None and not written.deleted:
+            if (written.patient is not None and not written.deleted
+                    and may_make_a_row(written.collection, written.document)):
                 about.setdefault(written.patient, []).append(written)
         groups: list[list[tuple[str, Any]]] = []
         others: list[str] = []
@@ -226,7 +237,7 @@ class ReportRows:
         ids = sorted(pending.patients)
         if self.definition is None or not ids:
             return
-        groups, stored = pending.made_here(minted, ROWS_OF_DOCUMENTS_BYTES)
+        groups, stored = pending.made_here(minted, ROWS_OF_DOCUMENTS_BYTES, self.definition.may_make_a_row)
         rows: dict[str, Any] = {}
         for documents in groups:
             patients = sorted({document["_id"] for collection, document in documents if collection == PATIENT})

@@ -20,7 +20,15 @@ from fhir_server.bulk.loader import LoadItem, load_batch
 from fhir_server.context import RequestContext
 from fhir_server.permissions import Caller, Role
 from fhir_server.reports.model import Filters
-from fhir_server.reports.pipeline import report_pipeline, row_pipeline, run_report_pipeline
+from fhir_server.reports.pipeline import (
+    CONCEPTS,
+    ROW_OBSERVATION_CODES,
+    may_make_a_row,
+    observation_stages,
+    report_pipeline,
+    row_pipeline,
+    run_report_pipeline,
+)
 from fhir_server.reports.terminology import report_codes
 from fhir_server.services import Services
 from fhir_server.storage.aggregation import ReadFilters, UnguardedRead, guarded
@@ -215,6 +223,10 @@ def row_reads(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, Any]]]:
     return seen
 
 
+def concept_of(observation: Any) -> str:
+    return next((c["code"] for c in observation["code"]["coding"] if c["system"] == CONCEPTS), "")
+
+
 def reads_collections(pipeline: list[dict[str, Any]]) -> bool:
     return any("$lookup" in stage for stage in pipeline)
 
@@ -242,6 +254,11 @@ async def test_the_rows_of_patients_a_bundle_creates_are_made_from_its_own_write
     patient_entry["request"]["ifNoneExist"] += "$$NOT-A-VARIABLE"
     result = await transact(client, bundle)
     assert row_reads and not any(map(reads_collections, row_reads))
+    sent = [d["d"]["resource"] for d in row_reads[0][0]["$documents"]["$literal"] if d["c"] == "Observation"]
+    submitted = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert len(sent) < len(submitted)  # the lab results make no row: not sent
+    assert sorted(concept_of(o) for o in sent) == sorted(
+        concept_of(o) for o in submitted if concept_of(o) in ROW_OBSERVATION_CODES)
     patient_id = result["entry"][1]["response"]["location"].split("Patient/")[1].split("/")[0]
     assert f"Patient/{patient_id}" in await kept_rows(db)
     stored = parse(await client.get(f"/fhir/Patient/{patient_id}"))
@@ -282,3 +299,20 @@ async def test_a_patient_created_with_the_clients_id_has_its_row_made_from_the_c
     assert row_reads and all(map(reads_collections, row_reads))
     assert f"Patient/{chosen}" in await kept_rows(db)
     await assert_parity(services, db, [SYSTEM, *(ehr(c) for c in centers_of(cohort))])
+
+
+async def test_an_observation_ruled_out_of_the_rows_is_one_the_rows_observation_stages_drop(
+        services: Services, db: AsyncDatabase, cohort: list[tuple[PatientFacts, str]]) -> None:
+    """``may_make_a_row`` leaves an Observation out of the documents a row is made from only when the rows'
+    own Observation stages would drop it: each stored Observation run through those stages alone."""
+    kept = dropped = 0
+    async for document in db["Observation"].find():
+        document.pop("_id")
+        out = [row async for row in await db.aggregate(
+            [{"$documents": {"$literal": [document]}}, *observation_stages()])]
+        if may_make_a_row("Observation", document):
+            kept += 1
+        else:
+            assert out == [], document["resource"]["code"]
+            dropped += 1
+    assert kept and dropped  # the cohort holds both kinds
