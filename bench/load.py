@@ -5,6 +5,7 @@ run, the same stored documents (current and history, search values extracted) in
 transactions of the same batch size, one after the other like the one import job.
 
     .venv/bin/python bench/load.py --patients 300
+    .venv/bin/python bench/load.py --patients 300 --via load   # `fhir-server load DIR` instead of $import
 
 Prints resources/s of both and their ratio; then the raw side once more into collections with the indexes the
 server's own collections have (its search values, history and center indexes: the raw side alone has none), and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import itertools
 import os
 import random
@@ -37,6 +39,7 @@ from bench.common import Server, add_auth_argument, copy_indexes, fhir_server, m
 from bench.search import stored_centers
 from fhir_server import fhirjson
 from fhir_server.bulk.loader import BATCH_SIZE
+from fhir_server.load_command import CHUNK, run_load
 from fhir_server.search import SearchParameterRegistry, extract_index_values
 from fhir_server.storage.client import connect
 from fhir_server.storage.documents import ResourceWrite, now_ms
@@ -87,14 +90,28 @@ def make_resources(patients: int, seed: int) -> list[dict[str, Any]]:
 
 
 def write_files(resources: list[dict[str, Any]], folder: Path) -> list[str]:
-    """One NDJSON file per type, Organization and Patient first (what references them comes after)."""
+    """One NDJSON file per type, Organization and Patient first (what references them comes after), named so
+    that their name order is that order too (``fhir-server load DIR`` loads a directory's files in name order)."""
     by_type: dict[str, list[bytes]] = defaultdict(list)
     for r in resources:
         by_type[r["resourceType"]].append(fhirjson.dumps(r))
     order = sorted(by_type, key=lambda t: (t != "Organization", t != "Patient", t))
-    for kind in order:
-        (folder / f"{kind}.ndjson").write_bytes(b"\n".join(by_type[kind]) + b"\n")
-    return [f"{kind}.ndjson" for kind in order]
+    names = [f"{n}-{kind}.ndjson" for n, kind in enumerate(order, 1)]
+    for kind, name in zip(order, names, strict=True):
+        (folder / name).write_bytes(b"\n".join(by_type[kind]) + b"\n")
+    return names
+
+
+def through_load(server: Server, folder: str) -> float:
+    """Seconds of ``fhir-server load FOLDER`` (``run_load`` with the command's defaults: chunks of
+    ``load_command.CHUNK``, as many at once as the machine has cores) against ``server``."""
+    out = io.StringIO()
+    start = time.perf_counter()
+    status = run_load(Path(folder), server.base, auth=server.auth, out=out, jobs=os.cpu_count() or 1)
+    elapsed = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"fhir-server load failed ({status}): {out.getvalue()[-2000:]}")
+    return elapsed
 
 
 async def through_import(server: Server, files: list[str]) -> float:
@@ -236,6 +253,9 @@ def main() -> None:
     parser.add_argument("--split", action="store_true",
                         help="run the import job and then the raw PyMongo side in this process (no HTTP, no "
                              "profiler) and print each side's wall time, its CPU and mongod's")
+    parser.add_argument("--via", choices=("import", "load"), default="import",
+                        help="the server's side: the $import operation (one server worker: one import job runs "
+                             "in one process), or `fhir-server load` of the files (the server's default workers)")
     add_auth_argument(parser)
     args = parser.parse_args()
 
@@ -254,22 +274,28 @@ def main() -> None:
                 raw_s = asyncio.run(through_pymongo(uri, f"bench_split_{uuid.uuid4().hex[:6]}", writes, indexes))
                 print(cpu_line(what, len(writes), raw_s, time.process_time() - cpu, mongod_cpu() - mongod_s))
         return
-    print(f"{args.patients} patients, {len(resources)} resources, batches of {BATCH_SIZE}, {os.cpu_count()} cores, "
+    label = "fhir-server load" if args.via == "load" else "$import"
+    batches = f"chunks of {CHUNK}" if args.via == "load" else f"batches of {BATCH_SIZE}"
+    print(f"{args.patients} patients, {len(resources)} resources, {batches}, {os.cpu_count()} cores, "
           f"{'with tokens' if args.auth else 'FHIR_AUTH_MODE=none'}, registry rules on")
     with mongod() as uri, tempfile.TemporaryDirectory(prefix="ifp-bench-load-") as folder:
         files = write_files(resources, Path(folder))
         db = f"bench_load_{uuid.uuid4().hex[:6]}"
-        with fhir_server(uri, db, 1, auth=args.auth, extra_env={"FHIR_IMPORT_DIR": folder}) as server:
-            server_s = asyncio.run(through_import(server, files))
-        print(f"$import: {len(resources) / server_s:8.0f} resources/s  ({server_s:.1f} s)", flush=True)
+        if args.via == "load":
+            with fhir_server(uri, db, None, auth=args.auth) as server:
+                server_s = through_load(server, folder)
+        else:
+            with fhir_server(uri, db, 1, auth=args.auth, extra_env={"FHIR_IMPORT_DIR": folder}) as server:
+                server_s = asyncio.run(through_import(server, files))
+        print(f"{label}: {len(resources) / server_s:8.0f} resources/s  ({server_s:.1f} s)", flush=True)
         raw_s = asyncio.run(through_pymongo(uri, db + "_raw", stored_documents(resources)))
         indexed_s = asyncio.run(through_pymongo(uri, db + "_rawix", stored_documents(resources), db))
     server_rate, raw_rate, indexed_rate = (len(resources) / server_s, len(resources) / raw_s,
                                            len(resources) / indexed_s)
     print(f"pymongo: {raw_rate:8.0f} resources/s  ({raw_s:.1f} s)")
-    print(f"ratio  : $import = {server_rate / raw_rate:.2f} x raw PyMongo")
+    print(f"ratio  : {label} = {server_rate / raw_rate:.2f} x raw PyMongo")
     print(f"pymongo with the server's indexes: {indexed_rate:8.0f} resources/s  ({indexed_s:.1f} s); "
-          f"$import = {server_rate / indexed_rate:.2f} x that")
+          f"{label} = {server_rate / indexed_rate:.2f} x that")
 
 
 if __name__ == "__main__":

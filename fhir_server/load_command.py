@@ -7,7 +7,9 @@ is (each entry on its own); the resources of NDJSON lines and of ``collection`` 
 Bundles of ``--chunk`` entries, each a ``PUT Type/id`` when the resource has an id (the id is kept: an export
 loads back as it was, and loading it again stores no new version) or a ``POST Type`` when it has none. So every
 resource goes through the server's one write path: validated exactly as a create or update of its own,
-conditional semantics and the center rules kept. Authentication as ``import-csv`` (``--client``, ``--key``).
+conditional semantics and the center rules kept. A chunk goes first as a ``transaction`` Bundle (stored at once);
+only when the server refuses it does it go again as a ``batch`` (each entry on its own), for the failing lines.
+Authentication as ``import-csv`` (``--client``, ``--key``).
 
 ``--jobs N`` (default: the CPU count) posts up to N chunks of a file at once, so that a server with several
 workers uses them all; a file is finished before the next starts, so files are stored in name order as with one
@@ -187,8 +189,17 @@ class Loader:
                 future.result()
 
     def send_chunk(self, path: Path, chunk: list[tuple[str, Any]]) -> None:
-        status, answer = self.post({"resourceType": "Bundle", "type": "batch",
-                                    "entry": [entry_of(resource) for _, resource in chunk]})
+        """The chunk as one ``transaction`` Bundle: stored at once, in one MongoDB transaction (a ``batch`` runs a
+        transaction per entry, each with its own lookups, report rows and AuditEvent: ~13x slower, bench/README
+        "fhir-server load"). When the server refuses it (a line it rejects, a conflict), nothing of it was
+        stored and the chunk goes again as a ``batch``, whose per-entry outcomes name the failing lines."""
+        sent = [entry_of(resource) for _, resource in chunk]
+        status, answer = self.post({"resourceType": "Bundle", "type": "transaction", "entry": sent})
+        if status == 200 and isinstance(answer, dict) and len(answer.get("entry") or []) == len(chunk):
+            self.stored(len(chunk))
+            self.progress(path)
+            return
+        status, answer = self.post({"resourceType": "Bundle", "type": "batch", "entry": sent})
         entries = answer.get("entry") if status == 200 and isinstance(answer, dict) else None
         if not isinstance(entries, list) or len(entries) != len(chunk):
             for where, _ in chunk:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from fhir_server import fhirjson
 from fhir_server.api.app import create_app
 from fhir_server.cli import main
-from fhir_server.load_command import run_load
+from fhir_server.load_command import Loader, run_load
 from fhir_server.settings import Settings
 from tests.bulk import data
 from tests.bulk.test_import import ndjson
@@ -87,6 +88,32 @@ def test_several_jobs_store_every_line_and_report_failures_in_line_order(
         assert total(url, "Patient?identifier=https://cml-registry.eu/fhir/sid/patient|") == 10
     assert "10 resources stored, 2 failed" in capsys.readouterr().err
     assert [row.split("\t")[1] for row in report.read_text().splitlines()[1:]] == ["line 3", "line 10"]
+
+
+def test_a_chunk_goes_as_one_transaction_and_again_as_a_batch_only_when_refused(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk is stored at once (one transaction Bundle); a chunk the server refuses (one bad line: nothing of it
+    stored) goes again as a batch, whose per-entry outcomes name the line."""
+    lines: list[object] = [{**data.patient(f"FR-POI-{i}"), "id": f"tx-{i}"} for i in range(6)]
+    lines[4] = {**data.patient("FR-POI-W"), "id": "tx-4", "gender": "sometimes"}
+    path = tmp_path / "patients.ndjson"
+    path.write_bytes(ndjson(lines))  # type: ignore[arg-type]
+    posted: list[tuple[str, int]] = []
+    original = Loader.post
+
+    def recorded(self: Loader, bundle: dict[str, Any]) -> tuple[int, Any]:
+        posted.append((bundle["type"], len(bundle["entry"])))
+        return original(self, bundle)
+
+    monkeypatch.setattr(Loader, "post", recorded)
+    report = tmp_path / "errors.tsv"
+    with serve(create_app(settings)) as url:
+        assert run_load(path, f"{url}/fhir", errors=report, chunk=3, jobs=1) == 1
+        assert total(url, "Patient?_id=tx-0,tx-1,tx-2,tx-3,tx-4,tx-5") == 5
+    assert posted == [("transaction", 3), ("transaction", 3), ("batch", 3)]
+    assert "5 resources stored, 1 failed" in capsys.readouterr().err
+    assert [row.split("\t")[1] for row in report.read_text().splitlines()[1:]] == ["line 5"]
 
 
 def test_a_missing_file_is_exit_status_2(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from fhir_server.context import RequestContext
 from fhir_server.errors import FhirError, InvalidRequest, Issue
 from fhir_server.interactions.create import create
-from fhir_server.interactions.references import RELATIVE, collect_references
+from fhir_server.interactions.priming import prime, wanted_ids
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.interactions.update import update
 from fhir_server.resources import SUPPORTED_TYPES, check_structure
@@ -106,32 +106,15 @@ async def _write_one(uow: UnitOfWork, item: LoadItem) -> tuple[str, bool]:
     return f"{kind}/{result.version.id}", uow.touched(kind, result.version.id)
 
 
-def _wanted_ids(items: list[LoadItem]) -> dict[str, set[str]]:
-    """Per type, the ids a batch updates and the ids its resources refer to (``Type/id`` references)."""
-    ids: dict[str, set[str]] = {}
-    for item in items:
-        resource = item.resource
-        if not isinstance(resource, dict) or resource.get("resourceType") not in SUPPORTED_TYPES:
-            continue
-        if isinstance(resource.get("id"), str):
-            ids.setdefault(resource["resourceType"], set()).add(resource["id"])
-        for reference in collect_references(resource, set()):
-            match = RELATIVE.match(reference)
-            if match and match.group(1) in SUPPORTED_TYPES:
-                ids.setdefault(match.group(1), set()).add(match.group(2))
-    return ids
-
-
 async def _prime(uow: UnitOfWork, items: list[LoadItem]) -> None:
     """Read, one query per type (not one per resource), the current versions of every id the batch updates and
-    of every resource it refers to: the updates' versioning, the profiles' reference checks, the write checks
-    (a risk score's patient) and the center rules then find them without a query of their own. Read in the
-    batch's transaction, so they are what those queries would have read."""
-    for kind, wanted in _wanted_ids(items).items():
-        centers: dict[str, str | None] = {}
-        uow.prime(kind, await uow.store.current_many(uow.ctx, kind, sorted(wanted), session=uow.session,
-                                                     centers=centers))
-        uow.remember_centers_of(kind, centers)  # the center rules of the batch's flush need not read them again
+    of every resource it refers to (``interactions/priming.py``): the updates' versioning, the profiles' reference
+    checks, the write checks (a risk score's patient) and the center rules then find them without a query of
+    their own."""
+    resources = [item.resource for item in items if isinstance(item.resource, dict)
+                 and item.resource.get("resourceType") in SUPPORTED_TYPES]
+    targets = [(r["resourceType"], r["id"]) for r in resources if isinstance(r.get("id"), str)]
+    await prime(uow, wanted_ids(resources, targets))
 
 
 async def _batch_work(uow: UnitOfWork, items: list[LoadItem]) -> list[LoadResult]:

@@ -296,3 +296,61 @@ async def test_batch_get_of_a_deleted_resource_is_a_410_entry(client: httpx.Asyn
         {"request": {"method": "GET", "url": f"Patient/{doomed['id']}"}}]}
     response = parse(await _submit(client, bundle))
     assert response["entry"][0]["response"]["status"].startswith("410")
+
+
+async def test_a_transaction_of_updates_reads_what_it_updates_and_refers_to_with_one_query_per_type(
+        client: httpx.AsyncClient, monkeypatch: Any) -> None:
+    """A transaction updating several stored resources, and referring to several, reads their current versions
+    ahead in one query per type (``interactions/priming.py``), not one query per entry: the same answers, the
+    same versions stored."""
+    from fhir_server.storage.store import ResourceStore
+
+    pseudonyms = [unique() for _ in range(3)]
+    stored = []
+    for pseudonym in pseudonyms:
+        r = await post(client, "Patient", patient(pseudonym))
+        assert r.status_code == 201, r.text
+        stored.append(parse(r)["id"])
+    one_by_one: list[str] = []
+    original = ResourceStore.current
+
+    async def counted(self: ResourceStore, ctx: Any, resource_type: str, resource_id: str, session: Any = None) -> Any:
+        one_by_one.append(f"{resource_type}/{resource_id}")
+        return await original(self, ctx, resource_type, resource_id, session)
+
+    monkeypatch.setattr(ResourceStore, "current", counted)
+    entries = [_entry({**patient(p), "id": i, "gender": "male"}, "PUT", f"Patient/{i}")
+               for p, i in zip(pseudonyms, stored, strict=True)]
+    entries += [_entry({**_observation(f"Patient/{i}", f"{p}/9"), "id": f"obs-{i}"}, "PUT", f"Observation/obs-{i}")
+                for p, i in zip(pseudonyms, stored, strict=True)]
+    r = await _submit(client, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    assert one_by_one == []
+    statuses = [e["response"]["status"] for e in parse(r)["entry"]]
+    assert statuses == ["200 OK"] * 3 + ["201 Created"] * 3
+    for i in stored:
+        assert parse(await client.get(f"/fhir/Patient/{i}"))["meta"]["versionId"] == "2"
+        observation = parse(await client.get(f"/fhir/Observation/obs-{i}"))
+        assert observation["meta"]["versionId"] == "1" and observation["subject"]["reference"] == f"Patient/{i}"
+
+
+async def test_a_transaction_updating_one_resource_of_a_type_reads_it_when_asked(
+        client: httpx.AsyncClient, monkeypatch: Any) -> None:
+    """One id of a type is not read ahead: the read it would save costs as much, and may never be asked."""
+    from fhir_server.storage.store import ResourceStore
+
+    r = await post(client, "Patient", patient(pseudonym := unique()))
+    ident = parse(r)["id"]
+    ahead: list[str] = []
+    original = ResourceStore.current_many
+
+    async def counted(self: ResourceStore, ctx: Any, resource_type: str, ids: Any, **kwargs: Any) -> Any:
+        ahead.append(resource_type)
+        return await original(self, ctx, resource_type, ids, **kwargs)
+
+    monkeypatch.setattr(ResourceStore, "current_many", counted)
+    entries = [_entry({**patient(pseudonym), "id": ident, "gender": "male"}, "PUT", f"Patient/{ident}")]
+    r = await _submit(client, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert r.status_code == 200, r.text
+    assert ahead == []
+    assert parse(await client.get(f"/fhir/Patient/{ident}"))["meta"]["versionId"] == "2"

@@ -46,6 +46,7 @@ from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import patch
 from fhir_server.interactions.perform import perform_read
+from fhir_server.interactions.priming import prime, wanted_ids
 from fhir_server.interactions.references import bundle_reference, collect_references, rewrite_references
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
@@ -159,6 +160,7 @@ class _TransactionState:
         await self._resolve_conditional_references()
         await self._rewrite_references()
         self._announce()
+        await self._prime_stored()
         for entry in (e for e in by_order if e.method == "POST" and e.index in self.post_ids):
             await self._guard(entry, self._create(entry))
         for entry in (e for e in by_order if e.method in ("PUT", "PATCH")):
@@ -191,6 +193,28 @@ class _TransactionState:
             if target is not None:
                 self.uow.announce(target, {**resource, "id": target.split("/", 1)[1]},
                                   new=entry.index in self.post_ids)
+
+    async def _prime_stored(self) -> None:
+        """The stored versions the PUT and PATCH entries update and the stored resources the entries refer to,
+        read with one query per type where a type has several (``interactions/priming.py``): a Bundle of an
+        export's resources (``fhir-server load``: 100 updates) would otherwise read each current version and each
+        reference with a query of its own. References to what this Bundle writes are not read."""
+        targets: list[tuple[str, str]] = []
+        for entry in self.entries:
+            resource = self.resources[entry.index]
+            if entry.method == "PATCH" and entry.request.resource_id is not None:
+                targets.append((entry.resource_type, entry.request.resource_id))
+            elif entry.method == "PUT" and resource is not None:
+                target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource.get('id')}"
+                kind, _, ident = target.partition("/")
+                targets.append((kind, ident))
+        referring = [self.resources[e.index] for e in self.entries if e.method in ("POST", "PUT")]
+        wanted = wanted_ids(referring)
+        for kind, ids in wanted.items():
+            ids -= {ident for ident in ids if self.uow.pending_resource(f"{kind}/{ident}") is not None}
+        for kind, ident in targets:
+            wanted.setdefault(kind, set()).add(ident)
+        await prime(self.uow, wanted, at_least=2)
 
     def _claim_target(self, entry: BundleEntry, resource_type: str, resource_id: str) -> None:
         key = (resource_type, resource_id)
