@@ -3,7 +3,7 @@ and mongod about as much as a small query's own work, so their number is a lever
 
 bench/ingest.py's registry Bundles (every entry a conditional create) through the app in-process (as
 bench/profile_write.py drives it), a PyMongo command listener counting every command by name and collection
-after a warm-up.
+after a warm-up, with the BSON size of what they send.
 
     .venv/bin/python bench/commands.py --patients 40
 """
@@ -17,6 +17,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import bson
 import httpx
 from pymongo import monitoring
 
@@ -32,10 +33,13 @@ from fhir_server.settings import Settings
 class CommandCounter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.sizes: Counter[tuple[str, str]] = Counter()  # BSON bytes of the commands (documents included)
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         target = event.command.get(event.command_name)
-        self.counts[(event.command_name, target if isinstance(target, str) else "")] += 1
+        key = (event.command_name, target if isinstance(target, str) else "")
+        self.counts[key] += 1
+        self.sizes[key] += len(bson.encode(event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -59,8 +63,10 @@ async def run(args: argparse.Namespace, uri: str, counter: CommandCounter) -> No
     finally:
         await services.close()
     for (name, collection), count in counter.counts.most_common():
-        print(f"{count / args.patients:6.2f} per Bundle  {name} {collection}")
-    print(f"{sum(counter.counts.values()) / args.patients:6.2f} per Bundle  in all")
+        size = counter.sizes[(name, collection)] / args.patients / 1024
+        print(f"{count / args.patients:6.2f} per Bundle  {size:6.1f} KB per Bundle  {name} {collection}")
+    total = sum(counter.sizes.values()) / args.patients / 1024
+    print(f"{sum(counter.counts.values()) / args.patients:6.2f} per Bundle  {total:6.1f} KB per Bundle  in all")
 
 
 def main() -> None:
