@@ -99,6 +99,30 @@ async def test_a_transaction_with_one_entry_of_another_center_stores_nothing(ser
     assert await db["Patient"].count_documents({"resource.identifier.value": marker}) == 0
 
 
+async def test_an_ehrs_transaction_updating_another_centers_patient_is_refused_whether_read_ahead_or_not(
+        services: Services, world: World, db: AsyncDatabase) -> None:
+    """A transaction reads ahead the stored versions it updates when a type has several (``interactions/
+    priming.py``), through the caller's access filter: another center's Patient is refused as when it is read on
+    its own (a Bundle with one Patient), and nothing of the Bundle is stored."""
+    marker = new_world().marker
+
+    def put(name: str) -> dict[str, object]:
+        return {"resource": {"resourceType": "Patient", "id": world.ids[name], "gender": "other",
+                             "identifier": [{"system": "urn:tx", "value": marker}]},
+                "request": {"method": "PUT", "url": f"Patient/{world.ids[name]}"}}
+
+    answers = []
+    async with ehr(services, world, "FR") as fr:
+        for entries in ([put("pDE")], [put("pDE"), put("pFR")]):
+            response = await fr.post("/fhir", content=body({"resourceType": "Bundle", "type": "transaction",
+                                                            "entry": entries}), headers={"Content-Type": FHIR_JSON})
+            answers.append((response.status_code, [i["code"] for i in parse(response)["issue"]]))
+    assert answers[0] == answers[1] and answers[0][0] in (403, 404), answers
+    assert await db["Patient"].count_documents({"resource.identifier.value": marker}) == 0
+    stored = await db["Patient"].find_one({"_id": world.ids["pDE"]})
+    assert stored is not None and stored["center"] == world.de and stored["resource"].get("gender") != "other"
+
+
 async def test_documents_without_a_center_are_hidden_from_ehr_until_the_migration_gives_them_theirs(
         services: Services, client: httpx.AsyncClient, db: AsyncDatabase) -> None:
     world = new_world()
