@@ -205,9 +205,7 @@ class _TransactionState:
             if entry.method == "PATCH" and entry.request.resource_id is not None:
                 targets.append((entry.resource_type, entry.request.resource_id))
             elif entry.method == "PUT" and resource is not None:
-                target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource.get('id')}"
-                kind, _, ident = target.partition("/")
-                targets.append((kind, ident))
+                targets.append(self._put_target(entry, resource))
         referring = [self.resources[e.index] for e in self.entries if e.method in ("POST", "PUT")]
         wanted = wanted_ids(referring)
         for kind, ids in wanted.items():
@@ -215,6 +213,12 @@ class _TransactionState:
         for kind, ident in targets:
             wanted.setdefault(kind, set()).add(ident)
         await prime(self.uow, wanted, at_least=2)
+
+    def _put_target(self, entry: BundleEntry, resource: dict[str, Any]) -> tuple[str, str]:
+        """The type and id a PUT entry writes (its identity as resolved: ``_resolve_put_identity``)."""
+        target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource['id']}"
+        resource_type, resource_id = target.split("/", 1)
+        return resource_type, resource_id
 
     def _claim_target(self, entry: BundleEntry, resource_type: str, resource_id: str) -> None:
         key = (resource_type, resource_id)
@@ -440,8 +444,7 @@ class _TransactionState:
             return
         resource = self.resources[entry.index]
         assert resource is not None
-        target = self.id_map.get(entry.full_url or "") or f"{entry.resource_type}/{resource['id']}"
-        resource_type, resource_id = target.split("/", 1)
+        resource_type, resource_id = self._put_target(entry, resource)
         self._claim_target(entry, resource_type, resource_id)
         self.results[entry.index] = await update(self.uow, resource_type, resource_id, resource,
                                                  if_match=request.if_match, if_none_match=request.if_none_match,
