@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_server import fhirjson
 from fhir_server.contract import CENTER_SYSTEM
 from fhir_server.permissions import Caller, Role
 from fhir_server.resources import SUPPORTED_TYPES
@@ -50,6 +51,21 @@ async def test_an_admin_transaction_derives_each_center_from_the_content(world: 
         assert await centers(db, kind, world.ids[name]) == expected[center], name
 
 
+@pytest.fixture
+async def none_of_the_examples_records(db: AsyncDatabase) -> None:
+    """No current resource that the example Bundle's ``ifNoneExist`` criteria (``identifier=system|value``) match:
+    another module may have stored one (an ``FR-POI`` Organization that is not an ``ifp-center``), and the
+    Bundle would then refer to it instead of creating its own."""
+    for entry in fhirjson.loads(EXAMPLE_BUNDLE.read_bytes())["entry"]:
+        criteria = entry["request"].get("ifNoneExist")
+        if criteria is None:
+            continue
+        system, _, value = criteria.removeprefix("identifier=").partition("|")
+        matching = {"sp.identifier": {"$elemMatch": {"s": system, "c": value}}}
+        await db[entry["resource"]["resourceType"]].delete_many(matching)
+
+
+@pytest.mark.usefixtures("none_of_the_examples_records")
 async def test_the_example_submission_is_stored_in_its_center(client: httpx.AsyncClient, db: AsyncDatabase) -> None:
     response = await client.post("/fhir", content=EXAMPLE_BUNDLE.read_bytes(), headers={"Content-Type": FHIR_JSON})
     assert response.status_code == 200, response.text
