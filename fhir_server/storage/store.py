@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, Replace
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import OperationFailure
 from pymongo.read_concern import ReadConcern
 
 from fhir_server.context import RequestContext
@@ -531,21 +531,17 @@ class ResourceStore:
                 replaces[write.type].append(ReplaceOne({"_id": write.id, "vid": write.previous_vid}, doc))
             currents.append(doc)
             history.append(write.history_document(center, content))
-        try:
-            for resource_type, docs in inserts.items():
-                await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
-            for resource_type, ops in replaces.items():
-                result = await self._collection(resource_type).bulk_write(ops, ordered=True, session=session)
-                if result.matched_count != len(ops):
-                    raise Conflict("The resource was changed by another request; retry", code="conflict")
-            if history:
-                await self._collection(HISTORY).insert_many(history, ordered=True, session=session)
-        except DuplicateKeyError as exc:
-            # Another transaction committed this id after our snapshot was taken (a concurrent
-            # update-as-create): a conflict like any other, so the whole transaction is re-run and its new
-            # snapshot takes the update path.
-            exc._add_error_label("TransientTransactionError")
-            raise
+        # Another transaction that commits one of these ids after this one's snapshot (a concurrent update-as-create)
+        # makes the insert a write conflict, labelled TransientTransactionError: the driver runs the whole
+        # transaction again, and its new snapshot takes the update path (tests/storage/test_update_as_create_race.py).
+        for resource_type, docs in inserts.items():
+            await self._collection(resource_type).insert_many(docs, ordered=True, session=session)
+        for resource_type, ops in replaces.items():
+            result = await self._collection(resource_type).bulk_write(ops, ordered=True, session=session)
+            if result.matched_count != len(ops):
+                raise Conflict("The resource was changed by another request; retry", code="conflict")
+        if history:
+            await self._collection(HISTORY).insert_many(history, ordered=True, session=session)
         return self.report_rows.pending(writes, patients, currents, history)
 
     async def centers_for(self, ctx: RequestContext, writes: Sequence[ResourceWrite], session: Session = None,
