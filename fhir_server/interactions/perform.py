@@ -14,7 +14,7 @@ from fhir_server.interactions import capabilities, history, search
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import patch
-from fhir_server.interactions.read import read, vread
+from fhir_server.interactions.read import Shape, read, vread
 from fhir_server.interactions.request import OPERATION_LEVELS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
@@ -31,10 +31,12 @@ async def perform_read(ctx: RequestContext, services: Services, request: FhirReq
     if kind is Interaction.READ:
         assert resource_type and request.resource_id
         return await read(ctx, services, resource_type, request.resource_id, if_none_match=request.if_none_match,
-                          if_modified_since=request.if_modified_since, session=session)
+                          if_modified_since=request.if_modified_since, shape=Shape.of(request.params),
+                          session=session)
     if kind is Interaction.VREAD:
         assert resource_type and request.resource_id and request.version_id
-        return await vread(ctx, services, resource_type, request.resource_id, request.version_id, session=session)
+        return await vread(ctx, services, resource_type, request.resource_id, request.version_id,
+                           shape=Shape.of(request.params), session=session)
     if kind in (Interaction.SEARCH_TYPE, Interaction.SEARCH_SYSTEM, Interaction.SEARCH_COMPARTMENT):
         bundle = await search.search(ctx, services, resource_type, request.params, compartment=request.compartment,
                                      session=session)

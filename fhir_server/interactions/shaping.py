@@ -1,6 +1,6 @@
 """Result shaping: ``_summary`` and ``_elements`` (https://hl7.org/fhir/R4/search.html#summary, #elements).
 
-* ``_summary=true``: the elements marked "summary" in the R4 definitions (``fhir.resources`` R4B models);
+* ``_summary=true``: the elements marked "summary" (``isSummary``) in the type's R4 StructureDefinition;
   ``text``: ``text``, ``id``, ``meta`` and the mandatory top-level elements; ``data``: everything but ``text``;
   ``count`` is handled by the executor (no entries); ``false``: the whole resource.
 * ``_elements=a,b``: those top-level elements plus the mandatory ones (search.html#elements: "servers SHOULD
@@ -16,7 +16,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
+from fhir_server.validation.core import core_definitions
+from fhir_server.validation.elements import CORE_PREFIX
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "Resource encoded in summary mode"}
@@ -25,23 +26,26 @@ _ALWAYS = ("resourceType", "id", "meta")
 
 @cache
 def _element_names(resource_type: str) -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
-    """(summary elements, mandatory elements, choice JSON name -> choice root) of a type, as JSON names."""
-    model = get_fhir_model_class(resource_type)
+    """(summary elements, mandatory elements, choice JSON name -> choice root) of a type's top-level elements,
+    from its R4 StructureDefinition (``isSummary``, ``min``): every R4 type has one, where the ``fhir.resources``
+    R4B models lack the R4-only types (``MedicinalProduct``...) and changed some (``Evidence``)."""
+    definition = core_definitions()[f"{CORE_PREFIX}{resource_type}"]
     summary: set[str] = set()
     mandatory: set[str] = set()
     choices: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        if not extra.get("element_property"):
+    for element in definition["snapshot"]["element"]:
+        _type, _, name = element["path"].partition(".")
+        if not name or "." in name:
             continue
-        json_name = field.alias or name
-        root = extra.get("one_of_many")
-        if isinstance(root, str):
-            choices[json_name] = root
-        if extra.get("summary_element_property"):
-            summary.add(json_name)
-        if extra.get("element_required") or field.is_required() or extra.get("one_of_many_required"):
-            mandatory.add(json_name)
+        if name.endswith("[x]"):
+            name = name[:-3]
+            for allowed in element.get("type", ()):
+                code = allowed["code"]
+                choices[name + code[:1].upper() + code[1:]] = name
+        if element.get("isSummary"):
+            summary.add(name)
+        if element.get("min", 0) >= 1:
+            mandatory.add(name)
     return frozenset(summary), frozenset(mandatory), choices
 
 
