@@ -5,10 +5,8 @@ one lookup per type was, so a center's lookups never find another center's resou
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.context import RequestContext
@@ -59,15 +57,6 @@ async def test_lookups_of_several_types_answer_each_query_within_the_callers_cen
     finally:
         await store.close()
         await mongo_client.drop_database(name)
-
-
-@pytest.fixture
-async def private_store(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[ResourceStore]:
-    name = f"each_and_counter_{uuid.uuid4().hex[:8]}"
-    store = ResourceStore.open(mongo_uri, name)
-    yield store
-    await store.close()
-    await mongo_client.drop_database(name)
 
 
 async def test_lookups_read_a_counter_in_the_same_command_through_the_same_filters(

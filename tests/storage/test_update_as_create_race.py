@@ -3,12 +3,8 @@ before the insert (``ResourceStore.apply``)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from fhir_server.context import RequestContext
@@ -23,15 +19,6 @@ def _write(ident: str, family: str) -> ResourceWrite:
     return ResourceWrite(type="Patient", id=ident, vid=1, last_updated=datetime.now(UTC), method="PUT",
                          resource={"resourceType": "Patient", "id": ident, "name": [{"family": family}]},
                          search_values={})
-
-
-@pytest.fixture
-async def private_store(mongo_uri: str, mongo_client: AsyncMongoClient) -> AsyncIterator[ResourceStore]:
-    name = f"update_as_create_{uuid.uuid4().hex[:8]}"
-    store = ResourceStore.open(mongo_uri, name)
-    yield store
-    await store.close()
-    await mongo_client.drop_database(name)
 
 
 async def test_an_id_committed_after_a_transactions_snapshot_reruns_it_and_the_rerun_sees_it_stored(
