@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, operation_outcome
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.dates import parse_instant_param
 from fhir_server.interactions.search import compartment_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
@@ -75,8 +76,8 @@ async def everything(ctx: RequestContext, services: Services, op: OperationReque
     if len(remaining) > count:
         nxt = encode_page_token(list(page[-1]), _KEY_SPEC, owner=ctx.caller)
         links.append({"relation": "next", "url": _url(ctx, patient_id, [*applied, (PAGE, nxt)])})
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(keys), "link": links, "entry": entries}
-    return OperationResponse(200, bundle)
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(keys), "link": links}
+    return OperationResponse(200, with_entries(bundle, entries))
 
 
 def _parameters(ctx: RequestContext, services: Services,

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, NotFound
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.dates import parse_instant_param
 from fhir_server.resources import require_supported_type
 from fhir_server.search.paging import decode_page_token, encode_page_token
@@ -94,8 +95,7 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links
-    bundle["entry"] = [_entry(ctx, v) for v in page]
-    return bundle
+    return with_entries(bundle, [_entry(ctx, v) for v in page])
 
 
 def _with_query(base: str, params: list[tuple[str, str]]) -> str:

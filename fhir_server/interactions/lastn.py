@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.search.index_layout import SORT_DESCENDING, param_path, sort_path
@@ -66,5 +67,5 @@ async def lastn(ctx: RequestContext, services: Services, op: OperationRequest) -
     entries = [{"fullUrl": ctx.url("Observation", doc["_id"]), "resource": doc["resource"],
                 "search": {"mode": "match"}} for doc in docs]
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
-              "link": [{"relation": "self", "url": ctx.url("Observation", "$lastn")}], "entry": entries}
-    return OperationResponse(200, bundle)
+              "link": [{"relation": "self", "url": ctx.url("Observation", "$lastn")}]}
+    return OperationResponse(200, with_entries(bundle, entries))

@@ -35,6 +35,7 @@ from weakref import WeakKeyDictionary
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, NotFound
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.enforcement import Resolver
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
@@ -339,7 +340,7 @@ async def risk_scores(ctx: RequestContext, services: Services, op: OperationRequ
         entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": {
             "resourceType": "OperationOutcome",
             "issue": [{"severity": "information", "code": "incomplete", "diagnostics": n} for n in notes]}})
-    return OperationResponse(200, {"resourceType": "Bundle", "type": "collection", "entry": entries})
+    return OperationResponse(200, with_entries({"resourceType": "Bundle", "type": "collection"}, entries))
 
 
 async def _persist(ctx: RequestContext, services: Services, resources: list[Json]) -> list[Json]:

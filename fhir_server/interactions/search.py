@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, Issue, operation_outcome
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.shaping import select_elements, summarize
 from fhir_server.interactions.terminology_support import expand_request
 from fhir_server.resources import SERVED_TYPES, SUPPORTED_TYPES, require_supported_type
@@ -224,8 +225,7 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     if parsed.ignored:
         entries.append(_ignored_outcome(parsed))
     bundle["link"] = _links(ctx, resource_type, compartment, parsed, compiled, page, page_token)
-    bundle["entry"] = entries
-    return bundle
+    return with_entries(bundle, entries)
 
 
 async def _page_and_includes(ctx: RequestContext, services: Services, filters: dict[str, Any],

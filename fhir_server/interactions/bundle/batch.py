@@ -19,6 +19,7 @@ from fhir_server.interactions import audit_event
 from fhir_server.interactions.bundle.parse import BundleEntry, bundle_entries, parse_entry
 from fhir_server.interactions.bundle.response import error_entry, response_entry
 from fhir_server.interactions.bundle.transaction import execute_entries
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.references import collect_references
 from fhir_server.interactions.request import FhirRequest
 from fhir_server.interactions.result import InteractionResult
@@ -34,7 +35,7 @@ async def run_batch(ctx: RequestContext, services: Services, request: FhirReques
     out = []
     for index, raw in enumerate(bundle_entries(request.body)):
         out.append(await _one(ctx, services, request, index, raw, dispatch))
-    return InteractionResult(200, {"resourceType": "Bundle", "type": "batch-response", "entry": out})
+    return InteractionResult(200, with_entries({"resourceType": "Bundle", "type": "batch-response"}, out))
 
 
 async def _one(ctx: RequestContext, services: Services, batch: FhirRequest, index: int, raw: Any,

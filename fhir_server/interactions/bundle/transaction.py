@@ -42,6 +42,7 @@ from fhir_server.errors import Conflict, FhirError, InvalidRequest, NotFound, Pr
 from fhir_server.interactions import audit, audit_event, authorization
 from fhir_server.interactions.bundle.parse import BundleEntry, bundle_entries, located, parse_entry
 from fhir_server.interactions.bundle.response import response_entry
+from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import patch
@@ -69,12 +70,9 @@ async def run_transaction(ctx: RequestContext, services: Services, request: Fhir
     entries = [await _transaction_entry(ctx, index, raw) for index, raw in enumerate(bundle_entries(request.body))]
     _check_unique_full_urls(entries)
     results = await execute_entries(ctx, services, entries, audited=request)
-    return InteractionResult(200, {
-        "resourceType": "Bundle",
-        "type": "transaction-response",
-        "entry": [response_entry(ctx, entry.request, result, request.prefer_return)
-                  for entry, result in zip(entries, results, strict=True)],
-    })
+    return InteractionResult(200, with_entries({"resourceType": "Bundle", "type": "transaction-response"}, [
+        response_entry(ctx, entry.request, result, request.prefer_return)
+        for entry, result in zip(entries, results, strict=True)]))
 
 
 async def execute_entries(ctx: RequestContext, services: Services, entries: list[BundleEntry], *,
