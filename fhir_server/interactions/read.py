@@ -20,6 +20,7 @@ from fhir_server.errors import Gone, InvalidRequest, NotFound
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.shaping import select_elements, summarize
 from fhir_server.interactions.versioning import etag_matches
+from fhir_server.search.parse import element_names
 from fhir_server.services import Services
 from fhir_server.storage.store import DbSession
 
@@ -45,7 +46,7 @@ class Shape:
                                          "(count applies to a search)", code="invalid")
                 summary = value
             elif name == "_elements":
-                elements = tuple(e.strip() for e in value.split(",") if e.strip())
+                elements = element_names(value)
         return cls(summary, elements)
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:

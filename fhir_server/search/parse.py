@@ -164,7 +164,7 @@ def _result_parameter(ctx: _Context, resource_type: str | None, search_types: tu
     elif base == "_summary":
         result.summary = _choice("_summary", value, SUMMARY_VALUES)
     elif base == "_elements":
-        result.elements = tuple(e.strip() for e in value.split(",") if e.strip())
+        result.elements = element_names(value)
     elif base in ("_include", "_revinclude"):
         include = _parse_include(ctx, resource_type, base == "_revinclude", modifier, value)
         if include is not None:
@@ -174,6 +174,11 @@ def _result_parameter(ctx: _Context, resource_type: str | None, search_types: tu
     else:
         return False
     return True
+
+
+def element_names(value: str) -> tuple[str, ...]:
+    """The element names of an ``_elements`` value (search.html#elements), for a search or a read."""
+    return tuple(e.strip() for e in value.split(",") if e.strip())
 
 
 def _choice(name: str, value: str, allowed: frozenset[str]) -> str:
