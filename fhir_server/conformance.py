@@ -22,6 +22,7 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.storage.store import DbSession, ResourceStore
+from fhir_server.terminology.core import core_terminology
 from fhir_server.terminology.service import Terminology
 
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
@@ -64,7 +65,8 @@ class ConformanceCache:
             self._resources = loaded
             self._superseded = await self._load_superseded(loaded, live, session)
             self._terminology = Terminology((r for k in TERMINOLOGY_TYPES for r in loaded[k]),
-                                            (r for k in TERMINOLOGY_TYPES for r in self._superseded[k]))
+                                            (r for k in TERMINOLOGY_TYPES for r in self._superseded[k]),
+                                            core_terminology())
             self._derived = {}
             self._epoch = epoch
 

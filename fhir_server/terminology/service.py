@@ -19,6 +19,8 @@ from typing import Any
 from fhir_server.json_types import Json
 from fhir_server.terminology.codesystem import CodeSystemIndex
 from fhir_server.terminology.conceptmap import Match, translate
+from fhir_server.terminology.core import KINDS as CORE_KINDS
+from fhir_server.terminology.core import CoreTerminology
 from fhir_server.terminology.valueset import ExpansionError, Membership, compose_membership, text_match
 
 MAX_EXPANSION = 10_000
@@ -74,9 +76,12 @@ def split_canonical(canonical: str) -> tuple[str, str | None]:
 class Terminology:
     """Indexes CodeSystems, ValueSets and ConceptMaps by canonical url and version."""
 
-    def __init__(self, resources: Iterable[Json], superseded: Iterable[Json] = ()) -> None:
+    def __init__(self, resources: Iterable[Json], superseded: Iterable[Json] = (),
+                 core: CoreTerminology | None = None) -> None:
         """``resources`` are the versions in force; ``superseded`` are earlier versions kept only so that
-        ``url|version`` references to them still resolve (they never become current)."""
+        ``url|version`` references to them still resolve (they never become current). ``core``: R4's own code
+        systems and value sets (``terminology.core``), for the urls no resource here has."""
+        self._core = core
         self._by_version: dict[tuple[str, str, str | None], Json] = {}
         self._latest: dict[tuple[str, str], Json] = {}
         for r in resources:
@@ -100,9 +105,10 @@ class Terminology:
 
     def resource(self, kind: str, canonical: str) -> Json | None:
         url, version = split_canonical(canonical)
-        if version is None:
-            return self._latest.get((kind, url))
-        return self._by_version.get((kind, url, version))
+        found = self._latest.get((kind, url)) if version is None else self._by_version.get((kind, url, version))
+        if found is None and self._core is not None and kind in CORE_KINDS:
+            return self._core.resource(kind, url, version)
+        return found
 
     # --- code systems -------------------------------------------------------------------------------------
     def code_system(self, system: str, version: str | None = None) -> CodeSystemIndex | None:

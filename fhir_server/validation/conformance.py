@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from fhir_server.json_types import Json
 from fhir_server.terminology import Terminology, split_canonical
+from fhir_server.terminology.core import core_terminology
 from fhir_server.terminology.service import currency_key
 from fhir_server.validation.core import core_definitions, vital_signs
 from fhir_server.validation.snapshot import generate_snapshot
@@ -53,7 +54,8 @@ class ConformanceSnapshot:
         built_in = vital_signs().value_sets if include_core else ()
         own = [r for r in resources if r.get("resourceType") in TERMINOLOGY_TYPES]
         self.terminology = Terminology((*built_in, *own),
-                                       (r for r in superseded if r.get("resourceType") in TERMINOLOGY_TYPES))
+                                       (r for r in superseded if r.get("resourceType") in TERMINOLOGY_TYPES),
+                                       core_terminology() if include_core else None)
 
     @classmethod
     def from_package_dir(cls, directory: str) -> ConformanceSnapshot:

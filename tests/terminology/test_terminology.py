@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from fhir_server.terminology import ExpansionError, Terminology
+from fhir_server.terminology.core import core_terminology
 
 ROOT = Path(__file__).resolve().parents[2]
 B = "https://cml-registry.eu/fhir"
@@ -192,3 +193,29 @@ def test_versions_latest_wins_and_pinning_works() -> None:
 def test_case_insensitive_system() -> None:
     cs = {"resourceType": "CodeSystem", "url": "urn:cs", "caseSensitive": False, "concept": [{"code": "Abc"}]}
     assert Terminology([cs]).lookup("urn:cs", "aBC") is not None
+
+
+GENDER, GENDER_VS = "http://hl7.org/fhir/administrative-gender", "http://hl7.org/fhir/ValueSet/administrative-gender"
+
+
+def test_r4_code_systems_and_value_sets_answer_by_url_and_by_r4_version() -> None:
+    term = Terminology([], core=core_terminology())
+    assert codes(term.expand(GENDER_VS)) == {"male", "female", "other", "unknown"}
+    assert codes(term.expand(f"{GENDER_VS}|4.0.1")) == {"male", "female", "other", "unknown"}
+    with pytest.raises(ExpansionError):
+        term.expand(f"{GENDER_VS}|9.9.9")
+    assert term.lookup(f"{GENDER}|4.0.1", "other") is not None
+
+
+def test_a_published_resource_of_an_r4_url_comes_before_r4s_own() -> None:
+    own = {"resourceType": "ValueSet", "url": GENDER_VS, "version": "local", "status": "active",
+           "compose": {"include": [{"system": GENDER, "concept": [{"code": "female"}]}]}}
+    term = Terminology([own], core=core_terminology())
+    assert codes(term.expand(GENDER_VS)) == {"female"}
+    assert codes(term.expand(f"{GENDER_VS}|4.0.1")) == {"male", "female", "other", "unknown"}
+
+
+def test_without_the_core_r4_code_systems_are_open() -> None:
+    value_set = {"resourceType": "ValueSet", "url": "urn:vs", "compose": {"include": [{"system": GENDER}]}}
+    assert Terminology([value_set]).membership("urn:vs").open_systems == {GENDER}
+    assert Terminology([value_set], core=core_terminology()).membership("urn:vs").contains(GENDER, "nope") is False
