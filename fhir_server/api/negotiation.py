@@ -62,11 +62,23 @@ async def read_body(request: Request, settings: Settings, *, patch: bool = False
     """The request body parsed as JSON (decimals exact), after media-type and size checks; deeper nesting or
     longer arrays than the settings allow, a repeated property name or a lone surrogate are a 400."""
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    allowed = {JSON_PATCH} if patch else _JSON_TYPES
+    allowed = {JSON_PATCH, *_JSON_TYPES} if patch else _JSON_TYPES  # a patch: JSON Patch or FHIRPath Patch
     if content_type and content_type not in allowed:
-        expected = JSON_PATCH if patch else FHIR_JSON
+        expected = f"{JSON_PATCH} or {FHIR_JSON}" if patch else FHIR_JSON
         raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
-    return fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
+    parsed = fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
+    if patch and content_type:
+        _check_patch_media_type(content_type, parsed)
+    return parsed
+
+
+def _check_patch_media_type(content_type: str, document: Any) -> None:
+    """http.html#patch: a JSON Patch (an array) is application/json-patch+json, a FHIRPath Patch (a Parameters
+    resource) a FHIR JSON type; a body of the one sent as the other is refused as its media type."""
+    if content_type == JSON_PATCH and isinstance(document, dict):
+        raise UnsupportedMediaType(f"A FHIRPath Patch (a Parameters resource) is sent as {FHIR_JSON}")
+    if content_type != JSON_PATCH and isinstance(document, list):
+        raise UnsupportedMediaType(f"A JSON Patch (a JSON array) is sent as {JSON_PATCH}")
 
 
 async def read_raw_body(request: Request, max_bytes: int) -> bytes:

@@ -147,7 +147,7 @@ class HttpBody:
     async def resource(self) -> object:
         return await read_body(self._request, self._settings)
 
-    async def json_patch(self) -> object:
+    async def patch_document(self) -> object:
         return await read_body(self._request, self._settings, patch=True)
 
     async def form(self) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
         "implementation": {"description": "IFP registry FHIR R4 server", "url": ctx.base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["json", "application/fhir+json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],  # JSON Patch, FHIRPath Patch
         "rest": [{
             "mode": "server",
             **_security(ctx, services),

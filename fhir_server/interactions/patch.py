@@ -1,4 +1,5 @@
-"""patch with JSON Patch (https://hl7.org/fhir/R4/http.html#patch, RFC 6902)."""
+"""patch (https://hl7.org/fhir/R4/http.html#patch): with JSON Patch (RFC 6902, a JSON array) or FHIRPath Patch
+(a ``Parameters`` resource, ``interactions/fhirpath_patch.py``); what the patch makes is checked as an update."""
 
 from __future__ import annotations
 
@@ -9,21 +10,43 @@ import jsonpatch
 import jsonpointer
 
 from fhir_server.errors import Gone, InvalidRequest, NotFound, UnprocessableEntity
+from fhir_server.interactions.fhirpath_patch import FhirPathPatch, parse_fhirpath_patch
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.interactions.update import check_if_match, update
 
 
-def parse_patch(document: Any) -> jsonpatch.JsonPatch:
+class JsonPatch:
+    """A JSON Patch document; :meth:`apply` returns the patched copy of a resource."""
+
+    def __init__(self, operations: jsonpatch.JsonPatch) -> None:
+        self.operations = operations
+
+    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
+        try:
+            patched: dict[str, Any] = self.operations.apply(copy.deepcopy(resource))
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise UnprocessableEntity(f"The patch cannot be applied: {exc}", code="processing") from exc
+        return patched
+
+
+Patch = JsonPatch | FhirPathPatch
+
+
+def parse_patch(document: Any) -> Patch:
+    """A JSON array is a JSON Patch, a ``Parameters`` resource a FHIRPath Patch; anything else is a 400."""
+    if isinstance(document, dict):
+        return parse_fhirpath_patch(document)
     if not isinstance(document, list):
-        raise InvalidRequest("A JSON Patch document is a JSON array of operations", code="structure")
+        raise InvalidRequest("A patch is a JSON Patch (a JSON array of operations) or a FHIRPath Patch (a "
+                             "Parameters resource)", code="structure")
     try:
-        return jsonpatch.JsonPatch(document)
+        return JsonPatch(jsonpatch.JsonPatch(document))
     except (jsonpatch.InvalidJsonPatch, TypeError) as exc:
         raise InvalidRequest(f"Invalid JSON Patch: {exc}", code="structure") from exc
 
 
-async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operations: jsonpatch.JsonPatch, *,
+async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operations: Patch, *,
                 if_match: str | None = None) -> InteractionResult:
     current = await uow.current(resource_type, resource_id)
     if current is None:
@@ -31,8 +54,5 @@ async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operation
     if current.deleted or current.resource is None:
         raise Gone(f"{resource_type}/{resource_id} was deleted")
     check_if_match(current, if_match)
-    try:
-        patched = operations.apply(copy.deepcopy(current.resource))
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-        raise UnprocessableEntity(f"The patch cannot be applied: {exc}", code="processing") from exc
+    patched = operations.apply(current.resource)
     return await update(uow, resource_type, resource_id, patched, method="PATCH")  # checks what the patch made

@@ -72,8 +72,8 @@ class RequestBody(Protocol):
     async def resource(self) -> Any:
         """A FHIR resource (JSON): create, update, batch/transaction."""
 
-    async def json_patch(self) -> Any:
-        """A JSON Patch document (a JSON array): patch."""
+    async def patch_document(self) -> Any:
+        """A patch: a JSON Patch document (a JSON array) or a FHIRPath Patch (a Parameters resource)."""
 
     async def form(self) -> list[tuple[str, str]]:
         """Search parameters of ``POST _search`` (application/x-www-form-urlencoded)."""
@@ -93,7 +93,7 @@ class FhirRequest:
     operation: str | None = None  # without the $
     query: str = ""  # the query string as sent: the criteria of a conditional update or delete
     params: list[tuple[str, str]] = field(default_factory=list)  # query (and _search form) parameters
-    body: Any = None  # the resource; for a patch its parsed JSON Patch
+    body: Any = None  # the resource; for a patch the parsed patch (``interactions.patch.Patch``)
     if_match: str | None = None
     if_none_match: str | None = None
     if_none_exist: str | None = None
@@ -254,7 +254,7 @@ async def _content(kind: Interaction, method: str, params: list[tuple[str, str]]
             raise InvalidRequest(f"{method} needs a resource", code="required")
         return resource
     if kind is Interaction.PATCH:
-        return parse_patch(await body.json_patch() if body is not None else None)
+        return parse_patch(await body.patch_document() if body is not None else None)
     if method == "POST" and kind in (Interaction.SEARCH_TYPE, Interaction.SEARCH_SYSTEM):
         params += await body.form() if body is not None else []
         return None

@@ -159,6 +159,12 @@ def _json_patch(resource: bytes) -> bytes:
     return b'[{"op":"add","path":"/contained","value":[' + resource + b"]}]"
 
 
+def _fhirpath_patch(resource: bytes) -> bytes:
+    return (b'{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":'
+            b'"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"contained"},'
+            b'{"name":"value","resource":' + resource + b"}]}]}")
+
+
 ENDPOINTS = {  # name: (method, path, content type, body around the hostile Patient)
     "create": ("POST", "/fhir/Patient", FHIR_JSON, lambda r: r),
     "update": ("PUT", f"/fhir/Patient/{HOSTILE_ID}", FHIR_JSON, lambda r: r),
@@ -166,6 +172,7 @@ ENDPOINTS = {  # name: (method, path, content type, body around the hostile Pati
     "$validate": ("POST", "/fhir/Patient/$validate", FHIR_JSON, lambda r: r),
     "$validate with Parameters": ("POST", "/fhir/Patient/$validate", FHIR_JSON, _parameters),
     "patch": ("PATCH", f"/fhir/Patient/{HOSTILE_ID}", "application/json-patch+json", _json_patch),
+    "FHIRPath patch": ("PATCH", f"/fhir/Patient/{HOSTILE_ID}", FHIR_JSON, _fhirpath_patch),
 }
 
 

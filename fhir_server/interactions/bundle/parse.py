@@ -107,13 +107,17 @@ class EntryBody:
     async def resource(self) -> Any:
         return self._resource
 
-    async def json_patch(self) -> Any:
-        """A PATCH entry carries its JSON Patch as a Binary resource (https://hl7.org/fhir/R4/http.html#patch)."""
-        binary = self._resource
-        if not isinstance(binary, dict) or binary.get("resourceType") != "Binary" or "data" not in binary:
-            raise InvalidRequest("A PATCH entry's resource is a Binary with a base64 JSON Patch", code="invalid")
+    async def patch_document(self) -> Any:
+        """A PATCH entry carries a JSON Patch as a Binary resource, or a FHIRPath Patch as a Parameters resource
+        (https://hl7.org/fhir/R4/http.html#patch)."""
+        patch = self._resource
+        if isinstance(patch, dict) and patch.get("resourceType") == "Parameters":
+            return patch
+        if not isinstance(patch, dict) or patch.get("resourceType") != "Binary" or "data" not in patch:
+            raise InvalidRequest("A PATCH entry's resource is a Binary with a base64 JSON Patch, or a Parameters "
+                                 "resource (FHIRPath Patch)", code="invalid")
         try:
-            return fhirjson.loads(base64.b64decode(binary["data"]))
+            return fhirjson.loads(base64.b64decode(patch["data"]))
         except (ValueError, TypeError) as exc:
             raise InvalidRequest(f"The Binary's data is not base64 JSON: {exc}", code="invalid") from exc
 
