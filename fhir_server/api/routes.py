@@ -34,7 +34,7 @@ from fhir_server.settings import Settings
 
 router = APIRouter(prefix="/fhir")
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # the parser answers 405 for the last two
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # the parser answers 405 for OPTIONS
 _WITH_BODY = ("POST", "PUT", "PATCH")
 
 
@@ -54,12 +54,15 @@ async def fhir_api(request: Request) -> Response:
     try:
         # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
         # CapabilityStatement needs no token (SMART: clients discover the server from it)
-        ctx = await request_context(request, services.settings, public=request.method == "GET" and path == "metadata")
+        ctx = await request_context(request, services.settings,
+                                    public=request.method in ("GET", "HEAD") and path == "metadata")
         fhir_request = await _parse(request, path, query, body, negotiate)
         request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
         after_response: AfterResponse = []
         result = await dispatch(ctx, services, fhir_request, after_response=after_response)
         response = render(ctx, fhir_request, result)
+        if request.method == "HEAD":
+            response = _headers_only(response)
         if after_response:  # a read's AuditEvent, built once the client has its answer (run after the body is sent)
             response.background = BackgroundTask(_run_each, after_response)
         return response
@@ -109,6 +112,12 @@ def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult 
     if result.status == 304:  # conditional read: the client's copy is current
         return Response(status_code=304, headers=headers)
     return fhir_response(result.resource, result.status, headers, pretty=request.pretty)
+
+
+def _headers_only(response: Response) -> Response:
+    """The answer to a HEAD: the GET's status and header fields, its Content-Length included, and no content
+    (RFC 9110 9.3.2)."""
+    return Response(status_code=response.status_code, headers=dict(response.headers))
 
 
 def _write_response(ctx: RequestContext, request: FhirRequest, result: InteractionResult) -> Response:

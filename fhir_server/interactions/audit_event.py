@@ -205,7 +205,7 @@ def _outcome(status: int, unexpected: bool) -> str:
 
 
 def _action_of_method(method: str) -> str:
-    return {"GET": "R", "POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}.get(method.upper(), "E")
+    return {"GET": "R", "HEAD": "R", "POST": "C", "PUT": "U", "PATCH": "U", "DELETE": "D"}.get(method.upper(), "E")
 
 
 # The parts that repeat from one event to the next are built once and shared by the events (stored, never mutated).

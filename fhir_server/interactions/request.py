@@ -59,6 +59,11 @@ class Interaction(Enum):
 WRITES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.PATCH, Interaction.DELETE})
 OPERATIONS = frozenset({Interaction.OPERATION_SYSTEM, Interaction.OPERATION_TYPE, Interaction.OPERATION_INSTANCE})
 BUNDLES = frozenset({Interaction.BATCH, Interaction.TRANSACTION})
+# What a HEAD may ask (RFC 9110 9.3.2: the GET without its body): the reads that change nothing, not an operation
+# (a GET $export starts a job)
+HEAD_READS = frozenset({Interaction.READ, Interaction.VREAD, Interaction.SEARCH_TYPE, Interaction.SEARCH_SYSTEM,
+                        Interaction.SEARCH_COMPARTMENT, Interaction.HISTORY_INSTANCE, Interaction.HISTORY_TYPE,
+                        Interaction.HISTORY_SYSTEM, Interaction.CAPABILITIES})
 # What may be asked of AuditEvents (the server writes them; README, "Audit trail"): anything else is 405
 _AUDIT_EVENT_INTERACTIONS = frozenset({Interaction.READ, Interaction.SEARCH_TYPE, Interaction.OPERATION_TYPE,
                                        Interaction.OPERATION_INSTANCE})
@@ -126,7 +131,9 @@ async def parse_request(method: str, path: str, query: str, headers: Mapping[str
     ``body`` is None when the request has none (a GET over HTTP); an interaction that needs one then fails as
     for an empty body. ``routed`` is called once the URL's shape and method are known to name an interaction,
     before its type and body are looked at: where an HTTP server negotiates the response's media type (406)."""
-    target = _target(method, path)
+    target = _target("GET" if method == "HEAD" else method, path)
+    if method == "HEAD" and target.interaction not in HEAD_READS:
+        raise MethodNotAllowed(f"HEAD is not allowed on {path or 'the base'}: only a read has a HEAD")
     if routed is not None:
         routed(target.interaction)
     _check_target(target, method, path, query)

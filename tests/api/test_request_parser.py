@@ -98,7 +98,14 @@ async def test_an_unknown_return_preference_counts_as_none() -> None:
 async def test_a_patch_entrys_binary_is_its_json_patch() -> None:
     data = base64.b64encode(json.dumps([{"op": "remove", "path": "/active"}]).encode()).decode()
     request = await _parse("PATCH", "Patient/p1", {"resourceType": "Binary", "data": data})
-    assert list(request.body) == [{"op": "remove", "path": "/active"}]
+    assert list(request.body.operations) == [{"op": "remove", "path": "/active"}]
+
+
+async def test_a_patch_entrys_parameters_is_its_fhirpath_patch() -> None:
+    operation = {"name": "operation", "part": [{"name": "type", "valueCode": "delete"},
+                                               {"name": "path", "valueString": "Patient.active"}]}
+    request = await _parse("PATCH", "Patient/p1", {"resourceType": "Parameters", "parameter": [operation]})
+    assert [(o.type, o.path) for o in request.body.operations] == [("delete", "Patient.active")]
 
 
 async def test_post_to_the_base_tells_a_transaction_from_a_batch() -> None:
@@ -114,7 +121,8 @@ async def test_post_to_the_base_tells_a_transaction_from_a_batch() -> None:
     ("POST", "Patient/p1", 405), ("PATCH", "Patient", 405), ("PATCH", "Patient?identifier=a|b", 405),
     ("PUT", "Patient", 405), ("DELETE", "Patient", 405), ("DELETE", "Patient/$validate", 405),
     ("GET", "Patient/_search", 405), ("PUT", "metadata", 405), ("PUT", "$export", 405),
-    ("POST", "Patient/p1/_history", 405), ("HEAD", "Patient/p1", 405),
+    ("POST", "Patient/p1/_history", 405), ("HEAD", "Patient/p1/$everything", 405), ("HEAD", "$export", 405),
+    ("HEAD", "Patient/_search", 405),
 ])
 async def test_a_url_of_no_interaction_fails_like_http(method: str, url: str, status: int) -> None:
     assert await _status(method, url) == status
@@ -127,3 +135,8 @@ async def test_a_method_the_url_does_not_take_is_405_before_its_type_is_looked_a
 async def test_create_and_update_need_a_resource() -> None:
     assert await _status("POST", "Patient", None) == 400
     assert await _status("PUT", "Patient/p1", None) == 400
+
+
+async def test_a_head_reads_like_a_get() -> None:
+    request = await _parse("HEAD", "Patient/p1")
+    assert request.interaction is Interaction.READ and request.method == "HEAD"

@@ -127,6 +127,19 @@ async def test_reads_and_searches_are_queued_and_written_by_the_flush(audit_serv
     check_structure(search)
 
 
+async def test_a_head_is_audited_as_the_read_it_is(audit_services: Services, auditor: httpx.AsyncClient) -> None:
+    """A HEAD tells whether a resource exists and which version is current: audited like the GET it mirrors."""
+    writer, reader = a_client(), a_client(Role.RESEARCHER)
+    async with client_as(audit_services, writer) as http:
+        created = parse(await post(http, "Patient", patient(unique("P-"))))
+    async with client_as(audit_services, reader) as http:
+        assert (await http.head(f"/fhir/Patient/{created['id']}")).status_code == 200
+    await flush(audit_services)
+    [read] = await events_of(auditor, reader)
+    assert (read["subtype"][0]["code"], read["action"], read["outcome"]) == ("read", "R", "0")
+    assert references(read, "1") == {f"Patient/{created['id']}"}
+
+
 async def test_an_ehr_clients_events_carry_its_center(audit_services: Services, auditor: httpx.AsyncClient) -> None:
     caller = a_client(Role.EHR, center="FR-POI")
     async with client_as(audit_services, caller) as http:
