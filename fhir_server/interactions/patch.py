@@ -1,5 +1,7 @@
 """patch (https://hl7.org/fhir/R4/http.html#patch): with JSON Patch (RFC 6902, a JSON array) or FHIRPath Patch
-(a ``Parameters`` resource, ``interactions/fhirpath_patch.py``); what the patch makes is checked as an update."""
+(a ``Parameters`` resource, ``interactions/fhirpath_patch.py``); what the patch makes is checked as an update.
+Conditional patch (``PATCH [type]?[criteria]``): the one resource the criteria match is patched; none is a 404,
+several a 412."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from fhir_server.errors import Gone, InvalidRequest, NotFound, UnprocessableEntity
+from fhir_server.errors import Gone, InvalidRequest, NotFound, PreconditionFailed, UnprocessableEntity
 from fhir_server.interactions.fhirpath_patch import FhirPathPatch, parse_fhirpath_patch
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
@@ -56,3 +58,21 @@ async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operation
     check_if_match(current, if_match)
     patched = operations.apply(current.resource)
     return await update(uow, resource_type, resource_id, patched, method="PATCH")  # checks what the patch made
+
+
+async def conditional_patch(uow: UnitOfWork, resource_type: str, criteria: str, operations: Patch, *,
+                            if_match: str | None = None) -> InteractionResult:
+    """Patch the one ``resource_type`` the search ``criteria`` match."""
+    resource_id = await conditional_patch_target(uow, resource_type, criteria)
+    return await patch(uow, resource_type, resource_id, operations, if_match=if_match)
+
+
+async def conditional_patch_target(uow: UnitOfWork, resource_type: str, criteria: str) -> str:
+    """The id of the one ``resource_type`` the search ``criteria`` match (of what the caller may see): none is a
+    404, several a 412."""
+    matches = await uow.matches(resource_type, criteria)
+    if not matches:
+        raise NotFound(f"Conditional patch '{resource_type}?{criteria}' matches no resource")
+    if len(matches) > 1:
+        raise PreconditionFailed(f"Conditional patch '{resource_type}?{criteria}' matches {len(matches)} resources")
+    return str(matches[0]["_id"])

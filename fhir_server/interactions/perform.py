@@ -13,7 +13,7 @@ from fhir_server.errors import MethodNotAllowed, NotFound
 from fhir_server.interactions import capabilities, history, search
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
-from fhir_server.interactions.patch import patch
+from fhir_server.interactions.patch import conditional_patch, patch
 from fhir_server.interactions.read import Shape, read, vread
 from fhir_server.interactions.request import OPERATION_LEVELS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
@@ -63,6 +63,8 @@ async def perform_write(uow: UnitOfWork, request: FhirRequest) -> InteractionRes
         assert resource_id is not None
         return await update(uow, resource_type, resource_id, request.body, if_match=request.if_match,
                             if_none_match=request.if_none_match)
+    if kind is Interaction.PATCH and resource_id is None:
+        return await conditional_patch(uow, resource_type, request.query, request.body, if_match=request.if_match)
     if kind is Interaction.PATCH:
         assert resource_id is not None
         return await patch(uow, resource_type, resource_id, request.body, if_match=request.if_match)

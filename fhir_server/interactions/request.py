@@ -163,7 +163,7 @@ _SYSTEM = {"": {"GET": Interaction.SEARCH_SYSTEM, "POST": Interaction.BATCH},
            "_history": {"GET": Interaction.HISTORY_SYSTEM},
            "_search": {"POST": Interaction.SEARCH_SYSTEM}}
 _TYPE = {"GET": Interaction.SEARCH_TYPE, "POST": Interaction.CREATE, "PUT": Interaction.UPDATE,
-         "DELETE": Interaction.DELETE}
+         "PATCH": Interaction.PATCH, "DELETE": Interaction.DELETE}
 _TYPE_PATHS = {"_search": {"POST": Interaction.SEARCH_TYPE}, "_history": {"GET": Interaction.HISTORY_TYPE}}
 _INSTANCE = {"GET": Interaction.READ, "PUT": Interaction.UPDATE, "PATCH": Interaction.PATCH,
              "DELETE": Interaction.DELETE}
@@ -201,8 +201,9 @@ def _check_target(target: _Target, method: str, path: str, query: str) -> None:
                                "(no create, update, patch, delete or history)")
     if target.interaction is Interaction.SEARCH_COMPARTMENT:
         _check_compartment(target.resource_type, target.tail or "")
-    if target.interaction in (Interaction.UPDATE, Interaction.DELETE) and "/" not in path and not query:
-        kind = "conditional update" if method == "PUT" else "conditional delete"
+    if target.interaction in (Interaction.UPDATE, Interaction.PATCH, Interaction.DELETE) and "/" not in path \
+            and not query:
+        kind = {"PUT": "conditional update", "PATCH": "conditional patch"}.get(method, "conditional delete")
         raise MethodNotAllowed(f"{method} on a type needs search criteria ({kind}) or an id")
 
 

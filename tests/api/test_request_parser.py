@@ -118,7 +118,7 @@ async def test_post_to_the_base_tells_a_transaction_from_a_batch() -> None:
     ("GET", "Unknown", 404), ("GET", "Unknown/p1", 404), ("PUT", "Unknown/p1", 404),
     ("GET", "Patient/p1/_history/1/extra", 404), ("GET", "Patient//p1", 404), ("GET", "a/b/c/d/e", 404),
     ("GET", "Observation/p1/Condition", 404), ("GET", "Patient/p1/Unknown", 404),
-    ("POST", "Patient/p1", 405), ("PATCH", "Patient", 405), ("PATCH", "Patient?identifier=a|b", 405),
+    ("POST", "Patient/p1", 405), ("PATCH", "Patient", 405),
     ("PUT", "Patient", 405), ("DELETE", "Patient", 405), ("DELETE", "Patient/$validate", 405),
     ("GET", "Patient/_search", 405), ("PUT", "metadata", 405), ("PUT", "$export", 405),
     ("POST", "Patient/p1/_history", 405), ("HEAD", "Patient/p1/$everything", 405), ("HEAD", "$export", 405),
@@ -140,3 +140,11 @@ async def test_create_and_update_need_a_resource() -> None:
 async def test_a_head_reads_like_a_get() -> None:
     request = await _parse("HEAD", "Patient/p1")
     assert request.interaction is Interaction.READ and request.method == "HEAD"
+
+
+async def test_a_patch_of_a_type_with_criteria_is_a_conditional_patch() -> None:
+    operation = {"name": "operation", "part": [{"name": "type", "valueCode": "delete"},
+                                               {"name": "path", "valueString": "Patient.active"}]}
+    request = await _parse("PATCH", "Patient?identifier=a|b", {"resourceType": "Parameters", "parameter": [operation]})
+    assert request.interaction is Interaction.PATCH and request.resource_id is None
+    assert request.query == "identifier=a|b"

@@ -470,6 +470,18 @@ async def _conditional_delete(http: httpx.AsyncClient, world: World, cell: Cell)
     return seen(response.status_code, await _center_of(cell, world, "Observation", target))
 
 
+async def _conditional_patch(http: httpx.AsyncClient, world: World, cell: Cell) -> Seen:
+    """Criteria that match only a DE Observation: DE patches it; FR's criteria match nothing it may see (404)."""
+    target = await _fresh(cell, world, "Observation", "DE", identifier=[_unique_identifier(world)])
+    stored = parse(await cell.admin.get(f"/fhir/Observation/{target}"))
+    criteria = q(f"{stored['identifier'][0]['system']}|{stored['identifier'][0]['value']}")
+    patch = [{"op": "replace", "path": "/status", "value": "amended"}]
+    response = await http.patch(f"/fhir/Observation?identifier={criteria}", content=body(patch),
+                                headers={"Content-Type": "application/json-patch+json"})
+    after = parse(await cell.admin.get(f"/fhir/Observation/{target}"))
+    return seen(response.status_code, "target amended" if after["status"] == "amended" else "target unchanged")
+
+
 async def _transaction(http: httpx.AsyncClient, world: World, cell: Cell, subject: str) -> Seen:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"fullUrl": "urn:uuid:8c7e1d9a-0000-4000-8000-000000000001",
@@ -511,6 +523,9 @@ WRITES = [
         by(seen(201, "new in FR"), seen(200, "the target"), seen(403, "target DE"), seen(403, "target DE"))),
     Row("conditional delete", _conditional_delete,
         by(seen(204, "DE"), seen(204, "deleted"), seen(403, "DE"), seen(403, "DE"))),
+    Row("conditional patch", _conditional_patch,
+        by(seen(404, "target unchanged"), seen(200, "target amended"), seen(403, "target unchanged"),
+           seen(403, "target unchanged"))),
     Row("transaction (urn:uuid references)", _transaction_urn,
         by(seen(200, "Patient in FR", "Observation in FR"), seen(200, "Patient in DE", "Observation in DE"),
            FORBIDDEN, FORBIDDEN)),

@@ -45,7 +45,7 @@ from fhir_server.interactions.bundle.response import response_entry
 from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.create import create
 from fhir_server.interactions.delete import conditional_delete, delete
-from fhir_server.interactions.patch import patch
+from fhir_server.interactions.patch import conditional_patch_target, patch
 from fhir_server.interactions.perform import perform_read
 from fhir_server.interactions.priming import prime, wanted_ids
 from fhir_server.interactions.references import bundle_reference, collect_references, rewrite_references
@@ -435,9 +435,10 @@ class _TransactionState:
     async def _put_or_patch(self, entry: BundleEntry) -> None:
         request = entry.request
         if request.interaction is Interaction.PATCH:
-            assert request.resource_id is not None
-            self._claim_target(entry, entry.resource_type, request.resource_id)
-            self.results[entry.index] = await patch(self.uow, entry.resource_type, request.resource_id, request.body,
+            resource_id = request.resource_id or await conditional_patch_target(self.uow, entry.resource_type,
+                                                                                request.query)
+            self._claim_target(entry, entry.resource_type, resource_id)
+            self.results[entry.index] = await patch(self.uow, entry.resource_type, resource_id, request.body,
                                                     if_match=request.if_match)
             return
         resource = self.resources[entry.index]
