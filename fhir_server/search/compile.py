@@ -304,7 +304,7 @@ class _Compiler:
                 raise InvalidRequest(f"{clause.name}: the code set of {request} was not resolved",
                                      code="not-supported")
             pairs.update(self.expansions[request])
-        positive = token.code_set_filter(field, pairs)
+        positive = token.code_set_filter(field, pairs, value_set=clause.modifier in ("in", "not-in"))
         return {"$nor": [positive]} if clause.modifier == "not-in" else positive
 
 

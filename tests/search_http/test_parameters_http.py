@@ -251,6 +251,13 @@ async def test_token_in_and_not_in_a_value_set(data: httpx.AsyncClient) -> None:
     assert "reg-b" not in await found(data, "Observation", f"component-value-concept:not-in={vs}")
 
 
+async def test_token_in_a_value_set_matches_a_code_element_without_a_system(data: httpx.AsyncClient) -> None:
+    """Patient.gender is a code: no system of its own, its value set's implied (R4's own value set here)."""
+    genders = "http://hl7.org/fhir/ValueSet/administrative-gender"
+    assert await found(data, "Patient", f"gender:in={genders}") == ["pa", "pb", "pc"]
+    assert await found(data, "Patient", f"gender:not-in={genders}") == []
+
+
 # -- reference (search.html#reference) -----------------------------------------------------------------------
 
 async def test_reference_type_and_id(data: httpx.AsyncClient) -> None:

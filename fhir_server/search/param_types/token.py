@@ -107,12 +107,17 @@ def entry_condition(value: TokenValue, criteria: Criteria) -> Filter:
     return condition
 
 
-def code_set_filter(field: str, pairs: set[tuple[str | None, str]]) -> Filter:
-    """Entries of ``field`` whose (system, code) is one of ``pairs`` (a resolved ``:in/:below/:above``)."""
+def code_set_filter(field: str, pairs: set[tuple[str | None, str]], value_set: bool = False) -> Filter:
+    """Entries of ``field`` whose (system, code) is one of ``pairs`` (a resolved ``:in/:below/:above``). For a
+    value set (``:in``, ``:not-in``), also entries without a system whose code is one of them: an element of type
+    ``code`` (``Patient.gender``) carries no system, the one of the value set bound to it is implied; ``:below``
+    and ``:above`` name their system."""
     if not pairs:
         return dict(MATCH_NOTHING)
     by_system: dict[str | None, list[str]] = {}
     for system, code in sorted(pairs, key=lambda p: (p[0] or "", p[1])):
         by_system.setdefault(system, []).append(code)
-    options = [{SYSTEM: system, CODE: {"$in": codes}} for system, codes in by_system.items()]
+    options: list[Filter] = [{SYSTEM: system, CODE: {"$in": codes}} for system, codes in by_system.items()]
+    if value_set and None not in by_system:
+        options.append({SYSTEM: {"$exists": False}, CODE: {"$in": sorted({code for _, code in pairs})}})
     return {field: {"$elemMatch": any_of(options)}}
