@@ -1,4 +1,8 @@
-"""Content negotiation (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, XML refused with 406/415."""
+"""Content negotiation (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, XML refused with 406/415.
+
+The ``fhirVersion`` media-type parameter (http.html#version-parameter) names the FHIR release of the content:
+this server has R4's (``4.0``, or ``4.0.1``), so an ``Accept`` range naming another release is not acceptable
+(406 when no other range is) and a body declared as another release is a 415."""
 
 from __future__ import annotations
 
@@ -18,19 +22,32 @@ _FORMAT_ALIASES = {"json": FHIR_JSON, "application/json": FHIR_JSON, "applicatio
                    "application/json+fhir": FHIR_JSON}
 
 
+FHIR_VERSIONS = frozenset({"4.0", "4.0.1"})  # the fhirVersion values of R4 content
+
+
+def _parameters(pieces: list[str]) -> dict[str, str]:
+    """``name=value`` parameters of a media type (names lower-cased, quotes removed)."""
+    out: dict[str, str] = {}
+    for piece in pieces:
+        name, _, value = piece.partition("=")
+        out[name.strip().lower()] = value.strip().strip('"')
+    return out
+
+
 def _media_types(header: str) -> list[tuple[str, float]]:
+    """The media ranges of an ``Accept`` header with their q; a range for another FHIR release counts as q=0."""
     out = []
     for part in header.split(","):
         pieces = [p.strip() for p in part.split(";")]
         if not pieces[0]:
             continue
-        q = 1.0
-        for p in pieces[1:]:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
+        parameters = _parameters(pieces[1:])
+        try:
+            q = float(parameters.get("q", "1"))
+        except ValueError:
+            q = 0.0
+        if parameters.get("fhirversion", "4.0") not in FHIR_VERSIONS:
+            q = 0.0
         out.append((pieces[0].lower(), q))
     return out
 
@@ -61,11 +78,16 @@ def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JS
 async def read_body(request: Request, settings: Settings, *, patch: bool = False) -> Any:
     """The request body parsed as JSON (decimals exact), after media-type and size checks; deeper nesting or
     longer arrays than the settings allow, a repeated property name or a lone surrogate are a 400."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    header = request.headers.get("content-type") or ""
+    content_type, *parameters = (piece.strip() for piece in header.split(";"))
+    content_type = content_type.lower()
     allowed = {JSON_PATCH, *_JSON_TYPES} if patch else _JSON_TYPES  # a patch: JSON Patch or FHIRPath Patch
     if content_type and content_type not in allowed:
         expected = f"{JSON_PATCH} or {FHIR_JSON}" if patch else FHIR_JSON
         raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
+    version = _parameters(parameters).get("fhirversion")
+    if version is not None and version not in FHIR_VERSIONS:
+        raise UnsupportedMediaType(f"Content-Type '{header}': this server takes FHIR R4 content (fhirVersion=4.0)")
     parsed = fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
     if patch and content_type:
         _check_patch_media_type(content_type, parsed)

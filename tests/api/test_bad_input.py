@@ -79,6 +79,29 @@ async def test_accept_any_gets_fhir_json(client: httpx.AsyncClient) -> None:
     assert r.headers["Content-Type"].startswith(FHIR_JSON)
 
 
+async def test_accept_of_r4_by_its_fhir_version_gets_fhir_json(client: httpx.AsyncClient) -> None:
+    for accept in ("application/fhir+json; fhirVersion=4.0", "application/fhir+json;fhirVersion=4.0.1"):
+        r = await client.get("/fhir/metadata", headers={"Accept": accept})
+        assert r.status_code == 200, accept
+
+
+async def test_accept_of_another_fhir_version_only_is_406(client: httpx.AsyncClient) -> None:
+    """http.html#version-parameter: this server has R4 content only."""
+    r = await client.get("/fhir/metadata", headers={"Accept": "application/fhir+json; fhirVersion=3.0"})
+    assert r.status_code == 406 and parse(r)["resourceType"] == "OperationOutcome"
+    either = "application/fhir+json; fhirVersion=5.0, application/fhir+json; fhirVersion=4.0; q=0.5"
+    assert (await client.get("/fhir/metadata", headers={"Accept": either})).status_code == 200
+
+
+async def test_body_of_another_fhir_version_is_415_and_of_r4_is_taken(client: httpx.AsyncClient) -> None:
+    r = await client.post("/fhir/Patient", content=body(patient(unique())),
+                          headers={"Content-Type": "application/fhir+json; fhirVersion=3.0"})
+    assert r.status_code == 415 and parse(r)["resourceType"] == "OperationOutcome"
+    r = await client.post("/fhir/Patient", content=body(patient(unique())),
+                          headers={"Content-Type": "application/fhir+json; fhirVersion=4.0; charset=utf-8"})
+    assert r.status_code == 201, r.text
+
+
 async def test_body_over_limit_is_413(client: httpx.AsyncClient) -> None:
     big = patient(unique(), text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">"
                                   + "x" * 1_100_000 + "</div>"})
