@@ -15,7 +15,8 @@ A ``value`` is a ``value[x]`` (any data type) or, for an element of no named typ
 ``path`` is FHIRPath evaluated for the *location* of what it selects, so it is held to the subset whose results
 are elements of the resource: the resource type, member steps (choice elements by their name: ``value``),
 indexers ``[n]`` and ``where(criteria)``, ``first()``, ``last()`` and ``ofType(Type)``; ``where`` criteria are
-any FHIRPath, evaluated by the engine (``fhir_server.fhirpath``). A path outside the subset is a 400 naming it;
+any FHIRPath, evaluated by the engine (``fhir_server.fhirpath``). The extensions of a primitive (``_birthDate``
+in JSON) are not reachable this way; a patch of them is an update. A path outside the subset is a 400 naming it;
 a patch that cannot be applied to this resource (no element, several, an index out of range) a 422. What the
 patch makes is then checked as any update is (``interactions/patch.py``).
 """
