@@ -133,7 +133,9 @@ async def parse_request(method: str, path: str, query: str, headers: Mapping[str
     before its type and body are looked at: where an HTTP server negotiates the response's media type (406)."""
     target = _target("GET" if method == "HEAD" else method, path)
     if method == "HEAD" and target.interaction not in HEAD_READS:
-        raise MethodNotAllowed(f"HEAD is not allowed on {path or 'the base'}: only a read has a HEAD")
+        allowed = _OPERATION_METHODS.get(target.interaction, ("GET",))
+        raise MethodNotAllowed(f"HEAD is not allowed on {path or 'the base'}: only a read has a HEAD",
+                               headers=_allow(allowed))
     if routed is not None:
         routed(target.interaction)
     _check_target(target, method, path, query)
@@ -228,15 +230,22 @@ def _instance_target(method: str, path: str, resource_type: str, resource_id: st
 def _operation(method: str, kind: Interaction, path: str, resource_type: str | None, resource_id: str | None,
                name: str) -> _Target:
     if method not in _OPERATION_METHODS[kind]:
-        raise MethodNotAllowed(f"{method} is not allowed on {path}")
+        raise MethodNotAllowed(f"{method} is not allowed on {path}", headers=_allow(_OPERATION_METHODS[kind]))
     return _Target(kind, resource_type, resource_id, name)
 
 
 def _allowed(method: str, interactions: Mapping[str, Interaction], path: str) -> Interaction:
     kind = interactions.get(method)
     if kind is None:
-        raise MethodNotAllowed(f"{method} is not allowed on {path or 'the base'}")
+        head = ("HEAD",) if interactions.get("GET") in HEAD_READS else ()
+        raise MethodNotAllowed(f"{method} is not allowed on {path or 'the base'}",
+                               headers=_allow((*interactions, *head)))
     return kind
+
+
+def _allow(methods: Iterable[str]) -> dict[str, str]:
+    """The ``Allow`` header of a 405: the methods the URL takes (RFC 9110 15.5.6: a 405 MUST name them)."""
+    return {"Allow": ", ".join(sorted(set(methods)))}
 
 
 def _check_compartment(compartment_type: str, searched_type: str) -> None:

@@ -1,5 +1,6 @@
 """HEAD (RFC 9110 9.3.2): a read's status and header fields without its content. Only the reads that change
-nothing have a HEAD: an operation (a GET ``$export`` starts a job) answers 405."""
+nothing have a HEAD: an operation (a GET ``$export`` starts a job) answers 405, with the Allow header a 405
+carries (15.5.6)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,10 @@ async def test_head_of_an_operation_is_405(client: httpx.AsyncClient) -> None:
     created = parse(await post(client, "Patient", patient(unique())))
     for url in ("/fhir/$export", f"/fhir/Patient/{created['id']}/$everything", "/fhir/Patient/$validate"):
         assert (await client.head(url)).status_code == 405, url
+
+
+async def test_a_405_over_http_carries_allow(client: httpx.AsyncClient) -> None:
+    response = await client.post("/fhir/Patient/some-id", content=b"{}",
+                                 headers={"Content-Type": "application/fhir+json"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, PUT"

@@ -148,3 +148,17 @@ async def test_a_patch_of_a_type_with_criteria_is_a_conditional_patch() -> None:
     request = await _parse("PATCH", "Patient?identifier=a|b", {"resourceType": "Parameters", "parameter": [operation]})
     assert request.interaction is Interaction.PATCH and request.resource_id is None
     assert request.query == "identifier=a|b"
+
+
+@pytest.mark.parametrize(("method", "url", "allow"), [
+    ("POST", "Patient/p1", "DELETE, GET, HEAD, PATCH, PUT"),
+    ("PUT", "metadata", "GET, HEAD"),
+    ("POST", "Patient/p1/_history", "GET, HEAD"),
+    ("DELETE", "Patient/$validate", "GET, POST"),
+    ("HEAD", "$export", "DELETE, GET, POST"),
+])
+async def test_a_405_names_the_methods_the_url_takes(method: str, url: str, allow: str) -> None:
+    """RFC 9110 15.5.6: the origin server MUST send an Allow header field with a 405."""
+    with pytest.raises(FhirError) as raised:
+        await _parse(method, url)
+    assert raised.value.status == 405 and raised.value.headers == {"Allow": allow}
