@@ -26,7 +26,8 @@ import sys
 import zipfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+from fhir_server.terminology.core import member_name  # the one naming rule of the archive's members
 
 SOURCE = Path("/tmp/medplum/package/dist/fhir/r4")
 FILES = ("valuesets.json", "v3-codesystems.json", "v2-tables.json")
@@ -40,11 +41,6 @@ KEPT = ("resourceType", "id", "url", "version", "name", "title", "status", "expe
 
 def kept(resource: dict[str, Any]) -> dict[str, Any]:
     return {key: resource[key] for key in KEPT if key in resource}
-
-
-def member_name(kind: str, url: str) -> str:
-    """The zip member of the ``kind`` of canonical ``url`` (``terminology/core.py`` names it alike)."""
-    return f"{kind}/{quote(url, safe='')}"
 
 
 def main(source: Path) -> None:

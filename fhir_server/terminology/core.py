@@ -24,6 +24,11 @@ DATA = Path(__file__).resolve().parent / "data" / "r4-terminology.zip"
 KINDS = ("CodeSystem", "ValueSet")
 
 
+def member_name(kind: str, url: str) -> str:
+    """The archive member of the ``kind`` of canonical ``url`` (``scripts/build_core_terminology.py`` writes it)."""
+    return f"{kind}/{quote(url, safe='')}"
+
+
 class CoreTerminology:
     """R4's CodeSystems and ValueSets by canonical url (their version is R4's own, ``4.0.1`` or the v2/v3
     release they carry)."""
@@ -35,7 +40,7 @@ class CoreTerminology:
 
     def resource(self, kind: str, url: str, version: str | None = None) -> Json | None:
         """The core ``kind`` of ``url`` (and of ``version``, when given); None when R4 defines none."""
-        member = f"{kind}/{quote(url, safe='')}"
+        member = member_name(kind, url)
         parsed = self._parsed.get(member)
         if parsed is None:
             if member not in self._members:
