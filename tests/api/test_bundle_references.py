@@ -181,3 +181,70 @@ async def test_versioned_reference_the_transaction_cannot_keep_fails_it(client: 
     assert r.status_code == 409, r.text
     assert (await client.get(f"/fhir/Observation/{observation_id}")).status_code == 404
     assert parse(await client.get(f"/fhir/Organization/{org['id']}"))["name"] == "v2"
+
+
+# http.html#trules: "Servers SHALL replace all matching links in the bundle, whether they are found in the resource
+# ids, resource references, elements of type uri, url, oid, uuid, and <a href="" & <img src="" in the narrative.
+# Elements of type canonical are not replaced."
+
+def _document(binary_url: str, *extensions: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = {"resourceType": "DocumentReference", "status": "current", "content": [
+        {"attachment": {"contentType": "text/plain", "url": binary_url}}]}
+    if extensions:
+        document["extension"] = list(extensions)
+    return document
+
+
+def _binary() -> dict[str, Any]:
+    return {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}
+
+
+async def _stored(client: httpx.AsyncClient, response: dict[str, Any], index: int, resource_type: str
+                  ) -> dict[str, Any]:
+    return dict(parse(await client.get(f"/fhir/{resource_type}/{_stored_id(response, index)}")))
+
+
+async def test_an_attachment_url_naming_an_entry_becomes_its_type_and_id(client: httpx.AsyncClient) -> None:
+    binary = _urn()
+    response = await _committed(client, _transaction(
+        _entry(_document(binary), "POST", "DocumentReference", _urn()),
+        _entry(_binary(), "POST", "Binary", binary)))
+    document = await _stored(client, response, 0, "DocumentReference")
+    assert document["content"][0]["attachment"]["url"] == f"Binary/{_stored_id(response, 1)}"
+
+
+async def test_a_uri_extension_naming_an_entry_is_rewritten_and_a_canonical_is_not(client: httpx.AsyncClient) -> None:
+    binary = _urn()
+    response = await _committed(client, _transaction(
+        _entry(_binary(), "POST", "Binary", binary),
+        _entry(_document("http://example.com/file.txt",
+                         {"url": "http://example.com/ext/uri", "valueUri": binary},
+                         {"url": "http://example.com/ext/canonical", "valueCanonical": binary}),
+               "POST", "DocumentReference", _urn())))
+    document = await _stored(client, response, 1, "DocumentReference")
+    assert [e.get("valueUri") or e.get("valueCanonical") for e in document["extension"]] == [
+        f"Binary/{_stored_id(response, 0)}", binary]
+
+
+async def test_narrative_links_naming_an_entry_are_rewritten(client: httpx.AsyncClient) -> None:
+    binary, observation = _urn(), _urn()
+    div = (f'<div xmlns="http://www.w3.org/1999/xhtml"><a href="{observation}">result</a> '
+           f"<img src='{binary}'/> <a href=\"urn:uuid:{uuid.uuid4()}\">elsewhere</a></div>")
+    response = await _committed(client, _transaction(
+        _entry(patient(unique(), text={"status": "generated", "div": div}), "POST", "Patient", _urn()),
+        _entry(_binary(), "POST", "Binary", binary),
+        _entry(_observation("Patient/unknown", unique()), "POST", "Observation", observation)))
+    stored = await _stored(client, response, 0, "Patient")
+    expected = (div.replace(observation, f"Observation/{_stored_id(response, 2)}")
+                .replace(binary, f"Binary/{_stored_id(response, 1)}"))
+    assert stored["text"]["div"] == expected
+
+
+async def test_a_string_holding_an_entrys_full_url_is_kept(client: httpx.AsyncClient) -> None:
+    """Identifier.value is a string: a sender's identifier that happens to be an entry's urn stays as sent."""
+    document = _urn()
+    sender_identifier = {"system": "urn:ietf:rfc:3986", "value": document}
+    response = await _committed(client, _transaction(
+        _entry(patient(unique()) | {"identifier": [sender_identifier]}, "POST", "Patient", _urn()),
+        _entry(_document("http://example.com/file.txt"), "POST", "DocumentReference", document)))
+    assert (await _stored(client, response, 0, "Patient"))["identifier"] == [sender_identifier]

@@ -29,6 +29,10 @@ writes:
   (http.html#trules: a fullUrl the server has no mapping for is taken as if its base were the server's), so
   ``Patient/zz9`` next to ``http://example.com/fhir/Observation/1`` is this server's Patient/zz9 when no entry is
   ``http://example.com/fhir/Patient/zz9``. A ``urn:uuid`` that names no entry is 400.
+
+The other links http.html#trules names are rewritten too (``references.rewrite_links``): an element of type uri,
+url, oid or uuid (an ``Attachment.url``, a ``valueUri``), and an ``<a href>`` or ``<img src>`` of the narrative,
+whose value is an entry's fullUrl becomes ``Type/id``; a canonical, or a string that happens to hold it, stays.
 """
 
 from __future__ import annotations
@@ -48,7 +52,12 @@ from fhir_server.interactions.delete import conditional_delete, delete
 from fhir_server.interactions.patch import conditional_patch_target, patch
 from fhir_server.interactions.perform import perform_read
 from fhir_server.interactions.priming import prime, wanted_ids
-from fhir_server.interactions.references import bundle_reference, collect_references, rewrite_references
+from fhir_server.interactions.references import (
+    bundle_reference,
+    collect_references,
+    rewrite_links,
+    rewrite_references,
+)
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.search import find_matching_of_types
@@ -384,7 +393,8 @@ class _TransactionState:
                 return None
             return f"{target}/_history/{version}"
 
-        self.resources[entry.index] = rewrite_references(original, resolve)
+        rewritten = rewrite_references(original, resolve)
+        self.resources[entry.index] = None if rewritten is None else rewrite_links(rewritten, self.id_map)
 
     def _version_named(self, target: BundleEntry, reference: str, version: str) -> str | None:
         """The version of ``target``'s resource ``reference`` names; None while the one it stores is unknown."""
