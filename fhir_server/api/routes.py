@@ -23,7 +23,7 @@ from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
 from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
-from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from fhir_server.interactions import audit_event
 from fhir_server.interactions.dispatch import AfterResponse, dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
@@ -160,10 +160,15 @@ class HttpBody:
         return await read_body(self._request, self._settings, patch=True)
 
     async def form(self) -> list[tuple[str, str]]:
+        """The parameters of a POST ``_search`` body (http.html#search). A POST with no body at all is a search
+        by the URL's parameters alone, as clients send it; a body of any other media type is a 415."""
         content_type = (self._request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        if content_type != "application/x-www-form-urlencoded":
-            raise InvalidRequest("POST _search takes an application/x-www-form-urlencoded body", code="invalid")
         raw = await read_raw_body(self._request, self._settings.max_body_bytes)
+        if not raw and not content_type:
+            return []
+        if content_type != "application/x-www-form-urlencoded":
+            raise UnsupportedMediaType(
+                f"POST _search takes an application/x-www-form-urlencoded body, not '{content_type or 'none'}'")
         try:
             return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError as exc:

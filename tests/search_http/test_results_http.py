@@ -393,3 +393,17 @@ async def test_compartment_search_pages(data: httpx.AsyncClient) -> None:
 async def test_compartment_of_another_type_is_404(data: httpx.AsyncClient) -> None:
     r = await data.get("/fhir/Organization/poi/Patient")
     assert r.status_code == 404
+
+
+async def test_post_search_without_a_body_searches_by_the_url_alone(data: httpx.AsyncClient) -> None:
+    """A client may put every parameter in the URL of a POST _search and send no body at all."""
+    r = await data.post("/fhir/Observation/_search?subject=Patient/pa&_sort=date")
+    assert r.status_code == 200, r.text
+    assert ids(parse(r)) == ["reg-old", "reg-a", "lab-a"]
+
+
+async def test_post_search_with_a_body_of_another_media_type_is_415(data: httpx.AsyncClient) -> None:
+    r = await data.post("/fhir/Observation/_search", content=b'{"subject": "pa"}',
+                        headers={"Content-Type": "application/json"})
+    assert r.status_code == 415, r.text
+    assert parse(r)["issue"][0]["diagnostics"].endswith("not 'application/json'")
