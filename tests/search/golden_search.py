@@ -220,6 +220,20 @@ CASES: list[Case] = [
     ("quantity lt", "Observation", q("value-quantity=lt1"), ["o2"], False),
     ("quantity le", "Observation", q("value-quantity=le0.1"), ["o2"], False),
     ("quantity ap is within 10 percent", "Observation", q("value-quantity=ap95"), ["o4", "o5"], False),
+    # a UCUM search value in another unit of the same kind (search.html#quantity: the server may convert units):
+    # 0.1 10*12/L is [0.05, 0.15) 10*12/L = [50, 150) 10*9/L, which holds o5's 100.0 10*9/L = [99.95, 100.05)
+    ("quantity in another UCUM unit", "Observation", q(f"value-quantity=0.1|{UCUM}|10*12/L"), ["o5"], False),
+    # 0.015 of the unity is [1.45, 1.55) %, which holds o1's 1.50 % = [1.495, 1.505); o2's 0.1 % is 0.001
+    ("quantity % is the unity divided by 100", "Observation", q(f"value-quantity=0.015|{UCUM}|1"), ["o1"], False),
+    # 100.0 10*9/L is exactly 100000 /uL (1e14 per m3): le holds, gt does not
+    ("quantity converted exactly, le", "Observation", q(f"value-quantity=le100000|{UCUM}|/uL"), ["o5"], False),
+    ("quantity converted exactly, gt", "Observation", q(f"value-quantity=gt100000|{UCUM}|/uL"), [], False),
+    # ap: 0.095 +/- 10 % in the unit searched is [0.0855, 0.1045] 10*12/L, which holds 0.1 10*12/L
+    ("quantity ap in another unit", "Observation", q(f"value-quantity=ap0.095|{UCUM}|10*12/L"), ["o5"], False),
+    # ne: [0.15, 0.25) 10*12/L does not hold 100.0 10*9/L; values of another kind (%) are not compared
+    ("quantity ne in another unit", "Observation", q(f"value-quantity=ne0.2|{UCUM}|10*12/L"), ["o5"], False),
+    # a mass is not a count per volume, nor o4's 100 "mg" without a system
+    ("quantity of another kind never matches", "Observation", q(f"value-quantity=gt0|{UCUM}|mg"), [], False),
     # reference
     ("reference Type/id", "Observation", q("subject=Patient/p1"), ["o1", "o3"], False),
     ("reference id with a single target type", "Observation", q("patient=p2"), ["o2", "o5"], False),
@@ -232,6 +246,13 @@ CASES: list[Case] = [
         "Observation",
         q(f"code-value-quantity={LOINC}|69380-4$gt1"),
         ["o1"],
+        False,
+    ),
+    (
+        "composite with a quantity in another UCUM unit",
+        "Observation",
+        q(f"code-value-quantity={LOINC}|777-3$0.1|{UCUM}|10*12/L"),
+        ["o5"],
         False,
     ),
     (

@@ -56,6 +56,9 @@ PATIENT = {
     "managingOrganization": {"reference": "Organization/c1"},
 }
 
+# 1.50 % = [1.495, 1.505) % in UCUM's canonical form: % is 10*-2, the unity divided by 100
+PERCENT_150_CANONICAL = {"k": {"u": "1", "lo": D("0.01495"), "hi": D("0.01505"), "vl": D("0.0150"), "vh": D("0.0150")}}
+
 OBSERVATION = {
     "resourceType": "Observation",
     "id": "o1",
@@ -144,6 +147,7 @@ GOLDEN: list[tuple[str, dict[str, Any], str, list[Any]]] = [
         [{"lo": utc(2007, 3, 4, 9), "hi": MAX_DATETIME}],
     ),
     (
+        # and, the unit being UCUM, the same in canonical units: 1.50 % is 0.0150 of the unity
         "Quantity keeps the exact value and its precision range",
         OBSERVATION,
         "value-quantity",
@@ -156,6 +160,7 @@ GOLDEN: list[tuple[str, dict[str, Any], str, list[Any]]] = [
                 "s": "http://unitsofmeasure.org",
                 "c": "%",
                 "u": "%",
+                **PERCENT_150_CANONICAL,
             }
         ],
     ),
@@ -180,6 +185,7 @@ GOLDEN: list[tuple[str, dict[str, Any], str, list[Any]]] = [
                     "s": "http://unitsofmeasure.org",
                     "c": "%",
                     "u": "%",
+                    **PERCENT_150_CANONICAL,
                 },
             },
             {
@@ -192,6 +198,7 @@ GOLDEN: list[tuple[str, dict[str, Any], str, list[Any]]] = [
                     "s": "http://unitsofmeasure.org",
                     "c": "%",
                     "u": "%",
+                    **PERCENT_150_CANONICAL,
                 },
             },
         ],

@@ -131,3 +131,21 @@ def test_has_pipeline_collects_in_mongodb_the_ids_referenced_ids_reads(search_db
     in_mongodb = set(rows[0]["ids"]) if rows else set()
     assert in_mongodb == has.referenced_ids(search_db[has.source_type].find(inner_filter, projection=has.projection))
     assert in_mongodb == ({"p1", "p2"} if "69380-4" in query else set())
+
+
+def test_a_document_indexed_before_canonical_units_still_matches_by_its_own_code(search_db: Database[Any]) -> None:
+    """Documents stored before UCUM canonical forms were extracted (no ``k`` in their quantity entries) are
+    found by their own system and code until ``$reindex`` gives them one."""
+    resource = {"resourceType": "Observation", "id": "legacy-quantity", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": 7, "system": "http://unitsofmeasure.org", "code": "g/dL"}}
+    index = extract_index_values(REGISTRY, resource)
+    del index["value-quantity"][0]["k"]
+    search_db["Observation"].insert_one({"_id": "legacy-quantity", "vid": 1, "lastUpdated": None, "deleted": False,
+                                         "sp": index})
+    try:
+        for value, expected in (("7|http://unitsofmeasure.org|g/dL", ["legacy-quantity"]),
+                                ("70|http://unitsofmeasure.org|g/L", [])):  # converted: needs the reindex
+            parsed = parse_search(REGISTRY, "Observation", q(f"value-quantity={value}"), strict=True)
+            assert _matching_ids(search_db, compile_search(parsed, registry=REGISTRY)) == expected
+    finally:
+        search_db["Observation"].delete_one({"_id": "legacy-quantity"})

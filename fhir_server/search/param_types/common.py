@@ -32,6 +32,17 @@ def any_of(terms: Sequence[Filter]) -> Filter:
     return terms[0] if len(terms) == 1 else {"$or": list(terms)}
 
 
+def prefixed(condition: Filter, prefix: str) -> Filter:
+    """An entry condition on the sub-document ``prefix`` of the entry: its field names under ``prefix``."""
+    out: Filter = {}
+    for key, value in condition.items():
+        if key in ("$or", "$and", "$nor"):
+            out[key] = [prefixed(v, prefix) for v in value]
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
 def elem_match(field: str, condition: Filter) -> Filter:
     """``{field.key: v}`` for one plain key, ``$elemMatch`` otherwise (all conditions on the same entry)."""
     if len(condition) == 1:

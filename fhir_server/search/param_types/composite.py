@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from fhir_server.search.param_types.common import Entry, Filter
+from fhir_server.search.param_types.common import Entry, Filter, prefixed
 
 MODIFIERS = frozenset({"missing"})
 
@@ -35,19 +35,8 @@ def value_filter(field: str, component_conditions: Sequence[Filter]) -> Filter:
     """The filter on ``sp.<code>``, given each component value's condition on one entry of its own type."""
     merged: Filter = {}
     for index, condition in enumerate(component_conditions):
-        merged = _merge(merged, _prefixed(condition, component_key(index)))
+        merged = _merge(merged, prefixed(condition, component_key(index)))
     return {field: {"$elemMatch": merged}}
-
-
-def _prefixed(condition: Filter, prefix: str) -> Filter:
-    """Rewrite an entry condition's field names under ``prefix``."""
-    out: Filter = {}
-    for key, value in condition.items():
-        if key in ("$or", "$and", "$nor"):
-            out[key] = [_prefixed(v, prefix) for v in value]
-        else:
-            out[f"{prefix}.{key}"] = value
-    return out
 
 
 def _merge(left: Filter, right: Filter) -> Filter:

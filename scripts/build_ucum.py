@@ -1,0 +1,75 @@
+"""Extract the UCUM atoms and prefixes the quantity search canonicalises units with (``fhir_server/search/ucum.py``).
+
+Source: ``data/ucumDefs.min.json`` of the npm package ``@lhncbc/ucum-lhc`` **7.1.10** (the US National Library of
+Medicine's UCUM library), which carries the UCUM table (https://ucum.org) as rows. Only the rows whose source is
+UCUM are kept (the package adds LOINC's unit combinations, which are expressions, not atoms), and of each only what
+a conversion needs: the definition as UCUM gives it (a decimal text and a unit expression, e.g. ``mm[Hg]`` is
+``133.3220 kPa`` per ``m[Hg]``), whether the atom is a base unit, metric (takes prefixes), arbitrary (commensurable
+only with itself) or special (a non-linear conversion). The decimal texts are UCUM's, so conversions are exact
+(the package's own magnitudes are binary floats).
+
+Licence: the UCUM table is copyright Regenstrief Institute, Inc. and The UCUM Organization, used under the UCUM
+licence (https://ucum.org/license: free of charge, copies keep this notice); the package is under NLM's BSD-style
+licence (its ``LICENSE.md``). Both notices are written into the output.
+
+Output, committed: ``fhir_server/search/data/ucum.json``.
+
+Usage::
+
+    cd /tmp && npm pack @lhncbc/ucum-lhc@7.1.10 && mkdir -p ucum-lhc && tar xzf lhncbc-ucum-lhc-7.1.10.tgz -C ucum-lhc
+    .venv/bin/python scripts/build_ucum.py [/tmp/ucum-lhc/package/data/ucumDefs.min.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+SOURCE = Path("/tmp/ucum-lhc/package/data/ucumDefs.min.json")
+OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "search" / "data" / "ucum.json"
+NOTICE = ("The UCUM table and UCUM codes are copyright 1995-2009, Regenstrief Institute, Inc. and the Unified Codes "
+          "for Units of Measures (UCUM) Organization; all rights reserved; used under the licence at "
+          "https://ucum.org/license. Extracted from @lhncbc/ucum-lhc 7.1.10 (data/ucumDefs.min.json), developed by "
+          "the Lister Hill National Center for Biomedical Communications, U.S. National Library of Medicine, "
+          "distributed under its BSD-style licence. Built by scripts/build_ucum.py.")
+
+
+def _rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    names = [key if isinstance(key, str) else key[0] for key in section["config"]]
+    return [dict(zip(names, row, strict=True)) for row in section["data"]]
+
+
+def _prefix_value(row: dict[str, Any]) -> str:
+    """A prefix's factor as exact decimal text: ``1e-3`` from the exponent, else the (binary prefix's) integer."""
+    return f"1e{row['exp_']}" if row["exp_"] is not None else str(int(row["value_"]))
+
+
+def _atom(row: dict[str, Any]) -> dict[str, Any]:
+    atom: dict[str, Any] = {"metric": bool(row["isMetric_"] or row["isBase_"])}  # UCUM: every base unit is metric
+    if row["isBase_"]:
+        atom["base"] = True
+        return atom
+    atom["unit"] = row["csUnitString_"]
+    if row["isSpecial_"]:
+        atom["special"] = row["cnv_"]
+    else:
+        atom["value"] = row["baseFactorStr_"]
+    if row["isArbitrary_"]:
+        atom["arbitrary"] = True
+    return atom
+
+
+def main() -> None:
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else SOURCE
+    data = json.loads(source.read_text())
+    prefixes = {row["code_"]: _prefix_value(row) for row in _rows(data["prefixes"])}
+    atoms = {row["csCode_"]: _atom(row) for row in _rows(data["units"]) if row["source_"] == "UCUM"}
+    OUT.write_text(json.dumps({"notice": NOTICE, "prefixes": prefixes, "atoms": atoms}, indent=0,
+                              sort_keys=True) + "\n")
+    print(f"{len(prefixes)} prefixes, {len(atoms)} atoms -> {OUT}")
+
+
+if __name__ == "__main__":
+    main()
