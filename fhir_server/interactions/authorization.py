@@ -68,6 +68,12 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
         return [(resource_type, "r")]
     if name == "everything":
         return [(t, "r") for t in CLINICAL_TYPES]
+    if name == "lastn":  # a search of Observations, grouped
+        return [("Observation", "s")]
+    if name == "meta":  # a read of one resource, else a search of the type or of every type (as a system search)
+        if request.resource_id is not None:
+            return [(resource_type, "r")]
+        return [(resource_type, "s")] if request.resource_type else [(t, "s") for t in _types(request)]
     if name == "risk-scores":
         return [("Patient", "r"), ("Observation", "r")] + ([("Observation", "c")] if request.method == "POST" else [])
     if name == "registry-report":

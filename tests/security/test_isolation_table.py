@@ -237,6 +237,17 @@ async def _batch_get(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen
     return Seen(status, _entries(search.get("resource", {}), world) | world.visible([read.get("resource") or {}]))
 
 
+def tags_in_use(url: Callable[[World], str]) -> Probe:
+    """``$meta``: its status and the seed resources whose tags (their names) it reports in use."""
+    async def probe(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
+        response = await http.get(f"/fhir/{url(world)}")
+        if response.status_code != 200:
+            return Seen(response.status_code)
+        found = parse(response)["parameter"][0]["valueMeta"]
+        return Seen(200, frozenset(t["code"] for t in found.get("tag", []) if t.get("system") == world.system))
+    return probe
+
+
 async def _report(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
     response = await http.get(f"/fhir/$registry-report?center={world.fr}")
     if response.status_code != 200:
@@ -319,6 +330,13 @@ READS = [
     Row("$everything", get(lambda w: f"Patient/{w.ids['pFR']}/$everything"),
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR", "orgFR"), NOT_FOUND,
            seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth", "orgFR"), REFUSED)),
+    Row("$lastn", get(lambda w: f"Observation/$lastn?identifier={q(w.system + '|')}&max=5"),
+        by(seen(200, OBSERVATIONS_FR), seen(200, "oDE"), seen(200, OBSERVATIONS_FR, "oDE"), REFUSED)),
+    Row("$meta (instance)", tags_in_use(lambda w: f"Patient/{w.ids['pFR']}/$meta"), fr_only(seen(200, "pFR"))),
+    Row("$meta (type)", tags_in_use(lambda _w: "Observation/$meta"),
+        by(seen(200, OBSERVATIONS_FR), seen(200, "oDE"), seen(200, OBSERVATIONS_FR, "oDE"), REFUSED)),
+    Row("$meta (system)", tags_in_use(lambda _w: "$meta"),
+        by(seen(200, FR, SHARED), seen(200, DE, SHARED), seen(200, ALL), REFUSED)),
     Row("$risk-scores", status_only("GET", lambda w: f"/fhir/Patient/{w.ids['pFR']}/$risk-scores"),
         fr_only(Seen(200))),
     Row("instance operation ($validate)", status_only("GET", lambda w: f"/fhir/Patient/{w.ids['pFR']}/$validate"),

@@ -4,7 +4,7 @@ One transaction Bundle (``urn:uuid`` references, ids chosen by ``PUT`` so that t
 per center, its Organization (center identifier), a Patient managed by it, Observations of that patient and a
 Group; beside them a shared laboratory Organization (no center identifier) and a Group of both centers' patients
 (no single center). Every resource carries an identifier of this module's own system, so searches see only this
-data. Center codes are drawn per module: the session's other tests use the usual ones.
+data, and a tag of that system whose code is its name (what ``$meta`` reports). Center codes are drawn per module: the session's other tests use the usual ones.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def seed_bundle(world: World) -> dict[str, Any]:
     def entry(name: str, resource: dict[str, Any]) -> dict[str, Any]:
         kind = SEED[name][0]
         ident = world.ident(name)
-        resource = {"resourceType": kind, "id": ident, **resource}
+        resource = {"resourceType": kind, "id": ident, "meta": {"tag": [{"system": world.system, "code": name}]},
+                    **resource}
         resource.setdefault("identifier", []).append({"system": world.system, "value": ident})
         return {"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, ident)}", "resource": resource,
                 "request": {"method": "PUT", "url": f"{kind}/{ident}"}}
