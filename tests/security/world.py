@@ -4,7 +4,8 @@ One transaction Bundle (``urn:uuid`` references, ids chosen by ``PUT`` so that t
 per center, its Organization (center identifier), a Patient managed by it, Observations of that patient and a
 Group; beside them a shared laboratory Organization (no center identifier) and a Group of both centers' patients
 (no single center). Every resource carries an identifier of this module's own system, so searches see only this
-data, and a tag of that system whose code is its name (what ``$meta`` reports). Center codes are drawn per module: the session's other tests use the usual ones.
+data, and a tag of that system whose code is its name (what ``$meta`` reports). Center codes are drawn per
+module: the session's other tests use the usual ones.
 """
 
 from __future__ import annotations
