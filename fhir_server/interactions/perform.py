@@ -69,10 +69,12 @@ async def perform_write(uow: UnitOfWork, request: FhirRequest) -> InteractionRes
         assert resource_id is not None
         return await patch(uow, resource_type, resource_id, request.body, if_match=request.if_match)
     if kind is Interaction.DELETE and resource_id is None:
-        return await conditional_delete(uow, resource_type, request.query)
+        return await conditional_delete(uow, resource_type, request.query, if_match=request.if_match,
+                                        if_none_match=request.if_none_match)
     if kind is Interaction.DELETE:
         assert resource_id is not None
-        return await delete(uow, resource_type, resource_id)
+        return await delete(uow, resource_type, resource_id, if_match=request.if_match,
+                            if_none_match=request.if_none_match)
     raise AssertionError(f"{kind} is not a write")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import parse, patient, post, put, unique
+from tests.conftest import FHIR_JSON, body, parse, patient, post, put, unique
 
 
 async def test_if_match_current_version_updates(client: httpx.AsyncClient) -> None:
@@ -29,6 +29,43 @@ async def test_if_match_on_delete_is_not_needed_but_stale_patch_is_412(client: h
                            content=b'[{"op":"replace","path":"/gender","value":"other"}]',
                            headers={"Content-Type": "application/json-patch+json", "If-Match": 'W/"1"'})
     assert r.status_code == 412
+
+
+async def test_delete_with_a_stale_if_match_is_412_and_deletes_nothing(client: httpx.AsyncClient) -> None:
+    """RFC 9110 13.1.1: a server MUST NOT perform the method when the If-Match condition is false."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    r = await client.delete(f"/fhir/Patient/{created['id']}", headers={"If-Match": 'W/"1"'})
+    assert r.status_code == 412, r.text
+    assert (await client.get(f"/fhir/Patient/{created['id']}")).status_code == 200
+    r = await client.delete(f"/fhir/Patient/{created['id']}", headers={"If-Match": 'W/"2"'})
+    assert r.status_code == 204
+    assert (await client.get(f"/fhir/Patient/{created['id']}")).status_code == 410
+
+
+async def test_delete_with_if_match_of_what_has_no_current_version_is_412(client: httpx.AsyncClient) -> None:
+    assert (await client.delete(f"/fhir/Patient/{unique()}", headers={"If-Match": 'W/"1"'})).status_code == 412
+    assert (await client.delete(f"/fhir/Patient?identifier=urn:test|{unique()}",
+                                headers={"If-Match": 'W/"1"'})).status_code == 412
+
+
+async def test_conditional_delete_with_a_stale_if_match_is_412(client: httpx.AsyncClient) -> None:
+    identifier = unique()
+    created = parse(await post(client, "Patient", patient(identifier)))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    criteria = f"identifier=https://cml-registry.eu/fhir/sid/patient|{identifier}"
+    assert (await client.delete(f"/fhir/Patient?{criteria}", headers={"If-Match": 'W/"1"'})).status_code == 412
+    assert (await client.delete(f"/fhir/Patient?{criteria}", headers={"If-Match": 'W/"2"'})).status_code == 204
+
+
+async def test_a_transaction_delete_entry_with_a_stale_if_match_fails_the_transaction(
+        client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": f"Patient/{created['id']}", "ifMatch": 'W/"2"'}}]}
+    r = await client.post("/fhir", content=body(bundle), headers={"Content-Type": FHIR_JSON})
+    assert r.status_code == 412, r.text
+    assert (await client.get(f"/fhir/Patient/{created['id']}")).status_code == 200
 
 
 async def test_if_none_match_current_etag_is_304(client: httpx.AsyncClient) -> None:

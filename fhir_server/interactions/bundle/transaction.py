@@ -240,9 +240,13 @@ class _TransactionState:
         resource_id = entry.request.resource_id
         if resource_id is not None:
             self._claim_target(entry, entry.resource_type, resource_id)
-            self.results[entry.index] = await delete(self.uow, entry.resource_type, resource_id)
+            self.results[entry.index] = await delete(self.uow, entry.resource_type, resource_id,
+                                                     if_match=entry.request.if_match,
+                                                     if_none_match=entry.request.if_none_match)
         else:
-            result = await conditional_delete(self.uow, entry.resource_type, entry.request.query)
+            result = await conditional_delete(self.uow, entry.resource_type, entry.request.query,
+                                              if_match=entry.request.if_match,
+                                              if_none_match=entry.request.if_none_match)
             if result.version is not None:  # the resource it deleted counts as changed, like a direct DELETE
                 self._claim_target(entry, result.version.type, result.version.id)
             self.results[entry.index] = result
