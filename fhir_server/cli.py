@@ -71,10 +71,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     metrics_dir = _share_metrics_between_workers() if workers > 1 else None
     try:
         # proxy_headers=False: the app alone decides whom to believe (FHIR_TRUSTED_PROXIES, api/forwarded.py);
-        # log_config=None: the JSON logging configured here (and by each worker's app_factory) stays.
+        # log_config=None: the JSON logging configured here (and by each worker's app_factory) stays;
+        # date_header=False: the app dates each response itself (api/date_header.py).
         uvicorn.run("fhir_server.api.app:app_factory", factory=True, host=host, port=port, workers=workers,
                     log_level=settings.log_level.lower(), access_log=False, log_config=None, proxy_headers=False,
-                    timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+                    date_header=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -131,3 +133,25 @@ def test_logs_are_json_lines_with_the_request_id_and_metrics_add_up_the_workers(
     access = [r for r in records if r.get("logger") == "fhir_server.access"]
     assert len(access) == 6 and {r["request_id"] for r in access} == {"op-77"}
     assert all({"time", "level", "message"} <= set(r) for r in records)
+
+
+def test_every_response_is_dated_once_and_never_before_what_it_reports_modified(mongo_uri: str) -> None:
+    """RFC 9110 8.8.2.1: Last-Modified MUST NOT be later than the response's Date. uvicorn's own Date is refreshed
+    once a second, so a write answered before its refresh was dated before it was made."""
+    with serving(mongo_uri, FHIR_WORKERS="1", FHIR_MONGODB_DB=prepared_database(mongo_uri)) as (port, proc):
+        dated = [_dated_write(port, n) for n in range(25)]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=90)
+    assert all(len(dates) == 1 for dates, _ in dated), dated
+    assert all(modified <= parsedate_to_datetime(dates[0]) for dates, modified in dated), dated
+
+
+def _dated_write(port: int, n: int) -> tuple[list[str], datetime]:
+    """The Date headers and the Last-Modified of a write, a little after the previous one (the writes fall across
+    the second boundaries)."""
+    time.sleep(0.07)
+    resource = {"resourceType": "Patient", "id": "dated", "active": n % 2 == 0}
+    response = httpx.put(f"http://127.0.0.1:{port}/fhir/Patient/dated", content=fhirjson.dumps(resource),
+                         headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    return response.headers.get_list("date"), parsedate_to_datetime(response.headers["last-modified"])
