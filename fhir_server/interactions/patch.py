@@ -15,7 +15,7 @@ from fhir_server.errors import Gone, InvalidRequest, NotFound, PreconditionFaile
 from fhir_server.interactions.fhirpath_patch import FhirPathPatch, parse_fhirpath_patch
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork
-from fhir_server.interactions.update import check_if_match, update
+from fhir_server.interactions.update import check_if_match, check_if_none_match, update
 
 
 class JsonPatch:
@@ -49,22 +49,23 @@ def parse_patch(document: Any) -> Patch:
 
 
 async def patch(uow: UnitOfWork, resource_type: str, resource_id: str, operations: Patch, *,
-                if_match: str | None = None) -> InteractionResult:
+                if_match: str | None = None, if_none_match: str | None = None) -> InteractionResult:
     current = await uow.current(resource_type, resource_id)
     if current is None:
         raise NotFound(f"{resource_type}/{resource_id} does not exist")
     if current.deleted or current.resource is None:
         raise Gone(f"{resource_type}/{resource_id} was deleted")
     check_if_match(current, if_match)
+    check_if_none_match(current, if_none_match)
     patched = operations.apply(current.resource)
     return await update(uow, resource_type, resource_id, patched, method="PATCH")  # checks what the patch made
 
 
 async def conditional_patch(uow: UnitOfWork, resource_type: str, criteria: str, operations: Patch, *,
-                            if_match: str | None = None) -> InteractionResult:
+                            if_match: str | None = None, if_none_match: str | None = None) -> InteractionResult:
     """Patch the one ``resource_type`` the search ``criteria`` match."""
     resource_id = await conditional_patch_target(uow, resource_type, criteria)
-    return await patch(uow, resource_type, resource_id, operations, if_match=if_match)
+    return await patch(uow, resource_type, resource_id, operations, if_match=if_match, if_none_match=if_none_match)
 
 
 async def conditional_patch_target(uow: UnitOfWork, resource_type: str, criteria: str) -> str:

@@ -64,10 +64,12 @@ async def perform_write(uow: UnitOfWork, request: FhirRequest) -> InteractionRes
         return await update(uow, resource_type, resource_id, request.body, if_match=request.if_match,
                             if_none_match=request.if_none_match)
     if kind is Interaction.PATCH and resource_id is None:
-        return await conditional_patch(uow, resource_type, request.query, request.body, if_match=request.if_match)
+        return await conditional_patch(uow, resource_type, request.query, request.body, if_match=request.if_match,
+                                       if_none_match=request.if_none_match)
     if kind is Interaction.PATCH:
         assert resource_id is not None
-        return await patch(uow, resource_type, resource_id, request.body, if_match=request.if_match)
+        return await patch(uow, resource_type, resource_id, request.body, if_match=request.if_match,
+                           if_none_match=request.if_none_match)
     if kind is Interaction.DELETE and resource_id is None:
         return await conditional_delete(uow, resource_type, request.query, if_match=request.if_match,
                                         if_none_match=request.if_none_match)

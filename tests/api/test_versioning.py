@@ -68,6 +68,19 @@ async def test_a_transaction_delete_entry_with_a_stale_if_match_fails_the_transa
     assert (await client.get(f"/fhir/Patient/{created['id']}")).status_code == 200
 
 
+async def test_patch_with_if_none_match_of_the_current_version_is_412(client: httpx.AsyncClient) -> None:
+    """RFC 9110 13.1.2: If-None-Match names the version the client must not change; matching it, nothing changes."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    patch_body = b'[{"op":"replace","path":"/gender","value":"other"}]'
+    r = await client.patch(f"/fhir/Patient/{created['id']}", content=patch_body,
+                           headers={"Content-Type": "application/json-patch+json", "If-None-Match": 'W/"1"'})
+    assert r.status_code == 412, r.text
+    assert parse(await client.get(f"/fhir/Patient/{created['id']}"))["gender"] == created["gender"]
+    r = await client.patch(f"/fhir/Patient/{created['id']}", content=patch_body,
+                           headers={"Content-Type": "application/json-patch+json", "If-None-Match": 'W/"7"'})
+    assert r.status_code == 200, r.text
+
+
 async def test_if_none_match_current_etag_is_304(client: httpx.AsyncClient) -> None:
     created = parse(await post(client, "Patient", patient(unique())))
     r = await client.get(f"/fhir/Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})

@@ -453,7 +453,7 @@ class _TransactionState:
                                                                                 request.query)
             self._claim_target(entry, entry.resource_type, resource_id)
             self.results[entry.index] = await patch(self.uow, entry.resource_type, resource_id, request.body,
-                                                    if_match=request.if_match)
+                                                    if_match=request.if_match, if_none_match=request.if_none_match)
             return
         resource = self.resources[entry.index]
         assert resource is not None
