@@ -86,6 +86,7 @@ class ExportJob(CallerBoundJob):
     group_id: str | None = None
     since: datetime | None = None
     type_filters: dict[str, list[str]] = field(default_factory=dict)
+    patient_ids: list[str] | None = None  # the ``patient`` parameter: only these Patients' compartments
     output_format: str = "application/fhir+ndjson"
     status: str = IN_PROGRESS
     owner: str = PROCESS

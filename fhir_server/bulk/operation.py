@@ -36,6 +36,7 @@ from fhir_server.bulk.params import (
     parse_export_params,
 )
 from fhir_server.bulk.scope import GROUP, PATIENT, SYSTEM, resolve_types
+from fhir_server.cohorts import cohort_patient_ids
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, operation_outcome
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
@@ -82,6 +83,8 @@ async def kickoff(ctx: RequestContext, services: Services, op: OperationRequest)
     type_filters, dropped_filters = check_type_filters(ctx, services, types, params)
     if level == GROUP:
         await _require_group(ctx, services, op.resource_id or "")
+    if params.patients is not None:
+        await _check_patients(ctx, services, level, op.resource_id, params.patients)
     await purge_expired(services)
     job = _new_job(ctx, services, op, level, types, params, type_filters)
     await ExportJobs(services.store).insert(job)
@@ -120,6 +123,28 @@ def check_type_filters(ctx: RequestContext, services: Services, types: tuple[str
     return kept, dropped
 
 
+async def _check_patients(ctx: RequestContext, services: Services, level: str, group_id: str | None,
+                          patients: tuple[str, ...]) -> None:
+    """``patient`` (export.html#query-parameters): not for a system-level export; each a Patient the caller may
+    read and, at group level, a member of the Group. Otherwise a 400 naming them ("the server SHOULD return details
+    via a FHIR OperationOutcome resource in an error response"); another center's patient is not known, as on
+    every path."""
+    if level == SYSTEM:
+        raise InvalidRequest("patient does not apply to a system-level export: use Patient/$export or "
+                             "Group/[id]/$export", code="not-supported", expression=("patient",))
+    found = await services.store.current_many(ctx, "Patient", list(patients))
+    unknown = [i for i in patients if (version := found[i]) is None or version.deleted]
+    if unknown:
+        raise InvalidRequest(f"patient: {', '.join('Patient/' + i for i in unknown)} not known to this server",
+                             code="not-found", expression=("patient",))
+    if level == GROUP:
+        members = await cohort_patient_ids(ctx, services, group_id or "")
+        outside = [i for i in patients if i not in members]
+        if outside:
+            raise InvalidRequest(f"patient: {', '.join('Patient/' + i for i in outside)} not a member of "
+                                 f"Group/{group_id}", code="not-found", expression=("patient",))
+
+
 async def _require_group(ctx: RequestContext, services: Services, group_id: str) -> None:
     group = await services.store.current(ctx, "Group", group_id)
     if group is None:
@@ -136,6 +161,7 @@ def _new_job(ctx: RequestContext, services: Services, op: OperationRequest, leve
         expires=now + timedelta(seconds=services.settings.export_ttl_seconds), base_url=ctx.base_url,
         caller=ctx.caller, role=ctx.role.value, scopes=sorted(ctx.scopes), center=ctx.center, group_id=op.resource_id,
         since=params.since, type_filters=type_filters, output_format=params.output_format,
+        patient_ids=list(params.patients) if params.patients is not None else None,
     )
 
 

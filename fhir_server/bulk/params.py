@@ -1,13 +1,14 @@
 """Kick-off request validation for ``$export``.
 
 Bulk Data Access IG 2.0, export.html: "Bulk Data Kick-off Request" (headers ``Accept`` and ``Prefer``) and
-"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``). Parameters come from the query
-string (GET) or from a ``Parameters`` body (POST, export.html#bulk-data-kick-off-request). Everything here is
-pure: no I/O, so the checks run before any job is created and errors are synchronous 4xx answers.
+"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``, ``patient``). Parameters come from
+the query string (GET) or from a ``Parameters`` body (POST, export.html#bulk-data-kick-off-request). Everything here
+is pure: no I/O, so the checks run before any job is created and errors are synchronous 4xx answers.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,10 @@ OUTPUT_FORMATS = frozenset({NDJSON, "application/ndjson", "ndjson"})
 ACCEPTABLE = frozenset({"application/fhir+json", "application/json", "application/json+fhir", "*/*",
                         "application/*"})
 # Defined by the IG but not implemented here: refused unless ``Prefer: handling=lenient``.
-UNSUPPORTED = frozenset({"_elements", "patient", "includeAssociatedData", "organizeOutputBy",
-                         "allowPartialManifests"})
-KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter"})
+UNSUPPORTED = frozenset({"_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests"})
+KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "patient"})
+# ``patient``: a reference to a Patient, relative or absolute (``valueReference`` in a POST, text in a GET).
+_PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})$")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ExportParams:
     types: tuple[str, ...] | None  # ``_type`` as given (None: every type of the level)
     since: datetime | None
     type_filters: dict[str, tuple[str, ...]]  # type -> ``_typeFilter`` queries (OR-ed)
+    patients: tuple[str, ...] | None = None  # ``patient``: the ids of the Patients to export (None: all)
     output_format: str = NDJSON
     lenient: bool = False
     ignored: tuple[str, ...] = field(default_factory=tuple)  # what ``handling=lenient`` let through
@@ -85,6 +88,7 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
     since: datetime | None = None
     types: list[str] | None = None
     filters: dict[str, list[str]] = {}
+    patients: list[str] | None = None
     for name, value in pairs:
         if name == "_outputFormat":
             output_format = parse_output_format(value)
@@ -95,6 +99,8 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
         elif name == "_typeFilter":
             resource_type, query = split_type_filter(value)
             filters.setdefault(resource_type, []).append(query)
+        elif name == "patient":
+            patients = (patients or []) + [patient_id(v.strip()) for v in value.split(",") if v.strip()]
         elif name in UNSUPPORTED:
             if not lenient:
                 raise InvalidRequest(f"$export parameter {name} is not supported by this server",
@@ -104,7 +110,17 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
         types=tuple(dict.fromkeys(types)) if types is not None else None, since=since,
         type_filters={k: tuple(v) for k, v in filters.items()}, output_format=output_format,
         lenient=lenient, ignored=tuple(ignored),
+        patients=tuple(dict.fromkeys(patients)) if patients is not None else None,
     )
+
+
+def patient_id(reference: str) -> str:
+    """The id of a ``patient`` parameter's reference (``Patient/123``, or absolute); anything else is a 400."""
+    match = _PATIENT_REFERENCE.search(reference)
+    if match is None:
+        raise InvalidRequest(f"patient '{reference}' is not a reference to a Patient", code="invalid",
+                             expression=("patient",))
+    return match.group(1)
 
 
 def parse_output_format(value: str) -> str:

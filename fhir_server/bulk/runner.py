@@ -156,11 +156,13 @@ class ExportRun:
 
 
 async def _members(ctx: RequestContext, services: Services, job: ExportJob) -> list[str] | None:
-    """The Group's member ids (group level), None for the other levels (no restriction)."""
+    """The ids of the Patients whose compartments are exported: the Group's members (group level), those of the
+    ``patient`` parameter (among the members, at group level), None for every Patient."""
+    chosen = set(job.patient_ids) if job.patient_ids is not None else None
     if job.level != GROUP or job.group_id is None:
-        return None
-
-    return sorted(await cohort_patient_ids(ctx, services, job.group_id))
+        return None if chosen is None else sorted(chosen)
+    members = await cohort_patient_ids(ctx, services, job.group_id)
+    return sorted(members if chosen is None else members & chosen)
 
 
 async def type_query(ctx: RequestContext, services: Services, job: ExportJob, resource_type: str,

@@ -361,3 +361,52 @@ async def test_file_names_outside_the_manifest_are_404(bulk: httpx.AsyncClient) 
     assert (await bulk.get(base + "Patient-1.ndjson")).status_code == 200
     assert (await bulk.get(base + "Patient-2.ndjson")).status_code == 404
     assert (await bulk.get(base + "..%2F..%2Fsecret")).status_code == 404
+
+
+# -- the patient parameter (export.html#query-parameters) ----------------------------------------------------
+
+
+async def test_patient_parameter_limits_a_patient_level_export_to_those_compartments(
+        bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 3)
+    first, second = made["patients"][0]["id"], made["patients"][1]["id"]
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{first}"}},
+        {"name": "patient", "valueReference": {"reference": f"http://testserver/fhir/Patient/{second}"}}]}
+    response = await bulk.post("/fhir/Patient/$export", content=fhirjson.dumps(body),
+                               headers={**ASYNC, "Content-Type": FHIR_JSON})
+    assert response.status_code == 202, response.text
+    files = await download(bulk, await finish(bulk, response.headers["content-location"]))
+    chosen = {f"Patient/{first}", f"Patient/{second}"}
+    assert ids(files["Patient"]) == {first, second}
+    assert ids(files["Observation"]) == {o["id"] for o in made["observations"] if o["subject"]["reference"] in chosen}
+    assert ids(files["Condition"]) == {c["id"] for c in made["conditions"] if c["subject"]["reference"] in chosen}
+
+
+async def test_patient_parameter_in_a_get_kickoff(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 2)
+    first = made["patients"][0]["id"]
+    files = await export(bulk, f"Patient/$export?_type=Patient,Condition&patient=Patient/{first}")
+    assert ids(files["Patient"]) == {first}
+    assert ids(files["Condition"]) == {c["id"] for c in made["conditions"]
+                                       if c["subject"]["reference"] == f"Patient/{first}"}
+
+
+async def test_patient_parameter_narrows_a_group_export_to_members(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 3)
+    first, second, third = (p["id"] for p in made["patients"])
+    group = await create(bulk, {"resourceType": "Group", "type": "person", "actual": True, "member": [
+        {"entity": {"reference": f"Patient/{first}"}}, {"entity": {"reference": f"Patient/{second}"}}]})
+    files = await export(bulk, f"Group/{group['id']}/$export?_type=Patient&patient=Patient/{second}")
+    assert ids(files["Patient"]) == {second}
+    outside = await bulk.get(f"/fhir/Group/{group['id']}/$export", params={"patient": f"Patient/{third}"},
+                             headers=ASYNC)
+    assert outside.status_code == 400, outside.text
+    assert f"Patient/{third} not a member" in outside.text
+
+
+async def test_patient_parameter_naming_an_unknown_patient_or_no_patient_is_400(bulk: httpx.AsyncClient) -> None:
+    for value in ("Patient/no-such-patient", "Observation/1", "not a reference"):
+        response = await bulk.get("/fhir/Patient/$export", params={"patient": value}, headers=ASYNC)
+        assert response.status_code == 400, (value, response.text)
+        assert fhirjson.loads(response.content)["issue"][0]["expression"] == ["patient"]

@@ -348,6 +348,10 @@ READS = [
     Row("$export (Patient)", export(lambda w: f"Patient/$export?_since={q(w.start.isoformat())}"),
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), seen(200, "pDE", "oDE"),
            seen(200, "pFR", "pDE", OBSERVATIONS_FR, "oDE", "gFR", "gBoth"), REFUSED)),
+    Row("$export (Patient, patient=pFR)",
+        export(lambda w: f"Patient/$export?patient=Patient/{w.ids['pFR']}&_since={q(w.start.isoformat())}"),
+        by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), Seen(400),  # DE: "not known", as on every path
+           seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth"), REFUSED)),
     Row("$export (Group)", export(lambda w: f"Group/{w.ids['gFR']}/$export"),
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), NOT_FOUND, seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth"),
            REFUSED)),
