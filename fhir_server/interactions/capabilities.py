@@ -1,6 +1,7 @@
 """The CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html), generated from what the
 server really serves: the supported types, the interactions routed for them, the search parameter registry
-and the operation registry."""
+and the operation registry; and, for ``GET metadata?mode=terminology`` (http.html#capabilities), the
+TerminologyCapabilities (https://hl7.org/fhir/R4/terminologycapabilities.html) of its terminology service."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.context import RequestContext
+from fhir_server.errors import InvalidRequest
 from fhir_server.operations import OperationSpec
 from fhir_server.resources import AUDIT_EVENT, SERVED_TYPES
 from fhir_server.search.registry import SearchParam, SearchParameterRegistry
 from fhir_server.services import Services
+from fhir_server.terminology import Terminology
 
 _STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
@@ -20,6 +23,41 @@ TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-inst
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude")
+
+
+def capabilities(ctx: RequestContext, services: Services, mode: str | None, term: Terminology | None = None
+                 ) -> dict[str, Any]:
+    """What ``GET metadata?mode=`` asks for: ``full`` (the default) the CapabilityStatement, ``terminology`` the
+    TerminologyCapabilities (``term``, the terminology service, needed). ``normative`` (the statement's
+    normative portions only) is not offered: a 400 says so, rather than a statement that is not what was asked."""
+    if mode in (None, "full"):
+        return capability_statement(ctx, services)
+    if mode == "terminology" and term is not None:
+        return terminology_capabilities(ctx, term)
+    raise InvalidRequest(f"mode '{mode}' is not supported: use full or terminology", code="not-supported",
+                         expression=("mode",))
+
+
+def terminology_capabilities(ctx: RequestContext, term: Terminology) -> dict[str, Any]:
+    """The code systems the terminology service knows (published ones with their versions, R4's own) and what
+    its operations take (``interactions/terminology_ops.py``)."""
+    return {
+        "resourceType": "TerminologyCapabilities",
+        "status": "active",
+        "date": _STARTED,
+        "publisher": "IFP registry",
+        "kind": "instance",
+        "software": {"name": "ifp-fhir", "version": __version__},
+        "implementation": {"description": "IFP registry FHIR R4 server", "url": ctx.base_url},
+        "codeSystem": [{"uri": url, **({"version": [{"code": v} for v in versions]} if versions else {}),
+                        "subsumption": True} for url, versions in term.code_systems().items()],
+        "expansion": {"hierarchical": False, "paging": True, "parameter": [
+            {"name": "filter", "documentation": "text the codes' displays or codes contain (case-insensitive)"},
+            {"name": "count", "documentation": "the number of codes of the page"},
+            {"name": "offset", "documentation": "where the page starts"}]},
+        "validateCode": {"translations": False},
+        "translation": {"needsMap": False},  # $translate without a url searches every ConceptMap held
+    }
 
 
 def capability_statement(ctx: RequestContext, services: Services) -> dict[str, Any]:

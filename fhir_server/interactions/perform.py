@@ -46,7 +46,9 @@ async def perform_read(ctx: RequestContext, services: Services, request: FhirReq
                                        session=session)
         return InteractionResult(200, bundle)
     if kind is Interaction.CAPABILITIES:
-        return InteractionResult(200, capabilities.capability_statement(ctx, services))
+        mode = next((value for name, value in request.params if name == "mode"), None)
+        term = await services.conformance.terminology() if mode == "terminology" else None
+        return InteractionResult(200, capabilities.capabilities(ctx, services, mode, term))
     raise AssertionError(f"{kind} is not a read")
 
 

@@ -16,7 +16,7 @@ import functools
 import json
 import zipfile
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fhir_server.json_types import Json
 
@@ -37,6 +37,11 @@ class CoreTerminology:
         self._archive = archive
         self._members = frozenset(archive.namelist())
         self._parsed: dict[str, Json] = {}
+
+    def urls(self, kind: str) -> list[str]:
+        """The canonical urls of every core ``kind``, sorted (from the members' names: nothing is parsed)."""
+        prefix = f"{kind}/"
+        return sorted(unquote(m[len(prefix):]) for m in self._members if m.startswith(prefix))
 
     def resource(self, kind: str, url: str, version: str | None = None) -> Json | None:
         """The core ``kind`` of ``url`` (and of ``version``, when given); None when R4 defines none."""

@@ -110,6 +110,19 @@ class Terminology:
             return self._core.resource(kind, url, version)
         return found
 
+    def code_systems(self) -> dict[str, list[str]]:
+        """Every code system this service knows, by url: the versions held of the published ones (an R4 one no
+        resource replaces: none listed, as its version is read only when it is used), in url order."""
+        held: dict[str, list[str]] = {}
+        for kind, url, version in self._by_version:
+            if kind == "CodeSystem":
+                versions = held.setdefault(url, [])
+                if version is not None and version not in versions:
+                    versions.append(version)
+        for url in self._core.urls("CodeSystem") if self._core is not None else []:
+            held.setdefault(url, [])
+        return {url: sorted(held[url]) for url in sorted(held)}
+
     # --- code systems -------------------------------------------------------------------------------------
     def code_system(self, system: str, version: str | None = None) -> CodeSystemIndex | None:
         canonical = f"{system}|{version}" if version else system

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from fhir_server.resources import SERVED_TYPES
-from tests.conftest import parse
+from tests.conftest import parse, post, unique
 
 
 async def test_metadata_is_an_r4_capability_statement(client: httpx.AsyncClient) -> None:
@@ -55,3 +55,37 @@ async def test_metadata_lists_the_registry_operations(client: httpx.AsyncClient)
     assert {"lookup", "subsumes", "validate-code"} <= by_type["CodeSystem"]
     assert {"expand", "validate-code"} <= by_type["ValueSet"]
     assert "translate" in by_type["ConceptMap"]
+
+
+# -- GET metadata?mode= (https://hl7.org/fhir/R4/http.html#capabilities) ------------------------------------
+
+
+async def test_mode_full_is_the_capability_statement(client: httpx.AsyncClient) -> None:
+    assert parse(await client.get("/fhir/metadata?mode=full")) == parse(await client.get("/fhir/metadata"))
+
+
+async def test_mode_terminology_is_the_terminology_capabilities(client: httpx.AsyncClient) -> None:
+    """The code systems the terminology operations know: R4's own and the published ones, with their versions."""
+    system = f"urn:test:cs:{unique()}"
+    code_system = {"resourceType": "CodeSystem", "url": system, "version": "2", "status": "active",
+                   "content": "complete", "concept": [{"code": "a"}]}
+    created = await post(client, "CodeSystem", code_system)
+    assert created.status_code == 201, created.text
+    response = await client.get("/fhir/metadata?mode=terminology")
+    assert response.status_code == 200, response.text
+    capabilities = parse(response)
+    assert capabilities["resourceType"] == "TerminologyCapabilities"
+    assert capabilities["kind"] == "instance" and capabilities["status"] == "active"
+    known = {c["uri"]: c for c in capabilities["codeSystem"]}
+    assert known[system]["version"] == [{"code": "2"}]
+    assert "http://hl7.org/fhir/administrative-gender" in known  # R4's own
+    assert "http://terminology.hl7.org/CodeSystem/v2-0203" in known
+    assert capabilities["expansion"]["paging"] is True
+    assert {p["name"] for p in capabilities["expansion"]["parameter"]} == {"filter", "count", "offset"}
+
+
+async def test_an_unknown_mode_and_normative_are_400(client: httpx.AsyncClient) -> None:
+    for mode in ("normative", "everything"):
+        response = await client.get(f"/fhir/metadata?mode={mode}")
+        assert response.status_code == 400, response.text
+        assert parse(response)["issue"][0]["expression"] == ["mode"]
