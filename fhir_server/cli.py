@@ -72,7 +72,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         # proxy_headers=False: the app alone decides whom to believe (FHIR_TRUSTED_PROXIES, api/forwarded.py);
         # log_config=None: the JSON logging configured here (and by each worker's app_factory) stays;
-        # date_header=False: the app dates each response itself (api/date_header.py).
+        # date_header=False: the app dates each response itself (api/observability.py).
         uvicorn.run("fhir_server.api.app:app_factory", factory=True, host=host, port=port, workers=workers,
                     log_level=settings.log_level.lower(), access_log=False, log_config=None, proxy_headers=False,
                     date_header=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds)

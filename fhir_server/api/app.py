@@ -14,7 +14,6 @@ from starlette.types import ASGIApp
 from fhir_server import __version__
 from fhir_server.api.authentication import Authenticator, authenticator_for
 from fhir_server.api.bulk_files import router as bulk_files_router
-from fhir_server.api.date_header import DateHeader
 from fhir_server.api.errors import install_error_handlers
 from fhir_server.api.health import router as health_router
 from fhir_server.api.observability import RequestObservability
@@ -35,12 +34,11 @@ log = logging.getLogger(__name__)
 
 
 class FhirApp(FastAPI):
-    """FastAPI with the request observability (request id, metrics, access log) and the ``Date`` header
-    outermost, around the error handlers too: a 500 is counted and carries its ``X-Request-Id`` and ``Date`` like
-    any response."""
+    """FastAPI with the request observability (request id, metrics, access log, ``Date``) outermost, around the
+    error handlers too: a 500 is counted and carries its ``X-Request-Id`` and ``Date`` like any response."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObservability(DateHeader(super().build_middleware_stack()))
+        return RequestObservability(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None,

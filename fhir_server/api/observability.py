@@ -1,5 +1,8 @@
 """What operators see of every HTTP request: a request id (``X-Request-Id``, in every log line of the request),
 Prometheus metrics (requests by interaction, method and status; latency by interaction) and one access log line.
+Also the ``Date`` of every response, taken when the response starts (RFC 9110 6.6.1): uvicorn's own is refreshed
+once a second, so a response could carry a ``Date`` before the ``Last-Modified`` of the write it answers, which
+RFC 9110 8.8.2.1 forbids; ``fhir-server serve`` turns uvicorn's off (``date_header=False``).
 
 A plain ASGI middleware wrapped around the whole application, error handlers included (see
 ``api.app.FhirApp``), so even a 500 carries its request id and is counted. The FHIR route records the
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from email.utils import formatdate
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +23,7 @@ from fhir_server import logs, metrics
 
 INTERACTION_KEY = "fhir.interaction"
 REQUEST_ID_HEADER = b"x-request-id"
+DATE_HEADER = b"date"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _QUIET = frozenset({"health", "metrics"})  # probes and scrapes every few seconds: DEBUG, not INFO
 _OTHER_ROUTES = {"health": "health", "metrics": "metrics", "report": "report"}
@@ -55,7 +60,9 @@ class RequestObservability:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+                headers = [h for h in message.get("headers", []) if h[0].lower() != DATE_HEADER]
+                message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id.encode()),
+                                      (DATE_HEADER, formatdate(time.time(), usegmt=True).encode())]
             await send(message)
 
         try:
