@@ -98,7 +98,9 @@ def rewrite_links(resource: dict[str, Any], targets: Mapping[str, str]) -> dict[
 
 def _mentions(node: Any, targets: Mapping[str, str]) -> bool:
     """Whether any string of ``node`` but a ``Reference.reference`` (rewritten on its own) is, or any
-    narrative link names, a key of ``targets``: an untyped scan as cheap as ``reference_strings``."""
+    narrative link names, a key of ``targets``: an untyped scan as cheap as ``reference_strings``, whose walk it
+    repeats rather than shares (a generator of string fields shared by both made ``reference_strings``, run several
+    times per write, 4.8 -> 8.0 us a resource)."""
     stack = [node]
     while stack:
         item = stack.pop()
