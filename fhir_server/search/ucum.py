@@ -28,6 +28,9 @@ from typing import Any
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 DATA = Path(__file__).resolve().parent / "data" / "ucum.json"
 DECIMAL = Context(prec=34)  # Decimal128's digits: a canonical value is stored as one
+# A unit code comes from a client's Quantity (parsed at every write): UCUM's longest real expressions are a few dozen
+# characters; a longer one gets no canonical form instead of a deep or long parse.
+MAX_CODE_LENGTH = 256
 _EXPONENT = re.compile(r"^(.*?)([+-]?\d+)?$")
 _AFFINE_TEMPERATURES = {  # kelvin = value * factor + offset (UCUM's special functions cel, degf, degre)
     "Cel": (Decimal(1), Decimal("273.15")),
@@ -176,14 +179,14 @@ def _table() -> _Table:
 @lru_cache(maxsize=4096)
 def canonical(code: str) -> Canonical | None:
     """The canonical form of the UCUM expression ``code``; None when it has none (not UCUM, or special)."""
-    if not code:
+    if not code or len(code) > MAX_CODE_LENGTH:
         return None
     if code in _AFFINE_TEMPERATURES:
         factor, offset = _AFFINE_TEMPERATURES[code]
         return Canonical(factor, "K", offset)
     try:
         term = _Parser(_table(), code).main_term()
-    except (ValueError, KeyError, ArithmeticError):
+    except (ValueError, KeyError, ArithmeticError, RecursionError):  # a client's code: never a server error
         return None
     return Canonical(term.factor, _unit_text(term.bases))
 

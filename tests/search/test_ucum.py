@@ -7,6 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fhir_server.search.ucum import canonical
 
@@ -73,3 +75,16 @@ def test_an_arbitrary_unit_is_not_commensurable_with_another_unit() -> None:
     arbitrary, mass = canonical("[IU]"), canonical("mg")
     assert arbitrary is not None and mass is not None
     assert arbitrary.unit != mass.unit
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="()[]{}./*^+-0123456789mgLsKh%'_ IUCel", max_size=300))
+def test_any_code_has_a_canonical_form_or_none_and_never_raises(code: str) -> None:
+    """Unit codes come from clients' Quantities and are parsed at every write: any text is an answer, not a 500."""
+    form = canonical(code)
+    assert form is None or (form.factor.is_finite() and form.unit)
+
+
+@pytest.mark.parametrize("code", ["(" * 5000 + "m" + ")" * 5000, "m." * 20000 + "m", "{" + "x" * 1000 + "}"])
+def test_a_deeply_nested_or_very_long_code_has_no_canonical_form(code: str) -> None:
+    assert canonical(code) is None
