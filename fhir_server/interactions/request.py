@@ -17,6 +17,7 @@ type and id matching the URL) belong to the write interactions (``create``, ``up
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,9 +154,27 @@ async def parse_request(method: str, path: str, query: str, headers: Mapping[str
     return FhirRequest(
         method, kind, resource_type, target.resource_id, version_id=version_id, compartment=compartment,
         operation=operation, query=query, params=params, body=content, if_match=headers.get("if-match"),
-        if_none_match=headers.get("if-none-match"), if_none_exist=headers.get("if-none-exist"),
+        if_none_match=headers.get("if-none-match"), if_none_exist=_if_none_exist(headers, resource_type),
         if_modified_since=_modified_since(since) if since else None, prefer_return=_return_preference(headers),
         headers=headers)
+
+
+# http.html#ccreate: If-None-Exist (and a Bundle entry's ifNoneExist) holds "just the query portion of the URL";
+# clients also send the search URL whole, ``Patient?identifier=...`` or ``[base]/Patient?identifier=...``.
+_SEARCH_URL = re.compile(r"^(?:https?://[^?]*/)?([A-Z][A-Za-z]+)\?(.*)$", re.DOTALL)
+
+
+def _if_none_exist(headers: Mapping[str, str], resource_type: str | None) -> str | None:
+    """The criteria of ``If-None-Exist``: the query, also when sent as the search URL of the type created (of
+    another type: a 400, as those criteria cannot name the resource)."""
+    criteria = headers.get("if-none-exist")
+    whole = _SEARCH_URL.match(criteria) if criteria else None
+    if whole is None:
+        return criteria
+    if whole.group(1) != resource_type:
+        raise InvalidRequest(f"If-None-Exist '{criteria}' searches {whole.group(1)}, not the {resource_type} "
+                             "created: send the query of a search of it", code="invalid")
+    return whole.group(2)
 
 
 # -- the URL -----------------------------------------------------------------------------------------------

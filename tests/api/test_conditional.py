@@ -40,6 +40,34 @@ async def test_conditional_create_with_two_matches_is_412(client: httpx.AsyncCli
     assert parse(r)["resourceType"] == "OperationOutcome"
 
 
+async def test_conditional_create_criteria_sent_as_the_search_url_match_the_same(client: httpx.AsyncClient) -> None:
+    """If-None-Exist is "just the query portion of the URL"; clients also send ``Patient?...`` or the whole URL."""
+    value = unique()
+    first = parse(await post(client, "Patient", patient(value)))
+    for criteria in (f"Patient?{_criteria(value)}", f"http://testserver/fhir/Patient?{_criteria(value)}"):
+        r = await post(client, "Patient", patient(value), **{"If-None-Exist": criteria})
+        assert r.status_code == 200, (criteria, r.text)
+        assert parse(r)["id"] == first["id"]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": patient(value), "request": {"method": "POST", "url": "Patient",
+                                                 "ifNoneExist": f"Patient?{_criteria(value)}"}}]}
+    r = await post(client, "", bundle)
+    assert r.status_code == 200, r.text
+    assert parse(r)["entry"][0]["response"]["status"].startswith("200")
+
+
+async def test_conditional_create_criteria_searching_another_type_is_400(client: httpx.AsyncClient) -> None:
+    r = await post(client, "Patient", patient(unique()), **{"If-None-Exist": "Observation?code=x"})
+    assert r.status_code == 400, r.text
+    assert "searches Observation" in parse(r)["issue"][0]["diagnostics"]
+
+
+async def test_a_criteria_value_holding_a_question_mark_is_a_query(client: httpx.AsyncClient) -> None:
+    value = f"a?b{unique()}"
+    r = await post(client, "Patient", patient(value), **{"If-None-Exist": f"identifier={SYSTEM}|{value}"})
+    assert r.status_code == 201, r.text
+
+
 async def test_conditional_create_with_invalid_criteria_is_400(client: httpx.AsyncClient) -> None:
     r = await post(client, "Patient", patient(unique()), **{"If-None-Exist": "birthdate=not-a-date"})
     assert r.status_code == 400
