@@ -220,16 +220,25 @@ CASES: list[Case] = [
     ("quantity lt", "Observation", q("value-quantity=lt1"), ["o2"], False),
     ("quantity le", "Observation", q("value-quantity=le0.1"), ["o2"], False),
     ("quantity ap is within 10 percent", "Observation", q("value-quantity=ap95"), ["o4", "o5"], False),
-    # a UCUM search value in another unit of the same kind (search.html#quantity: the server may convert units):
-    # 0.1 10*12/L is [0.05, 0.15) 10*12/L = [50, 150) 10*9/L, which holds o5's 100.0 10*9/L = [99.95, 100.05)
+    # a UCUM search value in another unit of the same kind (search.html#quantity: the server may convert units;
+    # then eq asks the stored value to lie in the search value's precision range):
+    # 0.1 10*12/L is [0.05, 0.15) 10*12/L = [50, 150) 10*9/L, which holds o5's 100.0 10*9/L
     ("quantity in another UCUM unit", "Observation", q(f"value-quantity=0.1|{UCUM}|10*12/L"), ["o5"], False),
-    # 0.015 of the unity is [1.45, 1.55) %, which holds o1's 1.50 % = [1.495, 1.505); o2's 0.1 % is 0.001
+    # 0.015 of the unity is [1.45, 1.55) %, which holds o1's 1.50 %; o2's 0.1 % is 0.001
     ("quantity % is the unity divided by 100", "Observation", q(f"value-quantity=0.015|{UCUM}|1"), ["o1"], False),
     # 100.0 10*9/L is exactly 100000 /uL (1e14 per m3): le holds, gt does not
     ("quantity converted exactly, le", "Observation", q(f"value-quantity=le100000|{UCUM}|/uL"), ["o5"], False),
     ("quantity converted exactly, gt", "Observation", q(f"value-quantity=gt100000|{UCUM}|/uL"), [], False),
+    ("quantity converted exactly, ge", "Observation", q(f"value-quantity=ge100000|{UCUM}|/uL"), ["o5"], False),
+    ("quantity converted exactly, lt", "Observation", q(f"value-quantity=lt100000|{UCUM}|/uL"), [], False),
+    # sa: 1e14 per m3 starts after 99999 /uL = [99998.5, 99999.5) /uL; eb: ends before 100001 /uL's [100000.5, ...)
+    ("quantity converted, sa", "Observation", q(f"value-quantity=sa99999|{UCUM}|/uL"), ["o5"], False),
+    ("quantity converted, eb", "Observation", q(f"value-quantity=eb100001|{UCUM}|/uL"), ["o5"], False),
     # ap: 0.095 +/- 10 % in the unit searched is [0.0855, 0.1045] 10*12/L, which holds 0.1 10*12/L
     ("quantity ap in another unit", "Observation", q(f"value-quantity=ap0.095|{UCUM}|10*12/L"), ["o5"], False),
+    # 100.0 10*9/L is 0.1000 10*12/L, in [0.09995, 0.10005) (in its own unit, 100 would not match 100.0)
+    ("quantity eq converted is the stored value in the search range", "Observation",
+     q(f"value-quantity=0.1000|{UCUM}|10*12/L"), ["o5"], False),
     # ne: [0.15, 0.25) 10*12/L does not hold 100.0 10*9/L; values of another kind (%) are not compared
     ("quantity ne in another unit", "Observation", q(f"value-quantity=ne0.2|{UCUM}|10*12/L"), ["o5"], False),
     # a mass is not a count per volume, nor o4's 100 "mg" without a system

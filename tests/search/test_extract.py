@@ -56,8 +56,8 @@ PATIENT = {
     "managingOrganization": {"reference": "Organization/c1"},
 }
 
-# 1.50 % = [1.495, 1.505) % in UCUM's canonical form: % is 10*-2, the unity divided by 100
-PERCENT_150_CANONICAL = {"k": {"u": "1", "lo": D("0.01495"), "hi": D("0.01505"), "vl": D("0.0150"), "vh": D("0.0150")}}
+# 1.50 % in UCUM's canonical form: % is 10*-2, the unity divided by 100
+PERCENT_150_CANONICAL = {"k": {"u": "1", "v": D("0.0150")}}
 
 OBSERVATION = {
     "resourceType": "Observation",

@@ -222,7 +222,7 @@ def test_number_and_quantity_values_are_exact_decimals(registry: SearchParameter
     as_written = {"lo": {"$gte": Decimal128("5.395")}, "hi": {"$lte": Decimal128("5.405")},
                   "s": "http://unitsofmeasure.org", "c": "%"}
     # the same value in UCUM's canonical units (% is the unity divided by 100), matching any commensurable unit
-    converted = {"k.lo": {"$gte": Decimal128("0.05395")}, "k.hi": {"$lte": Decimal128("0.05405")}, "k.u": "1"}
+    converted = {"k.v": {"$gte": Decimal128("0.05395"), "$lt": Decimal128("0.05405")}, "k.u": "1"}
     assert c.filter == {"sp.value-quantity": {"$elemMatch": {"$or": [as_written, converted]}}}
     c = compiled(registry, "Observation", [("value-quantity", "gt0.1||%")])
     assert c.filter == {
