@@ -75,6 +75,42 @@ def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JS
     raise NotAcceptable(f"None of the accepted media types ({accept}) is supported; use {FHIR_JSON}")
 
 
+# The FHIR media types proper: a client naming one of them asks for a Binary as a resource (binary.html#rest)
+_FHIR_TYPES = frozenset({FHIR_JSON, "application/json+fhir", "application/fhir+xml", "application/xml+fhir"})
+_FHIR_QUERY = ("_format", "_summary", "_elements")  # the FHIR form's own parameters
+
+
+def wants_native_binary(request: Request, content_type: str) -> bool:
+    """Whether a read of a Binary of ``content_type`` answers its content (https://hl7.org/fhir/R4/binary.html#rest):
+    yes unless the client asks for the resource, by ``_format`` (or ``_summary``, ``_elements``: shaping the
+    resource), or by an ``Accept`` range of a FHIR media type. A generic JSON range asks for the content when
+    it is JSON itself (``contentType`` ``application/...+json``), for the resource otherwise."""
+    if any(name in request.query_params for name in _FHIR_QUERY):
+        return False
+    ranges = [media_type for media_type, q in _media_types(request.headers.get("accept") or "") if q > 0]
+    if any(media_type in _FHIR_TYPES for media_type in ranges):
+        return False
+    generic_json = [media_type for media_type in ranges if media_type in _JSON_TYPES]
+    return not generic_json or _is_json(content_type)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";")[0].strip().lower()
+    return media_type.endswith("/json") or media_type.endswith("+json")
+
+
+async def read_binary_body(request: Request, settings: Settings) -> tuple[Any, bytes, str]:
+    """The body of a Binary's create or update as (the parsed JSON or None, the bytes, the Content-Type): a body
+    of a JSON media type (or none) is parsed, as it may be a Binary resource; any other is content as is."""
+    header = request.headers.get("content-type") or ""
+    media_type, *parameters = (piece.strip() for piece in header.split(";"))
+    raw = await read_raw_body(request, settings.max_body_bytes)
+    if media_type and media_type.lower() not in _JSON_TYPES:
+        return None, raw, header
+    _check_fhir_version(header, parameters)
+    return fhirjson.loads(raw, settings.json_limits), raw, header
+
+
 async def read_body(request: Request, settings: Settings, *, patch: bool = False) -> Any:
     """The request body parsed as JSON (decimals exact), after media-type and size checks; deeper nesting or
     longer arrays than the settings allow, a repeated property name or a lone surrogate are a 400."""
@@ -85,13 +121,17 @@ async def read_body(request: Request, settings: Settings, *, patch: bool = False
     if content_type and content_type not in allowed:
         expected = f"{JSON_PATCH} or {FHIR_JSON}" if patch else FHIR_JSON
         raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
-    version = _parameters(parameters).get("fhirversion")
-    if version is not None and version not in FHIR_VERSIONS:
-        raise UnsupportedMediaType(f"Content-Type '{header}': this server takes FHIR R4 content (fhirVersion=4.0)")
+    _check_fhir_version(header, parameters)
     parsed = fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
     if patch and content_type:
         _check_patch_media_type(content_type, parsed)
     return parsed
+
+
+def _check_fhir_version(header: str, parameters: list[str]) -> None:
+    version = _parameters(parameters).get("fhirversion")
+    if version is not None and version not in FHIR_VERSIONS:
+        raise UnsupportedMediaType(f"Content-Type '{header}': this server takes FHIR R4 content (fhirVersion=4.0)")
 
 
 def _check_patch_media_type(content_type: str, document: Any) -> None:

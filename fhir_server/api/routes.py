@@ -11,6 +11,7 @@ method; any other method or path on those is then the catch-all's, parsed like a
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter
@@ -20,11 +21,25 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
 from fhir_server.api.context import base_url, request_context
-from fhir_server.api.negotiation import fhir_response, read_body, read_raw_body, response_media_type
+from fhir_server.api.negotiation import (
+    fhir_response,
+    read_binary_body,
+    read_body,
+    read_raw_body,
+    response_media_type,
+    wants_native_binary,
+)
 from fhir_server.api.observability import INTERACTION_KEY
 from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound, UnsupportedMediaType
 from fhir_server.interactions import audit_event
+from fhir_server.interactions.binary import (
+    BINARY,
+    is_binary_resource,
+    native_binary,
+    native_content,
+    security_context_of,
+)
 from fhir_server.interactions.dispatch import AfterResponse, dispatch
 from fhir_server.interactions.request import OPERATIONS, FhirRequest, Interaction, parse_request
 from fhir_server.interactions.result import InteractionResult
@@ -36,6 +51,7 @@ router = APIRouter(prefix="/fhir")
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # the parser answers 405 for OPTIONS
 _WITH_BODY = ("POST", "PUT", "PATCH")
+_READS = (Interaction.READ, Interaction.VREAD)
 
 
 async def fhir_api(request: Request) -> Response:
@@ -46,8 +62,10 @@ async def fhir_api(request: Request) -> Response:
     body = HttpBody(request, services.settings) if request.method in _WITH_BODY else None
     query = request.scope["query_string"].decode("latin-1")
 
-    def negotiate(kind: Interaction) -> None:  # 406 before any work; an operation negotiates its own output
-        if kind not in OPERATIONS:
+    def negotiate(kind: Interaction, resource_type: str | None) -> None:
+        """406 before any work. An operation negotiates its own output; a read of a Binary may answer its
+        content in its own media type, known once it is read (``render``)."""
+        if kind not in OPERATIONS and not (resource_type == BINARY and kind in _READS):
             response_media_type(request)
 
     ctx: RequestContext | None = None
@@ -60,7 +78,7 @@ async def fhir_api(request: Request) -> Response:
         request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
         after_response: AfterResponse = []
         result = await dispatch(ctx, services, fhir_request, after_response=after_response)
-        response = render(ctx, fhir_request, result)
+        response = render(ctx, fhir_request, result, request)
         if request.method == "HEAD":
             response = _headers_only(response)
         if after_response:  # a read's AuditEvent, built once the client has its answer (run after the body is sent)
@@ -86,7 +104,7 @@ async def _run_each(work: AfterResponse) -> None:
 
 
 async def _parse(request: Request, path: str, query: str, body: HttpBody | None,
-                 negotiate: Callable[[Interaction], None]) -> FhirRequest:
+                 negotiate: Callable[[Interaction, str | None], None]) -> FhirRequest:
     try:
         return await parse_request(request.method, path, query, request.headers, body, routed=negotiate)
     except NotFound as exc:
@@ -102,7 +120,8 @@ def _served_by_another_route(request: Request) -> bool:
                for route in request.app.router.routes)
 
 
-def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult | OperationResponse) -> Response:
+def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult | OperationResponse,
+           http_request: Request) -> Response:
     """The HTTP response of any interaction's result."""
     if isinstance(result, OperationResponse):
         return _operation_response(request, result)
@@ -111,7 +130,23 @@ def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult 
     headers = result.headers(ctx, with_location=False)
     if result.status == 304:  # conditional read: the client's copy is current
         return Response(status_code=304, headers=headers)
+    if request.resource_type == BINARY and request.interaction in _READS and result.resource is not None:
+        if wants_native_binary(http_request, str(result.resource.get("contentType", ""))):
+            return _native_binary(result.resource, headers)
+        response_media_type(http_request)  # the resource, then: in a media type this server speaks (or 406)
     return fhir_response(result.resource, result.status, headers, pretty=request.pretty)
+
+
+def _native_binary(resource: dict[str, Any], headers: dict[str, str]) -> Response:
+    """A Binary's content in its own media type, its metadata in headers (binary.html#rest). The content is
+    the client's, of any media type, served from the FHIR server's origin: a browser must neither run it
+    (a sandbox without scripts) nor guess another type for it."""
+    content, media_type = native_content(resource)
+    headers = {**headers, "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+    context = security_context_of(resource)
+    if context:
+        headers["X-Security-Context"] = context
+    return Response(content, status_code=200, headers=headers, media_type=media_type)
 
 
 def _headers_only(response: Response) -> Response:
@@ -155,6 +190,14 @@ class HttpBody:
 
     async def resource(self) -> object:
         return await read_body(self._request, self._settings)
+
+    async def binary(self, resource_id: str | None) -> object:
+        """binary.html#rest: a Binary resource in FHIR JSON as sent; any other content (another resource's
+        JSON too) as the data of a Binary the server makes, ``X-Security-Context`` its security context."""
+        parsed, raw, content_type = await read_binary_body(self._request, self._settings)
+        if is_binary_resource(parsed):
+            return parsed
+        return native_binary(raw, content_type, self._request.headers.get("x-security-context"), resource_id)
 
     async def patch_document(self) -> object:
         return await read_body(self._request, self._settings, patch=True)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl
 
 from fhir_server.errors import InvalidRequest, MethodNotAllowed, NotFound
+from fhir_server.interactions.binary import BINARY
 from fhir_server.interactions.dates import parse_http_date
 from fhir_server.interactions.patch import parse_patch
 from fhir_server.interactions.result import RETURN_PREFERENCES, ReturnPreference
@@ -78,6 +79,10 @@ class RequestBody(Protocol):
     async def resource(self) -> Any:
         """A FHIR resource (JSON): create, update, batch/transaction."""
 
+    async def binary(self, resource_id: str | None) -> Any:
+        """The body of a Binary's create or update: a Binary resource, or content the Binary holds as is
+        (``interactions.binary``); ``resource_id`` the id of an update's URL."""
+
     async def patch_document(self) -> Any:
         """A patch: a JSON Patch document (a JSON array) or a FHIRPath Patch (a Parameters resource)."""
 
@@ -126,23 +131,24 @@ class _Target(NamedTuple):
 
 
 async def parse_request(method: str, path: str, query: str, headers: Mapping[str, str], body: RequestBody | None,
-                        *, routed: Callable[[Interaction], object] | None = None) -> FhirRequest:
+                        *, routed: Callable[[Interaction, str | None], object] | None = None) -> FhirRequest:
     """The request ``method path?query`` (``path`` relative to the base, no leading or trailing slash).
 
     ``body`` is None when the request has none (a GET over HTTP); an interaction that needs one then fails as
-    for an empty body. ``routed`` is called once the URL's shape and method are known to name an interaction,
-    before its type and body are looked at: where an HTTP server negotiates the response's media type (406)."""
+    for an empty body. ``routed`` is called with the interaction and the URL's type once the URL's shape and method
+    are known to name an interaction, before the type is checked and the body read: where an HTTP server
+    negotiates the response's media type (406)."""
     target = _target("GET" if method == "HEAD" else method, path)
     if method == "HEAD" and target.interaction not in HEAD_READS:
         allowed = _OPERATION_METHODS.get(target.interaction, ("GET",))
         raise MethodNotAllowed(f"HEAD is not allowed on {path or 'the base'}: only a read has a HEAD",
                                headers=_allow(allowed))
     if routed is not None:
-        routed(target.interaction)
+        routed(target.interaction, target.resource_type)
     _check_target(target, method, path, query)
     kind = target.interaction
     params = parse_qsl(query, keep_blank_values=True) if query else []
-    content = await _content(kind, method, params, body)
+    content = await _content(kind, method, params, body, target)
     version_id = target.tail if kind is Interaction.VREAD else None
     operation = target.tail[1:] if kind in OPERATIONS and target.tail else None
     resource_type, compartment = target.resource_type, None
@@ -282,10 +288,16 @@ def _check_compartment(compartment_type: str, searched_type: str) -> None:
 # -- the body ----------------------------------------------------------------------------------------------
 
 
-async def _content(kind: Interaction, method: str, params: list[tuple[str, str]], body: RequestBody | None) -> Any:
+async def _content(kind: Interaction, method: str, params: list[tuple[str, str]], body: RequestBody | None,
+                   target: _Target) -> Any:
     """The body as ``kind`` reads it; a POST search's form parameters are appended to ``params``."""
     if kind in (Interaction.CREATE, Interaction.UPDATE) or kind in BUNDLES:
-        resource = await body.resource() if body is not None else None
+        if body is None:
+            resource = None
+        elif target.resource_type == BINARY:
+            resource = await body.binary(target.resource_id)
+        else:
+            resource = await body.resource()
         if resource is None:
             raise InvalidRequest(f"{method} needs a resource", code="required")
         return resource

@@ -107,6 +107,10 @@ class EntryBody:
     async def resource(self) -> Any:
         return self._resource
 
+    async def binary(self, resource_id: str | None) -> Any:
+        """An entry's Binary is always a resource (bundle.html: a Binary in a Bundle is in FHIR form)."""
+        return self._resource
+
     async def patch_document(self) -> Any:
         """A PATCH entry carries a JSON Patch as a Binary resource, or a FHIRPath Patch as a Parameters resource
         (https://hl7.org/fhir/R4/http.html#patch)."""
