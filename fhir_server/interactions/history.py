@@ -3,12 +3,17 @@
 Newest first, keyset-paged on (lastUpdated, type, id, version number): a page link names the last entry it showed, so
 pages stay correct while new versions arrive (they are newer and never shift older pages).
 
-``Bundle.total`` is the number of versions of the whole history (with ``_since``), counted as a search counts
-without ``_total``: up to ``total_budget`` versions, concurrently with the page; more, and it is omitted.
+``_since`` keeps the versions stored at or after an instant; ``_at`` the versions that were current at some
+point of a period (stored in it, or stored before it and superseded after its start, or never), found by one
+aggregation that looks up each older version's successor (``ResourceStore.history_during``).
+
+``Bundle.total`` is the number of versions of the whole history (with ``_since``, ``_at``), counted as a search
+counts without ``_total``: up to ``total_budget`` versions, concurrently with the page; more, and it is omitted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -17,14 +22,21 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import InvalidRequest, NotFound
 from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.dates import parse_instant_param
-from fhir_server.resources import require_supported_type
+from fhir_server.resources import SERVED_TYPES, require_supported_type
 from fhir_server.search.paging import decode_page_token, encode_page_token
+from fhir_server.search.values import DateRange, parse_date_range
 from fhir_server.services import Services
 from fhir_server.storage.concurrency import both
 from fhir_server.storage.documents import StoredVersion, instant
-from fhir_server.storage.store import HistoryKey, Session
+from fhir_server.storage.store import HistoryKey, Period, Session
 
-_HISTORY_PARAMS = {"_since", "_count", "_page", "_format", "_pretty"}
+_HISTORY_PARAMS = {"_since", "_at", "_count", "_page", "_format", "_pretty"}
+_KEPT = ("_since", "_at", "_count")  # the parameters a page link repeats
+# _at: the prefixes a period may take, and the [start, end) each makes of a value's own range
+_AT_PREFIXES: dict[str, Callable[[DateRange], Period]] = {
+    "eq": lambda r: (r.lo, r.hi), "ge": lambda r: (r.lo, None), "gt": lambda r: (r.hi, None),
+    "le": lambda r: (None, r.hi), "lt": lambda r: (None, r.lo),
+}
 
 
 # the order of history pages (storage's history order); a token is for this order only
@@ -67,18 +79,29 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     if unknown and ctx.handling_strict:
         raise InvalidRequest(f"Unknown history parameter(s): {', '.join(unknown)}", code="not-supported")
     since = parse_instant_param("_since", args["_since"]) if "_since" in args else None
+    period = _period([value for name, value in params if name == "_at"])
     count = _count(args, services)
     after = _decode_page(ctx, args["_page"]) if "_page" in args else None
     if resource_id is not None and resource_type is not None \
             and await services.store.current(ctx, resource_type, resource_id, session=session) is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
-    listing = services.store.history(ctx, resource_type, resource_id, since=since, after_key=after,
-                                     limit=count + 1, session=session)
+    store = services.store
+    types = [resource_type] if resource_type else list(SERVED_TYPES)  # the types an _at aggregation reads
+    if period is None:
+        listing = store.history(ctx, resource_type, resource_id, since=since, after_key=after, limit=count + 1,
+                                session=session)
+    else:
+        listing = store.history_during(ctx, types, resource_id, period, since=since, after_key=after,
+                                       limit=count + 1, session=session)
     budget = services.settings.total_budget
     total: int | None = None
     if budget:
-        counting = services.store.count_history(ctx, resource_type, resource_id, since, session=session,
-                                                limit=budget + 1)
+        if period is None:
+            counting = store.count_history(ctx, resource_type, resource_id, since, session=session,
+                                           limit=budget + 1)
+        else:
+            counting = store.count_history_during(ctx, types, resource_id, period, since=since, session=session,
+                                                  limit=budget + 1)
         versions, counted = await both(session, listing, counting)
         total = counted if counted <= budget else None
     else:
@@ -87,7 +110,7 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     if after is None and not more:
         total = len(page)  # the whole history is on this page: its total costs nothing
     base = ctx.url(*[p for p in (resource_type, resource_id) if p], "_history")
-    kept = [(k, v) for k, v in params if k in ("_since", "_count")]
+    kept = [(k, v) for k, v in params if k in _KEPT]
     links = [{"relation": "self", "url": _with_query(base, params if not unknown else kept)}]
     if more and page:
         links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(ctx, page[-1]))])})
@@ -96,6 +119,28 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
         bundle["total"] = total
     bundle["link"] = links
     return with_entries(bundle, [_entry(ctx, v) for v in page])
+
+
+def _period(values: list[str]) -> Period | None:
+    """The period of ``_at`` (http.html#history: the versions current at some point in it), each value a date,
+    dateTime or instant taken as its range (search.html#date), optionally with a prefix ``ge``, ``gt``, ``le``
+    or ``lt`` opening it on one side; several values: the period they have in common."""
+    if not values:
+        return None
+    start: datetime | None = None
+    end: datetime | None = None
+    for raw in values:
+        prefix, text = (raw[:2], raw[2:]) if raw[:2] in _AT_PREFIXES else ("eq", raw)
+        try:
+            lo, hi = _AT_PREFIXES[prefix](parse_date_range(text))
+        except ValueError:
+            raise InvalidRequest(f"Invalid _at '{raw}': expected a date, dateTime or instant, with an optional "
+                                 "prefix eq, ge, gt, le or lt", code="invalid", expression=("_at",)) from None
+        if lo is not None:
+            start = lo if start is None else max(start, lo)
+        if hi is not None:
+            end = hi if end is None else min(end, hi)
+    return start, end
 
 
 def _with_query(base: str, params: list[tuple[str, str]]) -> str:

@@ -67,6 +67,7 @@ _HISTORY_ORDER: IndexKeys = [("lastUpdated", DESCENDING), ("type", DESCENDING), 
                              ("vid", DESCENDING)]
 _HISTORY_ORDER_AFTER_TYPE = [key for key in _HISTORY_ORDER if key[0] != "type"]  # type history: type first
 HistoryKey = tuple[datetime, str, str, int]
+Period = tuple[datetime | None, datetime | None]  # [start, end); None: unbounded on that side
 _INDEX_NOT_FOUND = 27
 _NAMESPACE_EXISTS = 48
 # A search index of a resource collection: its keys and its options (e.g. ``wildcardProjection``).
@@ -480,6 +481,26 @@ class ResourceStore:
         return int(await self._collection(HISTORY).count_documents(self._filter(ctx, resource_type, query),
                                                                   **kwargs))
 
+    @bounded
+    async def history_during(self, ctx: RequestContext, types: Sequence[str], resource_id: str | None,
+                             period: Period, *, since: datetime | None = None, after_key: HistoryKey | None = None,
+                             limit: int = 50, session: Session = None) -> list[StoredVersion]:
+        """The versions of ``types`` (of one resource, with ``resource_id``) that were current at some point of
+        ``period`` (history's ``_at``), in :meth:`history`'s order and paging."""
+        pipeline = _during(types, resource_id, period, since, after_key)
+        docs = await self.aggregate(ctx, HISTORY, [*pipeline, {"$limit": limit}], session=session)
+        return [StoredVersion.from_history(doc) for doc in docs]
+
+    @bounded
+    async def count_history_during(self, ctx: RequestContext, types: Sequence[str], resource_id: str | None,
+                                   period: Period, *, since: datetime | None = None, session: Session = None,
+                                   limit: int = 0) -> int:
+        """Versions :meth:`history_during` would list (at most ``limit`` of them counted, when given)."""
+        pipeline = _during(types, resource_id, period, since, None)
+        capped = [{"$limit": limit}] if limit else []
+        counted = await self.aggregate(ctx, HISTORY, [*pipeline, *capped, {"$count": "n"}], session=session)
+        return int(counted[0]["n"]) if counted else 0
+
     async def versions_matching(self, ctx: RequestContext, resource_types: Sequence[str], query: dict[str, Any], *,
                                 projection: dict[str, Any] | None = None, session: Session = None,
                                 limit: int = 0) -> AsyncIterator[dict[str, Any]]:
@@ -620,6 +641,34 @@ def _after(key: HistoryKey) -> dict[str, Any]:
     fields = [name for name, _ in _HISTORY_ORDER]
     return {"$or": [{**dict(zip(fields[:n], key[:n], strict=True)), fields[n]: {"$lt": key[n]}}
                     for n in range(len(fields))]}
+
+
+def _during(types: Sequence[str], resource_id: str | None, period: Period, since: datetime | None,
+            after_key: HistoryKey | None) -> list[dict[str, Any]]:
+    """The stages finding the versions current at some point of ``period`` = [start, end): stored before its end,
+    and stored at or after its start or superseded after it (the next version, ``vid`` + 1, stored after the
+    start, or none: the version is still current). The next version comes from the unique ``type, id, vid``
+    index, one look-up per version stored before the start; a next version the caller may not read counts
+    as none."""
+    start, end = period
+    pinned: dict[str, Any] = {"type": types[0] if len(types) == 1 else {"$in": list(types)}}
+    query = {**_history_query(None, resource_id, since, end), **pinned}  # ``type`` on top: the guard reads it
+    instance = resource_id is not None
+    if after_key:
+        query["$and"] = [{"vid": {"$lt": after_key[3]}} if instance else _after(after_key)]
+    stages: list[dict[str, Any]] = [{"$match": query},
+                                    {"$sort": {"vid": DESCENDING} if instance else dict(_HISTORY_ORDER)}]
+    if start is None:
+        return stages
+    successor = {"$and": [{"$eq": ["$type", "$$type"]}, {"$eq": ["$id", "$$id"]}, {"$eq": ["$vid", "$$next"]}]}
+    return [*stages,
+            {"$lookup": {"from": HISTORY, "let": {"type": "$type", "id": "$id", "next": {"$add": ["$vid", 1]}},
+                         "pipeline": [{"$match": {**pinned, "$expr": successor}},
+                                      {"$project": {"_id": 0, "lastUpdated": 1}}],
+                         "as": "_successor"}},
+            {"$match": {"$or": [{"lastUpdated": {"$gte": start}}, {"_successor": {"$size": 0}},
+                                {"_successor.lastUpdated": {"$gt": start}}]}},
+            {"$unset": "_successor"}]
 
 
 def _history_query(resource_type: str | None, resource_id: str | None, since: datetime | None,

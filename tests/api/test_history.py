@@ -75,3 +75,71 @@ async def test_history_since_invalid_is_400(client: httpx.AsyncClient) -> None:
     r = await client.get("/fhir/Patient/_history?_since=yesterday")
     assert r.status_code == 400
     assert parse(r)["issue"][0]["expression"] == ["_since"]
+
+
+# _at (http.html#history): the versions that were current at some point of a period
+
+
+async def _versions_in_time(client: httpx.AsyncClient) -> tuple[str, list[str]]:
+    """A Patient with three versions, and when each was stored (``meta.lastUpdated``, to the millisecond)."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    second = parse(await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}))
+    third = parse(await put(client, f"Patient/{created['id']}", {**second, "gender": "female"}))
+    return created["id"], [v["meta"]["lastUpdated"] for v in (created, second, third)]
+
+
+async def _versions_at(client: httpx.AsyncClient, url: str, *at: str, resource_id: str) -> list[str]:
+    response = await client.get(url, params=[("_at", value) for value in at])
+    assert response.status_code == 200, response.text
+    return [e["resource"]["meta"]["versionId"] for e in parse(response).get("entry", [])
+            if e.get("resource", {}).get("id") == resource_id]
+
+
+async def test_history_at_an_instant_is_the_version_current_then(client: httpx.AsyncClient) -> None:
+    pid, stored = await _versions_in_time(client)
+    url = f"/fhir/Patient/{pid}/_history"
+    assert await _versions_at(client, url, stored[0], resource_id=pid) == ["1"]
+    # version 1 ends the millisecond version 2 begins: at that instant version 2 is current, not both
+    assert await _versions_at(client, url, stored[1], resource_id=pid) == ["2"]
+    assert await _versions_at(client, url, stored[2], resource_id=pid) == ["3"]
+
+
+async def test_history_at_a_period_lists_every_version_current_in_it(client: httpx.AsyncClient) -> None:
+    pid, stored = await _versions_in_time(client)
+    url = f"/fhir/Patient/{pid}/_history"
+    assert await _versions_at(client, url, f"ge{stored[1]}", resource_id=pid) == ["3", "2"]
+    assert await _versions_at(client, url, f"lt{stored[1]}", resource_id=pid) == ["1"]
+    assert await _versions_at(client, url, f"le{stored[1]}", resource_id=pid) == ["2", "1"]
+    assert await _versions_at(client, url, f"gt{stored[0]}", f"lt{stored[2]}", resource_id=pid) == ["2", "1"]
+    assert await _versions_at(client, url, stored[0][:4], resource_id=pid) == ["3", "2", "1"]  # the year
+
+
+async def test_history_at_a_period_after_the_last_change_is_the_current_version(client: httpx.AsyncClient) -> None:
+    pid, _stored = await _versions_in_time(client)
+    for url in (f"/fhir/Patient/{pid}/_history", "/fhir/Patient/_history?_count=1000"):
+        assert await _versions_at(client, url, "ge2999-01-01", resource_id=pid) == ["3"], url
+    assert await _versions_at(client, f"/fhir/Patient/{pid}/_history", "lt2000", resource_id=pid) == []
+
+
+async def test_type_and_system_history_at_a_time_keep_their_resources_versions(client: httpx.AsyncClient) -> None:
+    pid, stored = await _versions_in_time(client)
+    for url in ("/fhir/Patient/_history?_count=1000", "/fhir/_history?_count=1000"):
+        assert await _versions_at(client, url, stored[1], resource_id=pid) == ["2"], url
+        assert await _versions_at(client, url, f"ge{stored[1]}", resource_id=pid) == ["3", "2"], url
+
+
+async def test_history_at_pages_keep_the_period(client: httpx.AsyncClient) -> None:
+    pid, stored = await _versions_in_time(client)
+    first = parse(await client.get(f"/fhir/Patient/{pid}/_history", params={"_at": f"ge{stored[0]}", "_count": 2}))
+    assert first["total"] == 3
+    assert [e["resource"]["meta"]["versionId"] for e in first["entry"]] == ["3", "2"]
+    following = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert "_at=ge" in following
+    rest = parse(await client.get(following))
+    assert [e["resource"]["meta"]["versionId"] for e in rest["entry"]] == ["1"]
+
+
+async def test_history_at_that_is_no_date_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.get("/fhir/Patient/_history", params={"_at": "yesterday"})
+    assert response.status_code == 400
+    assert parse(response)["issue"][0]["expression"] == ["_at"]
