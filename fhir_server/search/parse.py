@@ -266,6 +266,8 @@ def _parse_clause(ctx: _Context, resource_type: str | None, search_types: tuple[
         raise invalid(f"{name}: chains deeper than {_MAX_CHAIN_DEPTH} levels are not supported", "too-costly")
     if name.startswith("_has:"):
         return _parse_has(ctx, resource_type, name, value, depth)
+    if name == "_list":
+        return _parse_list(ctx, resource_type, value, depth)
     head, dot, tail = name.partition(".")
     code, _, modifier = head.partition(":")
     param = _common_param(ctx, search_types, code)
@@ -353,6 +355,20 @@ def _parse_has(ctx: _Context, resource_type: str | None, name: str, value: str,
     if inner is None:
         return None
     return HasClause(name, source_type, param, inner)
+
+
+def _parse_list(ctx: _Context, resource_type: str | None, value: str, depth: int) -> HasClause | None:
+    """``_list=id`` (search.html#list): the resources ``List/id`` refers to in ``entry.item``, which is
+    ``_has:List:item:_id=id``: the List is read as any List is, through the caller's access filter, and several
+    ids are several lists (any of them). The functional lists (``$current-problems``...) are not served."""
+    if resource_type is None:
+        ctx.unknown("_list", "_list needs a resource type")
+        return None
+    if any(raw.startswith("$") for raw in split_unescaped(value, ",")):
+        raise invalid(f"_list: functional lists ({value}) are not supported: name a List by its id",
+                      "not-supported")
+    clause = _parse_has(ctx, resource_type, "_has:List:item:_id", value, depth)
+    return None if clause is None else replace(clause, name="_list")
 
 
 # -- values ----------------------------------------------------------------------------------------

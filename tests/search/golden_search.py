@@ -1,5 +1,6 @@
 """Golden search semantics: tiny data set, queries and expected ids, derived by hand from
-https://hl7.org/fhir/R4/search.html (parameter types, prefixes, modifiers, chaining, ``_has``, ``_sort``).
+https://hl7.org/fhir/R4/search.html (parameter types, prefixes, modifiers, chaining, ``_has``, ``_list``,
+``_sort``).
 
 Data, not tests: ``test_golden_mongo.py`` runs every case on a real mongod with the compiled filters; the
 integration engineer can run the same table over HTTP (``GET [base]/{type}?{query}``, compare entry ids;
@@ -142,6 +143,17 @@ RESOURCES: list[tuple[dict[str, Any], datetime]] = [
             "valueQuantity": {"value": Decimal("100.0"), "unit": "10*9/L", "system": UCUM, "code": "10*9/L"},
         },
         _at(2020, 2, 5),
+    ),
+    (
+        {
+            "resourceType": "List",
+            "id": "l1",
+            "status": "current",
+            "mode": "working",
+            "entry": [{"item": {"reference": "Patient/p1"}}, {"item": {"reference": "Patient/p3"}},
+                      {"item": {"reference": "Observation/o2"}}],
+        },
+        _at(2020, 3, 1),
     ),
 ]
 
@@ -308,6 +320,12 @@ CASES: list[Case] = [
         ["c1"],
         False,
     ),
+    # _list (search.html#list): the resources a List refers to in entry.item
+    ("_list", "Patient", q("_list=l1"), ["p1", "p3"], False),
+    ("_list keeps the searched type's items", "Observation", q("_list=l1"), ["o2"], False),
+    ("_list and another parameter", "Patient", q("_list=l1&gender=female"), ["p3"], False),
+    ("_list of several lists", "Patient", q("_list=none,l1"), ["p1", "p3"], False),
+    ("_list of an unknown list", "Patient", q("_list=none"), [], False),
     # _sort
     (
         "sort date ascending, missing first",
