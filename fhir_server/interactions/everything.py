@@ -9,8 +9,12 @@ followed to other Patients, nor out of a Group (its members): ``$everything`` is
 Parameters: ``_since`` (instant: only resources whose ``lastUpdated`` is at or after it), ``_type``
 (comma-separated types to return; references are still followed from every compartment resource, so
 ``_type=Organization`` gives the patient's organizations), ``_count`` (page size, default and maximum from the
-settings). ``start``/``end`` (care dates) are not supported: they are reported as ignored, or rejected under
-``Prefer: handling=strict``.
+settings), ``start`` and ``end`` (dates: "care dates, not record currency dates"). A compartment resource is
+out of a ``start``/``end`` range when its care date (the type's ``date`` search parameter, R4's clinical date,
+or ``effective`` for a MedicationStatement and ``effective-time`` for a MedicationAdministration) lies wholly
+before ``start`` or after ``end``, as ``date=ge{start}&date=le{end}`` searches; a resource of a type without a
+care date, or without the date, cannot be placed outside the range and stays (a Condition, an undated
+Observation). The patient always stays, and the resources that in-range ones refer to.
 
 Paging is keyset: the result is ordered by (patient, compartment resources by type and id, referenced
 resources by type and id) and the ``next`` link carries the last key, so pages stay consistent while the
@@ -28,16 +32,20 @@ from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, operation_outcome
 from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.dates import parse_instant_param
-from fhir_server.interactions.search import compartment_filter
+from fhir_server.interactions.search import compartment_filter, compiled_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import decode_page_token, encode_page_token
 from fhir_server.search.param_types import reference
+from fhir_server.search.values import parse_date_range
 from fhir_server.services import Services
+from fhir_server.storage.access import restrict
 
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
 PAGE = "_page"
-KNOWN = frozenset({"_since", "_type", "_count", PAGE, "_format", "_pretty"})
+KNOWN = frozenset({"_since", "_type", "_count", "start", "end", PAGE, "_format", "_pretty"})
+# The care date of the types whose R4 clinical date parameter (``date``) is not it
+CARE_DATES = {"MedicationStatement": "effective", "MedicationAdministration": "effective-time"}
 _KEY_SPEC = [("segment", 1), ("type", 1), ("_id", 1)]
 NOT_FOLLOWED = frozenset({"Group"})  # a Group's references are its other members
 Key = tuple[int, str, str]  # (0 patient | 1 compartment | 2 referenced, type, id)
@@ -47,7 +55,8 @@ def register(registry: OperationRegistry) -> None:
     registry.register(OperationSpec(
         "everything", everything, frozenset({"instance"}), types=frozenset({"Patient"}),
         methods=frozenset({"GET"}), definition=DEFINITION,
-        documentation="The patient, its compartment and the resources they refer to (_since, _type, _count)"))
+        documentation="The patient, its compartment and the resources they refer to (start, end, _since, _type, "
+                      "_count)"))
 
 
 async def everything(ctx: RequestContext, services: Services, op: OperationRequest) -> OperationResponse:
@@ -58,7 +67,8 @@ async def everything(ctx: RequestContext, services: Services, op: OperationReque
     if current.deleted:
         raise Gone(f"Patient/{patient_id} was deleted")
     since, types, count, ignored = _parameters(ctx, services, op)
-    keys = await _keys(ctx, services, patient_id, since, types)
+    care = _care_period(op)
+    keys = await _keys(ctx, services, patient_id, since, types, care)
     after: Key | None = None
     token = op.param(PAGE)
     if token:
@@ -104,8 +114,43 @@ def _parameters(ctx: RequestContext, services: Services,
     return since, types, count, ignored
 
 
+def _care_period(op: OperationRequest) -> list[tuple[str, str]]:
+    """``start`` and ``end`` as the date search prefixes they mean (``ge``, ``le``); a 400 for what is no date."""
+    bounds: list[tuple[str, str]] = []
+    for name, prefix in (("start", "ge"), ("end", "le")):
+        value = op.param(name)
+        if value is None:
+            continue
+        try:
+            parse_date_range(value)
+        except ValueError:
+            raise InvalidRequest(f"{name}: {value!r} is not a date", code="invalid", expression=(name,)) from None
+        bounds.append((prefix, value))
+    return bounds
+
+
+def _care_date(services: Services, kind: str) -> str | None:
+    """The code of ``kind``'s care date parameter, when it has one the server indexes."""
+    for code in ("date", CARE_DATES.get(kind)):
+        param = services.search_parameters.get(kind, code) if code else None
+        if param is not None and param.type == "date" and param.indexed:
+            return code
+    return None
+
+
+async def _in_care_period(ctx: RequestContext, services: Services, kind: str,
+                          care: list[tuple[str, str]]) -> dict[str, Any]:
+    """The filter keeping ``kind``'s resources whose care date may lie in the period (see the module)."""
+    code = _care_date(services, kind) if care else None
+    if code is None:
+        return {}
+    dated = await compiled_filter(ctx, services, kind, [(code, prefix + value) for prefix, value in care])
+    undated = await compiled_filter(ctx, services, kind, [(f"{code}:missing", "true")])
+    return {"$or": [dated, undated]}
+
+
 async def _keys(ctx: RequestContext, services: Services, patient_id: str, since: datetime | None,
-                types: tuple[str, ...]) -> list[Key]:
+                types: tuple[str, ...], care: list[tuple[str, str]]) -> list[Key]:
     """Every key of the result, in order (the record of one patient: small enough to list)."""
     registry = services.search_parameters
     members: dict[tuple[str, str], datetime] = {}
@@ -114,6 +159,8 @@ async def _keys(ctx: RequestContext, services: Services, patient_id: str, since:
         query = compartment_filter(services, ("Patient", patient_id), kind)
         if query == {"_id": {"$in": []}}:
             continue
+        if kind != "Patient":  # the patient, and the patients it links to, have no care date
+            query = restrict(query, await _in_care_period(ctx, services, kind, care))
         codes = [c for c, p in registry.for_type(kind).items() if p.type == "reference" and p.indexed]
         projection = {"lastUpdated": 1, **{f"sp.{c}": 1 for c in codes}}
         for doc in await services.store.find(ctx, kind, query, projection=projection):
@@ -169,7 +216,8 @@ def _entry(ctx: RequestContext, doc: dict[str, Any], mode: str) -> dict[str, Any
 
 def _applied(op: OperationRequest, since: datetime | None, types: tuple[str, ...],
              count: int) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str]] = [(name, value) for name in ("start", "end")
+                                    if (value := op.param(name)) is not None]
     raw_since = op.param("_since")
     if since is not None and raw_since:
         pairs.append(("_since", raw_since))

@@ -119,11 +119,47 @@ async def test_everything_only_at_patient_instance_level_with_get(data: httpx.As
 async def test_everything_parameters(data: httpx.AsyncClient) -> None:
     assert (await data.get("/fhir/Patient/pa/$everything", params={"_since": "yesterday"})).status_code == 400
     assert (await data.get("/fhir/Patient/pa/$everything?_count=0")).status_code == 400
-    lenient = await everything(data, "/fhir/Patient/pa/$everything?start=2007")
+    lenient = await everything(data, "/fhir/Patient/pa/$everything?unknown=2007")
     assert refs(lenient) == PA
     assert any(e["search"]["mode"] == "outcome" for e in lenient["entry"])
-    strict = await data.get("/fhir/Patient/pa/$everything?start=2007", headers={"Prefer": "handling=strict"})
+    strict = await data.get("/fhir/Patient/pa/$everything?unknown=2007", headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
+    for name in ("start", "end"):
+        wrong = await data.get("/fhir/Patient/pa/$everything", params={name: "last year"})
+        assert wrong.status_code == 400
+        assert parse(wrong)["issue"][0]["expression"] == [name]
+
+
+# start/end: care dates (hand-derived from the data set: ima-a taken 2001-03-01..2006-12-31, reg-old
+# 2006-12-31T22:00Z, reg-a 2007-02-15, lab-a 2007-06-01; the Patient and what in-range resources refer to stay)
+@pytest.mark.parametrize(("period", "expected"), [
+    ({"start": "2007"}, ["Patient/pa", "Observation/lab-a", "Observation/reg-a", "Organization/poi"]),
+    ({"end": "2006"}, ["Patient/pa", "MedicationStatement/ima-a", "Observation/reg-old", "Organization/poi"]),
+    ({"start": "2007-03", "end": "2007-12"}, ["Patient/pa", "Observation/lab-a", "Organization/poi"]),
+    ({"start": "2005", "end": "2005"}, ["Patient/pa", "MedicationStatement/ima-a", "Organization/poi"]),
+    ({"start": "1990", "end": "2030"}, PA),
+])
+async def test_everything_start_and_end_keep_the_care_of_the_period(data: httpx.AsyncClient,
+                                                                    period: dict[str, str],
+                                                                    expected: list[str]) -> None:
+    bundle = await everything(data, "/fhir/Patient/pa/$everything", params=period)
+    assert refs(bundle) == expected
+    self_link = str(link(bundle, "self"))
+    assert all(f"{name}={value}" in self_link for name, value in period.items())
+
+
+async def test_everything_start_and_end_keep_what_has_no_care_date(data: httpx.AsyncClient) -> None:
+    """An Observation without its date, and a Condition (no care date parameter), cannot be placed outside."""
+    await store(data, {"resourceType": "Observation", "id": "undated", "status": "final", "code": {"text": "x"},
+                       "subject": {"reference": "Patient/pa"}},
+                {"resourceType": "Condition", "id": "cml", "code": {"text": "CML"},
+                 "subject": {"reference": "Patient/pa"}, "onsetDateTime": "1999-01-01"})
+    try:
+        found = refs(await everything(data, "/fhir/Patient/pa/$everything", params={"start": "2030"}))
+        assert found == ["Patient/pa", "Condition/cml", "Observation/undated", "Organization/poi"]
+    finally:
+        await data.delete("/fhir/Observation/undated")
+        await data.delete("/fhir/Condition/cml")
 
 
 async def test_everything_does_not_follow_references_to_other_patients(data: httpx.AsyncClient) -> None:
