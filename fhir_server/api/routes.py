@@ -167,6 +167,8 @@ def _write_response(ctx: RequestContext, request: FhirRequest, result: Interacti
     if wanted == "OperationOutcome":
         return fhir_response(result.outcome_or_note(request.method), result.status if result.status != 204 else 200,
                              headers, pretty=request.pretty)
+    if "Location" in headers and result.resource is not None:  # the body is that version (RFC 9110 8.7)
+        headers["Content-Location"] = headers["Location"]
     return fhir_response(result.resource, result.status, headers, pretty=request.pretty)
 
 

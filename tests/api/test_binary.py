@@ -126,6 +126,15 @@ async def test_a_binary_resource_posted_to_binary_is_the_resource(client: httpx.
     assert (await client.get(f"/fhir/Binary/{parse(r)['id']}", headers={"Accept": "*/*"})).content == b"hi"
 
 
+async def test_base64_with_line_breaks_is_served_decoded(client: httpx.AsyncClient) -> None:
+    """base64Binary allows whitespace between groups (as MIME encoders wrap lines at 76 characters)."""
+    encoded = base64.encodebytes(PDF * 8).decode("ascii")  # lines of 76 characters
+    assert "\n" in encoded.strip()
+    r = await post(client, "Binary", {"resourceType": "Binary", "contentType": "application/pdf", "data": encoded})
+    assert r.status_code == 201, r.text
+    assert (await client.get(f"/fhir/Binary/{parse(r)['id']}", headers={"Accept": "*/*"})).content == PDF * 8
+
+
 async def test_malformed_json_posted_to_binary_as_fhir_json_is_400(client: httpx.AsyncClient) -> None:
     r = await client.post("/fhir/Binary", content=b'{"resourceType": "Binary",', headers={"Content-Type": FHIR_JSON})
     assert r.status_code == 400

@@ -18,6 +18,17 @@ async def test_create_assigns_id_version_and_location(client: httpx.AsyncClient)
     assert "Last-Modified" in r.headers
 
 
+async def test_a_write_returning_the_resource_names_its_version_in_content_location(
+        client: httpx.AsyncClient) -> None:
+    """RFC 9110 8.7: the body of a 201 or 200 is the representation of that version of the resource."""
+    created = await post(client, "Patient", patient(unique()))
+    assert created.headers["Content-Location"] == created.headers["Location"]
+    updated = await put(client, f"Patient/{parse(created)['id']}", {**parse(created), "gender": "male"})
+    assert updated.headers["Content-Location"].endswith("/_history/2")
+    minimal = await post(client, "Patient", patient(unique()), Prefer="return=minimal")
+    assert "Content-Location" not in minimal.headers  # no body: nothing to locate
+
+
 async def test_create_ignores_client_id(client: httpx.AsyncClient) -> None:
     r = await post(client, "Patient", patient(unique(), id="client-chosen"))
     assert r.status_code == 201
