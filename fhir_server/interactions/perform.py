@@ -36,7 +36,7 @@ async def perform_read(ctx: RequestContext, services: Services, request: FhirReq
     if kind is Interaction.VREAD:
         assert resource_type and request.resource_id and request.version_id
         return await vread(ctx, services, resource_type, request.resource_id, request.version_id,
-                           shape=Shape.of(request.params), session=session)
+                           if_none_match=request.if_none_match, shape=Shape.of(request.params), session=session)
     if kind in (Interaction.SEARCH_TYPE, Interaction.SEARCH_SYSTEM, Interaction.SEARCH_COMPARTMENT):
         bundle = await search.search(ctx, services, resource_type, request.params, compartment=request.compartment,
                                      session=session)

@@ -1,4 +1,5 @@
-"""read and vread (https://hl7.org/fhir/R4/http.html#read, #vread), with conditional read (304).
+"""read and vread (https://hl7.org/fhir/R4/http.html#read, #vread), with conditional read (304; a vread too,
+on ``If-None-Match``).
 
 ``_summary`` and ``_elements`` apply to a read as to a search (http.html#read: "the search parameter _summary can be
 used when reading a resource ... The same applies to the _elements parameter"): the resource comes back shaped
@@ -71,7 +72,10 @@ async def read(ctx: RequestContext, services: Services, resource_type: str, reso
 
 
 async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
-                version_id: str, *, shape: Shape = Shape(), session: DbSession | None = None) -> InteractionResult:
+                version_id: str, *, if_none_match: str | None = None, shape: Shape = Shape(),
+                session: DbSession | None = None) -> InteractionResult:
+    """One version; 304 (no body) when ``If-None-Match`` names it (RFC 9110 13.1.2: a version never changes,
+    so a client holding it holds its current representation)."""
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
     version = await services.store.version(ctx, resource_type, resource_id, int(version_id), session=session)
@@ -82,6 +86,8 @@ async def vread(ctx: RequestContext, services: Services, resource_type: str, res
     if version.deleted:
         raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion",
                    headers={"ETag": version.etag})
+    if if_none_match is not None and etag_matches(if_none_match, version.vid):
+        return InteractionResult(304, None, version)
     return InteractionResult(200, _shaped(version.resource, shape), version)
 
 

@@ -88,6 +88,16 @@ async def test_if_none_match_current_etag_is_304(client: httpx.AsyncClient) -> N
     assert r.content == b""
 
 
+async def test_vread_with_if_none_match_naming_the_version_is_304(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
+    old = await client.get(f"/fhir/Patient/{created['id']}/_history/1", headers={"If-None-Match": 'W/"1"'})
+    assert (old.status_code, old.content, old.headers["ETag"]) == (304, b"", 'W/"1"')
+    other = await client.get(f"/fhir/Patient/{created['id']}/_history/1", headers={"If-None-Match": 'W/"2"'})
+    assert other.status_code == 200
+    assert parse(other)["meta"]["versionId"] == "1"
+
+
 async def test_if_none_match_old_etag_returns_resource(client: httpx.AsyncClient) -> None:
     created = parse(await post(client, "Patient", patient(unique())))
     await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
