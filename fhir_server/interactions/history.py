@@ -1,7 +1,8 @@
 """history at instance, type and system level (https://hl7.org/fhir/R4/http.html#history).
 
-Newest first, keyset-paged on (lastUpdated, type, id, version number): a page link names the last entry it showed, so
-pages stay correct while new versions arrive (they are newer and never shift older pages).
+Newest first, keyset-paged on (lastUpdated, type, id, version number): a ``next`` link names the last entry its
+page showed, a ``previous`` link the first, so pages stay correct while new versions arrive (they are newer and
+never shift older pages). A ``previous`` page holds the versions just newer than the first entry it names.
 
 ``_since`` keeps the versions stored at or after an instant; ``_at`` the versions that were current at some
 point of a period (stored in it, or stored before it and superseded after its start, or never), found by one
@@ -43,19 +44,21 @@ _AT_PREFIXES: dict[str, Callable[[DateRange], Period]] = {
 _PAGE_KEY = (("lastUpdated", -1), ("type", -1), ("id", -1), ("vid", -1))
 
 
-def _encode_page(ctx: RequestContext, version: StoredVersion) -> str:
-    """The ``_page`` token of the page after ``version``: bound to the caller (``search.paging``)."""
+def _encode_page(ctx: RequestContext, version: StoredVersion, *, previous: bool = False) -> str:
+    """The ``_page`` token of the page after ``version`` (``previous``: before it), bound to the caller
+    (``search.paging``)."""
     return encode_page_token([version.last_updated, version.type, version.id, version.vid], _PAGE_KEY,
-                             owner=ctx.caller)
+                             meta={"d": "prev"} if previous else None, owner=ctx.caller)
 
 
-def _decode_page(ctx: RequestContext, token: str) -> HistoryKey:
-    values, _meta = decode_page_token(token, _PAGE_KEY, owner=ctx.caller)
+def _decode_page(ctx: RequestContext, token: str) -> tuple[HistoryKey, bool]:
+    """The key a ``_page`` token names, and whether it asks for the page before it."""
+    values, meta = decode_page_token(token, _PAGE_KEY, owner=ctx.caller)
     at, resource_type, resource_id, vid = values
     if not (isinstance(at, datetime) and isinstance(resource_type, str) and isinstance(resource_id, str)
             and isinstance(vid, int)):
         raise InvalidRequest(f"Invalid _page token '{token}'", code="invalid", expression=("_page",))
-    return at, resource_type, resource_id, vid
+    return (at, resource_type, resource_id, vid), meta.get("d") == "prev"
 
 
 def _count(params: dict[str, str], services: Services) -> int:
@@ -81,18 +84,18 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     since = parse_instant_param("_since", args["_since"]) if "_since" in args else None
     period = _period([value for name, value in params if name == "_at"])
     count = _count(args, services)
-    after = _decode_page(ctx, args["_page"]) if "_page" in args else None
+    after, newer = _decode_page(ctx, args["_page"]) if "_page" in args else (None, False)
     if resource_id is not None and resource_type is not None \
             and await services.store.current(ctx, resource_type, resource_id, session=session) is None:
         raise NotFound(f"{resource_type}/{resource_id} is not known")
     store = services.store
     types = [resource_type] if resource_type else list(SERVED_TYPES)  # the types an _at aggregation reads
     if period is None:
-        listing = store.history(ctx, resource_type, resource_id, since=since, after_key=after, limit=count + 1,
-                                session=session)
+        listing = store.history(ctx, resource_type, resource_id, since=since, after_key=after, newer=newer,
+                                limit=count + 1, session=session)
     else:
         listing = store.history_during(ctx, types, resource_id, period, since=since, after_key=after,
-                                       limit=count + 1, session=session)
+                                       newer=newer, limit=count + 1, session=session)
     budget = services.settings.total_budget
     total: int | None = None
     if budget:
@@ -109,10 +112,17 @@ async def history(ctx: RequestContext, services: Services, resource_type: str | 
     page, more = versions[:count], len(versions) > count
     if after is None and not more:
         total = len(page)  # the whole history is on this page: its total costs nothing
+    if newer:  # read oldest first from the boundary: shown newest first, and the page it came from follows
+        page.reverse()
     base = ctx.url(*[p for p in (resource_type, resource_id) if p], "_history")
     kept = [(k, v) for k, v in params if k in _KEPT]
     links = [{"relation": "self", "url": _with_query(base, params if not unknown else kept)}]
-    if more and page:
+    if after is not None:
+        links.append({"relation": "first", "url": _with_query(base, kept)})
+    if page and (more if newer else after is not None):
+        token = _encode_page(ctx, page[0], previous=True)
+        links.append({"relation": "previous", "url": _with_query(base, [*kept, ("_page", token)])})
+    if page and (newer or more):
         links.append({"relation": "next", "url": _with_query(base, [*kept, ("_page", _encode_page(ctx, page[-1]))])})
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
     if total is not None:

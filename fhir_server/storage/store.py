@@ -454,20 +454,17 @@ class ResourceStore:
     @bounded
     async def history(self, ctx: RequestContext, resource_type: str | None, resource_id: str | None, *,
                       since: datetime | None = None, before: datetime | None = None,
-                      after_key: HistoryKey | None = None, limit: int = 50,
+                      after_key: HistoryKey | None = None, newer: bool = False, limit: int = 50,
                       session: Session = None) -> list[StoredVersion]:
         """Versions newest first, keyset-paged on (lastUpdated, type, id, vid) descending: ``vid`` as a number
         (version 10 is newer than 9, which the string ``_id`` would not say). One resource's versions are in
         ``vid`` order, the same order (each version's lastUpdated is after its predecessor's), read from the
-        unique ``type,id,vid`` index rather than by scanning the type's history in time order for them."""
-        query = _history_query(resource_type, resource_id, since, before)
-        instance = resource_id is not None
-        if after_key:
-            query = restrict(query, {"vid": {"$lt": after_key[3]}} if instance else _after(after_key))
-        cursor = self._collection(HISTORY).find(
-            self._filter(ctx, resource_type, query), sort=[("vid", DESCENDING)] if instance else _HISTORY_ORDER,
-            limit=limit, session=session,
-        )
+        unique ``type,id,vid`` index rather than by scanning the type's history in time order for them.
+        ``newer``: the versions newer than ``after_key`` instead, oldest first (a previous page, reversed)."""
+        beyond, order = _keyset(resource_id is not None, after_key, newer)
+        query = restrict(_history_query(resource_type, resource_id, since, before), beyond)
+        cursor = self._collection(HISTORY).find(self._filter(ctx, resource_type, query), sort=order, limit=limit,
+                                                session=session)
         return [StoredVersion.from_history(doc) async for doc in cursor]
 
     @bounded
@@ -484,10 +481,10 @@ class ResourceStore:
     @bounded
     async def history_during(self, ctx: RequestContext, types: Sequence[str], resource_id: str | None,
                              period: Period, *, since: datetime | None = None, after_key: HistoryKey | None = None,
-                             limit: int = 50, session: Session = None) -> list[StoredVersion]:
+                             newer: bool = False, limit: int = 50, session: Session = None) -> list[StoredVersion]:
         """The versions of ``types`` (of one resource, with ``resource_id``) that were current at some point of
         ``period`` (history's ``_at``), in :meth:`history`'s order and paging."""
-        pipeline = _during(types, resource_id, period, since, after_key)
+        pipeline = _during(types, resource_id, period, since, after_key, newer)
         docs = await self.aggregate(ctx, HISTORY, [*pipeline, {"$limit": limit}], session=session)
         return [StoredVersion.from_history(doc) for doc in docs]
 
@@ -636,15 +633,24 @@ def _each_pipeline(queries: Sequence[dict[str, Any]], limit: int) -> list[dict[s
     return [{"$match": union}, {"$facet": facets}]
 
 
-def _after(key: HistoryKey) -> dict[str, Any]:
-    """The history rows after ``key`` in ``_HISTORY_ORDER`` (a lexicographic 'less than', field by field)."""
-    fields = [name for name, _ in _HISTORY_ORDER]
-    return {"$or": [{**dict(zip(fields[:n], key[:n], strict=True)), fields[n]: {"$lt": key[n]}}
-                    for n in range(len(fields))]}
+def _keyset(instance: bool, key: HistoryKey | None, newer: bool) -> tuple[dict[str, Any], IndexKeys]:
+    """The history rows beyond ``key`` in history's order (older; ``newer``: newer) and the sort that reads them
+    from ``key`` on: newest first, or oldest first for the newer ones."""
+    order = [("vid", DESCENDING)] if instance else _HISTORY_ORDER
+    if newer:
+        order = [(name, -direction) for name, direction in order]
+    if key is None:
+        return {}, order
+    comparison = "$gt" if newer else "$lt"
+    if instance:
+        return {"vid": {comparison: key[3]}}, order
+    fields = [name for name, _ in _HISTORY_ORDER]  # a lexicographic comparison, field by field
+    return {"$or": [{**dict(zip(fields[:n], key[:n], strict=True)), fields[n]: {comparison: key[n]}}
+                    for n in range(len(fields))]}, order
 
 
 def _during(types: Sequence[str], resource_id: str | None, period: Period, since: datetime | None,
-            after_key: HistoryKey | None) -> list[dict[str, Any]]:
+            after_key: HistoryKey | None, newer: bool = False) -> list[dict[str, Any]]:
     """The stages finding the versions current at some point of ``period`` = [start, end): stored before its end,
     and stored at or after its start or superseded after it (the next version, ``vid`` + 1, stored after the
     start, or none: the version is still current). The next version comes from the unique ``type, id, vid``
@@ -653,11 +659,10 @@ def _during(types: Sequence[str], resource_id: str | None, period: Period, since
     start, end = period
     pinned: dict[str, Any] = {"type": types[0] if len(types) == 1 else {"$in": list(types)}}
     query = {**_history_query(None, resource_id, since, end), **pinned}  # ``type`` on top: the guard reads it
-    instance = resource_id is not None
-    if after_key:
-        query["$and"] = [{"vid": {"$lt": after_key[3]}} if instance else _after(after_key)]
-    stages: list[dict[str, Any]] = [{"$match": query},
-                                    {"$sort": {"vid": DESCENDING} if instance else dict(_HISTORY_ORDER)}]
+    beyond, order = _keyset(resource_id is not None, after_key, newer)
+    if beyond:
+        query["$and"] = [beyond]
+    stages: list[dict[str, Any]] = [{"$match": query}, {"$sort": dict(order)}]
     if start is None:
         return stages
     successor = {"$and": [{"$eq": ["$type", "$$type"]}, {"$eq": ["$id", "$$id"]}, {"$eq": ["$vid", "$$next"]}]}

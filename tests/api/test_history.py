@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
+import pytest
 
 from tests.conftest import parse, patient, post, put, unique
 
@@ -37,6 +40,44 @@ async def test_history_count_pages_with_next_link(client: httpx.AsyncClient) -> 
     second = parse(await client.get(next_url.replace("http://testserver", "")))
     assert [e["response"]["etag"] for e in second["entry"]] == ['W/"1"']
     assert not any(link["relation"] == "next" for link in second["link"])
+
+
+def _link(bundle: dict, relation: str) -> str | None:
+    return next((link["url"] for link in bundle["link"] if link["relation"] == relation), None)
+
+
+async def _etags(client: httpx.AsyncClient, url: str) -> tuple[list[str], dict]:
+    bundle = parse(await client.get(url))
+    return [e["response"]["etag"] for e in bundle.get("entry", [])], bundle
+
+
+@pytest.mark.parametrize("level", ["instance", "type", "instance _at"])
+async def test_history_pages_backwards_through_previous_links(client: httpx.AsyncClient, level: str) -> None:
+    """http.html#paging: next and previous links; walking back from the last page shows every page again."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    since = quote(created["meta"]["lastUpdated"])  # the type's history from here holds this test's versions only
+    for gender in ("male", "female", "other", "unknown"):
+        created = parse(await put(client, f"Patient/{created['id']}", {**created, "gender": gender}))
+    url = {"instance": f"/fhir/Patient/{created['id']}/_history?_count=2",
+           "type": f"/fhir/Patient/_history?_count=2&_since={since}",
+           "instance _at": f"/fhir/Patient/{created['id']}/_history?_count=2&_at=ge2000"}[level]
+    forward: list[list[str]] = []
+    page: str | None = url
+    while page is not None:
+        etags, bundle = await _etags(client, page)
+        forward.append(etags)
+        assert (_link(bundle, "previous") is None) == (len(forward) == 1)
+        assert (_link(bundle, "first") is None) == (len(forward) == 1)
+        last, page = bundle, _link(bundle, "next")
+    backward: list[list[str]] = []
+    page = _link(last, "previous")
+    while page is not None:
+        etags, bundle = await _etags(client, page)
+        backward.append(etags)
+        assert _link(bundle, "next") is not None
+        page = _link(bundle, "previous")
+    assert [*reversed(backward), forward[-1]] == forward
+    assert forward == [['W/"5"', 'W/"4"'], ['W/"3"', 'W/"2"'], ['W/"1"']]
 
 
 async def test_paging_is_stable_while_new_versions_arrive(client: httpx.AsyncClient) -> None:
