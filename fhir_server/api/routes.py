@@ -220,7 +220,11 @@ class HttpBody:
             raise InvalidRequest("The _search body is not UTF-8", code="structure") from exc
 
     async def optional_resource(self) -> object:
+        """An operation's input, or None for no body: none declared, or one of zero bytes (whatever its
+        Content-Type: clients set the header on every POST)."""
         headers = self._request.headers
-        if headers.get("content-type") or headers.get("content-length", "0") != "0":
-            return await read_body(self._request, self._settings)
-        return None
+        length = headers.get("content-length")
+        if length == "0" or (length is None and not headers.get("content-type")
+                             and "chunked" not in headers.get("transfer-encoding", "")):
+            return None
+        return await read_body(self._request, self._settings)

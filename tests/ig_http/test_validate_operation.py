@@ -104,6 +104,10 @@ async def test_modes(registry_client: httpx.AsyncClient) -> None:
     assert (await registry_client.get(f"/fhir/{subject}")).status_code == 200
     r = await post(registry_client, f"Patient/{unique('none-')}/$validate", parameters(mode="delete"))
     assert r.status_code == 404
+    # mode in the URL and an empty body, sent with the Content-Type a client puts on every POST
+    r = await registry_client.post(f"/fhir/{subject}/$validate?mode=delete", content=b"",
+                                   headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 200 and issues(r)[0]["severity"] == "information", r.text
 
 
 async def test_bad_input(registry_client: httpx.AsyncClient) -> None:
