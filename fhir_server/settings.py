@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     port: int = 8080
     base_url: str | None = None  # public base, e.g. https://registry.example/fhir; default from the request
     max_body_bytes: int = 16 * 1024 * 1024
+    # gzip level of the responses to clients that accept gzip (RFC 9110 12.5.3); 0: never compressed
+    gzip_level: int = Field(default=5, ge=0, le=9)
     # Deeper or wider JSON bodies are refused with 400. MongoDB stores at most 180 levels (a resource sits one
     # level down in its document) and the interpreter's stack holds about 1,000: hence the ceiling.
     max_json_depth: int = Field(default=DEFAULT_LIMITS.max_depth, ge=1, le=170)
