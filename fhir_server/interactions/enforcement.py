@@ -6,7 +6,8 @@ of it (when the rule table is enforced), the R4 vital signs profile its LOINC co
 in ``meta.profile`` that the server knows; its extensions are checked against their definitions' contexts
 (https://hl7.org/fhir/R4/defining-extensions.html#context), profiles or not. All use the conformance resources
 in force *in this transaction's snapshot* (so a terminology maintainer's new ValueSet judges the very next
-submission, in every server process). Errors -> 422 listing every issue; warnings travel with the write's
+submission, in every server process). A literal reference of a type its element does not name is a warning
+(``validation/reference_targets.py``). Errors -> 422 listing every issue; warnings travel with the write's
 OperationOutcome. References are resolved within the unit of work (a transaction Bundle's own entries) and
 then the store.
 
@@ -26,6 +27,7 @@ from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.core import vital_signs
 from fhir_server.validation.profile import ProfileValidator
+from fhir_server.validation.reference_targets import reference_target_issues
 from fhir_server.validation.rules import profiles_required_for
 
 if TYPE_CHECKING:
@@ -104,9 +106,10 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
     Raises nothing, stores nothing."""
     validator = await validator_for(uow)
     profiles: list[str] = []
-    issues: list[Issue] = []
+    issues: list[Issue] = reference_target_issues(resource)  # warnings: see validation/reference_targets.py
     if not only_extra:
-        profiles, issues = profiles_to_check(uow, resource, validator)
+        profiles, notes = profiles_to_check(uow, resource, validator)
+        issues += notes
     for extra in extra_profiles:
         if extra not in profiles:
             profiles.append(extra)  # the validator reports an unknown profile as an error
