@@ -48,7 +48,8 @@ async def perform_read(ctx: RequestContext, services: Services, request: FhirReq
     if kind is Interaction.CAPABILITIES:
         mode = next((value for name, value in request.params if name == "mode"), None)
         term = await services.conformance.terminology() if mode == "terminology" else None
-        return InteractionResult(200, capabilities.capabilities(ctx, services, mode, term))
+        statement = capabilities.capabilities(ctx, services, mode, term)
+        return InteractionResult(200, Shape.of(request.params).apply(statement))  # _summary, _elements as a read
     raise AssertionError(f"{kind} is not a read")
 
 

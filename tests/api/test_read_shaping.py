@@ -5,6 +5,7 @@ has and R4B does not (``MedicinalProduct``), whose summary elements come from th
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -45,6 +46,33 @@ async def test_read_with_summary_true_keeps_the_summary_elements_and_is_marked_s
     assert "text" not in resource and "contact" not in resource
     assert resource["id"] == stored_patient and resource["meta"]["versionId"] == "1"
     assert SUBSETTED in tags(resource)
+
+
+async def test_summary_true_keeps_only_the_summary_elements_of_a_backbone_element(client: httpx.AsyncClient) -> None:
+    """observation.html: component, component.code and component.value[x] are summary (Σ); component.interpretation
+    and component.referenceRange are not. A datatype's own elements (the Quantity's unit) are kept whole."""
+    component = {"code": {"text": "BCR-ABL1 IS"}, "valueQuantity": {"value": 0.1, "unit": "%"},
+                 "interpretation": [{"text": "low"}], "referenceRange": [{"text": "< 0.1"}]}
+    created = await post(client, "Observation", {"resourceType": "Observation", "status": "final",
+                                                 "code": {"text": "panel"}, "component": [component]})
+    resource = await read(client, f"Observation/{parse(created)['id']}?_summary=true")
+    assert resource["component"] == [{"code": {"text": "BCR-ABL1 IS"},
+                                      "valueQuantity": {"value": Decimal("0.1"), "unit": "%"}}]
+
+
+async def test_capability_statement_with_summary_true_is_its_summary(client: httpx.AsyncClient) -> None:
+    """capabilitystatement.html: rest.resource.type and .operation are summary, .searchParam and .interaction
+    are not: the summary names what is served without the search parameters."""
+    whole = await client.get("/fhir/metadata")
+    summary = await client.get("/fhir/metadata?_summary=true")
+    resource = parse(summary)
+    assert SUBSETTED in tags(resource)
+    patient = next(r for r in resource["rest"][0]["resource"] if r["type"] == "Patient")
+    assert "searchParam" not in patient and "interaction" not in patient
+    assert any(op["name"] == "everything" for op in patient["operation"])
+    assert len(summary.content) * 5 < len(whole.content)  # 56 kB against 485 kB
+    elements = await read(client, "metadata?_elements=fhirVersion")
+    assert elements["fhirVersion"] == "4.0.1" and "rest" not in elements
 
 
 async def test_read_with_summary_text_keeps_text_id_and_meta(client: httpx.AsyncClient, stored_patient: str) -> None:
