@@ -53,6 +53,8 @@ def authorize(ctx: RequestContext, request: FhirRequest) -> None:
 def needs(request: FhirRequest) -> list[Need] | None:
     """The permission letters ``request`` needs, per resource type (None: an operation without a rule)."""
     kind = request.interaction
+    if kind is Interaction.SEARCH_COMPARTMENT and request.resource_type is None:  # [base]/Patient/[id]/*
+        return [(t, "s") for t in _types(request)]
     if kind in _LETTER:
         return [(request.resource_type or "*", _LETTER[kind])]
     if kind in (Interaction.SEARCH_SYSTEM, Interaction.HISTORY_SYSTEM):

@@ -37,6 +37,7 @@ from fhir_server.operations import OperationRegistry, OperationRequest, Operatio
 from fhir_server.resources import SUPPORTED_TYPES, require_supported_type
 from fhir_server.search import decode_page_token, encode_page_token
 from fhir_server.search.param_types import reference
+from fhir_server.search.param_types.common import MATCH_NOTHING
 from fhir_server.search.values import parse_date_range
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
@@ -157,7 +158,7 @@ async def _keys(ctx: RequestContext, services: Services, patient_id: str, since:
     references: set[tuple[str, str]] = set()
     for kind in SUPPORTED_TYPES:
         query = compartment_filter(services, ("Patient", patient_id), kind)
-        if query == {"_id": {"$in": []}}:
+        if query == MATCH_NOTHING:
             continue
         if kind != "Patient":  # the patient, and the patients it links to, have no care date
             query = restrict(query, await _in_care_period(ctx, services, kind, care))

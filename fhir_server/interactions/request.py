@@ -69,6 +69,7 @@ HEAD_READS = frozenset({Interaction.READ, Interaction.VREAD, Interaction.SEARCH_
 # What may be asked of AuditEvents (the server writes them; README, "Audit trail"): anything else is 405
 _AUDIT_EVENT_INTERACTIONS = frozenset({Interaction.READ, Interaction.SEARCH_TYPE, Interaction.OPERATION_TYPE,
                                        Interaction.OPERATION_INSTANCE})
+EVERY_TYPE = "*"  # the type of a compartment search of all its types: [base]/Patient/[id]/*
 OPERATION_LEVELS = {Interaction.OPERATION_SYSTEM: "system", Interaction.OPERATION_TYPE: "type",
                     Interaction.OPERATION_INSTANCE: "instance"}
 
@@ -153,7 +154,8 @@ async def parse_request(method: str, path: str, query: str, headers: Mapping[str
     operation = target.tail[1:] if kind in OPERATIONS and target.tail else None
     resource_type, compartment = target.resource_type, None
     if kind is Interaction.SEARCH_COMPARTMENT:
-        resource_type, compartment = target.tail, (target.resource_type or "", target.resource_id or "")
+        searched = None if target.tail == EVERY_TYPE else target.tail
+        resource_type, compartment = searched, (target.resource_type or "", target.resource_id or "")
     if kind in BUNDLES:
         kind = _bundle_kind(content)
     since = headers.get("if-modified-since")
@@ -276,9 +278,12 @@ def _allow(methods: Iterable[str]) -> dict[str, str]:
 def _check_compartment(compartment_type: str, searched_type: str) -> None:
     """The compartments R4 defines are served (https://hl7.org/fhir/R4/compartmentdefinition.html: Patient,
     Encounter, Practitioner, RelatedPerson, Device); a type outside the compartment finds nothing. The audit
-    trail is searched by ``AuditEvent?patient=``, not as a patient's data."""
+    trail is searched by ``AuditEvent?patient=``, not as a patient's data. ``*`` searches every type of the
+    compartment (http.html#search: ``GET [base]/Patient/[id]/*``)."""
     if compartment_type not in COMPARTMENT_TYPES:
         raise NotFound(f"{compartment_type} is not a compartment this server supports", code="not-supported")
+    if searched_type == EVERY_TYPE:
+        return
     require_supported_type(searched_type)
     if searched_type == AUDIT_EVENT:
         raise NotFound("AuditEvent is not searched in a Patient compartment: use AuditEvent?patient=",

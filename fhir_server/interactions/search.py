@@ -41,6 +41,7 @@ from fhir_server.search import (
 from fhir_server.search.compile import HasJoin, IncludePlan
 from fhir_server.search.paging import at_filter
 from fhir_server.search.param_types import reference
+from fhir_server.search.param_types.common import MATCH_NOTHING
 from fhir_server.services import Services
 from fhir_server.storage.access import restrict
 from fhir_server.storage.concurrency import both, gather
@@ -109,7 +110,7 @@ def compartment_filter(services: Services, compartment: tuple[str, str], resourc
         return {"_id": ident}
     params = services.search_parameters.compartment_params(kind, resource_type)
     if not params:
-        return {"_id": {"$in": []}}
+        return dict(MATCH_NOTHING)
     ref = f"{kind}/{ident}"
     terms = [{reference.path(p): ref} for p in params]
     return terms[0] if len(terms) == 1 else {"$or": terms}
@@ -193,6 +194,8 @@ async def search(ctx: RequestContext, services: Services, resource_type: str | N
     types = [resource_type] if resource_type else list(parsed.types or SUPPORTED_TYPES)
     for t in types:
         require_supported_type(t)
+    if compartment and not resource_type:  # every type of the compartment (``Patient/[id]/*``), none outside
+        types = [t for t in types if compartment_filter(services, compartment, t) != MATCH_NOTHING]
     count = parsed.count if parsed.count is not None else services.settings.default_count
     streamed = _streamed_has(ctx, services, parsed, compiled, types, compartment, count, page_token)
     query = await resolve_filter(ctx, services, streamed.outer if streamed else compiled, session)
@@ -583,7 +586,7 @@ def _ignored_outcome(parsed: ParsedSearch) -> dict[str, Any]:
 
 def _url(ctx: RequestContext, resource_type: str | None, compartment: tuple[str, str] | None,
          parsed: ParsedSearch, page: str | None) -> str:
-    parts = [*compartment, resource_type or ""] if compartment else [resource_type or ""]
+    parts = [*compartment, resource_type or "*"] if compartment else [resource_type or ""]
     base = ctx.url(*[p for p in parts if p]) if any(parts) else ctx.base_url
     query = parsed.applied_query()
     if page:

@@ -390,6 +390,30 @@ async def test_compartment_search_pages(data: httpx.AsyncClient) -> None:
     assert str(link(first, "next")).startswith("http://testserver/fhir/Patient/pa/Observation?")
 
 
+async def test_compartment_search_of_every_type_finds_the_whole_compartment(data: httpx.AsyncClient) -> None:
+    """http.html#search: ``GET [base]/Patient/[id]/*`` searches every type of the compartment (pa, its three
+    Observations and its MedicationStatement; Organization/poi is referred to, not in the compartment)."""
+    bundle = await search(data, "Patient/pa/*")
+    found = sorted(f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle["entry"])
+    assert found == ["MedicationStatement/ima-a", "Observation/lab-a", "Observation/reg-a", "Observation/reg-old",
+                     "Patient/pa"]
+    assert str(link(bundle, "self")) == "http://testserver/fhir/Patient/pa/*"
+    narrowed = await search(data, "Patient/pa/*", "_type=MedicationStatement")
+    assert ids(narrowed) == ["ima-a"]
+
+
+async def test_compartment_search_of_every_type_pages(data: httpx.AsyncClient) -> None:
+    first = await search(data, "Patient/pa/*", "_count=2&_sort=_id")
+    assert len(await walk(data, first)) == 5
+    assert str(link(first, "next")).startswith("http://testserver/fhir/Patient/pa/*?")
+
+
+async def test_compartment_search_of_every_type_takes_only_common_parameters(data: httpx.AsyncClient) -> None:
+    r = await data.get("/fhir/Patient/pa/*?code=x", headers={"Prefer": "handling=strict"})
+    assert r.status_code == 400
+    assert "code" in parse(r)["issue"][0]["diagnostics"]
+
+
 async def test_compartment_of_another_type_is_404(data: httpx.AsyncClient) -> None:
     r = await data.get("/fhir/Organization/poi/Patient")
     assert r.status_code == 404
