@@ -87,6 +87,7 @@ class ExportJob(CallerBoundJob):
     since: datetime | None = None
     type_filters: dict[str, list[str]] = field(default_factory=dict)
     patient_ids: list[str] | None = None  # the ``patient`` parameter: only these Patients' compartments
+    elements: list[str] = field(default_factory=list)  # ``_elements``: the root elements to keep (none: all)
     output_format: str = "application/fhir+ndjson"
     status: str = IN_PROGRESS
     owner: str = PROCESS

@@ -1,9 +1,10 @@
 """Kick-off request validation for ``$export``.
 
 Bulk Data Access IG 2.0, export.html: "Bulk Data Kick-off Request" (headers ``Accept`` and ``Prefer``) and
-"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``, ``patient``). Parameters come from
-the query string (GET) or from a ``Parameters`` body (POST, export.html#bulk-data-kick-off-request). Everything here
-is pure: no I/O, so the checks run before any job is created and errors are synchronous 4xx answers.
+"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``, ``patient``, ``_elements``).
+Parameters come from the query string (GET) or from a ``Parameters`` body (POST,
+export.html#bulk-data-kick-off-request). Everything here is pure: no I/O, so the checks run before any job is
+created and errors are synchronous 4xx answers.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ OUTPUT_FORMATS = frozenset({NDJSON, "application/ndjson", "ndjson"})
 ACCEPTABLE = frozenset({"application/fhir+json", "application/json", "application/json+fhir", "*/*",
                         "application/*"})
 # Defined by the IG but not implemented here: refused unless ``Prefer: handling=lenient``.
-UNSUPPORTED = frozenset({"_elements", "includeAssociatedData", "organizeOutputBy", "allowPartialManifests"})
-KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "patient"})
+UNSUPPORTED = frozenset({"includeAssociatedData", "organizeOutputBy", "allowPartialManifests"})
+KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "patient", "_elements"})
+# ``_elements``: root elements, alone (``id``) or of one type (``Patient.id``)
+_ELEMENT = re.compile(r"^(?:([A-Z][A-Za-z]+)\.)?([a-z][A-Za-z0-9]*)$")
 # ``patient``: a reference to a Patient, relative or absolute (``valueReference`` in a POST, text in a GET).
 _PATIENT_REFERENCE = re.compile(r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})$")
 
@@ -40,6 +43,7 @@ class ExportParams:
     since: datetime | None
     type_filters: dict[str, tuple[str, ...]]  # type -> ``_typeFilter`` queries (OR-ed)
     patients: tuple[str, ...] | None = None  # ``patient``: the ids of the Patients to export (None: all)
+    elements: tuple[str, ...] = ()  # ``_elements`` as given: ``id`` or ``Patient.id``
     output_format: str = NDJSON
     lenient: bool = False
     ignored: tuple[str, ...] = field(default_factory=tuple)  # what ``handling=lenient`` let through
@@ -89,6 +93,7 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
     types: list[str] | None = None
     filters: dict[str, list[str]] = {}
     patients: list[str] | None = None
+    elements: list[str] = []
     for name, value in pairs:
         if name == "_outputFormat":
             output_format = parse_output_format(value)
@@ -101,6 +106,8 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
             filters.setdefault(resource_type, []).append(query)
         elif name == "patient":
             patients = (patients or []) + [patient_id(v.strip()) for v in value.split(",") if v.strip()]
+        elif name == "_elements":
+            elements += [element_name(v.strip()) for v in value.split(",") if v.strip()]
         elif name in UNSUPPORTED:
             if not lenient:
                 raise InvalidRequest(f"$export parameter {name} is not supported by this server",
@@ -111,7 +118,28 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
         type_filters={k: tuple(v) for k, v in filters.items()}, output_format=output_format,
         lenient=lenient, ignored=tuple(ignored),
         patients=tuple(dict.fromkeys(patients)) if patients is not None else None,
+        elements=tuple(dict.fromkeys(elements)),
     )
+
+
+def element_name(value: str) -> str:
+    """One ``_elements`` name: a root element, alone or of a type (export.html#query-parameters); a path below
+    the root, or anything else, is a 400."""
+    if _ELEMENT.match(value) is None:
+        raise InvalidRequest(f"_elements '{value}' is not a root element ('id' or 'Patient.id')", code="invalid",
+                             expression=("_elements",))
+    return value
+
+
+def elements_of(elements: tuple[str, ...] | list[str], resource_type: str) -> tuple[str, ...]:
+    """The ``_elements`` names that apply to ``resource_type``: those without a type, and its own (empty: the
+    resources of this type are exported whole, as nothing was asked of them)."""
+    out = []
+    for name in elements:
+        kind, dot, element = name.rpartition(".")
+        if not dot or kind == resource_type:
+            out.append(element)
+    return tuple(out)
 
 
 def patient_id(reference: str) -> str:

@@ -19,11 +19,12 @@ from fhir_server import metrics
 from fhir_server.bulk import jobs as jobs_module
 from fhir_server.bulk.jobs import ExportJob, ExportJobs, OutputFile
 from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, file_id, remove_job_files
-from fhir_server.bulk.params import filter_pairs
+from fhir_server.bulk.params import elements_of, filter_pairs
 from fhir_server.bulk.scope import GROUP, PATIENT, all_of, any_of, compartment_filter, time_filter
 from fhir_server.cohorts import cohort_patient_ids
 from fhir_server.context import RequestContext
 from fhir_server.interactions.search import compiled_filter
+from fhir_server.interactions.shaping import select_elements
 from fhir_server.services import Services
 
 log = logging.getLogger(__name__)
@@ -117,13 +118,15 @@ class ExportRun:
             resource_type = job.types[index]
             heartbeat.where = f"{resource_type} ({index + 1} of {len(job.types)} types)"
             query = await type_query(ctx, self.services, job, resource_type, patient_ids)
+            elements = elements_of(job.elements, resource_type)
             async with NdjsonWriter(self.files, job.id, job.attempts, resource_type, MAX_PER_FILE) as writer:
                 self.unrecorded = writer.files
                 # No sort: a sort the index cannot serve would be done in memory (and fail on big exports).
                 cursor = self.services.store.iterate(ctx, resource_type, query, batch_size=BATCH_SIZE,
                                                      projection={"resource": 1})
                 async for doc in cursor:
-                    await writer.write(doc["resource"])
+                    # _elements: the listed and the mandatory elements, marked SUBSETTED (export.html)
+                    await writer.write(select_elements(doc["resource"], elements) if elements else doc["resource"])
                     await heartbeat.tick()
             if not await self.store.type_done(job, [*output, *writer.files], index + 1):
                 raise Cancelled(job.id)

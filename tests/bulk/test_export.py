@@ -410,3 +410,38 @@ async def test_patient_parameter_naming_an_unknown_patient_or_no_patient_is_400(
         response = await bulk.get("/fhir/Patient/$export", params={"patient": value}, headers=ASYNC)
         assert response.status_code == 400, (value, response.text)
         assert fhirjson.loads(response.content)["issue"][0]["expression"] == ["patient"]
+
+
+# -- _elements (export.html#query-parameters) -------------------------------------------------------------------
+
+
+async def test_elements_keeps_the_listed_and_the_mandatory_elements_marked_subsetted(bulk: httpx.AsyncClient) -> None:
+    """``Patient.gender`` applies to Patients, ``status`` to every type (an Organization has none: id and meta
+    only); an Observation keeps its mandatory ``code`` too. Types nothing is asked of are exported whole."""
+    made = await registry(bulk, 1)
+    files = await export(bulk, "$export?_type=Patient,Observation,Organization,Condition"
+                               "&_elements=Patient.gender,status,Condition.code")
+    patient = files["Patient"][0]
+    assert set(patient) == {"resourceType", "id", "meta", "gender"}
+    assert "SUBSETTED" in [t["code"] for t in patient["meta"]["tag"]]
+    for observation in files["Observation"]:
+        assert set(observation) == {"resourceType", "id", "meta", "status", "code"}
+    assert set(files["Organization"][0]) == {"resourceType", "id", "meta"}
+    assert set(files["Condition"][0]) - {"meta"} == {"resourceType", "id", "code", "subject"}  # subject: 1..1
+    stored = (await bulk.get(f"/fhir/Patient/{made['patients'][0]['id']}")).json()
+    assert "identifier" in stored and "SUBSETTED" not in str(stored["meta"])  # the stored resource is whole
+
+
+async def test_elements_of_a_type_named_alone_leaves_the_other_types_whole(bulk: httpx.AsyncClient) -> None:
+    made = await registry(bulk, 1)
+    files = await export(bulk, "$export?_type=Patient,Condition&_elements=Patient.id")
+    assert set(files["Patient"][0]) == {"resourceType", "id", "meta"}
+    assert files["Condition"][0]["subject"] == made["conditions"][0]["subject"]
+    assert "SUBSETTED" not in str(files["Condition"][0].get("meta"))
+
+
+async def test_elements_below_the_root_or_malformed_is_400(bulk: httpx.AsyncClient) -> None:
+    for value in ("Patient.name.family", "name.family", "patient gender", "Patient."):
+        response = await bulk.get("/fhir/$export", params={"_elements": value}, headers=ASYNC)
+        assert response.status_code == 400, value
+        assert response.json()["issue"][0]["expression"] == ["_elements"]
