@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import Forbidden
-from fhir_server.interactions.request import FhirRequest, Interaction
+from fhir_server.interactions.request import PROVENANCE_HEADER, TRACED_WRITES, FhirRequest, Interaction
 from fhir_server.permissions import Role
 from fhir_server.resources import CLINICAL_TYPES, SERVED_TYPES, SUPPORTED_TYPES
 from fhir_server.security.roles import role_allows
@@ -56,7 +56,8 @@ def needs(request: FhirRequest) -> list[Need] | None:
     if kind is Interaction.SEARCH_COMPARTMENT and request.resource_type is None:  # [base]/Patient/[id]/*
         return [(t, "s") for t in _types(request)]
     if kind in _LETTER:
-        return [(request.resource_type or "*", _LETTER[kind])]
+        traced = kind in TRACED_WRITES and request.headers.get(PROVENANCE_HEADER) is not None
+        return [(request.resource_type or "*", _LETTER[kind]), *([("Provenance", "c")] if traced else [])]
     if kind in (Interaction.SEARCH_SYSTEM, Interaction.HISTORY_SYSTEM):
         return [(t, "s") for t in _types(request)]
     return _operation_needs(request)

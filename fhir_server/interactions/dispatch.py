@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.interactions import audit, audit_event, authorization
 from fhir_server.interactions.bundle.batch import run_batch
 from fhir_server.interactions.bundle.transaction import run_transaction
 from fhir_server.interactions.perform import perform_operation, perform_read, perform_write
+from fhir_server.interactions.provenance_header import parse_provenance, stage_provenance
 from fhir_server.interactions.request import OPERATIONS, WRITES, FhirRequest, Interaction
 from fhir_server.interactions.result import InteractionResult
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
@@ -58,7 +60,8 @@ async def _perform(ctx: RequestContext, services: Services,
                    request: FhirRequest) -> InteractionResult | OperationResponse:
     kind = request.interaction
     if kind in WRITES:
-        return await run_in_transaction(ctx, services, lambda uow: _audited_write(uow, request))
+        provenance = parse_provenance(request)  # 400 before any transaction
+        return await run_in_transaction(ctx, services, lambda uow: _audited_write(uow, request, provenance))
     if kind in OPERATIONS:
         return await perform_operation(ctx, services, request)
     if kind is Interaction.TRANSACTION:
@@ -68,7 +71,10 @@ async def _perform(ctx: RequestContext, services: Services,
     return await perform_read(ctx, services, request)
 
 
-async def _audited_write(uow: UnitOfWork, request: FhirRequest) -> InteractionResult:
+async def _audited_write(uow: UnitOfWork, request: FhirRequest,
+                         provenance: dict[str, Any] | None) -> InteractionResult:
+    """The write, the Provenance its ``X-Provenance`` header carries, and their AuditEvent: one transaction."""
     result = await perform_write(uow, request)
-    audit.stage_write(uow, request, [result])
+    traced = await stage_provenance(uow, provenance, result) if provenance is not None else None
+    audit.stage_write(uow, request, [result] if traced is None else [result, traced])
     return result

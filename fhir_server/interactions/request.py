@@ -59,6 +59,9 @@ class Interaction(Enum):
 
 
 WRITES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.PATCH, Interaction.DELETE})
+# http.html#custom: the writes that may carry a Provenance in this header (``interactions.provenance_header``)
+PROVENANCE_HEADER = "x-provenance"
+TRACED_WRITES = frozenset({Interaction.CREATE, Interaction.UPDATE, Interaction.PATCH})
 OPERATIONS = frozenset({Interaction.OPERATION_SYSTEM, Interaction.OPERATION_TYPE, Interaction.OPERATION_INSTANCE})
 BUNDLES = frozenset({Interaction.BATCH, Interaction.TRANSACTION})
 # What a HEAD may ask (RFC 9110 9.3.2: the GET without its body): the reads that change nothing, not an operation
