@@ -10,6 +10,7 @@ from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.context import RequestContext
+from fhir_server.contract import BASE
 from fhir_server.errors import InvalidRequest
 from fhir_server.operations import OperationSpec
 from fhir_server.resources import AUDIT_EVENT, SERVED_TYPES
@@ -172,7 +173,8 @@ def _search_param(param: SearchParam) -> dict[str, Any]:
 
 
 def _operation(spec: OperationSpec) -> dict[str, Any]:
-    out = {"name": spec.name, "definition": spec.definition or f"http://hl7.org/fhir/OperationDefinition/{spec.name}"}
+    # an operation of this server's own (no HL7 definition) is named in the registry's namespace, never HL7's
+    out = {"name": spec.name, "definition": spec.definition or f"{BASE}/OperationDefinition/{spec.name}"}
     if spec.documentation:
         out["documentation"] = spec.documentation
     return out

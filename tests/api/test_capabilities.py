@@ -57,6 +57,23 @@ async def test_metadata_lists_the_registry_operations(client: httpx.AsyncClient)
     assert "translate" in by_type["ConceptMap"]
 
 
+# The operations R4 itself defines that this server offers (operationslist.html): only these may name an
+# OperationDefinition in HL7's namespace; the server's own ($reindex, $risk-scores, the bulk polling) name theirs
+# in the registry's
+HL7_OPERATIONS = {"meta", "validate", "everything", "lastn", "expand", "lookup", "validate-code", "subsumes",
+                  "translate"}
+
+
+async def test_metadata_names_no_hl7_definition_for_the_servers_own_operations(client: httpx.AsyncClient) -> None:
+    cs = parse(await client.get("/fhir/metadata"))
+    operations = [*cs["rest"][0]["operation"], *(o for r in cs["rest"][0]["resource"] for o in r["operation"])]
+    claimed = {o["name"] for o in operations if o["definition"].startswith("http://hl7.org/fhir/OperationDefinition/")}
+    assert claimed <= HL7_OPERATIONS
+    own = {o["name"]: o["definition"] for o in operations}
+    assert own["risk-scores"] == "https://cml-registry.eu/fhir/OperationDefinition/risk-scores"
+    assert own["reindex"] == "https://cml-registry.eu/fhir/OperationDefinition/reindex"
+
+
 # -- GET metadata?mode= (https://hl7.org/fhir/R4/http.html#capabilities) ------------------------------------
 
 
