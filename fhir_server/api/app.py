@@ -16,6 +16,7 @@ from fhir_server import __version__
 from fhir_server.api.authentication import Authenticator, authenticator_for
 from fhir_server.api.bulk_files import router as bulk_files_router
 from fhir_server.api.errors import install_error_handlers
+from fhir_server.api.head import HeadWithoutContent
 from fhir_server.api.health import router as health_router
 from fhir_server.api.observability import RequestObservability
 from fhir_server.api.report_page import report_router
@@ -36,10 +37,11 @@ log = logging.getLogger(__name__)
 
 class FhirApp(FastAPI):
     """FastAPI with the request observability (request id, metrics, access log, ``Date``) outermost, around the
-    error handlers too: a 500 is counted and carries its ``X-Request-Id`` and ``Date`` like any response."""
+    error handlers too: a 500 is counted and carries its ``X-Request-Id`` and ``Date`` like any response. Inside
+    it, a HEAD's content is dropped once everything else (the gzip coding) has shaped the GET's answer."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObservability(super().build_middleware_stack())
+        return RequestObservability(HeadWithoutContent(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None,

@@ -48,3 +48,21 @@ async def test_a_405_over_http_carries_allow(client: httpx.AsyncClient) -> None:
                                  headers={"Content-Type": "application/fhir+json"})
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH, PUT"
+
+
+async def test_head_carries_the_gets_content_coding_and_its_coded_length(client: httpx.AsyncClient) -> None:
+    gzip = {"Accept-Encoding": "gzip"}
+    got, head = await client.get("/fhir/metadata", headers=gzip), await client.head("/fhir/metadata", headers=gzip)
+    assert got.headers["content-encoding"] == head.headers["content-encoding"] == "gzip"
+    assert head.headers["vary"] == got.headers["vary"] == "Accept-Encoding"
+    assert head.headers["content-length"] == got.headers["content-length"] and head.content == b""
+    identity = await client.head("/fhir/metadata", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in identity.headers
+    assert int(identity.headers["content-length"]) > int(head.headers["content-length"])
+
+
+async def test_head_of_an_error_has_the_gets_length_and_no_content(client: httpx.AsyncClient) -> None:
+    url = f"/fhir/Patient/{unique('none-')}"
+    got, head = await client.get(url), await client.head(url)
+    assert head.status_code == got.status_code == 404 and head.content == b""
+    assert head.headers["content-length"] == str(len(got.content))
