@@ -136,9 +136,18 @@ def _resource(resource_type: str, services: Services) -> dict[str, Any]:
         "referencePolicy": ["literal", "local"],
         "searchInclude": ["*", *(f"{resource_type}:{code}" for code in references)],
         "searchRevInclude": ["*"],
-        "searchParam": [_search_param(p) for p in params],
+        "searchParam": [*(_search_param(p) for p in params), *_SPECIAL_TYPE_PARAMS],
         "operation": [_operation(spec) for spec in ops],
     }
+
+
+# The type-level parameters that are no SearchParameter's (search.html#has, search.html#list): a client learns
+# of them from the statement like of any other
+_SPECIAL_TYPE_PARAMS = (
+    {"name": "_has", "type": "special",
+     "documentation": "Reverse chaining: _has:Type:reference-parameter:parameter=value"},
+    {"name": "_list", "type": "special", "documentation": "The resources a List (by id) holds as items"},
+)
 
 
 def _audit_event(services: Services) -> dict[str, Any]:
@@ -155,7 +164,7 @@ def _audit_event(services: Services) -> dict[str, Any]:
         "conditionalCreate": False,
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
-        "searchParam": [_search_param(p) for _, p in sorted(params.items())],
+        "searchParam": [*(_search_param(p) for _, p in sorted(params.items())), *_SPECIAL_TYPE_PARAMS],
         "operation": [_operation(spec) for spec in _type_operations(services, AUDIT_EVENT)],
     }
 

@@ -26,9 +26,16 @@ async def test_metadata_lists_search_parameters_from_the_registry(client: httpx.
     names = {p["name"] for p in observation["searchParam"]}
     registry = services.search_parameters
     params = registry.for_type("Observation")
-    assert names == {code for code, p in params.items() if registry.evaluable(p, "Observation")}
+    assert names == {code for code, p in params.items() if registry.evaluable(p, "Observation")} | {"_has", "_list"}
     assert {"code", "subject", "date", "value-quantity", "code-value-quantity"} <= names
     assert not {"_text", "_content", "_query"} & names  # R4 defines them without an expression: not evaluated
+
+
+async def test_metadata_lists_has_and_list_as_special_parameters_of_every_type(client: httpx.AsyncClient) -> None:
+    cs = parse(await client.get("/fhir/metadata"))
+    for resource in cs["rest"][0]["resource"]:
+        special = {p["name"]: p["type"] for p in resource["searchParam"] if p["name"] in ("_has", "_list")}
+        assert special == {"_has": "special", "_list": "special"}, resource["type"]
 
 
 async def test_metadata_lists_system_interactions(client: httpx.AsyncClient) -> None:
