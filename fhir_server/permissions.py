@@ -16,6 +16,7 @@ from enum import StrEnum
 # caller reads them) and hold no clinical data (storage/centers.py).
 CONFORMANCE_TYPES = (
     "StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "ImplementationGuide",
+    "OperationDefinition",
 )
 
 

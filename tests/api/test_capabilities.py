@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from fhir_server.permissions import Caller, Role
 from fhir_server.resources import SERVED_TYPES
-from tests.conftest import parse, post, unique
+from tests.conftest import client_as, parse, post, unique
 
 
 async def test_metadata_is_an_r4_capability_statement(client: httpx.AsyncClient) -> None:
@@ -113,3 +114,32 @@ async def test_an_unknown_mode_and_normative_are_400(client: httpx.AsyncClient) 
         response = await client.get(f"/fhir/metadata?mode={mode}")
         assert response.status_code == 400, response.text
         assert parse(response)["issue"][0]["expression"] == ["mode"]
+
+
+async def test_every_own_operation_definition_resolves_on_the_server(client: httpx.AsyncClient, services) -> None:
+    """A client resolves a canonical the statement names by searching its url (references.html#canonical): the
+    registry's own operations are defined by OperationDefinitions the server serves, true to what it runs."""
+    cs = parse(await client.get("/fhir/metadata"))
+    listed = [(o, None) for o in cs["rest"][0]["operation"]]
+    listed += [(o, r["type"]) for r in cs["rest"][0]["resource"] for o in r["operation"]]
+    own = {o["definition"] for o, _ in listed if o["definition"].startswith("https://cml-registry.eu/")}
+    assert len(own) == 8
+    for url in own:
+        found = parse(await client.get("/fhir/OperationDefinition", params={"url": url}))
+        assert found["total"] == 1, url
+        definition = found["entry"][0]["resource"]
+        specs = [s for s in services.operations.all() if s.definition == url or
+                 (s.definition is None and url.endswith(f"/{s.name}"))]
+        assert {s.name for s in specs} == {definition["code"]}, url
+        levels = set().union(*(s.levels for s in specs))
+        assert {level for level in ("system", "type", "instance") if definition[level]} == levels, url
+        types = {t for s in specs for t in (s.types or {"Resource"})} if levels - {"system"} else set()
+        assert set(definition.get("resource", [])) == types, url
+
+
+async def test_an_ehr_reads_but_cannot_write_an_operation_definition(services) -> None:
+    async with client_as(services, Caller(id=unique("ehr-"), role=Role.EHR, center="FR-POI")) as c:
+        assert (await c.get("/fhir/OperationDefinition/risk-scores")).status_code == 200
+        definition = {"resourceType": "OperationDefinition", "name": "Mine", "status": "draft",
+                      "kind": "operation", "code": "mine", "system": True, "type": False, "instance": False}
+        assert (await c.post("/fhir/OperationDefinition", json=definition)).status_code == 403
