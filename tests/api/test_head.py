@@ -66,3 +66,32 @@ async def test_head_of_an_error_has_the_gets_length_and_no_content(client: httpx
     got, head = await client.get(url), await client.head(url)
     assert head.status_code == got.status_code == 404 and head.content == b""
     assert head.headers["content-length"] == str(len(got.content))
+
+
+async def test_a_head_entry_of_a_batch_or_transaction_answers_without_content(client: httpx.AsyncClient) -> None:
+    """Bundle.entry.request.method HEAD (bundle.html#transaction): the GET's status, location and etag, no
+    resource and no outcome, as over HTTP."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    got = await client.get(f"/fhir/Patient/{created['id']}")
+    for kind in ("batch", "transaction"):
+        bundle = {"resourceType": "Bundle", "type": kind, "entry": [
+            {"request": {"method": "HEAD", "url": f"Patient/{created['id']}"}},
+            {"request": {"method": "HEAD", "url": f"Patient?_id={created['id']}"}},
+            {"request": {"method": "GET", "url": f"Patient/{created['id']}"}},
+        ]}
+        answer = parse(await client.post("/fhir", json=bundle))
+        head, search, read = answer["entry"]
+        assert head == {"response": {key: read["response"][key] for key in read["response"]}}, kind
+        assert head["response"]["status"].startswith("200") and head["response"]["etag"] == got.headers["etag"]
+        assert search == {"response": {"status": "200 OK"}}, kind
+        assert read["resource"]["id"] == created["id"], kind
+
+
+async def test_a_failed_head_entry_of_a_batch_has_its_status_and_no_outcome(client: httpx.AsyncClient) -> None:
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "HEAD", "url": f"Patient/{unique('none-')}"}},
+        {"request": {"method": "HEAD", "url": "Patient/$everything"}},
+    ]}
+    answer = parse(await client.post("/fhir", json=bundle))
+    assert [e["response"]["status"][:3] for e in answer["entry"]] == ["404", "405"]
+    assert all(set(e) == {"response"} and "outcome" not in e["response"] for e in answer["entry"])

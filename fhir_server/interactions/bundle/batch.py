@@ -44,8 +44,9 @@ async def _one(ctx: RequestContext, services: Services, batch: FhirRequest, inde
         entry = await parse_entry(ctx, index, raw)
         result = await _perform(ctx, services, entry, dispatch)
     except FhirError as exc:
-        audit_event.record_failure(ctx, services, _asked(raw), exc)  # unless the entry's dispatch recorded it
-        return error_entry(ctx, exc)
+        asked = _asked(raw)
+        audit_event.record_failure(ctx, services, asked, exc)  # unless the entry's dispatch recorded it
+        return error_entry(ctx, exc, asked.method.upper())
     return response_entry(ctx, entry.request, result, batch.prefer_return)
 
 

@@ -82,9 +82,8 @@ async def parse_entry(ctx: RequestContext, index: int, raw: Any) -> BundleEntry:
         raise InvalidRequest(f"{label}.fullUrl must be a string", code="structure", expression=(f"{label}.fullUrl",))
     url = _relative_url(ctx, str(request["url"]))
     path, _, query = url.partition("?")
-    verb = "GET" if method == "HEAD" else method  # an entry has no HEAD of its own: it reads like a GET
-    try:
-        parsed = await parse_request(verb, path.strip("/"), query, headers, EntryBody(raw.get("resource")))
+    try:  # a HEAD parses as over HTTP: a read's, a search's or a history's, answered without content (response.py)
+        parsed = await parse_request(method, path.strip("/"), query, headers, EntryBody(raw.get("resource")))
         if parsed.interaction in BUNDLES:
             raise InvalidRequest("A Bundle entry cannot be itself a batch or transaction", code="not-supported")
     except FhirError as exc:

@@ -6,7 +6,8 @@ https://hl7.org/fhir/R4/http.html#transaction-response).
 ``minimal`` leaves status, location, etag and lastModified only. Without the header a write entry has no resource
 and an outcome only when validation warned: the spec leaves it to the server ("may"), a registry Bundle carries a
 dozen resources the client already holds, and location and etag name each stored version exactly. Any other entry
-(read, search, history, capabilities, operation) always carries what it answered.
+(read, search, history, capabilities, operation) always carries what it answered, except a HEAD's: as over HTTP
+(RFC 9110 9.3.2), its status, location, etag and lastModified without the content (resource or outcome).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from fhir_server.interactions.result import InteractionResult, ReturnPreference
 def response_entry(ctx: RequestContext, request: FhirRequest, result: InteractionResult,
                    preference: ReturnPreference | None) -> dict[str, Any]:
     """The response entry of one request entry, shaped by ``Prefer: return`` (module docstring)."""
+    if request.method == "HEAD":
+        return {"response": without_content(result.response_entry(ctx))}
     out: dict[str, Any] = {}
     writes = request.is_write
     if result.resource is not None and (not writes or preference == "representation"):
@@ -35,6 +38,11 @@ def response_entry(ctx: RequestContext, request: FhirRequest, result: Interactio
     return out
 
 
-def error_entry(ctx: RequestContext, exc: FhirError) -> dict[str, Any]:
-    """The response entry of a batch entry that failed: its status and OperationOutcome."""
-    return {"response": InteractionResult(exc.status, outcome=exc.outcome()).response_entry(ctx)}
+def error_entry(ctx: RequestContext, exc: FhirError, method: str | None = None) -> dict[str, Any]:
+    """The response entry of a batch entry that failed: its status and OperationOutcome (none for a HEAD)."""
+    response = InteractionResult(exc.status, outcome=exc.outcome()).response_entry(ctx)
+    return {"response": without_content(response) if method == "HEAD" else response}
+
+
+def without_content(response: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in response.items() if key != "outcome"}

@@ -71,7 +71,7 @@ from fhir_server.interactions.update import check_matched_id, update, version_af
 from fhir_server.resources import check_structure, require_supported_type
 from fhir_server.services import Services
 
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
 async def run_transaction(ctx: RequestContext, services: Services, request: FhirRequest) -> InteractionResult:
@@ -176,7 +176,7 @@ class _TransactionState:
         if self.invalid:  # every entry that breaks a profile, reported together; nothing is stored
             raise UnprocessableEntity(issues=[issue for exc in self.invalid for issue in exc.issues])
         await self.uow.flush()
-        for entry in (e for e in by_order if e.method == "GET"):
+        for entry in (e for e in by_order if e.method in ("GET", "HEAD")):
             await self._guard(entry, self._get(entry))
         return [self.results.get(e.index) or InteractionResult(200) for e in self.entries]
 
