@@ -77,6 +77,8 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
         if request.resource_id is not None:
             return [(resource_type, "r")]
         return [(resource_type, "s")] if request.resource_type else [(t, "s") for t in _types(request)]
+    if name in ("meta-add", "meta-delete"):  # an update of the resource, but for its meta
+        return [(resource_type, "u")]
     if name == "risk-scores":
         return [("Patient", "r"), ("Observation", "r")] + ([("Observation", "c")] if request.method == "POST" else [])
     if name == "registry-report":

@@ -68,8 +68,8 @@ async def test_metadata_lists_the_registry_operations(client: httpx.AsyncClient)
 # The operations R4 itself defines that this server offers (operationslist.html): only these may name an
 # OperationDefinition in HL7's namespace; the server's own ($reindex, $risk-scores, the bulk polling) name theirs
 # in the registry's
-HL7_OPERATIONS = {"meta", "validate", "everything", "lastn", "expand", "lookup", "validate-code", "subsumes",
-                  "translate"}
+HL7_OPERATIONS = {"meta", "meta-add", "meta-delete", "validate", "everything", "lastn", "expand", "lookup",
+                  "validate-code", "subsumes", "translate"}
 
 
 async def test_metadata_names_no_hl7_definition_for_the_servers_own_operations(client: httpx.AsyncClient) -> None:

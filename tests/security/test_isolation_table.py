@@ -535,6 +535,25 @@ async def _transaction_conditional_reference(http: httpx.AsyncClient, world: Wor
     return await _transaction(http, world, cell, f"Patient?identifier={world.system}|{world.ident('pFR')}")
 
 
+async def _meta_add(http: httpx.AsyncClient, world: World, cell: Cell) -> Seen:
+    return await _tag(http, cell, "Patient", await _fresh(cell, world, "Patient", "FR"))
+
+
+async def _meta_add_shared(http: httpx.AsyncClient, world: World, cell: Cell) -> Seen:
+    return await _tag(http, cell, "Organization", await _fresh(cell, world, "Organization", "shared", name="shared"))
+
+
+async def _tag(http: httpx.AsyncClient, cell: Cell, kind: str, ident: str) -> Seen:
+    """``$meta-add`` of a tag: its status, and whether the stored resource carries the tag."""
+    meta = {"resourceType": "Parameters",
+            "parameter": [{"name": "meta", "valueMeta": {"tag": [{"system": "urn:isolation", "code": "t"}]}}]}
+    response = await http.post(f"/fhir/{kind}/{ident}/$meta-add", content=body(meta),
+                               headers={"Content-Type": FHIR_JSON})
+    doc = await cell.db[kind].find_one({"_id": ident})
+    tagged = any(tag.get("code") == "t" for tag in doc["resource"]["meta"].get("tag", []))
+    return seen(response.status_code, "tagged" if tagged else "untagged")
+
+
 FORBIDDEN = Seen(403)
 WRITES = [
     Row("create referring to a center's patient", _create_referring,
@@ -546,6 +565,10 @@ WRITES = [
         by(seen(403, "None"), seen(403, "None"), seen(403, "None"), seen(403, "None"))),
     Row("patch", _patch, by(seen(200, "FR"), seen(404, "FR"), seen(403, "FR"), seen(403, "FR"))),
     Row("delete", _delete, by(seen(204, "deleted"), seen(204, "FR"), seen(403, "FR"), seen(403, "FR"))),
+    Row("$meta-add", _meta_add, by(seen(200, "tagged"), seen(404, "untagged"), seen(403, "untagged"),
+                                   seen(403, "untagged"))),
+    Row("$meta-add of a shared resource", _meta_add_shared,
+        by(seen(403, "untagged"), seen(403, "untagged"), seen(403, "untagged"), seen(403, "untagged"))),
     Row("conditional create", _conditional_create,
         by(seen(201, "new in FR"), seen(200, "oDE"), FORBIDDEN, FORBIDDEN)),
     Row("conditional update", _conditional_update,
