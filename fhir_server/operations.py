@@ -23,6 +23,7 @@ class OperationRequest:
     params: list[tuple[str, str]]
     body: Any  # parsed JSON (e.g. a Parameters resource) or None
     headers: dict[str, str] = field(default_factory=dict)
+    version_id: str | None = None  # an instance operation on one version: [type]/[id]/_history/[vid]/$name
 
     def parameters(self) -> list[dict[str, Any]]:
         """The ``parameter`` entries of a Parameters body (those that are objects; none for another body)."""
@@ -76,6 +77,7 @@ class OperationSpec:
     methods: frozenset[str] = frozenset({"GET", "POST"})
     definition: str | None = None  # canonical URL of the OperationDefinition
     documentation: str = ""
+    on_versions: bool = False  # also on [type]/[id]/_history/[vid] (e.g. $meta); other operations: 404 there
 
     def applies(self, level: str, resource_type: str | None, method: str) -> bool:
         if level not in self.levels or method not in self.methods:

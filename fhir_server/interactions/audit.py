@@ -124,7 +124,7 @@ def _relative_url(request: FhirRequest) -> str:
     elif request.interaction is Interaction.VREAD:
         parts += ["_history", request.version_id or ""]
     elif request.operation:
-        parts.append(f"${request.operation}")
+        parts += [*(["_history", request.version_id] if request.version_id else []), f"${request.operation}"]
     path = "/".join(parts)
     searched_by_form = request.method == "POST" and request.interaction in _SEARCHES
     query = urlencode(request.params) if searched_by_form else request.query

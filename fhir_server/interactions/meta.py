@@ -2,6 +2,7 @@
 among what the caller may read.
 
 - ``GET [type]/[id]/$meta``: the resource's own ``meta`` (404 unknown, 410 deleted, as a read);
+- ``GET [type]/[id]/_history/[vid]/$meta``: that version's (404 and 410 as a vread);
 - ``GET [type]/$meta``: every profile, tag and security label the type's current resources carry;
 - ``GET /$meta``: the same over every type.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, NotFound
+from fhir_server.interactions.read import readable_version
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.search.index_layout import param_path
@@ -30,13 +32,16 @@ CODED = ("tag", "security")  # Coding lists of Meta; ``profile`` is a list of ca
 
 def register(registry: OperationRegistry) -> None:
     registry.register(OperationSpec(
-        "meta", meta, frozenset({"system", "type", "instance"}), definition=DEFINITION,
-        documentation="The profiles, tags and security labels in use: of a resource, of a type, of every type "
-                      "(among what the caller may read)"))
+        "meta", meta, frozenset({"system", "type", "instance"}), definition=DEFINITION, on_versions=True,
+        documentation="The profiles, tags and security labels in use: of a resource or one of its versions, of a "
+                      "type, of every type (among what the caller may read)"))
 
 
 async def meta(ctx: RequestContext, services: Services, op: OperationRequest) -> OperationResponse:
-    if op.resource_type is not None and op.resource_id is not None:
+    if op.resource_type is not None and op.resource_id is not None and op.version_id is not None:
+        version = await readable_version(ctx, services, op.resource_type, op.resource_id, op.version_id)
+        found = dict((version.resource or {}).get("meta") or {})
+    elif op.resource_type is not None and op.resource_id is not None:
         found = await _instance_meta(ctx, services, op.resource_type, op.resource_id)
     else:
         types = [op.resource_type] if op.resource_type is not None else list(SUPPORTED_TYPES)

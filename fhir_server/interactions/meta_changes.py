@@ -3,7 +3,9 @@ https://hl7.org/fhir/R4/resource-operation-meta-delete.html): profiles, tags and
 removed from a resource's current version.
 
 - ``POST [type]/[id]/$meta-add`` and ``POST [type]/[id]/$meta-delete`` with a ``Parameters`` holding one ``meta``
-  (valueMeta); the answer is a ``Parameters`` whose ``return`` is the resulting Meta.
+  (valueMeta); the answer is a ``Parameters`` whose ``return`` is the resulting Meta. On
+  ``[type]/[id]/_history/[vid]``, the same changes that version (R4: "can also be used on historical entries"),
+  404 and 410 as a vread.
 - Profiles, tags and security labels are sets: a profile is named by its URL, a tag or security label by its
   system and code (version and display are ignored when matching). Adding what is there, or removing what is not,
   changes nothing and writes nothing.
@@ -23,6 +25,7 @@ from fhir_server.conformance import bump_epoch
 from fhir_server.context import RequestContext
 from fhir_server.errors import Gone, InvalidRequest, NotFound, UnprocessableEntity
 from fhir_server.interactions.enforcement import validation_issues, validator_for
+from fhir_server.interactions.read import readable_version
 from fhir_server.interactions.unit_of_work import UnitOfWork, run_in_transaction
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import CONFORMANCE_TYPES
@@ -39,10 +42,10 @@ Change = Callable[[Meta, Meta], Meta]
 def register(registry: OperationRegistry) -> None:
     registry.register(OperationSpec(
         "meta-add", meta_add, frozenset({"instance"}), methods=frozenset({"POST"}), definition=ADD_DEFINITION,
-        documentation="Add profiles, tags and security labels to a resource, without a new version"))
+        on_versions=True, documentation="Add profiles, tags and security labels to a resource, without a new version"))
     registry.register(OperationSpec(
         "meta-delete", meta_delete, frozenset({"instance"}), methods=frozenset({"POST"}),
-        definition=DELETE_DEFINITION,
+        definition=DELETE_DEFINITION, on_versions=True,
         documentation="Remove profiles, tags and security labels from a resource, without a new version"))
 
 
@@ -113,19 +116,22 @@ async def _change_meta(ctx: RequestContext, services: Services, op: OperationReq
     resource_type, resource_id = op.resource_type, op.resource_id
 
     async def work(uow: UnitOfWork) -> Meta:
-        current = await uow.current(resource_type, resource_id)
-        if current is None:
+        latest = await uow.current(resource_type, resource_id)
+        if latest is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        if current.deleted or current.resource is None:
-            raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": current.etag})
-        before: Meta = dict(current.resource.get("meta") or {})
+        version = latest if op.version_id is None else await readable_version(
+            uow.ctx, uow.services, resource_type, resource_id, op.version_id, session=uow.session)
+        if version.deleted or version.resource is None:
+            raise Gone(f"{resource_type}/{resource_id} was deleted", headers={"ETag": version.etag})
+        before: Meta = dict(version.resource.get("meta") or {})
         after = change(before, given)
         if after == before:
             return before
-        resource = {**current.resource, "meta": after}  # meta keeps its place among the elements
+        resource = {**version.resource, "meta": after}  # meta keeps its place among the elements
         await _check_added_profiles(uow, resource, [p for p in after.get("profile", [])
                                                     if p not in before.get("profile", [])])
-        await uow.store.replace_meta(uow.ctx, current, resource, uow.services.index_values(resource), uow.session)
+        await uow.store.replace_meta(uow.ctx, version, resource, uow.services.index_values(resource), uow.session,
+                                     current=version.vid == latest.vid)
         if resource_type in CONFORMANCE_TYPES:  # every process's cached copy is now stale
             await bump_epoch(uow.store, uow.session)
         return after

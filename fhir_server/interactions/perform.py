@@ -93,7 +93,10 @@ async def perform_operation(ctx: RequestContext, services: Services, request: Fh
         if services.operations.known(name):
             raise MethodNotAllowed(f"${name} is not available with {request.method} at {where}")
         raise NotFound(f"Unknown operation ${name}", code="not-supported")
+    if request.version_id is not None and not spec.on_versions:
+        raise NotFound(f"${name} is not defined on a version: call it on {request.resource_type}/"
+                       f"{request.resource_id}", code="not-supported")
     headers = {k.lower(): v for k, v in request.headers.items()}
     operation = OperationRequest(name, level, request.resource_type, request.resource_id, request.method,
-                                 request.params, request.body, headers)
+                                 request.params, request.body, headers, version_id=request.version_id)
     return await spec.handler(ctx, services, operation)

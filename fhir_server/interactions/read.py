@@ -23,6 +23,7 @@ from fhir_server.interactions.shaping import select_elements, summarize
 from fhir_server.interactions.versioning import etag_matches
 from fhir_server.search.parse import element_names
 from fhir_server.services import Services
+from fhir_server.storage.documents import StoredVersion
 from fhir_server.storage.store import DbSession
 
 READ_SUMMARY_VALUES = ("true", "text", "data", "false")
@@ -74,8 +75,18 @@ async def read(ctx: RequestContext, services: Services, resource_type: str, reso
 async def vread(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
                 version_id: str, *, if_none_match: str | None = None, shape: Shape = Shape(),
                 session: DbSession | None = None) -> InteractionResult:
-    """One version; 304 (no body) when ``If-None-Match`` names it (RFC 9110 13.1.2: a version never changes,
-    so a client holding it holds its current representation)."""
+    """One version; 304 (no body) when ``If-None-Match`` names it (RFC 9110 13.1.2: a version's content never
+    changes, so a client holding it holds its current representation; only ``$meta-add`` and ``$meta-delete``
+    change its meta, which R4 has them do in place)."""
+    version = await readable_version(ctx, services, resource_type, resource_id, version_id, session=session)
+    if if_none_match is not None and etag_matches(if_none_match, version.vid):
+        return InteractionResult(304, None, version)
+    return InteractionResult(200, _shaped(version.resource, shape), version)
+
+
+async def readable_version(ctx: RequestContext, services: Services, resource_type: str, resource_id: str,
+                           version_id: str, *, session: DbSession | None = None) -> StoredVersion:
+    """Version ``version_id`` of a resource, as a vread finds it: 404 when there is none, 410 for a deletion."""
     if not version_id.isdigit():
         raise NotFound(f"{resource_type}/{resource_id} has no version '{version_id}'")
     version = await services.store.version(ctx, resource_type, resource_id, int(version_id), session=session)
@@ -86,9 +97,7 @@ async def vread(ctx: RequestContext, services: Services, resource_type: str, res
     if version.deleted:
         raise Gone(f"Version {version_id} of {resource_type}/{resource_id} is a deletion",
                    headers={"ETag": version.etag})
-    if if_none_match is not None and etag_matches(if_none_match, version.vid):
-        return InteractionResult(304, None, version)
-    return InteractionResult(200, _shaped(version.resource, shape), version)
+    return version
 
 
 def _shaped(resource: dict[str, Any] | None, shape: Shape) -> dict[str, Any] | None:

@@ -132,6 +132,7 @@ class _Target(NamedTuple):
     resource_type: str | None = None
     resource_id: str | None = None
     tail: str | None = None  # the version, the operation name or the compartment's searched type
+    version: str | None = None  # of an operation on a version: [type]/[id]/_history/[vid]/$name
 
 
 async def parse_request(method: str, path: str, query: str, headers: Mapping[str, str], body: RequestBody | None,
@@ -153,7 +154,7 @@ async def parse_request(method: str, path: str, query: str, headers: Mapping[str
     kind = target.interaction
     params = parse_qsl(query, keep_blank_values=True) if query else []
     content = await _content(kind, method, params, body, target)
-    version_id = target.tail if kind is Interaction.VREAD else None
+    version_id = target.tail if kind is Interaction.VREAD else target.version
     operation = target.tail[1:] if kind in OPERATIONS and target.tail else None
     resource_type, compartment = target.resource_type, None
     if kind is Interaction.SEARCH_COMPARTMENT:
@@ -206,6 +207,9 @@ _OPERATION_METHODS = {Interaction.OPERATION_SYSTEM: ("GET", "POST", "DELETE"),
 def _target(method: str, path: str) -> _Target:
     """Which interaction the URL names: a path of none is 404, a method the URL does not take 405."""
     parts = path.split("/") if path else []
+    if len(parts) == 5 and parts[2] == "_history" and parts[4].startswith("$") and "" not in parts:
+        target = _operation(method, Interaction.OPERATION_INSTANCE, path, parts[0], parts[1], parts[4])
+        return target._replace(version=parts[3])
     if len(parts) > 4 or "" in parts or (len(parts) == 4 and parts[2] != "_history"):
         raise NotFound(f"No such endpoint: {method} {path}")
     if len(parts) <= 1 and (not parts or parts[0] in _SYSTEM or parts[0].startswith("$")):

@@ -599,24 +599,26 @@ class ResourceStore:
         return int(result.matched_count)
 
     async def replace_meta(self, ctx: RequestContext, version: StoredVersion, resource: dict[str, Any],
-                           search_values: dict[str, Any], session: AsyncClientSession) -> None:
+                           search_values: dict[str, Any], session: AsyncClientSession, *, current: bool) -> None:
         """``$meta-add`` and ``$meta-delete`` (https://hl7.org/fhir/R4/resource-operation-meta-add.html: "does not
         cause a new version of the resource to be created. The meta is updated directly"): ``resource`` is
-        ``version`` with another ``meta``, written over it in its history document and, with its search values, in
-        the current document. Allowed where an update of the resource would be (the center rules: 403, or 404 for
-        another center's id); the center stays. A concurrent write of the resource (another ``vid``) is a 409."""
+        ``version`` with another ``meta``, written over it in its history document and, when it is the
+        ``current`` version, with its search values in the current document. Allowed where an update of the
+        resource would be (the center rules: 403, or 404 for another center's id); the center stays. A
+        concurrent write of the resource (the current version no longer ``version``) is a 409."""
         self.access.check_write(ctx, version.type, resource)
         as_update = ResourceWrite(version.type, version.id, version.vid, version.last_updated, "PUT", resource,
                                   previous_vid=version.vid)
         await self.centers_for(ctx, [as_update], session)  # refuses what an update would be refused
         meta = resource.get("meta")
-        current = await self._collection(version.type).update_one(
-            {"_id": version.id, "vid": version.vid, "deleted": False},
-            {"$set": {"resource.meta": meta, "sp": search_values}}, session=session)
-        versions = await self._collection(HISTORY).update_one(
+        changed = await self._collection(HISTORY).update_one(
             {"_id": history_key(version.type, version.id, version.vid)}, {"$set": {"resource.meta": meta}},
             session=session)
-        if current.matched_count != 1 or versions.matched_count != 1:
+        if changed.matched_count == 1 and current:
+            changed = await self._collection(version.type).update_one(
+                {"_id": version.id, "vid": version.vid, "deleted": False},
+                {"$set": {"resource.meta": meta, "sp": search_values}}, session=session)
+        if changed.matched_count != 1:
             raise Conflict("The resource was changed by another request; retry", code="conflict")
 
     async def claim(self, claims: Sequence[tuple[str, str]], session: AsyncClientSession) -> None:

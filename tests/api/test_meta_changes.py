@@ -116,3 +116,48 @@ async def test_meta_add_is_post_only_and_answers_404_and_410_as_an_update_would(
     assert (await client.delete(f"/fhir/Patient/{ident}")).status_code == 204
     gone = await _call(client, f"/fhir/Patient/{ident}/$meta-delete", tag=[{"system": TAGS, "code": "a"}])
     assert gone.status_code == 410
+
+
+# -- on a version: [type]/[id]/_history/[vid]/$meta-add ("can also be used on historical entries") -----------
+
+
+async def _patient_with_two_versions(client: httpx.AsyncClient) -> str:
+    ident = await _tagged_patient(client, "a")
+    updated = patient(unique(), id=ident, gender="male", meta={"tag": [{"system": TAGS, "code": "a"}]})
+    response = await client.put(f"/fhir/Patient/{ident}", content=body(updated), headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 200, response.text
+    return ident
+
+
+async def test_meta_add_on_an_old_version_changes_that_version_only(client: httpx.AsyncClient) -> None:
+    ident = await _patient_with_two_versions(client)
+    meta = _returned(await _call(client, f"/fhir/Patient/{ident}/_history/1/$meta-add",
+                                 tag=[{"system": TAGS, "code": "reviewed"}]))
+    assert _codes(meta) == ["a", "reviewed"] and meta["versionId"] == "1"
+    assert parse(await client.get(f"/fhir/Patient/{ident}/_history/1"))["meta"] == meta
+    assert _codes(parse(await client.get(f"/fhir/Patient/{ident}"))["meta"]) == ["a"]
+    assert not await _found_by_tag(client, ident, "reviewed")  # search sees current versions only
+    assert _returned(await client.get(f"/fhir/Patient/{ident}/_history/1/$meta")) == meta
+
+
+async def test_meta_delete_on_the_current_version_by_its_number_is_the_instance_call(
+        client: httpx.AsyncClient) -> None:
+    ident = await _patient_with_two_versions(client)
+    meta = _returned(await _call(client, f"/fhir/Patient/{ident}/_history/2/$meta-delete",
+                                 tag=[{"system": TAGS, "code": "a"}]))
+    assert "tag" not in meta and meta["versionId"] == "2"
+    assert parse(await client.get(f"/fhir/Patient/{ident}"))["meta"] == meta
+    assert not await _found_by_tag(client, ident, "a")
+    assert _codes(parse(await client.get(f"/fhir/Patient/{ident}/_history/1"))["meta"]) == ["a"]
+
+
+async def test_operations_on_a_version_answer_as_a_vread_would(client: httpx.AsyncClient) -> None:
+    ident = await _patient_with_two_versions(client)
+    tag = {"tag": [{"system": TAGS, "code": "b"}]}
+    assert (await _call(client, f"/fhir/Patient/{ident}/_history/9/$meta-add", **tag)).status_code == 404
+    assert (await client.get(f"/fhir/Patient/{ident}/_history/x/$meta")).status_code == 404
+    assert (await client.delete(f"/fhir/Patient/{ident}")).status_code == 204
+    assert (await _call(client, f"/fhir/Patient/{ident}/_history/3/$meta-add", **tag)).status_code == 410
+    assert _codes(_returned(await client.get(f"/fhir/Patient/{ident}/_history/1/$meta"))) == ["a"]
+    # an operation R4 does not define on versions
+    assert (await client.get(f"/fhir/Patient/{ident}/_history/1/$everything")).status_code == 404

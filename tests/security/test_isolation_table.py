@@ -340,6 +340,8 @@ READS = [
     Row("$lastn", get(lambda w: f"Observation/$lastn?identifier={q(w.system + '|')}&max=5"),
         by(seen(200, OBSERVATIONS_FR), seen(200, "oDE"), seen(200, OBSERVATIONS_FR, "oDE"), REFUSED)),
     Row("$meta (instance)", tags_in_use(lambda w: f"Patient/{w.ids['pFR']}/$meta"), fr_only(seen(200, "pFR"))),
+    Row("$meta (version)", tags_in_use(lambda w: f"Patient/{w.ids['pFR']}/_history/1/$meta"),
+        fr_only(seen(200, "pFR"))),
     Row("$meta (type)", tags_in_use(lambda _w: "Observation/$meta"),
         by(seen(200, OBSERVATIONS_FR), seen(200, "oDE"), seen(200, OBSERVATIONS_FR, "oDE"), REFUSED)),
     Row("$meta (system)", tags_in_use(lambda _w: "$meta"),
