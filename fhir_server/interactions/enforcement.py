@@ -26,6 +26,7 @@ from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.resources import SUPPORTED_TYPES
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.core import vital_signs
+from fhir_server.validation.narrative import narrative_warnings
 from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.reference_targets import reference_target_issues
 from fhir_server.validation.rules import profiles_required_for
@@ -106,7 +107,8 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
     Raises nothing, stores nothing."""
     validator = await validator_for(uow)
     profiles: list[str] = []
-    issues: list[Issue] = reference_target_issues(resource)  # warnings: see validation/reference_targets.py
+    # warnings: validation/reference_targets.py, and narrative.py's txt-2
+    issues: list[Issue] = [*reference_target_issues(resource), *narrative_warnings(resource)]
     if not only_extra:
         profiles, notes = profiles_to_check(uow, resource, validator)
         issues += notes

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from fhir_server.errors import Issue
+from fhir_server.validation.narrative import narrative_problem
 
 DATA = Path(__file__).resolve().parent / "data" / "r4-elements.json"
 
@@ -116,7 +117,7 @@ def _check_decimal(value: Any) -> str | None:
 def _check_xhtml(value: Any) -> str | None:
     if type(value) is not str:
         return f"must be a JSON string, not {_json_type(value)}"
-    return None if value.lstrip().startswith("<div") else "narrative must be an xhtml <div> element"
+    return narrative_problem(value)
 
 
 def _valid_day(value: str) -> bool:

@@ -176,7 +176,8 @@ def nested_extension(levels: int) -> dict[str, Any]:
 
 @st.composite
 def narrative(draw: st.DrawFn) -> dict[str, Any]:
-    words = draw(st.text(string.ascii_letters + " ", min_size=1, max_size=20))
+    # txt-2: "some non-whitespace content"
+    words = draw(st.text(string.ascii_letters + " ", min_size=1, max_size=20).filter(str.strip))
     return {"status": draw(st.sampled_from(["generated", "extensions", "additional", "empty"])),
             "div": f'<div xmlns="http://www.w3.org/1999/xhtml"><p>{words}</p></div>'}
 
