@@ -88,6 +88,7 @@ class ExportJob(CallerBoundJob):
     type_filters: dict[str, list[str]] = field(default_factory=dict)
     patient_ids: list[str] | None = None  # the ``patient`` parameter: only these Patients' compartments
     elements: list[str] = field(default_factory=list)  # ``_elements``: the root elements to keep (none: all)
+    associated: list[str] = field(default_factory=list)  # ``includeAssociatedData``: Provenance after the types
     output_format: str = "application/fhir+ndjson"
     status: str = IN_PROGRESS
     owner: str = PROCESS
@@ -96,7 +97,8 @@ class ExportJob(CallerBoundJob):
     output: list[OutputFile] = field(default_factory=list)  # also while running: the finished types' files
     message: str | None = None  # why it failed
     attempts: int = 1  # runs started: the first, then one per takeover
-    types_done: int = 0  # how many of ``types`` are finished (their files are in ``output``)
+    types_done: int = 0  # how many of ``types`` are finished (their files are in ``output``), then 1 more
+    # once the associated Provenance is (when ``associated``)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> ExportJob:

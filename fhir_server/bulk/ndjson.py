@@ -50,11 +50,12 @@ class NdjsonWriter:
     exception the file being written is aborted; the finished ones are the caller's to remove."""
 
     def __init__(self, files: FileStore, job_id: str, attempt: int, resource_type: str,
-                 max_per_file: int = MAX_PER_FILE) -> None:
+                 max_per_file: int = MAX_PER_FILE, *, stem: str | None = None) -> None:
         self._store = files
         self.job_id = job_id
         self.attempt = attempt
         self.resource_type = resource_type
+        self.stem = stem or resource_type  # the files' names: ``<stem>-<n>.ndjson``
         self.max_per_file = max(1, max_per_file)
         self.files: list[OutputFile] = []
         self.total = 0
@@ -84,7 +85,6 @@ class NdjsonWriter:
     async def _open_next(self) -> None:
         if self._current is not None:
             await self._current.close()
-        output = OutputFile(self.resource_type, f"{self.resource_type}-{len(self.files) + 1}.ndjson", 0,
-                            self.attempt)
+        output = OutputFile(self.resource_type, f"{self.stem}-{len(self.files) + 1}.ndjson", 0, self.attempt)
         self._current = self._store.writer(file_id(self.job_id, output))
         self.files.append(output)

@@ -162,7 +162,7 @@ def _new_job(ctx: RequestContext, services: Services, op: OperationRequest, leve
         caller=ctx.caller, role=ctx.role.value, scopes=sorted(ctx.scopes), center=ctx.center, group_id=op.resource_id,
         since=params.since, type_filters=type_filters, output_format=params.output_format,
         patient_ids=list(params.patients) if params.patients is not None else None,
-        elements=list(params.elements),
+        elements=list(params.elements), associated=list(params.associated),
     )
 
 

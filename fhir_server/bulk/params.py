@@ -1,7 +1,8 @@
 """Kick-off request validation for ``$export``.
 
 Bulk Data Access IG 2.0, export.html: "Bulk Data Kick-off Request" (headers ``Accept`` and ``Prefer``) and
-"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``, ``patient``, ``_elements``).
+"Query Parameters" (``_outputFormat``, ``_since``, ``_type``, ``_typeFilter``, ``patient``, ``_elements``,
+``includeAssociatedData``).
 Parameters come from the query string (GET) or from a ``Parameters`` body (POST,
 export.html#bulk-data-kick-off-request). Everything here is pure: no I/O, so the checks run before any job is
 created and errors are synchronous 4xx answers.
@@ -27,8 +28,12 @@ OUTPUT_FORMATS = frozenset({NDJSON, "application/ndjson", "ndjson"})
 ACCEPTABLE = frozenset({"application/fhir+json", "application/json", "application/json+fhir", "*/*",
                         "application/*"})
 # Defined by the IG but not implemented here: refused unless ``Prefer: handling=lenient``.
-UNSUPPORTED = frozenset({"includeAssociatedData", "organizeOutputBy", "allowPartialManifests"})
-KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "patient", "_elements"})
+UNSUPPORTED = frozenset({"organizeOutputBy", "allowPartialManifests"})
+KNOWN = frozenset({"_outputFormat", "_since", "_type", "_typeFilter", "patient", "_elements",
+                   "includeAssociatedData"})
+# ``includeAssociatedData``: the IG's two values (a server's own would start with ``_``; this one has none)
+LATEST_PROVENANCE, RELEVANT_PROVENANCE = "LatestProvenanceResources", "RelevantProvenanceResources"
+ASSOCIATED_DATA = frozenset({LATEST_PROVENANCE, RELEVANT_PROVENANCE})
 # ``_elements``: root elements, alone (``id``) or of one type (``Patient.id``)
 _ELEMENT = re.compile(r"^(?:([A-Z][A-Za-z]+)\.)?([a-z][A-Za-z0-9]*)$")
 # ``patient``: a reference to a Patient, relative or absolute (``valueReference`` in a POST, text in a GET).
@@ -44,6 +49,7 @@ class ExportParams:
     type_filters: dict[str, tuple[str, ...]]  # type -> ``_typeFilter`` queries (OR-ed)
     patients: tuple[str, ...] | None = None  # ``patient``: the ids of the Patients to export (None: all)
     elements: tuple[str, ...] = ()  # ``_elements`` as given: ``id`` or ``Patient.id``
+    associated: tuple[str, ...] = ()  # ``includeAssociatedData``: values of :data:`ASSOCIATED_DATA`
     output_format: str = NDJSON
     lenient: bool = False
     ignored: tuple[str, ...] = field(default_factory=tuple)  # what ``handling=lenient`` let through
@@ -94,6 +100,7 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
     filters: dict[str, list[str]] = {}
     patients: list[str] | None = None
     elements: list[str] = []
+    associated: list[str] = []
     for name, value in pairs:
         if name == "_outputFormat":
             output_format = parse_output_format(value)
@@ -108,6 +115,16 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
             patients = (patients or []) + [patient_id(v.strip()) for v in value.split(",") if v.strip()]
         elif name == "_elements":
             elements += [element_name(v.strip()) for v in value.split(",") if v.strip()]
+        elif name == "includeAssociatedData":
+            for code in (v.strip() for v in value.split(",") if v.strip()):
+                if code in ASSOCIATED_DATA:
+                    associated.append(code)
+                elif not lenient:
+                    raise InvalidRequest(f"includeAssociatedData '{code}' is not supported: this server offers "
+                                         f"{LATEST_PROVENANCE} and {RELEVANT_PROVENANCE}", code="not-supported",
+                                         expression=("includeAssociatedData",))
+                else:
+                    ignored.append(f"includeAssociatedData {code}")
         elif name in UNSUPPORTED:
             if not lenient:
                 raise InvalidRequest(f"$export parameter {name} is not supported by this server",
@@ -118,7 +135,7 @@ def parse_export_params(pairs: list[tuple[str, str]], *, lenient: bool) -> Expor
         type_filters={k: tuple(v) for k, v in filters.items()}, output_format=output_format,
         lenient=lenient, ignored=tuple(ignored),
         patients=tuple(dict.fromkeys(patients)) if patients is not None else None,
-        elements=tuple(dict.fromkeys(elements)),
+        elements=tuple(dict.fromkeys(elements)), associated=tuple(dict.fromkeys(associated)),
     )
 
 

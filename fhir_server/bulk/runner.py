@@ -17,13 +17,14 @@ from typing import Any
 
 from fhir_server import metrics
 from fhir_server.bulk import jobs as jobs_module
+from fhir_server.bulk.associated import PROVENANCE, write_associated_provenance
 from fhir_server.bulk.jobs import ExportJob, ExportJobs, OutputFile
 from fhir_server.bulk.ndjson import MAX_PER_FILE, NdjsonWriter, file_id, remove_job_files
-from fhir_server.bulk.params import elements_of, filter_pairs
-from fhir_server.bulk.scope import GROUP, PATIENT, all_of, any_of, compartment_filter, time_filter
+from fhir_server.bulk.params import elements_of
+from fhir_server.bulk.queries import type_query
+from fhir_server.bulk.scope import GROUP
 from fhir_server.cohorts import cohort_patient_ids
 from fhir_server.context import RequestContext
-from fhir_server.interactions.search import compiled_filter
 from fhir_server.interactions.shaping import select_elements
 from fhir_server.services import Services
 
@@ -132,7 +133,30 @@ class ExportRun:
                 raise Cancelled(job.id)
             output.extend(writer.files)
             self.unrecorded = []
+        if job.associated and job.types_done <= len(job.types):
+            output.extend(await self.associated_provenance(ctx, patient_ids, heartbeat, output))
         return output
+
+    async def associated_provenance(self, ctx: RequestContext, patient_ids: list[str] | None, heartbeat: Heartbeat,
+                                    output: list[OutputFile]) -> list[OutputFile]:
+        """``includeAssociatedData``: the Provenance files after the types' (``bulk/associated.py``), recorded as
+        one more step done, where a takeover resumes like after a type."""
+        job = self.job
+        heartbeat.where = "the associated Provenance"
+        elements = elements_of(job.elements, PROVENANCE)
+
+        async def write(resource: dict[str, Any]) -> None:
+            await writer.write(select_elements(resource, elements) if elements else resource)
+            await heartbeat.tick()
+
+        async with NdjsonWriter(self.files, job.id, job.attempts, PROVENANCE, MAX_PER_FILE,
+                                stem="AssociatedProvenance") as writer:
+            self.unrecorded = writer.files
+            await write_associated_provenance(ctx, self.services, job, patient_ids, write)
+        if not await self.store.type_done(job, [*output, *writer.files], len(job.types) + 1):
+            raise Cancelled(job.id)
+        self.unrecorded = []
+        return writer.files
 
     async def discard_unrecorded(self) -> None:
         """Remove this run's files that no job document lists (best effort: the sweep or expiry cleans up after
@@ -166,22 +190,6 @@ async def _members(ctx: RequestContext, services: Services, job: ExportJob) -> l
         return None if chosen is None else sorted(chosen)
     members = await cohort_patient_ids(ctx, services, job.group_id)
     return sorted(members if chosen is None else members & chosen)
-
-
-async def type_query(ctx: RequestContext, services: Services, job: ExportJob, resource_type: str,
-                     patient_ids: list[str] | None) -> dict[str, Any]:
-    """Level scope AND time window AND (any of the type's ``_typeFilter`` searches)."""
-    scope: dict[str, Any] = {}
-    if job.level in (PATIENT, GROUP):
-        scope = compartment_filter(services.search_parameters, resource_type, patient_ids)
-    searches = [await search_filter(ctx, services, resource_type, q)
-                for q in job.type_filters.get(resource_type, [])]
-    return all_of(scope, time_filter(job.since, job.transaction_time), any_of(searches))
-
-
-async def search_filter(ctx: RequestContext, services: Services, resource_type: str, query: str) -> dict[str, Any]:
-    """The MongoDB filter of one ``_typeFilter`` search (chains and ``_has`` resolved by the search module)."""
-    return await compiled_filter(ctx, services, resource_type, filter_pairs(query))
 
 
 class Heartbeat:

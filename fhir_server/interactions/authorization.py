@@ -83,8 +83,9 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
         return [("Patient", "r"), ("Observation", "r")] + ([("Observation", "c")] if request.method == "POST" else [])
     if name == "registry-report":
         return [(t, "s") for t in CLINICAL_TYPES]
-    if name == "export":
-        return [(t, "s") for t in (_types(request) if resource_type == "*" else CLINICAL_TYPES)]
+    if name == "export":  # and the Provenance of what it writes, when asked for (includeAssociatedData)
+        exported = [(t, "s") for t in (_types(request) if resource_type == "*" else CLINICAL_TYPES)]
+        return [*exported, ("Provenance", "s")] if _names(request, "includeAssociatedData") else exported
     if name == "export-poll-status":
         return []  # an export job answers only the caller that started it (bulk/)
     if name == "cohort":
@@ -94,6 +95,14 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
     if name in ("reindex", "reindex-status"):
         return [("SearchParameter", "u" if name == "reindex" else "r")]
     return None
+
+
+def _names(request: FhirRequest, name: str) -> bool:
+    """Whether ``request`` gives the parameter ``name``, in its query or in a Parameters body."""
+    body = request.body
+    given = body.get("parameter") if isinstance(body, dict) and body.get("resourceType") == "Parameters" else None
+    return any(key == name for key, _ in request.params) or (
+        isinstance(given, list) and any(isinstance(p, dict) and p.get("name") == name for p in given))
 
 
 def _types(request: FhirRequest) -> Iterable[str]:

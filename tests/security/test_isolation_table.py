@@ -225,6 +225,26 @@ def export(path: Callable[[World], str]) -> Probe:
     return probe
 
 
+async def _associated_provenance(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
+    """The Patients an export writes and the Provenance associated with them (``includeAssociatedData``): of the
+    world's two Provenances (``world`` fixture), one targets pFR (center FR), the other pFR and pDE (no single
+    center: the researcher's only)."""
+    path = (f"$export?_type=Patient&_typeFilter={q('Patient?identifier=' + world.system + '|')}"
+            "&includeAssociatedData=RelevantProvenanceResources")
+    kickoff = await http.get(f"/fhir/{path}", headers={"Prefer": "respond-async"})
+    if kickoff.status_code != 202:
+        return Seen(kickoff.status_code)
+    status_url = kickoff.headers["content-location"].replace("http://testserver", "")
+    await runner.wait(status_url.rsplit("=", 1)[1])
+    names: set[str] = set()
+    for item in parse(await http.get(status_url))["output"]:
+        response = await http.get(item["url"].replace("http://testserver", ""))
+        resources = [parse(httpx.Response(200, content=line)) for line in response.content.splitlines() if line]
+        names |= world.visible(resources)
+        names |= {world.extra["provenance"][r["id"]] for r in resources if r["id"] in world.extra["provenance"]}
+    return seen(200, frozenset(names))
+
+
 async def _batch_get(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
     bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": f"Patient/{world.ids['pFR']}"}},
@@ -361,6 +381,9 @@ READS = [
         export(lambda w: f"Patient/$export?patient=Patient/{w.ids['pFR']}&_since={q(w.start.isoformat())}"),
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), Seen(400),  # DE: "not known", as on every path
            seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth"), REFUSED)),
+    Row("$export with its associated Provenance", _associated_provenance,
+        by(seen(200, "pFR", "provenance of pFR"), seen(200, "pDE"),
+           seen(200, "pFR", "pDE", "provenance of pFR", "provenance of pFR and pDE"), REFUSED)),
     Row("$export (Group)", export(lambda w: f"Group/{w.ids['gFR']}/$export"),
         by(seen(200, "pFR", OBSERVATIONS_FR, "gFR"), NOT_FOUND, seen(200, "pFR", OBSERVATIONS_FR, "gFR", "gBoth"),
            REFUSED)),
@@ -598,6 +621,14 @@ async def world(servers: Servers, client: httpx.AsyncClient) -> AsyncIterator[Wo
     the maintainer's reindex job."""
     world = new_world()
     await store_seed(client, world)
+    world.extra["provenance"] = {}
+    for name, targets in (("provenance of pFR", ["pFR"]), ("provenance of pFR and pDE", ["pFR", "pDE"])):
+        provenance = {"resourceType": "Provenance", "recorded": "2026-01-01T00:00:00Z",
+                      "agent": [{"who": {"display": "the registry"}}],
+                      "target": [{"reference": f"Patient/{world.ids[t]}"} for t in targets]}
+        stored = await client.post("/fhir/Provenance", content=body(provenance), headers={"Content-Type": FHIR_JSON})
+        assert stored.status_code == 201, stored.text
+        world.extra["provenance"][parse(stored)["id"]] = name
     async with await _open(OWN, servers, world) as fr:
         first = parse(await fr.get(f"/fhir/Observation?identifier={q(world.system + '|')}&_count=1"))
         assert _entries(first, world) == {"oFR-a"}
