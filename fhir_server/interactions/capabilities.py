@@ -24,6 +24,9 @@ TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-inst
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 RESULT_PARAMETERS = ("_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude")
+# Bulk Data 2.0 (export.html): a server offering $export "SHOULD" say so by instantiating the IG's statement
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+REGISTRY_GUIDE = f"{BASE}/ImplementationGuide/ifp"  # profiles/ImplementationGuide-ifp.json
 
 
 def capabilities(ctx: RequestContext, services: Services, mode: str | None, term: Terminology | None = None
@@ -75,9 +78,12 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
         "kind": "instance",
         "software": {"name": "ifp-fhir", "version": __version__},
         "implementation": {"description": "IFP registry FHIR R4 server", "url": ctx.base_url},
+        "instantiates": [BULK_DATA],
         "fhirVersion": FHIR_VERSION,
         "format": ["json", "application/fhir+json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],  # JSON Patch, FHIRPath Patch
+        # the registry's guide "in its entirety" only where its rule table is enforced (FHIR_REGISTRY_RULES)
+        **({"implementationGuide": [REGISTRY_GUIDE]} if services.settings.registry_rules else {}),
         "rest": [{
             "mode": "server",
             **_security(ctx, services),
@@ -125,6 +131,7 @@ def _resource(resource_type: str, services: Services) -> dict[str, Any]:
     return {
         "type": resource_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+        **_supported_profiles(resource_type, services),
         "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,
@@ -148,6 +155,15 @@ _SPECIAL_TYPE_PARAMS = (
      "documentation": "Reverse chaining: _has:Type:reference-parameter:parameter=value"},
     {"name": "_list", "type": "special", "documentation": "The resources a List (by id) holds as items"},
 )
+
+
+def _supported_profiles(resource_type: str, services: Services) -> dict[str, Any]:
+    """``supportedProfile``: the registry's profiles of the type, those its enforced rule table requires of the
+    resources it selects (``profiles/rules.json``), in rule order."""
+    if not services.settings.registry_rules:
+        return {}
+    profiles = list(dict.fromkeys(r["profile"] for r in services.rules if r.get("resourceType") == resource_type))
+    return {"supportedProfile": profiles} if profiles else {}
 
 
 def _audit_event(services: Services) -> dict[str, Any]:

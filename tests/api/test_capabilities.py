@@ -143,3 +143,33 @@ async def test_an_ehr_reads_but_cannot_write_an_operation_definition(services) -
         definition = {"resourceType": "OperationDefinition", "name": "Mine", "status": "draft",
                       "kind": "operation", "code": "mine", "system": True, "type": False, "instance": False}
         assert (await c.post("/fhir/OperationDefinition", json=definition)).status_code == 403
+
+
+async def test_metadata_instantiates_the_bulk_data_statement(client: httpx.AsyncClient) -> None:
+    cs = parse(await client.get("/fhir/metadata"))
+    assert cs["instantiates"] == ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]
+
+
+async def test_the_registry_server_names_its_guide_and_the_profiles_its_rules_require(
+        registry_client: httpx.AsyncClient) -> None:
+    cs = parse(await registry_client.get("/fhir/metadata"))
+    assert cs["implementationGuide"] == ["https://cml-registry.eu/fhir/ImplementationGuide/ifp"]
+    by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
+    assert by_type["Patient"]["supportedProfile"] == ["https://cml-registry.eu/fhir/StructureDefinition/ifp-patient"]
+    assert {"https://cml-registry.eu/fhir/StructureDefinition/ifp-imatinib",
+            "https://cml-registry.eu/fhir/StructureDefinition/ifp-subsequent-therapy"} <= set(
+        by_type["MedicationStatement"]["supportedProfile"])
+    assert "supportedProfile" not in by_type["Encounter"]
+    guide = parse(await registry_client.get("/fhir/ImplementationGuide",
+                                            params={"url": cs["implementationGuide"][0]}))
+    assert guide["total"] == 1  # the canonical resolves on the server
+    for resource in by_type.values():  # and so does every profile named
+        for url in resource.get("supportedProfile", []):
+            found = parse(await registry_client.get("/fhir/StructureDefinition", params={"url": url}))
+            assert found["total"] == 1, url
+
+
+async def test_a_plain_fhir_server_claims_no_registry_guide_or_profile(client: httpx.AsyncClient) -> None:
+    cs = parse(await client.get("/fhir/metadata"))
+    assert "implementationGuide" not in cs
+    assert not any("supportedProfile" in r for r in cs["rest"][0]["resource"])
