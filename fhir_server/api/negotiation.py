@@ -1,4 +1,7 @@
-"""Content negotiation (https://hl7.org/fhir/R4/http.html#mime-type): JSON only, XML refused with 406/415.
+"""Content negotiation (https://hl7.org/fhir/R4/http.html#mime-type): FHIR JSON and FHIR XML
+(https://hl7.org/fhir/R4/xml.html, converted by ``fhir_server.xml_format``), both ways; JSON when the client
+states no preference. The format chosen for a request is kept in its scope (:data:`MEDIA_TYPE_KEY`), so that
+its errors are written in it too.
 
 The ``fhirVersion`` media-type parameter (http.html#version-parameter) names the FHIR release of the content:
 this server has R4's (``4.0``, or ``4.0.1``), so an ``Accept`` range naming another release is not acceptable
@@ -15,12 +18,16 @@ from starlette.responses import Response
 from fhir_server import fhirjson
 from fhir_server.errors import InvalidRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from fhir_server.settings import Settings
+from fhir_server.xml_format import resource_from_xml, resource_to_xml
 
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
+FHIR_FORMATS = (FHIR_JSON, FHIR_XML)  # the first: when the client states no preference
 JSON_PATCH = "application/json-patch+json"
 _JSON_TYPES = {FHIR_JSON, "application/json", "application/json+fhir", "json", "text/json"}
-_FORMAT_ALIASES = {"json": FHIR_JSON, "application/json": FHIR_JSON, "application/fhir+json": FHIR_JSON,
-                   "application/json+fhir": FHIR_JSON}
+_XML_TYPES = {FHIR_XML, "application/xml", "application/xml+fhir", "xml", "text/xml"}
+_FORMAT_ALIASES = {**dict.fromkeys(_JSON_TYPES, FHIR_JSON), **dict.fromkeys(_XML_TYPES, FHIR_XML)}
+MEDIA_TYPE_KEY = "fhir.media_type"  # the request scope's record of the format negotiated
 
 
 FHIR_VERSIONS = frozenset({"4.0", "4.0.1"})  # the fhirVersion values of R4 content
@@ -53,8 +60,28 @@ def _media_types(header: str) -> list[tuple[str, float]]:
     return out
 
 
-def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JSON,)) -> str:
-    """The media type to answer with, from ``_format`` (which wins) or ``Accept``; 406 when none fits."""
+def response_media_type(request: Request, *, offered: tuple[str, ...] = FHIR_FORMATS) -> str:
+    """The media type to answer with, from ``_format`` (which wins) or ``Accept``; 406 when none fits. A FHIR
+    format chosen is recorded in the request's scope (:func:`negotiated_media_type`)."""
+    chosen = _chosen_media_type(request, offered)
+    if chosen in FHIR_FORMATS:
+        request.scope[MEDIA_TYPE_KEY] = chosen
+    return chosen
+
+
+def negotiated_media_type(request: Request) -> str:
+    """The FHIR format of this request's responses, its errors' included: the one negotiated, else the one it
+    asks for, else JSON (an error is answered even to a client that accepts nothing this server writes)."""
+    recorded = request.scope.get(MEDIA_TYPE_KEY)
+    if recorded:
+        return str(recorded)
+    try:
+        return response_media_type(request)
+    except NotAcceptable:
+        return FHIR_JSON
+
+
+def _chosen_media_type(request: Request, offered: tuple[str, ...]) -> str:
     fmt = request.query_params.get("_format")
     if fmt:
         wanted = _FORMAT_ALIASES.get(fmt.strip().lower(), fmt.strip().lower())
@@ -69,11 +96,10 @@ def response_media_type(request: Request, *, offered: tuple[str, ...] = (FHIR_JS
             continue
         if media_type in ("*/*", "application/*"):
             return offered[0]
-        if media_type in _JSON_TYPES and FHIR_JSON in offered:
-            return FHIR_JSON
-        if media_type in offered:
-            return media_type
-    raise NotAcceptable(f"None of the accepted media types ({accept}) is supported; use {FHIR_JSON}")
+        wanted = _FORMAT_ALIASES.get(media_type, media_type)
+        if wanted in offered:
+            return wanted
+    raise NotAcceptable(f"None of the accepted media types ({accept}) is supported; use {' or '.join(offered)}")
 
 
 # The FHIR media types proper: a client naming one of them asks for a Binary as a resource (binary.html#rest)
@@ -101,15 +127,24 @@ def _is_json(content_type: str) -> bool:
 
 
 async def read_binary_body(request: Request, settings: Settings) -> tuple[Any, bytes, str]:
-    """The body of a Binary's create or update as (the parsed JSON or None, the bytes, the Content-Type): a body
-    of a JSON media type (or none) is parsed, as it may be a Binary resource; any other is content as is."""
+    """The body of a Binary's create or update as (the parsed resource or None, the bytes, the Content-Type): a
+    body of a JSON media type (or none) is parsed, as it may be a Binary resource, and so is one of a FHIR XML
+    type; any other (``application/xml`` too: a CDA document is XML) is content as is."""
     header = request.headers.get("content-type") or ""
     media_type, *parameters = (piece.strip() for piece in header.split(";"))
     raw = await read_raw_body(request, settings.max_body_bytes)
-    if media_type and media_type.lower() not in _JSON_TYPES:
+    fhir_xml = media_type.lower() in (FHIR_XML, "application/xml+fhir")
+    if media_type and media_type.lower() not in _JSON_TYPES and not fhir_xml:
         return None, raw, header
     _check_fhir_version(header, parameters)
-    return fhirjson.loads(raw, settings.json_limits), raw, header
+    return _parsed(raw, fhir_xml, settings), raw, header
+
+
+def _parsed(raw: bytes, xml: bool, settings: Settings) -> Any:
+    """A body's JSON, or its XML converted to the same JSON (checked against the same limits)."""
+    if not xml:
+        return fhirjson.loads(raw, settings.json_limits)
+    return resource_from_xml(raw, limits=settings.json_limits)  # the same depth and array limits as JSON
 
 
 async def read_body(request: Request, settings: Settings, *, patch: bool = False) -> Any:
@@ -118,12 +153,13 @@ async def read_body(request: Request, settings: Settings, *, patch: bool = False
     header = request.headers.get("content-type") or ""
     content_type, *parameters = (piece.strip() for piece in header.split(";"))
     content_type = content_type.lower()
-    allowed = {JSON_PATCH, *_JSON_TYPES} if patch else _JSON_TYPES  # a patch: JSON Patch or FHIRPath Patch
-    if content_type and content_type not in allowed:
-        expected = f"{JSON_PATCH} or {FHIR_JSON}" if patch else FHIR_JSON
+    allowed = {JSON_PATCH, *_JSON_TYPES, *_XML_TYPES} if patch else {*_JSON_TYPES, *_XML_TYPES}
+    if content_type and content_type not in allowed:  # a patch: JSON Patch, or a FHIRPath Patch in either format
+        expected = f"{JSON_PATCH}, {FHIR_JSON} or {FHIR_XML}" if patch else f"{FHIR_JSON} or {FHIR_XML}"
         raise UnsupportedMediaType(f"Content-Type '{content_type}' is not supported here; send {expected}")
     _check_fhir_version(header, parameters)
-    parsed = fhirjson.loads(await read_raw_body(request, settings.max_body_bytes), settings.json_limits)
+    raw = await read_raw_body(request, settings.max_body_bytes)
+    parsed = _parsed(raw, content_type in _XML_TYPES, settings)
     if patch and content_type:
         _check_patch_media_type(content_type, parsed)
     return parsed
@@ -184,7 +220,14 @@ def _inflate(inflater: Any, chunk: bytes, room: int, limit: int) -> bytes:
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
-                  *, pretty: bool = False) -> Response:
-    content = b"" if body is None else fhirjson.dumps(body, pretty=pretty)
-    media_type = f"{FHIR_JSON}; charset=utf-8"
-    return Response(content, status_code=status, headers=headers, media_type=media_type if body is not None else None)
+                  *, pretty: bool = False, media_type: str = FHIR_JSON) -> Response:
+    """A resource (or none) in ``media_type``, FHIR JSON or FHIR XML."""
+    if body is None:
+        return Response(b"", status_code=status, headers=headers)
+    xml = media_type == FHIR_XML
+    try:
+        content = resource_to_xml(body, pretty=pretty) if xml else fhirjson.dumps(body, pretty=pretty)
+    except ValueError as exc:  # XML 1.0 cannot carry U+FFFE or U+FFFF, which a FHIR string may hold
+        raise NotAcceptable(f"This resource cannot be written in XML ({exc}); ask for {FHIR_JSON}") from exc
+    return Response(content, status_code=status, headers=headers,
+                    media_type=f"{FHIR_XML if xml else FHIR_JSON}; charset=utf-8")

@@ -23,6 +23,7 @@ from starlette.routing import Match
 from fhir_server.api.context import base_url, request_context
 from fhir_server.api.negotiation import (
     fhir_response,
+    negotiated_media_type,
     read_binary_body,
     read_body,
     read_raw_body,
@@ -122,9 +123,9 @@ def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult 
            http_request: Request) -> Response:
     """The HTTP response of any interaction's result."""
     if isinstance(result, OperationResponse):
-        return _operation_response(request, result)
+        return _operation_response(request, result, negotiated_media_type(http_request))
     if request.is_write:
-        return _write_response(ctx, request, result)
+        return _write_response(ctx, request, result, negotiated_media_type(http_request))
     headers = result.headers(ctx, with_location=False)
     if result.status == 304:  # conditional read: the client's copy is current
         return Response(status_code=304, headers=headers)
@@ -132,7 +133,8 @@ def render(ctx: RequestContext, request: FhirRequest, result: InteractionResult 
         if wants_native_binary(http_request, str(result.resource.get("contentType", ""))):
             return _native_binary(result.resource, headers)
         response_media_type(http_request)  # the resource, then: in a media type this server speaks (or 406)
-    return fhir_response(result.resource, result.status, headers, pretty=request.pretty)
+    return fhir_response(result.resource, result.status, headers, pretty=request.pretty,
+                         media_type=negotiated_media_type(http_request))
 
 
 def _native_binary(resource: dict[str, Any], headers: dict[str, str]) -> Response:
@@ -147,7 +149,8 @@ def _native_binary(resource: dict[str, Any], headers: dict[str, str]) -> Respons
     return Response(content, status_code=200, headers=headers, media_type=media_type)
 
 
-def _write_response(ctx: RequestContext, request: FhirRequest, result: InteractionResult) -> Response:
+def _write_response(ctx: RequestContext, request: FhirRequest, result: InteractionResult,
+                    media_type: str) -> Response:
     """Body chosen by ``Prefer: return=`` (https://hl7.org/fhir/R4/http.html#ops), the stored resource unless
     asked otherwise."""
     headers = result.headers(ctx, with_location=result.status in (200, 201) and result.version is not None)
@@ -158,17 +161,17 @@ def _write_response(ctx: RequestContext, request: FhirRequest, result: Interacti
         return Response(status_code=result.status, headers=headers)
     if wanted == "OperationOutcome":
         return fhir_response(result.outcome_or_note(request.method), result.status if result.status != 204 else 200,
-                             headers, pretty=request.pretty)
+                             headers, pretty=request.pretty, media_type=media_type)
     if "Location" in headers and result.resource is not None:  # the body is that version (RFC 9110 8.7)
         headers["Content-Location"] = headers["Location"]
-    return fhir_response(result.resource, result.status, headers, pretty=request.pretty)
+    return fhir_response(result.resource, result.status, headers, pretty=request.pretty, media_type=media_type)
 
 
-def _operation_response(request: FhirRequest, out: OperationResponse) -> Response:
+def _operation_response(request: FhirRequest, out: OperationResponse, media_type: str) -> Response:
     if isinstance(out.body, (bytes, str)) or out.body is None:
         return Response(out.body, status_code=out.status, headers=out.headers,
                         media_type=out.media_type if out.body is not None else None)
-    return fhir_response(out.body, out.status, out.headers, pretty=request.pretty)
+    return fhir_response(out.body, out.status, out.headers, pretty=request.pretty, media_type=media_type)
 
 
 class HttpBody:

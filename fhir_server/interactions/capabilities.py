@@ -80,8 +80,9 @@ def capability_statement(ctx: RequestContext, services: Services) -> dict[str, A
         "implementation": {"description": "IFP registry FHIR R4 server", "url": ctx.base_url},
         "instantiates": [BULK_DATA],
         "fhirVersion": FHIR_VERSION,
-        "format": ["json", "application/fhir+json"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],  # JSON Patch, FHIRPath Patch
+        "format": ["json", "application/fhir+json", "xml", "application/fhir+xml"],
+        # JSON Patch, and FHIRPath Patch in either format
+        "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
         # the registry's guide "in its entirety" only where its rule table is enforced (FHIR_REGISTRY_RULES)
         **({"implementationGuide": [REGISTRY_GUIDE]} if services.settings.registry_rules else {}),
         "rest": [{

@@ -22,7 +22,9 @@ from fhir_server.reports.model import Filters, RegistryReport
 
 DEFINITION = "https://cml-registry.eu/fhir/OperationDefinition/registry-report"
 CSV_FORMATS = {"text/csv", "csv"}
-JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+# the FHIR formats: the MeasureReport, in the format the server negotiated (api/negotiation.py)
+FHIR_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir",
+                "xml", "application/xml", "application/fhir+xml", "application/xml+fhir", "text/xml"}
 
 CohortResolver = Callable[[RequestContext, Any, str], Awaitable[set[str]]]
 
@@ -45,11 +47,11 @@ def wants_csv(op: OperationRequest) -> bool:
     if fmt:
         if fmt in CSV_FORMATS:
             return True
-        if fmt in JSON_FORMATS:
+        if fmt in FHIR_FORMATS:
             return False
-        raise NotAcceptable(f"_format '{fmt}' is not offered by $registry-report (use json or text/csv)")
+        raise NotAcceptable(f"_format '{fmt}' is not offered by $registry-report (use json, xml or text/csv)")
     accept = op.headers.get("accept", "")
-    return "text/csv" in accept and "json" not in accept
+    return "text/csv" in accept and "json" not in accept and "xml" not in accept
 
 
 def handler(cohort: CohortResolver = default_cohort) -> Callable[..., Awaitable[OperationResponse]]:

@@ -56,20 +56,20 @@ async def test_body_not_an_object_is_400(client: httpx.AsyncClient) -> None:
     assert r.status_code == 400
 
 
-async def test_xml_body_is_415(client: httpx.AsyncClient) -> None:
-    r = await client.post("/fhir/Patient", content=b"<Patient xmlns='http://hl7.org/fhir'/>",
-                          headers={"Content-Type": "application/fhir+xml"})
+async def test_a_body_in_a_format_the_server_does_not_read_is_415(client: httpx.AsyncClient) -> None:
+    r = await client.post("/fhir/Patient", content=b"@prefix fhir: <http://hl7.org/fhir/> .",
+                          headers={"Content-Type": "text/turtle"})
     assert r.status_code == 415
     assert parse(r)["resourceType"] == "OperationOutcome"
 
 
-async def test_xml_accept_is_406(client: httpx.AsyncClient) -> None:
-    r = await client.get("/fhir/metadata", headers={"Accept": "application/fhir+xml"})
+async def test_an_accept_of_a_format_the_server_does_not_write_is_406(client: httpx.AsyncClient) -> None:
+    r = await client.get("/fhir/metadata", headers={"Accept": "text/turtle"})
     assert r.status_code == 406
 
 
-async def test_format_xml_is_406(client: httpx.AsyncClient) -> None:
-    r = await client.get("/fhir/metadata?_format=xml")
+async def test_format_turtle_is_406(client: httpx.AsyncClient) -> None:
+    r = await client.get("/fhir/metadata?_format=ttl")
     assert r.status_code == 406
 
 

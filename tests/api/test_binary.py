@@ -11,6 +11,7 @@ import pytest
 from fhir_server.context import Caller
 from fhir_server.permissions import Role
 from fhir_server.services import Services
+from fhir_server.xml_format import resource_from_xml
 from tests.conftest import FHIR_JSON, client_as, parse, post, put, unique
 
 PDF = b"%PDF-1.4\n\x00\x01\x02 not really a PDF\xff"
@@ -73,9 +74,17 @@ async def test_read_of_json_content_with_a_generic_json_accept_answers_the_conte
     assert r.headers["content-type"] == "application/vnd.xacml+json"
 
 
-async def test_read_of_a_binary_as_fhir_xml_is_406(client: httpx.AsyncClient) -> None:
+async def test_read_of_a_binary_as_fhir_xml_is_the_resource_in_xml(client: httpx.AsyncClient) -> None:
     stored = await _native(client, PDF, "application/pdf")
     r = await client.get(f"/fhir/Binary/{stored['id']}", headers={"Accept": "application/fhir+xml"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+xml")
+    resource = resource_from_xml(r.content)
+    assert resource["resourceType"] == "Binary" and base64.b64decode(resource["data"]) == PDF
+
+
+async def test_read_of_a_binary_in_a_format_the_server_does_not_write_is_406(client: httpx.AsyncClient) -> None:
+    stored = await _native(client, PDF, "application/pdf")
+    r = await client.get(f"/fhir/Binary/{stored['id']}?_format=ttl")
     assert r.status_code == 406
     assert parse(r)["resourceType"] == "OperationOutcome"
 
