@@ -174,5 +174,6 @@ async def test_transaction_patch_entry_with_a_fhirpath_patch(client: httpx.Async
 
 
 async def test_capability_statement_lists_both_patch_formats(client: httpx.AsyncClient) -> None:
+    """JSON Patch, and FHIRPath Patch in both FHIR formats."""
     capabilities = parse(await client.get("/fhir/metadata"))
-    assert set(capabilities["patchFormat"]) == {"application/json-patch+json", FHIR_JSON}
+    assert set(capabilities["patchFormat"]) == {"application/json-patch+json", FHIR_JSON, "application/fhir+xml"}
