@@ -43,9 +43,10 @@ async def write_associated_provenance(ctx: RequestContext, services: Services, j
     every = RELEVANT_PROVENANCE in job.associated
     latest: dict[Key, tuple[datetime, str]] = {}  # target -> its most recent Provenance so far (recorded, id)
     batch: list[dict[str, Any]] = []
+    queries = _TypeQueries(ctx, services, job, patient_ids)
 
     async def settle(provenances: list[dict[str, Any]]) -> None:
-        for provenance, targets in await _associated(ctx, services, job, patient_ids, provenances):
+        for provenance, targets in await _associated(ctx, services, queries, job.types, provenances):
             if every:
                 await write(provenance)
                 continue
@@ -68,16 +69,32 @@ async def write_associated_provenance(ctx: RequestContext, services: Services, j
                 await write(version.resource)
 
 
-async def _associated(ctx: RequestContext, services: Services, job: ExportJob, patient_ids: list[str] | None,
+class _TypeQueries:
+    """The export's query of each type (``bulk/queries.py``), compiled once for every batch of Provenance (a
+    ``_typeFilter`` with a chain or ``_has`` reads the store to compile)."""
+
+    def __init__(self, ctx: RequestContext, services: Services, job: ExportJob,
+                 patient_ids: list[str] | None) -> None:
+        self._args = (ctx, services, job)
+        self._patient_ids = patient_ids
+        self._compiled: dict[str, dict[str, Any]] = {}
+
+    async def of(self, resource_type: str) -> dict[str, Any]:
+        if resource_type not in self._compiled:
+            self._compiled[resource_type] = await type_query(*self._args, resource_type, self._patient_ids)
+        return self._compiled[resource_type]
+
+
+async def _associated(ctx: RequestContext, services: Services, queries: _TypeQueries, types: list[str],
                       provenances: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[Key]]]:
     """Each Provenance of ``provenances`` that targets an exported resource, with those targets; those the
     export's own Provenance files hold are left out."""
-    kinds = set(job.types) - {PROVENANCE}
+    kinds = set(types) - {PROVENANCE}
     targets = [[key for key in _keys(p.get("target"), ctx.base_url) if key[0] in kinds] for p in provenances]
-    exported = await _exported(ctx, services, job, patient_ids, [key for keys in targets for key in keys])
+    exported = await _exported(ctx, services, queries, [key for keys in targets for key in keys])
     written = set()
-    if PROVENANCE in job.types:
-        written = {key[1] for key in await _exported(ctx, services, job, patient_ids,
+    if PROVENANCE in types:
+        written = {key[1] for key in await _exported(ctx, services, queries,
                                                      [(PROVENANCE, p["id"]) for p in provenances])}
     out = []
     for provenance, keys in zip(provenances, targets, strict=True):
@@ -87,7 +104,7 @@ async def _associated(ctx: RequestContext, services: Services, job: ExportJob, p
     return out
 
 
-async def _exported(ctx: RequestContext, services: Services, job: ExportJob, patient_ids: list[str] | None,
+async def _exported(ctx: RequestContext, services: Services, queries: _TypeQueries,
                     keys: Iterable[Key]) -> set[Key]:
     """Which of ``keys`` the export's query of their type finds: one query per type."""
     by_type: dict[str, set[str]] = defaultdict(set)
@@ -95,7 +112,7 @@ async def _exported(ctx: RequestContext, services: Services, job: ExportJob, pat
         by_type[kind].add(ident)
     found: set[Key] = set()
     for kind, ids in by_type.items():
-        query = all_of(await type_query(ctx, services, job, kind, patient_ids), {"_id": {"$in": sorted(ids)}})
+        query = all_of(await queries.of(kind), {"_id": {"$in": sorted(ids)}})
         found |= {(kind, doc["_id"]) for doc in await services.store.find(ctx, kind, query, projection={"_id": 1})}
     return found
 
