@@ -53,6 +53,7 @@ router = APIRouter(prefix="/fhir")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # the parser answers 405 for OPTIONS
 _WITH_BODY = ("POST", "PUT", "PATCH")
 _READS = (Interaction.READ, Interaction.VREAD)
+_DISCOVERY = ("metadata", "$versions")  # answered to anyone
 
 
 async def fhir_api(request: Request) -> Response:
@@ -72,9 +73,9 @@ async def fhir_api(request: Request) -> Response:
     ctx: RequestContext | None = None
     try:
         # Who calls is known before anything is parsed or read (an unauthenticated body costs nothing); the
-        # CapabilityStatement needs no token (SMART: clients discover the server from it)
+        # CapabilityStatement and $versions need no token (SMART: clients discover the server from them)
         ctx = await request_context(request, services.settings,
-                                    public=request.method in ("GET", "HEAD") and path == "metadata")
+                                    public=request.method in ("GET", "HEAD") and path in _DISCOVERY)
         fhir_request = await _parse(request, path, query, body, negotiate)
         request.scope[INTERACTION_KEY] = fhir_request.interaction.value  # the metrics' label (api.observability)
         after_response: AfterResponse = []

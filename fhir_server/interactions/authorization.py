@@ -86,6 +86,8 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
     if name == "export":  # and the Provenance of what it writes, when asked for (includeAssociatedData)
         exported = [(t, "s") for t in (_types(request) if resource_type == "*" else CLINICAL_TYPES)]
         return [*exported, ("Provenance", "s")] if _names(request, "includeAssociatedData") else exported
+    if name == "versions":
+        return []  # discovery, like the CapabilityStatement: public
     if name == "export-poll-status":
         return []  # an export job answers only the caller that started it (bulk/)
     if name == "cohort":

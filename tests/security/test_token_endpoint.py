@@ -38,6 +38,13 @@ async def test_the_capability_statement_needs_no_token_and_names_the_token_endpo
     assert oauth["extension"] == [{"url": "token", "valueUri": TOKEN_URL}]
 
 
+async def test_versions_needs_no_token_either(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/fhir/$versions")
+    assert response.status_code == 200, response.text
+    assert {"name": "default", "valueCode": "4.0"} in response.json()["parameter"]
+    assert (await anonymous.get("/fhir/Patient/$meta")).status_code == 401  # only discovery is public
+
+
 async def test_a_client_gets_a_bearer_token_with_the_scopes_granted(anonymous: httpx.AsyncClient,
                                                                     clients: ClientsFile) -> None:
     client = clients.register("researcher")
