@@ -149,12 +149,14 @@ def _resource(resource_type: str, services: Services) -> dict[str, Any]:
     }
 
 
-# The type-level parameters that are no SearchParameter's (search.html#has, search.html#list): a client learns
-# of them from the statement like of any other
+# The type-level parameters that are no SearchParameter's (search.html#has, search.html#list, search_filter.html):
+# a client learns of them from the statement like of any other
 _SPECIAL_TYPE_PARAMS = (
     {"name": "_has", "type": "special",
      "documentation": "Reverse chaining: _has:Type:reference-parameter:parameter=value"},
     {"name": "_list", "type": "special", "documentation": "The resources a List (by id) holds as items"},
+    {"name": "_filter", "type": "special",
+     "documentation": "search_filter.html: tests of the type's parameters joined by and, or, not and parentheses"},
 )
 
 

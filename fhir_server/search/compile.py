@@ -31,6 +31,10 @@ from fhir_server.search.model import (
     Clause,
     CompositeValue,
     DateValue,
+    FilterAll,
+    FilterClause,
+    FilterNone,
+    FilterTerm,
     HasClause,
     Include,
     MissingValue,
@@ -43,6 +47,7 @@ from fhir_server.search.model import (
     TokenValue,
     UriValue,
     Value,
+    conjuncts,
 )
 from fhir_server.search.param_types import composite, date, number, quantity, reference, string, token, uri
 from fhir_server.search.param_types.common import MATCH_NOTHING, Criteria, Filter, any_of, elem_match
@@ -168,7 +173,13 @@ def compile_search(parsed: ParsedSearch, *, expansions: Expansions | None = None
     chains: list[ChainJoin] = []
     has: list[HasJoin] = []
     for clause in parsed.clauses:
-        if isinstance(clause, HasClause):
+        if isinstance(clause, FilterClause):  # its top-level chains are joins; the rest one filter
+            for term in conjuncts(clause.term):
+                if isinstance(term, Clause) and term.chain:
+                    chains.append(compiler.chain_join(term))
+                else:
+                    terms.append(compiler.filter_term(term))
+        elif isinstance(clause, HasClause):
             has.append(compiler.has_join(parsed.resource_type, clause))
         elif clause.chain:
             chains.append(compiler.chain_join(clause))
@@ -242,6 +253,17 @@ class _Compiler:
         return HasJoin(clause.source_type, clause.param.code, target_type or "", inner, token_code)
 
     # -- clauses -------------------------------------------------------------------------------------------
+    def filter_term(self, term: FilterTerm) -> Filter:
+        """A ``_filter`` term without chains (``filter_param`` allows them at the top level only)."""
+        if isinstance(term, Clause):
+            return self.clause_filter(term)
+        if isinstance(term, FilterNone):
+            return {"$nor": [self.filter_term(term.item)]}
+        items = [self.filter_term(item) for item in term.items]
+        if isinstance(term, FilterAll):
+            return _and(items)
+        return {"$or": items}
+
     def clause_filter(self, clause: Clause) -> Filter:
         code, modifier = clause.param.code, clause.modifier
         if clause.values and isinstance(clause.values[0], MissingValue):

@@ -90,6 +90,60 @@ class HasClause:
 
 
 @dataclass(frozen=True)
+class FilterAll:
+    """``a and b ...`` of a ``_filter``."""
+
+    items: tuple[FilterTerm, ...]
+
+
+@dataclass(frozen=True)
+class FilterAny:
+    """``a or b ...`` of a ``_filter``."""
+
+    items: tuple[FilterTerm, ...]
+
+
+@dataclass(frozen=True)
+class FilterNone:
+    """``not (a)`` of a ``_filter``."""
+
+    item: FilterTerm
+
+
+FilterTerm = Clause | FilterAll | FilterAny | FilterNone
+
+
+@dataclass(frozen=True)
+class FilterClause:
+    """``_filter`` (search_filter.html): a tree of clauses, each one test of the filter
+    (:mod:`fhir_server.search.filter_param`). A chained clause stands only among the filter's top-level ``and``
+    terms (:func:`conjuncts`), where it becomes a join as a chained parameter does."""
+
+    name: str
+    raw: str
+    term: FilterTerm
+
+    def render_values(self) -> str:
+        return self.raw
+
+
+def conjuncts(term: FilterTerm) -> tuple[FilterTerm, ...]:
+    """The terms ``term`` requires all of: the items of its top-level ``and``s, flattened."""
+    if isinstance(term, FilterAll):
+        return tuple(inner for item in term.items for inner in conjuncts(item))
+    return (term,)
+
+
+def filter_clauses(term: FilterTerm) -> list[Clause]:
+    """Every clause of a ``_filter`` tree, in order."""
+    if isinstance(term, Clause):
+        return [term]
+    if isinstance(term, FilterNone):
+        return filter_clauses(term.item)
+    return [clause for item in term.items for clause in filter_clauses(item)]
+
+
+@dataclass(frozen=True)
 class SortKey:
     code: str  # "_id", "_lastUpdated" or a parameter code
     descending: bool
@@ -120,7 +174,7 @@ class Include:
 @dataclass(frozen=True)
 class ParsedSearch:
     resource_type: str | None
-    clauses: tuple[Clause | HasClause, ...] = ()
+    clauses: tuple[Clause | HasClause | FilterClause, ...] = ()
     types: tuple[str, ...] = ()  # _type (system search)
     sort: tuple[SortKey, ...] = ()
     count: int | None = None
@@ -158,9 +212,12 @@ class ParsedSearch:
         return "&".join(f"{quote(k, safe=safe)}={quote(v, safe=safe)}" for k, v in self.applied_pairs())
 
 
-def _walk(clauses: tuple[Clause | HasClause, ...]) -> list[Clause]:
+def _walk(clauses: tuple[Clause | HasClause | FilterClause, ...]) -> list[Clause]:
     out: list[Clause] = []
     for clause in clauses:
+        if isinstance(clause, FilterClause):
+            out.extend(_walk(tuple(filter_clauses(clause.term))))
+            continue
         if isinstance(clause, HasClause):
             out.extend(_walk((clause.inner,)))
             continue

@@ -8,17 +8,20 @@ strict rejects them. Invalid values are always rejected with ``InvalidRequest`` 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from fhir_server.errors import InvalidRequest
+from fhir_server.search.filter_param import filter_clause
 from fhir_server.search.model import (
     PREFIXES,
     Clause,
     CompositeValue,
     DateValue,
+    FilterClause,
     HasClause,
     Include,
     MissingValue,
@@ -91,8 +94,11 @@ class _Context:
         self.now = now
         self.max_count = max_count
         self.ignored: list[tuple[str, str]] = []
+        self.within: str | None = None  # the parameter whose value is being read as parameters (_filter)
 
     def unknown(self, name: str, reason: str) -> None:
+        if self.within is not None:
+            raise invalid(f"{self.within}: {reason}", "not-supported")
         if self.strict:
             raise invalid(f"Unknown or unsupported search parameter {name!r}: {reason}", "not-supported")
         self.ignored.append((name, reason))
@@ -107,9 +113,12 @@ def parse_search(registry: SearchParameterRegistry, resource_type: str | None,
     types = _parse_types(ctx, resource_type, pairs)
     search_types = (resource_type,) if resource_type else types
     result = ResultParameters()
-    clauses: list[Clause | HasClause] = []
+    clauses: list[Clause | HasClause | FilterClause] = []
     for name, value in pairs:
         if name in IGNORED_SILENTLY or name == "_type":
+            continue
+        if name == "_filter":
+            clauses.append(_parse_filter(ctx, resource_type, search_types, value))
             continue
         if name.startswith("_") and _result_parameter(ctx, resource_type, search_types, name, value, result):
             continue
@@ -121,6 +130,15 @@ def parse_search(registry: SearchParameterRegistry, resource_type: str | None,
         total=result.total, summary=result.summary, elements=result.elements, includes=result.includes,
         ignored=tuple(ctx.ignored), now=ctx.now,
     )
+
+
+def _parse_filter(ctx: _Context, resource_type: str | None, search_types: tuple[str, ...],
+                  value: str) -> FilterClause:
+    """``_filter`` (search_filter.html): its tests read as plain parameters are, an unknown one a 400 whatever
+    the handling (``filter_param``)."""
+    inner = copy.copy(ctx)
+    inner.within = "_filter"
+    return filter_clause(value, lambda name, raw: _parse_clause(inner, resource_type, search_types, name, raw))
 
 
 def _parse_types(ctx: _Context, resource_type: str | None, pairs: list[tuple[str, str]]) -> tuple[str, ...]:

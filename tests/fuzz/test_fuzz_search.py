@@ -7,6 +7,7 @@ Properties: no answer is a 5xx; a 200 is a searchset Bundle; anything else is a 
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Any
 from urllib.parse import urlencode
@@ -137,5 +138,61 @@ async def test_a_generated_search_is_never_a_server_error(client: httpx.AsyncCli
         if response.headers["content-type"].startswith(FHIR_JSON):
             bundle = fhirjson.loads(response.content)
             assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset", response.text[:500]
+    else:
+        outcome_of(response)
+
+
+FILTER_OPERATORS = ["eq", "ne", "co", "sw", "ew", "gt", "lt", "ge", "le", "ap", "sa", "eb", "pr", "po", "ss", "sb",
+                    "in", "ni", "re", "xx", "EQ"]
+
+
+@st.composite
+def _filter_comparison(draw: st.DrawFn, parameters: dict[str, SearchParam]) -> str:
+    """``path op value`` (search_filter.html) over the type's parameters, chains, odd names and values."""
+    code = draw(st.sampled_from(sorted(parameters)))
+    path = code + draw(st.sampled_from(["", "", ".name", ".identifier", ".subject.name", "[type eq x].target"]))
+    value = draw(st.one_of(VALUES.get(parameters[code].type, _ODD_TEXT).map(_to_text).map(json.dumps),
+                           VALUES.get(parameters[code].type, _ODD_TEXT).filter(lambda v: v and " " not in v),
+                           st.sampled_from(["true", "false", "loinc|1234-5", "2020", "5.4|ucum|mg"])))
+    return f"{path} {draw(st.sampled_from(FILTER_OPERATORS))} {value}"
+
+
+@st.composite
+def _filter(draw: st.DrawFn, parameters: dict[str, SearchParam], depth: int = 0) -> str:
+    choice = draw(st.integers(0, 5 if depth < 3 else 0))
+    if choice <= 2:
+        return draw(_filter_comparison(parameters))
+    left, right = draw(_filter(parameters, depth + 1)), draw(_filter(parameters, depth + 1))
+    if choice == 3:
+        return f"{left} {draw(st.sampled_from(['and', 'or', 'OR', 'And']))} {right}"
+    if choice == 4:
+        return f"({left}) and {right}"
+    return f"not ({left})"
+
+
+@st.composite
+def _damaged(draw: st.DrawFn, text: str) -> str:
+    """``text`` with a run of characters cut, or one of ``()[]" `` inserted."""
+    if not text or draw(st.booleans()):
+        return text
+    at = draw(st.integers(0, len(text)))
+    if draw(st.booleans()):
+        return text[:at] + text[at + draw(st.integers(1, 4)):]
+    return text[:at] + draw(st.sampled_from(list('()[]" \\'))) + text[at:]
+
+
+@given(data=st.data())
+async def test_a_generated_filter_is_never_a_server_error(client: httpx.AsyncClient, services: Services,
+                                                          stored_examples: None, data: Any) -> None:
+    """``_filter`` (search_filter.html): valid, wrong and damaged filters alike answer a searchset or a 4xx."""
+    resource_type = data.draw(st.sampled_from(FUZZED_TYPES), label="type")
+    parameters = dict(services.search_parameters.for_type(resource_type))
+    text = data.draw(_filter(parameters).flatmap(_damaged), label="_filter")
+    headers = {"Prefer": data.draw(st.sampled_from(["handling=lenient", "handling=strict"]), label="Prefer")}
+    response = await client.get(f"/fhir/{resource_type}", params={"_filter": text}, headers=headers)
+    assert_not_server_error(response)
+    if response.status_code == 200:
+        bundle = fhirjson.loads(response.content)
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset", response.text[:500]
     else:
         outcome_of(response)

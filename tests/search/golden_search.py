@@ -1,6 +1,6 @@
 """Golden search semantics: tiny data set, queries and expected ids, derived by hand from
 https://hl7.org/fhir/R4/search.html (parameter types, prefixes, modifiers, chaining, ``_has``, ``_list``,
-``_sort``).
+``_sort``) and from https://hl7.org/fhir/R4/search_filter.html (``_filter``).
 
 Data, not tests: ``test_golden_mongo.py`` runs every case on a real mongod with the compiled filters; the
 integration engineer can run the same table over HTTP (``GET [base]/{type}?{query}``, compare entry ids;
@@ -11,7 +11,10 @@ Notes on choices the spec leaves to the server (documented in ``fhir_server.sear
   inside the search range, so ``birthdate=1956-04-02`` does not match ``birthDate: 1956-04``;
 * number/quantity ``eq`` compares precision ranges (``1.500`` does not match ``1.50``), ``gt``/``lt`` exact
   values;
-* ``_sort`` ascending puts resources without the parameter first, descending last.
+* ``_sort`` ascending puts resources without the parameter first, descending last;
+* ``_filter`` (``fhir_server.search.filter_param``): a test means what the equivalent plain parameter means; string
+  ``eq`` is the same text, case- and accent-insensitive as string search is; ``ne`` on a string or a reference is
+  "no value equal" (``not (eq)``), on a token ``:not``; ``po`` is "the date ranges overlap".
 """
 
 from __future__ import annotations
@@ -326,6 +329,51 @@ CASES: list[Case] = [
     ("_list and another parameter", "Patient", q("_list=l1&gender=female"), ["p3"], False),
     ("_list of several lists", "Patient", q("_list=none,l1"), ["p1", "p3"], False),
     ("_list of an unknown list", "Patient", q("_list=none"), [], False),
+    # _filter (search_filter.html): the tests, the logic (left to right, no precedence), by parameter type
+    ("_filter string eq is the same text, any case", "Patient", q('_filter=family eq "levy"'), ["p2"], False),
+    ("_filter string eq ignores accents", "Patient", q('_filter=family eq "LEVEQUE"'), ["p1"], False),
+    ("_filter string eq is not starts-with", "Patient", q('_filter=family eq "lev"'), [], False),
+    ("_filter string co", "Patient", q('_filter=family co "ev"'), ["p1", "p2"], False),
+    ("_filter string sw", "Patient", q("_filter=family sw mar"), ["p3"], False),
+    ("_filter string ew", "Patient", q('_filter=family ew "QUE"'), ["p1"], False),
+    ("_filter string ne: no value equal", "Patient", q('_filter=family ne "levy"'), ["p1", "p3"], False),
+    ("_filter and", "Patient", q("_filter=gender eq female and birthdate pr true"), ["p2"], False),
+    ("_filter or", "Patient", q("_filter=gender eq male or family eq martin"), ["p1", "p3"], False),
+    ("_filter keywords in any case", "Patient", q("_filter=gender eq male OR family eq levy"), ["p1", "p2"], False),
+    ("_filter not", "Patient", q("_filter=not(gender eq female)"), ["p1"], False),
+    ("_filter not of an or", "Patient", q("_filter=not (gender eq male or family sw mar)"), ["p2"], False),
+    # (levy or male) and martin: nobody; "and" first would give p2
+    ("_filter and/or apply left to right", "Patient",
+     q("_filter=family eq levy or gender eq male and family eq martin"), [], False),
+    ("_filter parentheses", "Patient", q("_filter=family eq levy or (gender eq male and family eq martin)"),
+     ["p2"], False),
+    ("_filter token code alone", "Patient", q("_filter=identifier eq FR-POI-0042"), ["p1", "p3"], False),
+    ("_filter token system|code", "Patient", q(f"_filter=identifier eq {B}/sid/patient|FR-POI-0042"), ["p1"], False),
+    ("_filter token ne is :not", "Patient", q("_filter=gender ne female"), ["p1"], False),
+    ("_filter token loinc stands for its system", "Observation", q("_filter=code eq loinc|69380-4"), ["o1", "o2"],
+     False),
+    ("_filter token ne includes resources without the element", "Observation",
+     q("_filter=code ne loinc|69380-4"), ["o3", "o4", "o5"], False),
+    ("_filter date ge", "Patient", q("_filter=birthdate ge 1956-04-02"), ["p1", "p2"], False),
+    ("_filter date eq: the range lies inside", "Observation", q("_filter=date eq 2007-06"), [], False),
+    ("_filter date po: the ranges overlap", "Observation", q("_filter=date po 2007-06"), ["o5"], False),
+    # o3 is 2008-01-01T01:30Z
+    ("_filter date po a year", "Observation", q("_filter=date po 2007"), ["o1", "o2", "o5"], False),
+    ("_filter quantity gt", "Observation", q("_filter=value-quantity gt 1"), ["o1", "o4", "o5"], False),
+    ("_filter quantity eq uses the precision", "Observation", q("_filter=value-quantity eq 1.5"), ["o1"], False),
+    ("_filter quantity with the ucum alias", "Observation", q("_filter=value-quantity eq 1.50|ucum|%"), ["o1"],
+     False),
+    ("_filter quantity ap", "Observation", q("_filter=value-quantity ap 95"), ["o4", "o5"], False),
+    ("_filter quantity pr false", "Observation", q("_filter=value-quantity pr false"), ["o3"], False),
+    ("_filter reference re", "Observation", q("_filter=subject re Patient/p1"), ["o1", "o3"], False),
+    ("_filter reference ne: no reference equal", "Observation", q("_filter=subject ne Patient/p1"),
+     ["o2", "o4", "o5"], False),
+    ("_filter chain", "Observation", q('_filter=patient.family eq "levy"'), ["o2", "o5"], False),
+    ("_filter chain and a test", "Observation", q("_filter=patient.family eq levy and code eq loinc|777-3"), ["o5"],
+     False),
+    ("_filter _id", "Patient", q("_filter=_id ne p1"), ["p2", "p3"], False),
+    ("_filter _lastUpdated", "Patient", q("_filter=_lastUpdated ge 2020-01-01"), ["p1", "p2"], False),
+    ("_filter and another parameter", "Patient", q("_filter=family sw lev&gender=female"), ["p2"], False),
     # _sort
     (
         "sort date ascending, missing first",

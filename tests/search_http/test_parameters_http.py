@@ -251,6 +251,19 @@ async def test_token_in_and_not_in_a_value_set(data: httpx.AsyncClient) -> None:
     assert "reg-b" not in await found(data, "Observation", f"component-value-concept:not-in={vs}")
 
 
+async def test_filter_ss_sb_in_ni_are_below_above_in_and_not_in(data: httpx.AsyncClient) -> None:
+    """search_filter.html#ops: ``ss`` the value subsumes a code of the resource (``:below``), ``sb`` the value is
+    subsumed by one (``:above``), ``in``/``ni`` a value set; their code sets are resolved under ``or`` too."""
+    vs = f"{B}/ValueSet/advanced-phases"
+    assert await found(data, "Observation", f"_filter=value-concept ss {RR}|failure") == ["reg-a", "reg-b", "reg-old"]
+    assert await found(data, "Observation", f"_filter=value-concept sb {RR}|no-chr-3m") == ["reg-a", "reg-old"]
+    assert await found(data, "Observation", f"_filter=component-value-concept in {vs}") == ["reg-b"]
+    outside = await found(data, "Observation", f"_filter=component-value-concept ni {vs}")
+    assert "reg-c" in outside and "reg-b" not in outside
+    either = f"_filter=value-concept ss {RR}|toxicity or component-value-concept in {vs}"
+    assert await found(data, "Observation", either) == ["reg-b", "reg-c"]
+
+
 async def test_token_in_a_value_set_matches_a_code_element_without_a_system(data: httpx.AsyncClient) -> None:
     """Patient.gender is a code: no system of its own, its value set's implied (R4's own value set here)."""
     genders = "http://hl7.org/fhir/ValueSet/administrative-gender"

@@ -341,6 +341,11 @@ READS = [
            seen(200, "pFR", "pDE", OBSERVATIONS_FR, "oDE", "gFR", "gBoth"), REFUSED)),
     Row("chain", get(lambda w: f"Observation?subject:Patient.identifier={idn('pFR')(w)}"),
         by(seen(200, OBSERVATIONS_FR), NOTHING, seen(200, OBSERVATIONS_FR), REFUSED)),
+    Row("_filter", get(lambda w: f"Patient?_filter={q('identifier eq ' + w.system + '| or gender pr false')}"),
+        by(seen(200, "pFR"), seen(200, "pDE"), seen(200, "pFR", "pDE"), REFUSED)),
+    Row("_filter with a chain",
+        get(lambda w: f"Observation?_filter={q('patient.identifier eq ' + w.system + '|' + w.ident('pFR'))}"),
+        by(seen(200, OBSERVATIONS_FR), NOTHING, seen(200, OBSERVATIONS_FR), REFUSED)),
     Row("chain of two links", get(lambda w: "Observation?subject:Patient.organization.identifier="
                                             f"{q(CENTER_SYSTEM + '|' + w.fr)}"),
         by(seen(200, OBSERVATIONS_FR), NOTHING, seen(200, OBSERVATIONS_FR), REFUSED)),

@@ -5,7 +5,8 @@ Entry: ``{"lo": datetime, "hi": datetime}``, the UTC half-open implicit range of
 
 Query: search range ``[pl, ph)`` vs entry range ``[lo, hi)``: eq ``lo>=pl & hi<=ph``; ne: an entry that is
 not eq; gt ``hi>ph``; lt ``lo<pl``; ge ``gt | eq``; le ``lt | eq``; sa ``lo>=ph``; eb ``hi<=pl``; ap: overlap
-with the search range widened by 10% of its distance to now (at least 1 day). ``_lastUpdated`` compares a
+with the search range widened by 10% of its distance to now (at least 1 day); po (``_filter``'s overlap,
+search_filter.html#ops, never a prefix of a plain search) ``lo<ph & hi>pl``. ``_lastUpdated`` compares a
 stored instant (:func:`instant_filter`). Sorted by ``lo`` ascending, ``hi`` descending; a date condition also
 bounds those sort keys (:func:`implied_sort_bound`).
 """
@@ -23,6 +24,7 @@ from fhir_server.search.values import MAX_DATETIME, MIN_DATETIME, DateRange, par
 LOW = "lo"  # inclusive
 HIGH = "hi"  # exclusive
 MODIFIERS = frozenset({"missing"})
+OVERLAPS = "po"  # the prefix of a DateValue from _filter's po
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ def entry_condition(value: DateValue, criteria: Criteria) -> Filter:
             return {LOW: {"$gte": ph}}
         case "eb":
             return {HIGH: {"$lte": pl}}
+        case "po":
+            return {LOW: {"$lt": ph}, HIGH: {"$gt": pl}}
         case _:  # ap
             margin = _approximate_margin(value, criteria.now)
             return {LOW: {"$lt": ph + margin}, HIGH: {"$gt": pl - margin}}
@@ -113,11 +117,11 @@ def implied_sort_bound(code: str, value: DateValue, now: datetime) -> Filter:
     With ``a`` = the smallest ``lo`` and ``d`` = the largest ``hi`` of the resource's entries (every entry has
     ``lo < hi``), an entry ``e`` matching the value implies: eq ``d > pl`` and ``a < ph``; gt/sa ``d > ph``
     (``e.hi > ph``, resp. ``e.hi > e.lo >= ph``); ge ``d > pl``; lt/eb ``a < pl``; le ``a < ph``; ap the same
-    as eq on the widened range; ne nothing."""
+    as eq on the widened range; po as eq; ne nothing."""
     pl, ph = value.range.lo, value.range.hi
     low, high = sort_path(code, SORT_ASCENDING), sort_path(code, SORT_DESCENDING)
     match value.prefix:
-        case "eq":
+        case "eq" | "po":
             return {high: {"$gt": pl}, low: {"$lt": ph}}
         case "gt" | "sa":
             return {high: {"$gt": ph}}
@@ -138,7 +142,7 @@ def instant_filter(field: str, value: DateValue, now: datetime) -> Filter:
     """A stored instant ``t`` (millisecond precision, range ``[t, t+1ms)``) against a search range."""
     pl, ph = value.range.lo, value.range.hi
     match value.prefix:
-        case "eq":
+        case "eq" | "po":
             return {field: {"$gte": pl, "$lt": ph}}
         case "ne":
             return {"$or": [{field: {"$lt": pl}}, {field: {"$gte": ph}}]}

@@ -5,7 +5,8 @@ HumanName and Address expand to one entry per part (family, given, prefix, suffi
 district, state, postalCode, country, text).
 
 Query: case/accent-insensitive starts-with (anchored regex on ``n``); ``:contains`` anywhere in ``n``;
-``:exact`` equality on ``x``. Sorted by ``n``.
+``:exact`` equality on ``x``. Two matches only ``_filter`` asks for (search_filter.html#ops), named by the value's
+``match``: ``eq`` the same text, and ``ew`` ends with, both case/accent-insensitive on ``n``. Sorted by ``n``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fhir_server.search.index_layout import SortKey, bounds_sort_key
 from fhir_server.search.param_types.common import Criteria, Entry, Filter, regex_literal
 from fhir_server.search.values import normalize_text
 
+EQUAL = "equal"  # StringValue.match of _filter's eq
+ENDS_WITH = "ends-with"  # and of its ew
 NORMALIZED = "n"
 EXACT = "x"
 MODIFIERS = frozenset({"exact", "contains", "missing"})
@@ -28,6 +31,7 @@ ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "
 class StringValue:
     raw: str
     text: str
+    match: str | None = None  # EQUAL or ENDS_WITH (from _filter); None: as the modifier says
 
 
 def _entry(text: str) -> Entry:
@@ -60,5 +64,9 @@ def sort_key(values: list[Any]) -> SortKey | None:
 def entry_condition(value: StringValue, criteria: Criteria) -> Filter:
     if criteria.modifier == "exact":
         return {EXACT: value.text}
+    if value.match == EQUAL:
+        return {NORMALIZED: normalize_text(value.text)}
     pattern = regex_literal(normalize_text(value.text))
+    if value.match == ENDS_WITH:
+        return {NORMALIZED: {"$regex": pattern + r"\z"}}  # PCRE: the very end
     return {NORMALIZED: {"$regex": pattern if criteria.modifier == "contains" else "^" + pattern}}
