@@ -16,6 +16,7 @@ from fhir_server.bulk import import_operation as bulk_import
 from fhir_server.bulk import operation as bulk_export
 from fhir_server.conformance import ConformanceCache
 from fhir_server.interactions import everything, lastn, meta, meta_changes, reindex, risk, terminology_ops, validate
+from fhir_server.interactions import match as patient_match
 from fhir_server.interactions import versions as fhir_versions
 from fhir_server.interactions.enforcement import WriteCheck
 from fhir_server.operations import OperationRegistry
@@ -92,7 +93,7 @@ def register_operations(registry: OperationRegistry) -> None:
     """Every FHIR operation the server offers, registered in one place (the routes and the CapabilityStatement
     are generated from the registry); each operation module contributes its OperationSpec(s)."""
     for module in (validate, terminology_ops, risk, everything, lastn, meta, meta_changes, reindex, registry_report,
-                   bulk_export, cohorts, bulk_import, fhir_versions):
+                   bulk_export, cohorts, bulk_import, fhir_versions, patient_match):
         module.register(registry)
 
 

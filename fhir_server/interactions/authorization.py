@@ -71,6 +71,8 @@ def _operation_needs(request: FhirRequest) -> list[Need] | None:
         return [(resource_type, "r")]
     if name == "everything":
         return [(t, "r") for t in CLINICAL_TYPES]
+    if name == "match":  # a search of Patients, graded
+        return [("Patient", "s")]
     if name == "lastn":  # a search of Observations, grouped
         return [("Observation", "s")]
     if name == "meta":  # a read of one resource, else a search of the type or of every type (as a system search)

@@ -70,7 +70,7 @@ async def test_metadata_lists_the_registry_operations(client: httpx.AsyncClient)
 # OperationDefinition in HL7's namespace; the server's own ($reindex, $risk-scores, the bulk polling) name theirs
 # in the registry's
 HL7_OPERATIONS = {"meta", "meta-add", "meta-delete", "validate", "everything", "lastn", "expand", "lookup",
-                  "validate-code", "subsumes", "translate", "versions"}
+                  "validate-code", "subsumes", "translate", "versions", "match"}
 
 
 async def test_metadata_names_no_hl7_definition_for_the_servers_own_operations(client: httpx.AsyncClient) -> None:

@@ -162,6 +162,15 @@ def get(url: Callable[[World], str]) -> Probe:
     return probe
 
 
+async def _match_probe(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
+    """``Patient/$match`` of a description that shares the FR patient's identifier."""
+    described = {"resourceType": "Patient", "identifier": [{"system": world.system, "value": world.ident("pFR")}]}
+    response = await http.post("/fhir/Patient/$match", content=body(
+        {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": described}]}),
+        headers={"Content-Type": FHIR_JSON})
+    return Seen(200, _entries(parse(response), world)) if response.status_code == 200 else Seen(response.status_code)
+
+
 def total(url: Callable[[World], str]) -> Probe:
     async def probe(http: httpx.AsyncClient, world: World, _cell: Cell) -> Seen:
         response = await http.get(f"/fhir/{url(world)}")
@@ -349,6 +358,7 @@ READS = [
     Row("chain of two links", get(lambda w: "Observation?subject:Patient.organization.identifier="
                                             f"{q(CENTER_SYSTEM + '|' + w.fr)}"),
         by(seen(200, OBSERVATIONS_FR), NOTHING, seen(200, OBSERVATIONS_FR), REFUSED)),
+    Row("Patient/$match", _match_probe, by(seen(200, "pFR"), NOTHING, seen(200, "pFR"), REFUSED)),
     Row("_has", get(lambda w: f"Patient?_has:Observation:subject:identifier={idn('oFR-a')(w)}"),
         by(seen(200, "pFR"), NOTHING, seen(200, "pFR"), REFUSED)),
     Row("_has over a resource the caller may not see",
