@@ -1,12 +1,13 @@
 """``fhir-server load FILE|DIR [--url URL] [--errors FILE]``: load FHIR data into a running server over HTTP.
 
-Files: NDJSON (``.ndjson``, ``.jsonl``: one resource per line, as a Bulk Data ``$export`` writes them) and Bundle
-JSON (``.json``), plain or gzipped (``.gz``); a directory: every such file in it, in name order. A ``transaction``
-Bundle is posted as it is (all or nothing, https://hl7.org/fhir/R4/http.html#transaction), a ``batch`` Bundle as it
-is (each entry on its own); the resources of NDJSON lines and of ``collection`` Bundles are sent in batch
-Bundles of ``--chunk`` entries, each a ``PUT Type/id`` when the resource has an id (the id is kept: an export
-loads back as it was, and loading it again stores no new version) or a ``POST Type`` when it has none. So every
-resource goes through the server's one write path: validated exactly as a create or update of its own,
+Files: NDJSON (``.ndjson``, ``.jsonl``: one resource per line, as a Bulk Data ``$export`` writes them), Bundle
+JSON (``.json``) and FHIR XML (``.xml``, a Bundle or one resource, https://hl7.org/fhir/R4/xml.html: read into
+JSON by ``xml_format`` and sent as JSON), plain or gzipped (``.gz``); a directory: every such file in it, in name
+order. A ``transaction`` Bundle is posted as it is (all or nothing, https://hl7.org/fhir/R4/http.html#transaction),
+a ``batch`` Bundle as it is (each entry on its own); the resources of NDJSON lines and of ``collection`` Bundles are
+sent in batch Bundles of ``--chunk`` entries, each a ``PUT Type/id`` when the resource has an id (the id is kept:
+an export loads back as it was, and loading it again stores no new version) or a ``POST Type`` when it has none.
+So every resource goes through the server's one write path: validated exactly as a create or update of its own,
 conditional semantics and the center rules kept. A chunk goes first as a ``transaction`` Bundle (stored at once);
 only when the server refuses it does it go again as a ``batch`` (each entry on its own), for the failing lines.
 Authentication as ``import-csv`` (``--client``, ``--key``).
@@ -41,8 +42,9 @@ from fhir_server.auth_commands import DEFAULT_URL, add_client_arguments, client_
 from fhir_server.cli import command
 from fhir_server.errors import FhirError
 from fhir_server.settings import Settings
+from fhir_server.xml_format import resource_from_xml
 
-SUFFIXES = (".ndjson", ".jsonl", ".json")
+SUFFIXES = (".ndjson", ".jsonl", ".json", ".xml")
 CHUNK = 100
 FHIR_JSON = "application/fhir+json"
 
@@ -81,6 +83,10 @@ def read_bytes(path: Path) -> bytes:
 
 def is_ndjson(path: Path) -> bool:
     return path.name.removesuffix(".gz").endswith((".ndjson", ".jsonl"))
+
+
+def is_xml(path: Path) -> bool:
+    return path.name.removesuffix(".gz").endswith(".xml")
 
 
 def issues_text(outcome: Any, status: str = "") -> str:
@@ -136,9 +142,9 @@ class Loader:
             self.load_items(path, self.ndjson_items(path, data))
             return
         try:
-            bundle = fhirjson.loads(data)
+            bundle = resource_from_xml(data) if is_xml(path) else fhirjson.loads(data)
         except FhirError as exc:
-            self.fail(path, "file", str(exc))
+            self.fail(path, "file", issues_text(exc.outcome()))
             return
         kind = bundle.get("type") if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle" else None
         if kind in ("transaction", "batch"):

@@ -17,6 +17,7 @@ from fhir_server.api.app import create_app
 from fhir_server.cli import main
 from fhir_server.load_command import Loader, run_load
 from fhir_server.settings import Settings
+from fhir_server.xml_format import resource_to_xml
 from tests.bulk import data
 from tests.bulk.test_import import ndjson
 from tests.bulk.test_import_round_trip import comparable, exported_files, wipe
@@ -26,8 +27,10 @@ pytestmark = pytest.mark.usefixtures("empty_db")
 
 
 def total(url: str, query: str) -> int:
+    """The accurate total of ``query`` (its own parameters kept: httpx's ``params`` would replace them)."""
     with httpx.Client() as http:
-        return int(http.get(f"{url}/fhir/{query}", params={"_total": "accurate", "_count": "0"}).json()["total"])
+        joined = "&" if "?" in query else "?"
+        return int(http.get(f"{url}/fhir/{query}{joined}_total=accurate&_count=0").json()["total"])
 
 
 def test_ndjson_and_bundle_files_of_a_directory_are_loaded(settings: Settings, tmp_path: Path,
@@ -56,6 +59,32 @@ def test_ndjson_and_bundle_files_of_a_directory_are_loaded(settings: Settings, t
         assert total(url, "Observation") == 1
         with httpx.Client() as http:
             assert http.get(f"{url}/fhir/Patient/ld-c").status_code == 200
+
+
+def test_fhir_xml_files_are_loaded_and_a_broken_one_is_reported(settings: Settings, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """xml.html: a Bundle or a resource in FHIR XML loads as its JSON does; a file that is not FHIR XML fails."""
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:0c3f2a7e-54f4-4b8e-9a5b-0a8f1d2e3c4b", "resource": data.patient("FR-POI-X1"),
+         "request": {"method": "POST", "url": "Patient"}},
+        {"resource": data.lab("placeholder") | {"subject": {
+            "reference": "urn:uuid:0c3f2a7e-54f4-4b8e-9a5b-0a8f1d2e3c4b"}},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    (tmp_path / "submission.xml").write_bytes(resource_to_xml(transaction))
+    (tmp_path / "one.xml.gz").write_bytes(gzip.compress(resource_to_xml({**data.patient("FR-POI-X2"), "id": "ld-x"})))
+    (tmp_path / "broken.xml").write_bytes(b"<Patient xmlns='http://hl7.org/fhir'><gender value='x'")
+    report = tmp_path / "errors.tsv"
+    with serve(create_app(settings)) as url:
+        assert run_load(tmp_path, f"{url}/fhir", errors=report) == 1
+        assert "3 resources stored, 1 failed" in capsys.readouterr().err
+        assert total(url, "Patient?identifier=FR-POI-X1") == 1
+        assert total(url, "Observation?subject.identifier=FR-POI-X1") == 1
+        with httpx.Client() as http:
+            stored = http.get(f"{url}/fhir/Patient/ld-x").json()
+        assert stored["identifier"] == data.patient("FR-POI-X2")["identifier"]
+    [row] = [line.split("\t") for line in report.read_text().splitlines()[1:]]
+    assert (Path(row[0]).name, row[1]) == ("broken.xml", "file")
+    assert row[2].startswith("error")
 
 
 def test_a_bad_line_is_reported_with_its_line_number_and_the_others_are_stored(

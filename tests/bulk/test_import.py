@@ -82,7 +82,9 @@ def line_of(outcome: dict[str, Any]) -> int:
 
 
 async def count(client: httpx.AsyncClient, query: str) -> int:
-    response = await client.get(f"/fhir/{query}", params={"_total": "accurate", "_count": "0"})
+    """The accurate total of ``query`` (its own parameters kept: httpx's ``params`` would replace them)."""
+    joined = "&" if "?" in query else "?"
+    response = await client.get(f"/fhir/{query}{joined}_total=accurate&_count=0")
     return int(response.json()["total"])
 
 
