@@ -217,6 +217,8 @@ def _target(method: str, path: str) -> _Target:
     resource_type, rest = parts[0], parts[1:]
     if not rest:
         return _Target(_allowed(method, _TYPE, path), resource_type)
+    if len(rest) > 1 and rest[0] in _TYPE_PATHS:  # Patient/_history/1: _history is no id (ids have no "_")
+        raise NotFound(f"No such endpoint: {method} {path}")
     if len(rest) > 1:
         return _instance_target(method, path, resource_type, rest[0], rest[1:])
     if rest[0] in _TYPE_PATHS:

@@ -128,6 +128,15 @@ async def test_a_url_of_no_interaction_fails_like_http(method: str, url: str, st
     assert await _status(method, url) == status
 
 
+@pytest.mark.parametrize("url", ["Patient/_history/1", "Patient/_search/x", "Patient/_history/1/_history/2"])
+async def test_history_or_search_of_a_type_followed_by_more_is_no_endpoint(url: str) -> None:
+    """``_history`` is no id (R4 ids hold no "_"): not a compartment search of a type '1'."""
+    with pytest.raises(FhirError) as raised:
+        await _parse("GET", url)
+    assert raised.value.status == 404
+    assert f"No such endpoint: GET {url}" in str(raised.value.outcome())
+
+
 async def test_a_method_the_url_does_not_take_is_405_before_its_type_is_looked_at() -> None:
     assert await _status("POST", "Unknown/p1") == 405
 
