@@ -20,10 +20,17 @@ from fhir_server.storage.documents import StoredVersion
 
 
 def check_if_match(current: StoredVersion | None, if_match: str | None) -> None:
+    """http.html#concurrency and RFC 9110 13.1.1: ``If-Match`` names the current version (one ETag, or a list of
+    them), else 412; ``*`` asks only that the resource exist (an update that must not create)."""
     if if_match is None:
         return
-    expected = parse_etag(if_match)
-    if current is None or current.deleted or current.vid != expected:
+    exists = current is not None and not current.deleted
+    if if_match.strip() == "*":
+        if not exists:
+            raise PreconditionFailed("If-Match *: there is no current version to update or delete")
+        return
+    expected = {parse_etag(tag) for tag in if_match.split(",")}
+    if current is None or current.deleted or current.vid not in expected:
         found = "no current version" if current is None or current.deleted else f'W/"{current.vid}"'
         raise PreconditionFailed(f"If-Match {if_match} does not match the current version ({found})")
 

@@ -9,7 +9,7 @@ from typing import Any
 from fhir_server.errors import InvalidRequest
 from fhir_server.storage.documents import instant
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?([0-9]+)"?\s*$')
+_ETAG = re.compile(r'^\s*(?:W/)?(?:"([0-9]+)"|([0-9]+))\s*$')  # quoted or not, but never half-quoted
 
 
 def parse_etag(value: str) -> int:
@@ -17,7 +17,7 @@ def parse_etag(value: str) -> int:
     match = _ETAG.match(value)
     if not match:
         raise InvalidRequest(f"Invalid ETag '{value}': expected W/\"<versionId>\"", code="invalid")
-    return int(match.group(1))
+    return int(match.group(1) or match.group(2))
 
 
 def etag_matches(header: str, vid: int) -> bool:

@@ -22,6 +22,35 @@ async def test_if_match_stale_version_is_412(client: httpx.AsyncClient) -> None:
     assert parse(r)["resourceType"] == "OperationOutcome"
 
 
+async def test_if_match_star_updates_what_exists_and_never_creates(client: httpx.AsyncClient) -> None:
+    """RFC 9110 13.1.1: ``If-Match: *`` holds when a current version exists: an update that must not create."""
+    created = parse(await post(client, "Patient", patient(unique())))
+    updated = await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}, **{"If-Match": "*"})
+    assert updated.status_code == 200 and parse(updated)["meta"]["versionId"] == "2"
+    new_id = unique("star-")
+    refused = await put(client, f"Patient/{new_id}", {**patient(unique()), "id": new_id}, **{"If-Match": "*"})
+    assert refused.status_code == 412
+    assert (await client.get(f"/fhir/Patient/{new_id}")).status_code == 404
+    assert (await client.delete(f"/fhir/Patient/{created['id']}", headers={"If-Match": "*"})).status_code in (200, 204)
+    again = await put(client, f"Patient/{created['id']}", {**created, "gender": "other"}, **{"If-Match": "*"})
+    assert again.status_code == 412  # deleted: no current version
+
+
+async def test_if_match_takes_a_list_of_etags(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    path = f"Patient/{created['id']}"
+    assert (await put(client, path, {**created, "gender": "male"}, **{"If-Match": 'W/"7", W/"1"'})).status_code == 200
+    assert (await put(client, path, {**created, "gender": "other"}, **{"If-Match": 'W/"1", W/"3"'})).status_code == 412
+
+
+async def test_a_malformed_if_match_is_400(client: httpx.AsyncClient) -> None:
+    created = parse(await post(client, "Patient", patient(unique())))
+    for header in ('W/"1', 'W/"abc"', "garbage", 'W/"1",'):
+        r = await put(client, f"Patient/{created['id']}", {**created, "gender": "male"}, **{"If-Match": header})
+        assert r.status_code == 400, header
+        assert "Invalid ETag" in parse(r)["issue"][0]["diagnostics"]
+
+
 async def test_if_match_on_delete_is_not_needed_but_stale_patch_is_412(client: httpx.AsyncClient) -> None:
     created = parse(await post(client, "Patient", patient(unique())))
     await put(client, f"Patient/{created['id']}", {**created, "gender": "male"})
