@@ -111,5 +111,6 @@ async def test_capability_statement_lists_every_type_with_only_evaluable_paramet
     observation = {p["name"]: p["type"] for p in resources["Observation"]["searchParam"]}
     assert observation["code-value-quantity"] == "composite"
     for resource in resources.values():
-        # Location's near is not evaluated; _has and _list are the search framework's own (search.html#has, #list)
-        assert {p["name"] for p in resource["searchParam"] if p["type"] == "special"} == {"_has", "_list"}
+        # Location's near is not evaluated; _has, _list and _filter are the search framework's own (search.html#has,
+        # #list, search_filter.html)
+        assert {p["name"] for p in resource["searchParam"] if p["type"] == "special"} == {"_has", "_list", "_filter"}
