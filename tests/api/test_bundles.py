@@ -128,9 +128,13 @@ async def test_transaction_resolves_conditional_reference_to_entry_of_same_bundl
 
 async def test_conditional_reference_matching_nothing_fails_the_transaction(client: httpx.AsyncClient) -> None:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        _entry(patient(unique()), "POST", "Patient"),
         _entry(_observation(f"Patient?identifier={PATIENT_SYSTEM}|{unique()}", unique()), "POST", "Observation")]}
     r = await _submit(client, bundle)
     assert r.status_code == 404
+    [issue] = parse(r)["issue"]
+    assert issue["expression"] == ["Bundle.entry[1]"]  # the entry that holds the reference
+    assert "matches no resource" in issue["diagnostics"]
 
 
 async def test_unknown_urn_uuid_reference_is_400(client: httpx.AsyncClient) -> None:

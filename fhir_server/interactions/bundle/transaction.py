@@ -339,26 +339,35 @@ class _TransactionState:
         self._map(entry, reference, key)
 
     async def _resolve_conditional_references(self) -> None:
-        wanted: set[str] = set()
+        holder: dict[str, BundleEntry] = {}  # each conditional reference -> the first entry that holds it
         for entry in self.entries:
             if entry.method in ("POST", "PUT"):
-                collect_references(self.resources[entry.index], wanted)
-        for reference in sorted(r for r in wanted if _is_conditional_reference(r)):
-            resource_type, _, query = reference.partition("?")
+                found: set[str] = set()
+                collect_references(self.resources[entry.index], found)
+                for reference in found:
+                    holder.setdefault(reference, entry)
+        for reference in sorted(r for r in holder if _is_conditional_reference(r)):
             try:
-                require_supported_type(resource_type)
-                key = normalized_criteria(resource_type, query)
+                await self._resolve_conditional_reference(reference)
             except FhirError as exc:
-                raise InvalidRequest(f"Invalid conditional reference '{reference}': {exc}", code="invalid") from exc
-            if key in self.criteria_map:
-                self.conditional_map[reference] = self.criteria_map[key]
-                continue
-            matches = await self.uow.matches(resource_type, query)
-            if len(matches) > 1:
-                raise PreconditionFailed(f"Conditional reference '{reference}' matches {len(matches)} resources")
-            if not matches:
-                raise NotFound(f"Conditional reference '{reference}' matches no resource")
-            self.conditional_map[reference] = f"{resource_type}/{matches[0]['_id']}"
+                raise located(exc, holder[reference]) from exc
+
+    async def _resolve_conditional_reference(self, reference: str) -> None:
+        resource_type, _, query = reference.partition("?")
+        try:
+            require_supported_type(resource_type)
+            key = normalized_criteria(resource_type, query)
+        except FhirError as exc:
+            raise InvalidRequest(f"Invalid conditional reference '{reference}': {exc}", code="invalid") from exc
+        if key in self.criteria_map:
+            self.conditional_map[reference] = self.criteria_map[key]
+            return
+        matches = await self.uow.matches(resource_type, query)
+        if len(matches) > 1:
+            raise PreconditionFailed(f"Conditional reference '{reference}' matches {len(matches)} resources")
+        if not matches:
+            raise NotFound(f"Conditional reference '{reference}' matches no resource")
+        self.conditional_map[reference] = f"{resource_type}/{matches[0]['_id']}"
 
     # references to other entries (module docstring)
     async def _rewrite_references(self) -> None:
