@@ -62,24 +62,25 @@ class Expression:
         return self._native is not None
 
     def evaluate(self, focus: Any, resource: Any, type_path: str | None = None,
-                 primitive_type: str | None = None) -> Collection:
+                 primitive_type: str | None = None, *, root: Any = None) -> Collection:
         """Evaluate on ``focus`` (an element of ``resource`` or the resource itself); ``type_path`` is the
         element's path (``Observation.component``), which fhirpathpy needs to resolve choice types;
         ``primitive_type`` is the FHIR type of a primitive focus (``dateTime``), which type operators need
-        (``$this as dateTime``: a JSON string alone could be any string-based type)."""
+        (``$this as dateTime``: a JSON string alone could be any string-based type); ``root`` is
+        ``%rootResource`` when it is not ``resource`` (the container of a contained resource)."""
         try:
             if self._walk is not None:
                 return self._walk(focus)
             if self._native is not None:
-                env = {"resource": resource, "rootResource": resource, "context": focus, "this": focus} \
-                    if self._uses_env else _NO_ENV
+                env = {"resource": resource, "rootResource": resource if root is None else root, "context": focus,
+                       "this": focus} if self._uses_env else _NO_ENV
                 return self._native([focus], env)
         except Unsupported:
             pass
-        return self.slow(focus, resource, type_path, primitive_type)
+        return self.slow(focus, resource, type_path, primitive_type, root=root)
 
     def slow(self, focus: Any, resource: Any, type_path: str | None = None,
-             primitive_type: str | None = None) -> Collection:
+             primitive_type: str | None = None, *, root: Any = None) -> Collection:
         """fhirpathpy's answer (also used by tests to check the native evaluator)."""
         if self._slow is None:
             self._slow = _fhirpathpy(self.tree)
@@ -88,7 +89,7 @@ class Expression:
             target = ResourceNode.create_node(focus, type_path)
         elif primitive_type and not isinstance(focus, dict | list):
             target = ResourceNode.create_node(focus, primitive_type)  # a bare type name: a FHIR primitive
-        return list(self._slow(target, {"resource": resource, "rootResource": resource}))
+        return list(self._slow(target, {"resource": resource, "rootResource": resource if root is None else root}))
 
     def log_failure(self, error: Exception, subject: str, consequence: str = "") -> None:
         """Report that evaluating this expression on ``subject`` raised ``error`` (``consequence``: what the
