@@ -4,7 +4,9 @@ Every concrete resource type of FHIR R4 4.0.1 is served (https://hl7.org/fhir/R4
 is generated with the element table by ``scripts/build_snapshots.py``). Structure is checked in one pass by
 ``validation.primitives`` against the R4 element table generated from the R4 StructureDefinitions: elements
 (unknown ones refused), JSON types and regexes of primitives, cardinality and array-ness, required elements,
-choice types, required bindings, contained resources. Nothing invalid reaches storage.
+choice types, required bindings, contained resources. Then the invariants R4 itself defines (``obs-6``, ``per-1``,
+``ref-1``...: ``validation.core_invariants``); a broken one of severity error is a 400, as the resource is no valid
+FHIR. Nothing invalid reaches storage.
 
 The ``fhir.resources`` R4B pydantic model round trip that used to run as a second check is gone from the write
 path (issue #14: about 0.2 ms CPU per resource, more than the table itself): on every type whose R4B model
@@ -18,6 +20,7 @@ from typing import Any
 
 from fhir_server.errors import InvalidRequest, Issue, NotFound
 from fhir_server.permissions import CONFORMANCE_TYPES
+from fhir_server.validation.core_invariants import core_invariant_issues
 from fhir_server.validation.primitives import RESOURCE_TYPES, check_primitive_types
 
 # The registry's own clinical types (its profiles and rule table are about these).
@@ -62,6 +65,8 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
             code="invalid", expression=(f"{resource_type}.id",))
     issues = check_primitive_types(resource)
     errors = [i for i in issues if i.severity in ("error", "fatal")]
+    if not errors:  # the invariants read a well-formed resource only
+        errors = [i for i in core_invariant_issues(resource) if i.severity == "error"]
     if errors:
         raise InvalidRequest(issues=_dedupe(errors))
 

@@ -38,6 +38,7 @@ from fhir_server.interactions.unit_of_work import UnitOfWork
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
 from fhir_server.resources import check_structure
 from fhir_server.services import Services
+from fhir_server.validation.core_invariants import core_invariant_issues
 
 MODES = ("create", "update", "delete", "profile")
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
@@ -121,6 +122,8 @@ async def validate_resource(ctx: RequestContext, services: Services, op: Operati
             return _outcome(notes + exc.issues)
         issues = await validation_issues(uow, resource, extra_profiles=(profile,) if profile else (),
                                          only_extra=mode == "profile")
+        # a write drops them; the outcome shows the R4 invariants of severity warning (con-3...) too
+        notes += [i for i in core_invariant_issues(resource) if i.severity != "error"]
     return _outcome(notes + issues)
 
 

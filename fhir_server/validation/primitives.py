@@ -10,7 +10,9 @@ and ``_element`` primitive-extension siblings -- this module checks:
 * required elements (min >= 1) and at most one type of a choice element (formats.html#choice);
 * codes of elements with a *required* binding in the core specification (terminologies.html#required):
   ``code`` values against the bound ValueSet, Coding/CodeableConcept codings whose system the ValueSet uses;
-* unknown element names (``structure``).
+* unknown element names (``structure``);
+* ext-1: an extension has a value or nested extensions, not both (the other R4 invariants are
+  :mod:`fhir_server.validation.core_invariants`'s).
 
 The rules come from ``data/r4-elements.json``, generated from the R4 StructureDefinitions by
 ``scripts/build_snapshots.py``. Pure and fast: it runs on every write.
@@ -199,6 +201,7 @@ def _load(path: Path) -> ElementTable:
 
 
 TYPES, CHECKERS, REQUIRED_VALUE_SETS, RESOURCE_TYPES, R4B_MODEL_TYPES = _load(DATA)
+_EXTENSION = TYPES["Extension"]
 
 
 def check_primitive_types(resource: dict[str, Any]) -> list[Issue]:
@@ -243,6 +246,19 @@ def _walk(obj: dict[str, Any], info: TypeInfo, path: str, issues: list[Issue]) -
         _element(obj, name, value, row, path, issues)
     if info.required or info.required_choices:
         _check_required(obj, info, path, issues)
+    if info is _EXTENSION:
+        _check_extension_content(obj, chosen, path, issues)
+
+
+def _check_extension_content(obj: dict[str, Any], chosen: dict[str, str] | None, path: str,
+                             issues: list[Issue]) -> None:
+    """ext-1 (extensibility.html): an extension has a value or nested extensions, not both and not neither. Here
+    rather than with the other invariants (``core_invariants``): extensions are everywhere, and the wire walk
+    visits them all anyway."""
+    has_value = bool(chosen and "value" in chosen) or any(k.startswith("_value") for k in obj)
+    if ("extension" in obj) == has_value:
+        issues.append(Issue("error", "invariant", f"{path}: ext-1: Must have either extensions or value[x], not "
+                            "both", (path,)))
 
 
 def _check_required(obj: dict[str, Any], info: TypeInfo, path: str, issues: list[Issue]) -> None:

@@ -117,9 +117,11 @@ async def test_the_registry_report_counts_only_what_the_caller_may_read(
     """The report is one aggregation reading Patient, Observation (``$unionWith``), Organization (``$lookup``) and
     history: a restricted Patient is not counted, a restricted Organization gives no country, a restricted
     registration Observation gives no reason."""
-    shown = parse(await post(client, "Organization", {"resourceType": "Organization", "address": [{"country": "FR"}]}))
-    hidden_org = parse(await post(client, "Organization", {"resourceType": "Organization", "address": [
-        {"country": "DE"}], "meta": {"security": [RESTRICTED]}}))
+    shown = parse(await post(client, "Organization", {"resourceType": "Organization", "name": "FR center",
+                                                      "address": [{"country": "FR"}]}))
+    hidden_org = parse(await post(client, "Organization", {
+        "resourceType": "Organization", "name": "DE center", "address": [{"country": "DE"}],
+        "meta": {"security": [RESTRICTED]}}))
     ids = {}
     for name, org, meta in (("hidden", shown, {"security": [RESTRICTED]}), ("in-fr", shown, None),
                             ("in-hidden-org", hidden_org, None)):

@@ -18,8 +18,9 @@ SUBSETTED = "SUBSETTED"
 PATIENT: dict[str, Any] = {
     "resourceType": "Patient", "gender": "other", "birthDate": "1980-01-01",
     "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">pt</div>"},
-    "contact": [{"gender": "male"}],
+    "contact": [{"gender": "male", "name": {"family": "Contact"}}],  # pat-1: a contact has details
 }
+CONTACT = PATIENT["contact"]
 
 
 def tags(resource: dict[str, Any]) -> list[str]:
@@ -82,7 +83,7 @@ async def test_read_with_summary_text_keeps_text_id_and_meta(client: httpx.Async
 
 async def test_read_with_summary_data_drops_only_the_text(client: httpx.AsyncClient, stored_patient: str) -> None:
     resource = await read(client, f"Patient/{stored_patient}?_summary=data")
-    assert "text" not in resource and resource["contact"] == [{"gender": "male"}]
+    assert "text" not in resource and resource["contact"] == CONTACT
     assert SUBSETTED in tags(resource)
 
 
@@ -114,7 +115,7 @@ async def test_the_stored_resource_is_not_changed_by_a_shaped_read(client: httpx
                                                                    stored_patient: str) -> None:
     await read(client, f"Patient/{stored_patient}?_summary=text")
     whole = await read(client, f"Patient/{stored_patient}")
-    assert whole["contact"] == [{"gender": "male"}] and SUBSETTED not in tags(whole)
+    assert whole["contact"] == CONTACT and SUBSETTED not in tags(whole)
 
 
 @pytest.mark.parametrize("value", ["count", "maybe"])

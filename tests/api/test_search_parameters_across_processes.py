@@ -23,7 +23,8 @@ async def test_search_parameter_defined_in_one_process_works_in_another(
     assert (await post(client, "SearchParameter", alias_parameter(code))).status_code == 201
     marker = unique("Zeta")
     # written through the other process: its index values must already include the new parameter
-    created = await post(registry_client, "Organization", {"resourceType": "Organization", "alias": [marker]})
+    created = await post(registry_client, "Organization",
+                         {"resourceType": "Organization", "name": "CHU", "alias": [marker]})
     assert created.status_code == 201
     for process in (registry_client, client):
         found = parse(await process.get(f"/fhir/Organization?{code}={marker}", headers={"Prefer": "handling=strict"}))

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import fhir_server.validation
 from fhir_server.resources import REGISTRY_TYPES
+from fhir_server.validation.core_invariants import core_invariant_issues
 
 ELEMENTS = json.loads((Path(fhir_server.validation.__file__).parent / "data" / "r4-elements.json").read_text())
 TYPES: dict[str, dict[str, list[Any]]] = ELEMENTS["types"]
@@ -258,14 +259,26 @@ def _object(draw: st.DrawFn, type_key: str, depth: int) -> dict[str, Any]:
 
 
 @st.composite
-def resources(draw: st.DrawFn, resource_type: str | None = None) -> dict[str, Any]:
-    """A valid resource of ``resource_type`` (drawn from the supported clinical types when None)."""
+def _structured(draw: st.DrawFn, resource_type: str | None = None) -> dict[str, Any]:
+    """A resource of ``resource_type`` (drawn from the supported clinical types when None) whose every element
+    is valid by the R4 element table."""
     kind = resource_type or draw(st.sampled_from(FUZZED_TYPES))
     body = draw(_object(kind, 0))
     body.pop("id", None)
     if draw(st.integers(0, 9)) == 0:
         body.setdefault("extension", []).append(nested_extension(draw(st.integers(2, 40))))
     return {"resourceType": kind, **body}
+
+
+def resources(resource_type: str | None = None) -> st.SearchStrategy[dict[str, Any]]:
+    """A valid resource: well-structured, and breaking none of R4's own invariants (conformance-rules.html; about
+    one drawn resource in five breaks one, mostly org-1 "a name or an identifier" and pat-1 "a contact's
+    details", and is drawn again)."""
+    return _structured(resource_type).filter(_keeps_r4_invariants)
+
+
+def _keeps_r4_invariants(resource: dict[str, Any]) -> bool:
+    return not any(i.severity == "error" for i in core_invariant_issues(resource))
 
 
 # -- mutations -----------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ SUBSETTED = "SUBSETTED"
 PATIENT_WITH_TEXT: dict[str, Any] = {
     "resourceType": "Patient", "id": "pt", "gender": "other", "birthDate": "1980-01-01",
     "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">pt</div>"},
-    "contact": [{"gender": "male"}], "managingOrganization": {"reference": "Organization/poi"},
+    "contact": [{"gender": "male", "name": {"family": "Contact"}}],
+    "managingOrganization": {"reference": "Organization/poi"},
 }
 
 
@@ -183,7 +184,7 @@ async def test_summary_text_keeps_text_id_meta_and_mandatory(data: httpx.AsyncCl
 
 async def test_summary_data_drops_only_text(data: httpx.AsyncClient) -> None:
     resource = (await search(data, "Patient", "_id=pt&_summary=data"))["entry"][0]["resource"]
-    assert "text" not in resource and resource["contact"] == [{"gender": "male"}]
+    assert "text" not in resource and resource["contact"] == [{"gender": "male", "name": {"family": "Contact"}}]
     assert SUBSETTED in tags(resource)
 
 
@@ -306,7 +307,8 @@ async def test_system_search_on_a_common_parameter(data: httpx.AsyncClient) -> N
 
 async def test_system_search_pages_through_equal_ids_of_different_types(data: httpx.AsyncClient) -> None:
     """Ids are unique per type only: ``Patient/same`` and ``Organization/same`` both come, once each."""
-    await store(data, {"resourceType": "Patient", "id": "same"}, {"resourceType": "Organization", "id": "same"},
+    await store(data, {"resourceType": "Patient", "id": "same"},
+                {"resourceType": "Organization", "id": "same", "name": "Same"},  # org-1: a name or an identifier
                 {"resourceType": "Patient", "id": "same2"})
     try:
         first = await search(data, "", "_type=Patient,Organization&_id=same,same2&_count=1")

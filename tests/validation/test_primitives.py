@@ -211,8 +211,8 @@ def test_required_element_with_only_extension_is_accepted() -> None:
 
 def test_required_choice_missing_is_an_error() -> None:
     ext = {"url": "https://cml-registry.eu/fhir/StructureDefinition/prospective-study"}
-    # Extension.value[x] is 0..1, so an extension without value is fine for the wire format.
-    assert check_primitive_types(patient(extension=[ext])) == []
+    # Extension.value[x] is 0..1, so an extension without value breaks no cardinality; ext-1 refuses it.
+    assert [i.code for i in check_primitive_types(patient(extension=[ext]))] == ["invariant"]
     assert expressions(patient(extension=[{"valueBoolean": True}])) == ["Patient.extension[0].url"]
 
 
@@ -340,3 +340,17 @@ def test_a_coding_system_given_as_an_array_in_a_bound_element_is_an_error_not_a_
     condition = {"resourceType": "Condition", "subject": {"display": "x"}, "clinicalStatus": {"coding": [
         {"system": ["http://terminology.hl7.org/CodeSystem/condition-clinical"], "code": "active"}]}}
     assert expressions(condition) == ["Condition.clinicalStatus.coding[0].system"]
+
+
+@pytest.mark.parametrize(("extension", "ok"), [
+    ({"url": "http://example.org/x", "valueString": "a"}, True),
+    ({"url": "http://example.org/x", "extension": [{"url": "y", "valueBoolean": True}]}, True),
+    ({"url": "http://example.org/x"}, False),  # neither
+    ({"url": "http://example.org/x", "valueString": "a", "extension": [{"url": "y", "valueBoolean": True}]}, False),
+])
+def test_ext_1_an_extension_has_a_value_or_extensions_not_both(extension: dict[str, object], ok: bool) -> None:
+    """extensibility.html, ext-1: checked by the wire walk wherever an extension is, inside datatypes too."""
+    patient = {"resourceType": "Patient", "name": [{"family": "X", "extension": [extension]}]}
+    issues = check_primitive_types(patient)
+    expected = [] if ok else [("invariant", ("Patient.name[0].extension[0]",))]
+    assert [(i.code, i.expression) for i in issues] == expected

@@ -67,6 +67,8 @@ def resources() -> dict[str, dict[str, Any]]:
         "procedure": {"resourceType": "Procedure", "status": "completed", "subject": pt, "encounter": enc,
                       "code": concept(SNOMED, "396487001", "Sampling of bone marrow")},
         "allergy": {"resourceType": "AllergyIntolerance", "patient": pt, "recorder": ref("practitioner"),
+                    "clinicalStatus": concept("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                              "active", "Active"),  # ait-1: needed unless entered-in-error
                     "code": {"text": "Penicillin"}},
         "provenance": {"resourceType": "Provenance", "recorded": "2024-01-10T10:00:00Z",
                        "target": [ref("observation"), ref("diagnostic-report")],
