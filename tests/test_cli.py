@@ -70,7 +70,8 @@ def test_serve_without_uri_starts_a_replica_set_and_stops_it(tmp_path: Path) -> 
     proc = _serve(env, port)
     try:
         _wait_for_metadata(port, proc)
-        created = httpx.post(f"http://127.0.0.1:{port}/fhir/Organization", json={"resourceType": "Organization"},
+        created = httpx.post(f"http://127.0.0.1:{port}/fhir/Organization",
+                             json={"resourceType": "Organization", "name": "CHU"},
                              headers={"Content-Type": "application/fhir+json"}, timeout=10)
         assert created.status_code == 201  # transactions work: it is a replica set
     finally:

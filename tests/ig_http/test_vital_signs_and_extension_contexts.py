@@ -65,11 +65,22 @@ async def test_conforming_heart_rate_is_created(server: httpx.AsyncClient) -> No
     assert r.status_code == 201, r.text
 
 
-async def test_heart_rate_without_ucum_system_is_422(server: httpx.AsyncClient) -> None:
+async def test_heart_rate_without_ucum_system_and_code_is_422(server: httpx.AsyncClient) -> None:
+    observation = heart_rate(await patient_on(server))
+    del observation["valueQuantity"]["system"], observation["valueQuantity"]["code"]
+    r = await post(server, "Observation", observation)
+    assert errors_at(r) == [("required", "Observation.valueQuantity.system"),
+                            ("required", "Observation.valueQuantity.code")]
+
+
+async def test_heart_rate_with_a_unit_code_but_no_system_breaks_r4_itself_400(server: httpx.AsyncClient) -> None:
+    """qty-3 (Quantity: a unit code needs its system) is R4's own rule: the resource is no valid FHIR, before any
+    profile is looked at."""
     observation = heart_rate(await patient_on(server))
     del observation["valueQuantity"]["system"]
     r = await post(server, "Observation", observation)
-    assert errors_at(r) == [("required", "Observation.valueQuantity.system")]
+    assert r.status_code == 400, r.text
+    assert [(i["code"], i["expression"]) for i in issues(r)] == [("invariant", ["Observation.valueQuantity"])]
 
 
 async def test_heart_rate_in_another_unit_is_422(server: httpx.AsyncClient) -> None:
