@@ -7,7 +7,8 @@ therapies, transplants; about 14 per patient), with the Bundle's ``urn:uuid`` re
 work (so ``targetProfile`` checks really validate the referenced resource too).
 
 Measured path = what ``enforcement.validation_issues`` runs on a write, without the database:
-``validation.primitives.check_primitive_types`` (wire format), the rule table
+``validation.primitives.check_primitive_types`` (wire format), R4's own invariants
+(``validation.core_invariants``, also timed alone), the rule table
 (``validation.rules.profiles_required_for``) plus the profiles claimed in ``meta.profile``, and
 ``ProfileValidator.validate`` for each, plus the risk-score check of ``interactions.risk`` (baseline inputs
 taken from the same patient's resources). A first figure is the wire-format check alone on HL7's 138 official
@@ -40,6 +41,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir_server.interactions.risk import baseline_of, disagreement, score_name
 from fhir_server.json_types import Json
 from fhir_server.validation.conformance import ConformanceSnapshot
+from fhir_server.validation.core_invariants import core_invariant_issues
 from fhir_server.validation.primitives import check_primitive_types
 from fhir_server.validation.profile import ProfileValidator
 from fhir_server.validation.rules import load_rules, profiles_required_for
@@ -90,6 +92,13 @@ def wire_checks(resources: list[Json]) -> Callable[[], int]:
     return run
 
 
+def r4_invariants(resources: list[Json]) -> Callable[[], int]:
+    """One pass of R4's own invariants alone (``validation.core_invariants``); returns the number of errors."""
+    def run() -> int:
+        return sum(1 for r in resources for i in core_invariant_issues(r) if i.severity == "error")
+    return run
+
+
 def write_path(resources: list[Json], stored: dict[str, Json], by_patient: dict[str, list[Json]],
                validator: ProfileValidator, rules: list[Json], models: bool) -> Callable[[], int]:
     """One pass of the write-path validation over every resource; returns the number of errors found."""
@@ -98,7 +107,7 @@ def write_path(resources: list[Json], stored: dict[str, Json], by_patient: dict[
         for r in resources:
             if models:
                 get_fhir_model_class(r["resourceType"]).model_validate(r)
-            issues = check_primitive_types(r)
+            issues = check_primitive_types(r) + core_invariant_issues(r)
             profiles = list(profiles_required_for(r, rules))
             for claimed in (r.get("meta") or {}).get("profile") or []:
                 if claimed not in profiles:
@@ -138,6 +147,9 @@ def main() -> None:
     assert wire_checks(examples)() == 0, "the official examples should pass the wire-format checks"
     per = per_item(wire_checks(examples), len(examples))
     print(f"wire-format checks, {len(examples)} official R4 examples: {per * 1e6:.1f} us/resource (CPU time)")
+    assert r4_invariants(examples)() == 0, "the official examples should break no R4 invariant"
+    per = per_item(r4_invariants(examples), len(examples))
+    print(f"R4 invariants, {len(examples)} official R4 examples: {per * 1e6:.1f} us/resource (CPU time)")
     resources, stored, by_patient = cohort_resources(args.patients)
     validator = ProfileValidator(ConformanceSnapshot.from_package_dir(str(ROOT / "profiles")))
     rules = load_rules(ROOT / "profiles" / "rules.json")
@@ -148,7 +160,9 @@ def main() -> None:
           f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}); CPUs allowed: {affinity}")
     errors = write_path(resources, stored, by_patient, validator, rules, False)()
     assert errors == 0, f"the synthetic cohort should be valid, found {errors} errors"
-    for label, models in (("primitives + rule table + profiles + risk check", False),
+    per = per_item(r4_invariants(resources), len(resources))
+    print(f"R4 invariants alone: {per * 1e6:.1f} us/resource (CPU time)")
+    for label, models in (("primitives + R4 invariants + rule table + profiles + risk check", False),
                           ("same + fhir.resources R4B model check (before #14)", True)):
         per = per_item(write_path(resources, stored, by_patient, validator, rules, models), len(resources))
         print(f"{label}: {1 / per:,.0f} resources/s ({per * 1e6:.0f} us/resource, CPU time, one core)")
