@@ -29,6 +29,7 @@ from fhir_server.errors import InvalidRequest, Issue, operation_outcome
 from fhir_server.interactions.bundles import with_entries
 from fhir_server.interactions.search import compiled_filter
 from fhir_server.operations import OperationRegistry, OperationRequest, OperationResponse, OperationSpec
+from fhir_server.search.model import escape_text
 from fhir_server.search.values import normalize_text
 from fhir_server.services import Services
 
@@ -88,11 +89,13 @@ def _searches(described: dict[str, Any]) -> list[list[tuple[str, str]]]:
     searches: list[list[tuple[str, str]]] = []
     identifiers = sorted(_identifiers(described))
     if identifiers:
-        searches.append([("identifier", ",".join(f"{_escaped(s)}|{_escaped(v)}" for s, v in identifiers))])
+        values = ",".join(f"{escape_text(system)}|{escape_text(value)}" for system, value in identifiers)
+        searches.append([("identifier", values)])
     families = sorted({f for f, _given in _names(described) if f})
     birth_date = described.get("birthDate")
     if families and isinstance(birth_date, str) and birth_date:
-        searches.append([("family", ",".join(_escaped(f) for f in families)), ("birthdate", _escaped(birth_date))])
+        searches.append([("family", ",".join(escape_text(f) for f in families)),
+                         ("birthdate", escape_text(birth_date))])
     return searches
 
 
@@ -153,11 +156,6 @@ def _objects(value: Any) -> Iterable[dict[str, Any]]:
 def _dates_contradict(one: Any, other: Any) -> bool:
     """Two dates that cannot be the same day: ``1956-04`` and ``1956-04-02`` can, ``1956-04-03`` cannot."""
     return isinstance(one, str) and isinstance(other, str) and not (one.startswith(other) or other.startswith(one))
-
-
-def _escaped(text: str) -> str:
-    """A search value's text (search.html#escaping)."""
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$").replace("|", "\\|")
 
 
 def _entry(ctx: RequestContext, graded: Graded) -> dict[str, Any]:

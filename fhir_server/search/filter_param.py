@@ -40,6 +40,7 @@ from fhir_server.search.model import (
     StringValue,
     Value,
     conjuncts,
+    escape_text,
     filter_clauses,
 )
 from fhir_server.search.param_types import date, string
@@ -129,9 +130,7 @@ def _parsed(parse_clause: ClauseParser, name: str, value: str) -> Clause:
 
 def _query_value(kind: str, operator: str, value: str) -> str:
     """The value as a plain search writes it: escaped (search.html#escaping), with its prefix."""
-    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
-    if kind in ("string", "uri"):
-        escaped = escaped.replace("|", "\\|")
+    escaped = escape_text(value, pipes=kind in ("string", "uri"))
     if kind in ("token", "quantity"):
         escaped = _expand_alias(escaped, at=1 if kind == "quantity" else 0)
     if kind in _ORDERED_TYPES:

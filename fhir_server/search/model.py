@@ -226,6 +226,13 @@ def _walk(clauses: tuple[Clause | HasClause | FilterClause, ...]) -> list[Clause
     return out
 
 
+def escape_text(text: str, *, pipes: bool = True) -> str:
+    """Literal ``text`` as a search value (search.html#escaping): the backslash, ``,`` and ``$`` escaped, and ``|``
+    too unless ``pipes`` is false (a token's or a quantity's ``|`` separates its parts)."""
+    escaped = text.replace("\\", "\\\\").replace(",", "\\,").replace("$", "\\$")
+    return escaped.replace("|", "\\|") if pipes else escaped
+
+
 def escape_value(raw: str) -> str:
     """Escape ``,`` in one value (search.html#escaping); ``raw`` keeps ``\\|`` and ``\\$`` as received."""
     out: list[str] = []
