@@ -44,6 +44,12 @@ class Step:
 
     def run(self) -> Callable[[Collection], Collection]:
         """The step as a function from items to items (one specialised closure: it runs on every write)."""
+        read = self._read()
+        if self.name in PRIMITIVE_CHILDREN:
+            return lambda items: read(_no_primitives(items, self.name))
+        return read
+
+    def _read(self) -> Callable[[Collection], Collection]:
         keys, name = self.keys, self.name
         if keys is None:
             return lambda items: _dynamic(items, name)
@@ -125,6 +131,20 @@ class Walk:
             return current
 
         return walk
+
+
+# The children a FHIR primitive has besides its value (https://hl7.org/fhir/R4/json.html#primitive): in JSON they
+# sit in the ``_name`` sibling of the value, out of reach of a step that holds the value alone.
+PRIMITIVE_CHILDREN = frozenset({"extension", "id"})
+
+
+def _no_primitives(items: Collection, name: str) -> Collection:
+    """``items``, when none is a primitive value; else Unsupported: ``birthDate.extension`` reads ``_birthDate``,
+    which fhirpathpy's nodes keep beside the value."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise Unsupported(f"{name} of a primitive value")
+    return items
 
 
 def _reader(key: str) -> Callable[[Collection], Collection]:
