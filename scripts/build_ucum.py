@@ -1,4 +1,4 @@
-"""Extract the UCUM atoms and prefixes the quantity search canonicalises units with (``fhir_server/search/ucum.py``).
+"""Extract the UCUM atoms and prefixes that units are canonicalised with (``fhir_server/terminology/ucum.py``).
 
 Source: ``data/ucumDefs.min.json`` of the npm package ``@lhncbc/ucum-lhc`` **7.1.10** (the US National Library of
 Medicine's UCUM library), which carries the UCUM table (https://ucum.org) as rows. Only the rows whose source is
@@ -12,7 +12,7 @@ Licence: the UCUM table is copyright Regenstrief Institute, Inc. and The UCUM Or
 licence (https://ucum.org/license: free of charge, copies keep this notice); the package is under NLM's BSD-style
 licence (its ``LICENSE.md``). Both notices are written into the output.
 
-Output, committed: ``fhir_server/search/data/ucum.json``.
+Output, committed: ``fhir_server/terminology/data/ucum.json``.
 
 Usage::
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = Path("/tmp/ucum-lhc/package/data/ucumDefs.min.json")
-OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "search" / "data" / "ucum.json"
+OUT = Path(__file__).resolve().parent.parent / "fhir_server" / "terminology" / "data" / "ucum.json"
 NOTICE = ("The UCUM table and UCUM codes are copyright 1995-2009, Regenstrief Institute, Inc. and the Unified Codes "
           "for Units of Measures (UCUM) Organization; all rights reserved; used under the licence at "
           "https://ucum.org/license. Extracted from @lhncbc/ucum-lhc 7.1.10 (data/ucumDefs.min.json), developed by "

@@ -1,7 +1,8 @@
 """FHIRPath: one engine for search parameters, invariants and rule selectors.
 
 Spec: https://hl7.org/fhirpath/N1/ and https://hl7.org/fhir/R4/fhirpath.html. A kernel package: it knows the R4
-model and FHIRPath, and nothing of search, validation, storage or HTTP (they import it, never the reverse).
+model, FHIRPath and UCUM's units (:mod:`fhir_server.terminology.ucum`, to compare quantities), and nothing of search,
+validation, storage or HTTP (they import it, never the reverse).
 :class:`Expression` compiles a common subset natively (:mod:`~fhir_server.fhirpath.compiler`, plain navigation
 fused into one loop by :mod:`~fhir_server.fhirpath.navigation`) and evaluates the rest with fhirpathpy on the
 same parse tree (:mod:`~fhir_server.fhirpath.syntax`), so a caller may rewrite the tree before compiling it.

@@ -6,9 +6,10 @@ the base StructureDefinitions, checked on every write) mostly use: navigation (w
 ``_FUNCTIONS`` (existence, filtering, subsetting and combining, the string functions, ``iif``/``toInteger``/
 ``children``/``trace``, and FHIR's ``extension(url)``), comparisons of numbers, strings and booleans, boolean logic
 (``xor`` included), ``+``/``-`` on numbers, ``+``/``&`` on strings, ``in``/``contains``, unions, ``$this`` and the
-constants ``%resource``/``%rootResource``/``%context``/``%ucum``/``%sct``/``%loinc``, and the ordering of two
-dates or dateTimes as the ranges they name (``per-1``'s ``start <= end``, :func:`_date_order`). Anything else raises
-:class:`Unsupported` -- at compile time (a function outside the subset, date and quantity literals) or at run time
+constants ``%resource``/``%rootResource``/``%context``/``%ucum``/``%sct``/``%loinc``, the ordering of two
+dates or dateTimes as the ranges they name (``per-1``'s ``start <= end``, :func:`_date_order`), and quantity literals
+and the comparison of two quantities in UCUM units (``rng-2``'s ``low <= high``, :mod:`.quantities`). Anything else
+raises :class:`Unsupported` -- at compile time (a function outside the subset, date literals) or at run time
 (comparing a date with a number, a string function on several items, dateTimes that may be equal at different
 offsets) -- and the caller evaluates with fhirpathpy instead, so results never depend on the shortcut.
 
@@ -32,6 +33,8 @@ from typing import Any
 
 from fhir_server.fhirpath.model import R4_MODEL
 from fhir_server.fhirpath.navigation import Collection, Step, Unsupported, Walk, member_step, of_type_step
+from fhir_server.fhirpath.quantities import compare as compare_quantities
+from fhir_server.fhirpath.quantities import is_quantity, parse_literal
 from fhir_server.fhirpath.syntax import Node, children, function_name, function_params, identifier, operator
 
 Env = dict[str, Any]
@@ -178,8 +181,10 @@ def _literal(node: Node, path: str | None) -> Compiled:
         value = text == "true"
     elif lit["type"] == "NullLiteral":
         return _pure(lambda focus, env: [])
+    elif lit["type"] == "QuantityLiteral":
+        value = parse_literal(text)
     else:
-        raise Unsupported(lit["type"])  # dates, times, quantities: fhirpathpy knows their semantics
+        raise Unsupported(lit["type"])  # dates and times: fhirpathpy knows their semantics
     return _pure(lambda focus, env: [value], value_path)
 
 
@@ -294,6 +299,13 @@ def _equal(x: Any, y: Any) -> bool:
         if isinstance(x, float) != isinstance(y, float):
             raise Unsupported("equality of a float and an exact number")  # 0.1 != Decimal('0.1') in Python
         return x == y
+    elif is_quantity(x) and is_quantity(y):  # in common units: 1 'g' = 1000 'mg'
+        if x == y:  # the same JSON, whatever its units
+            return True
+        order = compare_quantities(x, y)
+        if order is None:
+            raise Unsupported("equality of quantities of different kinds")
+        return order == 0
     elif isinstance(x, dict) and isinstance(y, dict):
         return x == y
     raise Unsupported("equality of items of different types")
@@ -344,6 +356,9 @@ def _inequality(node: Node, path: str | None) -> Compiled:
             return []
         if isinstance(a, str) and isinstance(b, str):
             return [compare(_date_order(a, b), 0)]
+        if is_quantity(a) and is_quantity(b):  # rng-2's low <= high; units of different kinds: empty
+            order = compare_quantities(a, b)
+            return [] if order is None else [compare(order, 0)]
         if not _comparable(a, b) or isinstance(a, bool):
             raise Unsupported("ordering of items that are not two numbers, nor two dates or dateTimes")
         return [compare(a, b)]

@@ -65,3 +65,15 @@ async def test_validate_reports_errors_and_warnings_of_r4_invariants(client: htt
     warned = parse(await post(client, "Condition/$validate", problem))
     assert any(i["severity"] == "warning" and "con-3" in i["diagnostics"] for i in warned["issue"])
     assert (await post(client, "Condition", problem)).status_code == 201  # a warning does not refuse a write
+
+
+async def test_a_range_whose_low_is_above_its_high_in_other_units_is_400(client: httpx.AsyncClient) -> None:
+    # rng-2 compares two Quantities (low <= high) in common UCUM units: 1 g is above 500 mg
+    ucum = "http://unitsofmeasure.org"
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "imatinib dose"},
+                   "valueRange": {"low": {"value": 1, "unit": "g", "system": ucum, "code": "g"},
+                                  "high": {"value": 500, "unit": "mg", "system": ucum, "code": "mg"}}}
+    issue = _issue(await post(client, "Observation", observation))
+    assert "rng-2" in issue["diagnostics"] and issue["expression"] == ["Observation.valueRange"]
+    observation["valueRange"]["high"] = {"value": 1500, "unit": "mg", "system": ucum, "code": "mg"}
+    assert (await post(client, "Observation", observation)).status_code == 201

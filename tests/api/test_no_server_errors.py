@@ -198,7 +198,7 @@ async def test_hostile_json_is_400_and_the_server_goes_on(client: httpx.AsyncCli
 
 @pytest.mark.parametrize("unit_code", ["(" * 3000 + "m" + ")" * 3000, "m" + "9" * 80, "10*" + "9" * 40, "[IU", "/"])
 async def test_a_ucum_quantity_of_any_code_is_stored(client: httpx.AsyncClient, unit_code: str) -> None:
-    """The unit code is parsed at write time for its canonical form (search/ucum.py): a code UCUM cannot reduce
+    """The unit code is parsed at write time for its canonical form (terminology/ucum.py): a code UCUM cannot reduce
     is stored as it is, found by its own code."""
     observation = {"resourceType": "Observation", "status": "final", "code": {"text": "odd unit"},
                    "valueQuantity": {"value": 1, "system": "http://unitsofmeasure.org", "code": unit_code}}

@@ -47,7 +47,7 @@ SUITE_ERRATA: dict[str, tuple[str, Callable[[SuiteCase], list[Item]]]] = {
 
 _DATE_LITERAL = "fhirpathpy 2.2.4: convertsToDateTime()/convertsToTime() of a date or time literal is false"
 _DATE_PRECISION = "fhirpathpy 2.2.4: a date against a dateTime gives empty (the suite: not equal, equivalent)"
-_QUANTITY = "fhirpathpy 2.2.4: quantity literals (comparison, arithmetic, calendar units) raise or print otherwise"
+_QUANTITY = "fhirpathpy 2.2.4: arithmetic on quantities, and toString() of a calendar duration"
 _TO_STRING = "fhirpathpy 2.2.4: toString() of a decimal or boolean literal prints Python's text (1, True)"
 _EMPTY_EQUIVALENCE = "fhirpathpy 2.2.4: {} ~ {} is true (the suite: empty)"
 _SET_EQUIVALENCE = "fhirpathpy 2.2.4: ~ of collections compares them in order (the suite: as sets)"
@@ -65,10 +65,7 @@ FHIRPATHPY_GAPS: dict[str, str] = {
         "@2012-04-15 !~ @2012-04-15T10:00:00",
     ], _DATE_PRECISION),
     **dict.fromkeys([
-        "1 week.toString()", "6 days < 1 week", "8 days > 1 week", "2.0 'cm' * 2.0 'm' = 0.040 'm2'",
-        "Observation.value < 200 '[lb_av]'", "Observation.value <= 200 '[lb_av]'",
-        "Observation.value >= 100 '[lb_av]'", "Observation.value > 100 '[lb_av]'",
-    ], _QUANTITY),
+        "1 week.toString()", "2.0 'cm' * 2.0 'm' = 0.040 'm2'"], _QUANTITY),
     **dict.fromkeys(["1.0.toString()", "true.toString()", "0.0.toString() = '0.0'"], _TO_STRING),
     **dict.fromkeys(["{} ~ {}", "{} !~ {}"], _EMPTY_EQUIVALENCE),
     **dict.fromkeys([

@@ -39,6 +39,20 @@ def broken(resource: dict[str, Any]) -> list[tuple[str, str]]:
     # qty-3: a unit code needs its system
     ({**OBSERVATION, "valueQuantity": {"value": 1, "code": "mg"}}, [("qty-3", "Observation.valueQuantity")]),
     ({**OBSERVATION, "valueQuantity": {"value": 1, "code": "mg", "system": UCUM}}, []),
+    # rng-2: a Range's low is not above its high, compared in common UCUM units
+    ({**OBSERVATION, "valueRange": {"low": {"value": 800, "system": UCUM, "code": "mg"},
+                                    "high": {"value": 400, "system": UCUM, "code": "mg"}}},
+     [("rng-2", "Observation.valueRange")]),
+    ({**OBSERVATION, "valueRange": {"low": {"value": 1, "system": UCUM, "code": "g"},
+                                    "high": {"value": 500, "system": UCUM, "code": "mg"}}},
+     [("rng-2", "Observation.valueRange")]),
+    ({**OBSERVATION, "valueRange": {"low": {"value": 400, "system": UCUM, "code": "mg"},
+                                    "high": {"value": 0.8, "system": UCUM, "code": "g"}}}, []),
+    # units of different kinds, or outside UCUM: nothing to compare, nothing broken
+    ({**OBSERVATION, "valueRange": {"low": {"value": 9, "system": UCUM, "code": "g"},
+                                    "high": {"value": 1, "system": UCUM, "code": "m"}}}, []),
+    ({**OBSERVATION, "valueRange": {"low": {"value": 9, "system": "urn:x", "code": "tab"},
+                                    "high": {"value": 1, "system": "urn:x", "code": "tab"}}}, []),
     # ref-1: a local reference names a contained resource
     ({**OBSERVATION, "subject": {"reference": "#p1"}}, [("ref-1", "Observation.subject")]),
     ({**OBSERVATION, "subject": {"reference": "#p1"}, "contained": [{"resourceType": "Patient", "id": "p1"}]}, []),

@@ -2,7 +2,7 @@
 
 Entry: the number entry of :mod:`.number` (``lo``, ``hi``, ``vl``, ``vh``) plus ``"s"`` system, ``"c"`` code,
 ``"u"`` unit of the Quantity (a Money: ``s`` = ``urn:iso:std:iso:4217``, ``c`` = its currency). A UCUM quantity
-(not a Range) whose code has a canonical form (:mod:`fhir_server.search.ucum`) also carries its exact value in
+(not a Range) whose code has a canonical form (:mod:`fhir_server.terminology.ucum`) also carries its exact value in
 canonical units: ``"k": {"u": <canonical unit>, "v": <value>}`` (``120 mm[Hg]`` is ``{"u": "g.m-1.s-2",
 "v": 15998640}``). Two fields, not the number entry's four: each is a key of the wildcard index, written by mongod
 on every insert.
@@ -30,8 +30,8 @@ from bson.decimal128 import Decimal128
 
 from fhir_server.search.param_types import number
 from fhir_server.search.param_types.common import Criteria, Entry, Filter
-from fhir_server.search.ucum import UCUM_SYSTEM, Canonical, canonical
 from fhir_server.search.values import d128, to_decimal
+from fhir_server.terminology.ucum import UCUM_SYSTEM, Canonical, canonical
 
 SYSTEM, CODE, UNIT = number.SYSTEM, number.CODE, number.UNIT
 CANONICAL = "k"  # the exact value in UCUM canonical units: ``CANONICAL_UNIT`` and ``CANONICAL_VALUE``

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhir_server.search.ucum import canonical
+from fhir_server.terminology.ucum import canonical
 
 
 @pytest.mark.parametrize(("code", "factor", "unit"), [
