@@ -4,6 +4,9 @@ Spec: https://hl7.org/fhirpath/N1/#grammar (``entireExpression: expression EOF``
 ANTLR grammar and AST listener), so the same tree feeds the native compiler and the fhirpathpy fallback. fhirpathpy's
 own ``parse`` recovers from syntax errors silently (``Patient.name)`` parses as ``Patient.name``, ``a b`` as
 ``a``); here any syntax error, and any text left after the expression, raises :class:`FhirPathSyntaxError`.
+One leniency: ``div`` and ``mod`` right after a ``.`` are member names (``Patient.text.div``), as in HL7's own
+FHIRPath engine and test cases (FHIR's FHIRPath Patch suite replaces ``Patient.text.div``). N1's grammar reserves them
+for the operators, but an operator never follows a dot, so nothing else could be meant.
 Trees are shared (parses are cached) and never mutated: a pass that rewrites one builds new nodes.
 """
 
@@ -38,15 +41,32 @@ def parse(text: str) -> Node:
     if not text.strip():
         raise FhirPathSyntaxError("empty expression")
     lexer = FHIRPathLexer(InputStream(text))
-    parser = FHIRPathParser(CommonTokenStream(lexer))
-    for recognizer in (lexer, parser):
-        recognizer.removeErrorListeners()
-        recognizer.addErrorListener(_Raise())
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Raise())
+    tokens = CommonTokenStream(lexer)
+    _keywords_after_dot_as_names(tokens)
+    parser = FHIRPathParser(tokens)
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Raise())
     entire = parser.entireExpression()  # expression EOF: trailing text is an error, not ignored
     listener = ASTPathListener()
     ParseTreeWalker().walk(listener, entire.expression())
     root: Node = listener.parentStack[0]
     return root["children"][0]
+
+
+_OPERATOR_NAMES = frozenset({"div", "mod"})
+
+
+def _keywords_after_dot_as_names(tokens: CommonTokenStream) -> None:
+    tokens.fill()
+    previous = None
+    for token in tokens.tokens:
+        if token.channel != 0:  # whitespace and comments
+            continue
+        if token.text in _OPERATOR_NAMES and previous is not None and previous.text == ".":
+            token.type = FHIRPathLexer.IDENTIFIER
+        previous = token
 
 
 def children(node: Node) -> list[Node]:

@@ -5,7 +5,7 @@ are applied in order to the resource.
 * ``add``: ``name`` with ``value`` added to the one element ``path`` selects (appended to a repeating element;
   a non-repeating one must not exist yet);
 * ``insert``: ``value`` inserted at ``index`` into the list ``path`` names;
-* ``delete``: the element ``path`` selects (none: nothing to do; several: an error);
+* ``delete``: the element ``path`` selects (none: nothing to do; several: an error), and any element left empty;
 * ``replace``: the one element ``path`` selects, replaced by ``value``;
 * ``move``: within the list ``path`` names, the item at ``source`` moved to ``destination``.
 
@@ -105,9 +105,7 @@ def parse_fhirpath_patch(document: Any) -> FhirPathPatch:
             raise InvalidRequest(f"{where}: a FHIRPath Patch holds only 'operation' parameters", code="structure",
                                  expression=(where,))
         operations.append(_operation(parameter.get("part") or [], where))
-    if not operations:
-        raise InvalidRequest("The FHIRPath Patch has no operation", code="required")
-    return FhirPathPatch(operations)
+    return FhirPathPatch(operations)  # none: the resource as it is (FHIR's patch test cases, "No Difference")
 
 
 def _operation(parts: list[Any], where: str) -> Operation:
@@ -418,11 +416,26 @@ def _delete(holder: dict[str, Any], operation: Operation) -> None:
         raise _Failed("the resource itself cannot be deleted by a patch")
     if target.index is None:
         del target.holder[target.key]
-        return
-    items = target.holder[target.key]
-    del items[target.index]
-    if not items:
-        del target.holder[target.key]  # json.html: no empty arrays
+    else:
+        items = target.holder[target.key]
+        del items[target.index]
+        if not items:
+            del target.holder[target.key]  # json.html: no empty arrays
+    _drop_emptied(holder[_ROOT])
+
+
+def _drop_emptied(value: Any) -> bool:
+    """Remove the objects and arrays a delete left empty, inner first (``contact.name`` once its only element
+    ``text`` is deleted): an element has a value or children (ele-1), and JSON has no empty arrays. A resource
+    as stored has none, so only what the delete emptied goes. Returns whether ``value`` itself is now empty."""
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if isinstance(v, dict | list) and _drop_emptied(v)]:
+            del value[key]
+        return not value
+    if isinstance(value, list):
+        value[:] = [item for item in value if not (isinstance(item, dict) and _drop_emptied(item))]
+        return not value
+    return False
 
 
 def _replace(holder: dict[str, Any], operation: Operation) -> None:

@@ -100,6 +100,22 @@ async def test_fhirpath_patch_deleting_what_is_not_there_changes_nothing(client:
     assert parse(response)["meta"]["versionId"] == "1"  # the same content: no new version
 
 
+async def test_an_empty_fhirpath_patch_changes_nothing(client: httpx.AsyncClient) -> None:
+    # FHIR's patch test cases ("No Difference"): a Parameters without operations leaves the resource as it is
+    created = await stored_patient(client)
+    response = await send(client, f"Patient/{created['id']}", fhirpath_patch())
+    assert response.status_code == 200, response.text
+    assert parse(response)["meta"]["versionId"] == "1"
+
+
+async def test_a_delete_drops_the_elements_it_leaves_empty(client: httpx.AsyncClient) -> None:
+    created = await stored_patient(client, maritalStatus={"text": "married"})
+    response = await send(client, f"Patient/{created['id']}",
+                          fhirpath_patch(operation("delete", "Patient.maritalStatus.text")))
+    assert response.status_code == 200, response.text
+    assert "maritalStatus" not in parse(response)  # not {}: an element has a value or children (ele-1)
+
+
 @pytest.mark.parametrize(("operations", "why"), [
     ([operation("replace", "Patient.active", value={"valueBoolean": True})], "selects 0 elements"),
     ([operation("delete", "Patient.name.given")], "only one can be deleted"),
@@ -123,7 +139,6 @@ async def test_fhirpath_patch_that_cannot_be_applied_is_422_and_stores_nothing(
     (fhirpath_patch(operation("delete", "Patient.name.where(")), "invalid"),
     (fhirpath_patch(operation("rename", "Patient.name")), "value"),
     (fhirpath_patch(operation("replace", "Patient.birthDate")), "required"),
-    (fhirpath_patch(), "required"),
     ({"resourceType": "Parameters", "parameter": [{"name": "op", "valueString": "x"}]}, "structure"),
     ({"resourceType": "Patient"}, "structure"),
 ])

@@ -409,3 +409,14 @@ def test_per_1_orders_dates_and_datetimes_natively(start: str, end: str, holds: 
 def test_date_orderings_the_native_code_does_not_decide_are_unsupported(start: str, end: str) -> None:
     with pytest.raises(Unsupported):
         _date_order(start, end)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Patient.text.div", ["<div>x</div>"]),  # a member name after a dot (FHIR's patch test cases write it so)
+    ("Patient.text.`div`", ["<div>x</div>"]),  # as R4's dom-6 writes it
+    ("7 div 2", [3]),  # still the operators elsewhere
+    ("7 mod 2", [1]),
+])
+def test_div_and_mod_after_a_dot_are_member_names(text: str, expected: list[Any]) -> None:
+    patient = {"resourceType": "Patient", "text": {"status": "generated", "div": "<div>x</div>"}}
+    assert Expression(text).evaluate(patient, patient, "Patient") == expected
