@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,31 @@ def _prefix_value(row: dict[str, Any]) -> str:
     return f"1e{row['exp_']}" if row["exp_"] is not None else str(int(row["value_"]))
 
 
+# A leading factor of a definition, in the case-insensitive form: numbers, powers of ten and pi (``4.[PI].10*-7.``).
+_FACTOR_PREFIX = re.compile(r"[0-9.*+/-]*(\[PI\][.]?[0-9.*+/-]*)*")
+
+
+def _definition(row: dict[str, Any]) -> str | None:
+    """The atom's defining unit expression. The package's case-sensitive ``csUnitString_`` lacks the leading
+    factor of five definitions, which its case-insensitive ``ciUnitString_`` keeps: ``[mu_0]`` is
+    ``4.[pi].10*-7.N/A2`` (not ``N/A2``), ``Oe`` is ``/[pi].A/m`` (not ``A/m``), ``[S]`` is ``10*-13.s`` (not ``s``),
+    ``[diop]`` is ``/m`` (not ``m``) and ``[mesh_i]`` is ``/[in_i]``. The factor is put back, in case-sensitive
+    form (UCUM's functional test 3-124 found the first: ``[mu_0]`` came out 1000 g.m.C-2)."""
+    cs, ci = row["csUnitString_"], row["ciUnitString_"]
+    if cs is None or ci is None or ci == cs.upper() or not ci.endswith(cs.upper()):
+        return cs
+    prefix = ci[: len(ci) - len(cs)]
+    if not _FACTOR_PREFIX.fullmatch(prefix):
+        raise ValueError(f"{row['csCode_']}: cannot reconcile {cs!r} with {ci!r}")
+    return prefix.replace("[PI]", "[pi]") + cs
+
+
 def _atom(row: dict[str, Any]) -> dict[str, Any]:
     atom: dict[str, Any] = {"metric": bool(row["isMetric_"] or row["isBase_"])}  # UCUM: every base unit is metric
     if row["isBase_"]:
         atom["base"] = True
         return atom
-    atom["unit"] = row["csUnitString_"]
+    atom["unit"] = _definition(row)
     if row["isSpecial_"]:
         atom["special"] = row["cnv_"]
     else:

@@ -34,6 +34,10 @@ from fhir_server.terminology.ucum import canonical
     ("[IU]/L", "1000", "[iU].m-3"),  # [IU] is defined as [iU]: the same arbitrary unit
     ("[IU]/mL", "1e6", "[iU].m-3"),
     ("mg/(2.h)", "1", None),
+    # definitions that start with a factor (UCUM's table): the factor counts
+    ("[S]", "1e-13", "s"),  # the Svedberg is 10*-13.s
+    ("[diop]", "1", "m-1"),  # the diopter is /m
+    ("[mesh_i]", "1", None),  # /[in_i]: 1/0.0254 per m, checked below
 ])
 def test_canonical_form_of_a_ucum_expression(code: str, factor: str, unit: str | None) -> None:
     form = canonical(code)
@@ -51,6 +55,11 @@ def test_a_division_is_left_to_right_and_parentheses_group() -> None:
     assert per_hour.of(Decimal(3600)) == 1 and per_hour.unit == "s-1"
     assert per_two_hours.of(Decimal(7200000)) == 1 and per_two_hours.unit == "g.s-1"
     assert left_to_right.unit == "g.s"
+
+
+def test_a_mesh_is_a_count_per_inch() -> None:
+    mesh = canonical("[mesh_i]")
+    assert mesh is not None and mesh.unit == "m-1" and abs(mesh.of(Decimal("0.0254")) - 1) < Decimal("1e-30")
 
 
 @pytest.mark.parametrize(("code", "value", "kelvin"), [
