@@ -6,10 +6,11 @@ the base StructureDefinitions, checked on every write) mostly use: navigation (w
 ``_FUNCTIONS`` (existence, filtering, subsetting and combining, the string functions, ``iif``/``toInteger``/
 ``children``/``trace``, and FHIR's ``extension(url)``), comparisons of numbers, strings and booleans, boolean logic
 (``xor`` included), ``+``/``-`` on numbers, ``+``/``&`` on strings, ``in``/``contains``, unions, ``$this`` and the
-constants ``%resource``/``%rootResource``/``%context``/``%ucum``/``%sct``/``%loinc``, the ordering of two
-dates or dateTimes as the ranges they name (``per-1``'s ``start <= end``, :func:`_date_order`), and quantity literals
-and the comparison of two quantities in UCUM units (``rng-2``'s ``low <= high``, :mod:`.quantities`). Anything else
-raises :class:`Unsupported` -- at compile time (a function outside the subset, date literals) or at run time
+constants ``%resource``/``%rootResource``/``%context``/``%ucum``/``%sct``/``%loinc``/``%vs-*``/``%ext-*``, the
+ordering of two dates or dateTimes as the ranges they name (``per-1``'s ``start <= end``, :func:`_date_order`), and
+quantity literals and the comparison of two quantities in UCUM units (``rng-2``'s ``low <= high``,
+:mod:`.quantities`). Anything else raises :class:`Unsupported` -- at compile time (a function outside the subset,
+date literals) or at run time
 (comparing a date with a number, a string function on several items, dateTimes that may be equal at different
 offsets) -- and the caller evaluates with fhirpathpy instead, so results never depend on the shortcut.
 
@@ -205,10 +206,28 @@ def _escaped(match: re.Match[str]) -> str:
 _CONSTANTS = {"ucum": "http://unitsofmeasure.org", "sct": "http://snomed.info/sct", "loinc": "http://loinc.org"}
 
 
-def _external(node: Node, path: str | None) -> Compiled:
-    name = children(children(node)[0])[0]["text"]
+# R4's own: %vs-[name] and %ext-[name], the URLs of HL7's value set and extension of that id (fhirpath.html#variables)
+_CONSTANT_PREFIXES = {"vs-": "http://hl7.org/fhir/ValueSet/", "ext-": "http://hl7.org/fhir/StructureDefinition/"}
+
+
+def constant_value(name: str) -> str | None:
+    """The value of the constant ``%name`` (``ucum``, ``vs-administrative-gender``...); None for another name."""
     if name in _CONSTANTS:
-        value = _CONSTANTS[name]
+        return _CONSTANTS[name]
+    prefix = next((p for p in _CONSTANT_PREFIXES if name.startswith(p) and len(name) > len(p)), None)
+    return None if prefix is None else _CONSTANT_PREFIXES[prefix] + name[len(prefix):]
+
+
+def constant_name(node: Node) -> str:
+    """The name of an ``ExternalConstantTerm`` (``%`ext-patient-birthTime``` is delimited: its name is inside)."""
+    text: str = children(children(node)[0])[0]["text"]
+    return text.strip("`")
+
+
+def _external(node: Node, path: str | None) -> Compiled:
+    name = constant_name(node)
+    value = constant_value(name)
+    if value is not None:
         return _pure(lambda focus, env: [value])
     if name not in ("resource", "rootResource", "context"):
         raise Unsupported(f"%{name}")

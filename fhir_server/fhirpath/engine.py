@@ -22,7 +22,7 @@ from typing import Any
 from fhirpathpy import apply_parsed_path
 from fhirpathpy.engine.nodes import ResourceNode
 
-from fhir_server.fhirpath.compiler import Compiled, compile_node
+from fhir_server.fhirpath.compiler import Compiled, compile_node, constant_name, constant_value
 from fhir_server.fhirpath.model import R4_MODEL
 from fhir_server.fhirpath.navigation import Collection, Unsupported
 from fhir_server.fhirpath.syntax import Node, parse
@@ -104,7 +104,21 @@ class Expression:
 
 def _fhirpathpy(tree: Node) -> Callable[[Any, dict[str, Any]], Collection]:
     parsed = {"children": [tree]}
-    return lambda target, variables: apply_parsed_path(target, parsed, variables, R4_MODEL)
+    constants = _constants(tree)  # fhirpathpy knows %ucum but not R4's %vs-[name] and %ext-[name]
+    return lambda target, variables: apply_parsed_path(target, parsed, {**constants, **variables}, R4_MODEL)
+
+
+def _constants(node: Node) -> dict[str, str]:
+    """The constants ``node`` uses, by name, with their values."""
+    found: dict[str, str] = {}
+    if node.get("type") == "ExternalConstantTerm":
+        name = constant_name(node)
+        value = constant_value(name)
+        if value is not None:
+            found[name] = value
+    for child in node.get("children") or []:
+        found.update(_constants(child))
+    return found
 
 
 @functools.lru_cache(maxsize=4096)
