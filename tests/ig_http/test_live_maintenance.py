@@ -22,6 +22,7 @@ from fhir_server.profiles_loader import load_profiles
 from fhir_server.services import Services
 from tests.conftest import body, parse, post, put
 from tests.ig_http.helpers import (
+    LOINC,
     REASON,
     SD,
     SNOMED,
@@ -29,6 +30,7 @@ from tests.ig_http.helpers import (
     center,
     created,
     issues,
+    lab,
     record,
     registration,
     registry_patient,
@@ -138,6 +140,31 @@ async def test_new_code_system_version_judges_the_next_registration(
     assert await load_profiles(services) == 0
     found = parse(await client.get("/fhir/CodeSystem", params={"url": REASON}))
     assert [e["resource"]["version"] for e in found.get("entry", [])] == ["0.2.0"]
+
+
+async def test_a_published_invariant_comparing_quantities_in_other_units_judges_the_next_submission(
+        client: httpx.AsyncClient, registry_client: httpx.AsyncClient,
+        restore: list[tuple[str, str | None]]) -> None:
+    # the maintainer publishes ifp-baseline-lab 0.2.0: a platelet count of 5 x 10^12/L or more is a typing error
+    new = copy.deepcopy(published("StructureDefinition-ifp-baseline-lab"))
+    new["id"], new["version"] = "ifp-baseline-lab-0.2.0", "0.2.0"
+    plausible = {"key": "ifp-lab-4", "severity": "error", "human": "A platelet count is below 5 x 10^12/L",
+                 "expression": "code.coding.where(code = '777-3').exists() implies valueQuantity < 5 '10*12/L'"}
+    for element in new["differential"]["element"] + new["snapshot"]["element"]:
+        if element["id"] == "Observation":
+            element["constraint"] = [*element.get("constraint", []), plausible]
+    restore.append(("StructureDefinition/ifp-baseline-lab-0.2.0", None))
+    assert (await put(registry_client, "StructureDefinition/ifp-baseline-lab-0.2.0", new)).status_code == 201
+
+    # the next submissions, on the other process, in 10*9/L: compared with the rule's 10*12/L through UCUM
+    subject = await registry_subject(client)
+    claim = {"meta": {"profile": [f"{SD}/ifp-baseline-lab"]}}
+    typo = {**lab(subject, LOINC, "777-3", 6000, "10*9/L", "2004-05-06"), **claim}
+    r = await post(client, "Observation", typo)
+    assert r.status_code == 422, r.text
+    assert any("ifp-lab-4" in i["diagnostics"] for i in issues(r))
+    plausible_count = {**lab(subject, LOINC, "777-3", 450, "10*9/L", "2004-05-06"), **claim}
+    assert (await post(client, "Observation", plausible_count)).status_code == 201
 
 
 async def test_new_profile_version_and_pinned_claims(
