@@ -364,17 +364,23 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
 
 
+# FHIR types whose values FHIRPath orders as dates (a JSON string of another type orders as a string)
+_DATE_VALUED = frozenset({"date", "dateTime", "instant"})
+
+
 def _inequality(node: Node, path: str | None) -> Compiled:
     left, right = _operands(node, path)
     compare = _ORDER[operator(node)]
     first, second = left.run, right.run
+    both_dates = left.path in _DATE_VALUED and right.path in _DATE_VALUED  # known from the model: per-1's Period
 
     def run(focus: Collection, env: Env) -> Collection:
         a, b = _singleton(first(focus, env)), _singleton(second(focus, env))
         if a is None or b is None:
             return []
         if isinstance(a, str) and isinstance(b, str):
-            return [compare(_date_order(a, b), 0)]
+            order = _date_order(a, b, both_dates)
+            return [] if order is None else [compare(order, 0)]
         if is_quantity(a) and is_quantity(b):  # rng-2's low <= high; units of different kinds: empty
             order = compare_quantities(a, b)
             return [] if order is None else [compare(order, 0)]
@@ -390,12 +396,13 @@ _DATE_TIME = re.compile(r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2})(?:T([0-9]{2}):(
                         r"(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?")
 
 
-def _date_order(a: str, b: str) -> int:
+def _date_order(a: str, b: str, dates: bool = False) -> int | None:
     """-1, 0 or 1 as dateTime ``a`` is before, the same as or after ``b``, compared as the ranges they name
     (https://hl7.org/fhirpath/N1/#comparison): one ending before the other starts is before it whatever the
-    precisions, two of one precision compare as instants. Unsupported for the rest: two that are the same up to the
-    precision of the less precise one (``2012-01`` and ``2012-01-05``: empty for two dateTimes, but the answer for a
-    string literal is fhirpathpy's), times, fractional seconds, a time with an offset beside one without."""
+    precisions, two of one precision compare as instants. Two that are the same up to the precision of the less
+    precise one (``2012-01`` and ``2012-01-05``) are None (the comparison is empty) when ``dates`` says both are
+    FHIR dates or dateTimes; otherwise Unsupported, as a string that looks like a date may be a string (fhirpathpy
+    answers). Unsupported too: times, fractional seconds, a time with an offset beside one without."""
     left, right = _date_range(a), _date_range(b)
     if left is None or right is None or left[2] != right[2]:
         raise Unsupported("ordering of strings that are not two dates or dateTimes of comparable zones")
@@ -406,6 +413,8 @@ def _date_order(a: str, b: str) -> int:
         return 1
     if a_precision == b_precision:
         return 0 if a_lo == b_lo else (-1 if a_lo < b_lo else 1)
+    if dates:
+        return None  # N1: "the result is empty", the order is unknown at the coarser precision
     raise Unsupported("ordering of dateTimes of different precisions that may be the same")
 
 

@@ -122,6 +122,7 @@ def _constants(node: Node) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def expression(text: str) -> Expression:
-    """The compiled expression of ``text`` (cached: profiles and rules repeat the same few expressions)."""
-    return Expression(text)
+def expression(text: str, focus_type: str | None = None) -> Expression:
+    """The compiled expression of ``text`` (cached: profiles and rules repeat the same few expressions), on a focus
+    of type ``focus_type`` when every evaluation's focus is of that type (see :class:`Expression`)."""
+    return Expression(text, focus_type=focus_type)

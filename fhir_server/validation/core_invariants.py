@@ -46,10 +46,13 @@ class Invariant:
     severity: str  # error | warning
     human: str
     text: str  # the FHIRPath
+    focus_type: str | None = None  # the type of every focus, when the invariant is a type's (Period for per-1)
 
     @property
     def compiled(self) -> Expression:
-        return expression(self.text)
+        # compiled for its type, the native subset knows what its elements are: per-1's start and end are
+        # dateTimes, ordered as dates (2020-01-15 and 2020-01: empty), not as strings
+        return expression(self.text, self.focus_type)
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,10 @@ def invariant_table() -> InvariantTable:
                 own = (constraint.get("source") or url) == url  # an inherited one is its source's
                 if own and constraint["key"] not in NOT_HERE and constraint.get("expression"):
                     key = constraint["key"]
-                    by_path.setdefault(element["path"], []).append(Invariant(
+                    path = element["path"]
+                    by_path.setdefault(path, []).append(Invariant(
                         key, constraint.get("severity", "error"), constraint.get("human", ""),
-                        CORRECTED.get(key, constraint["expression"])))
+                        CORRECTED.get(key, constraint["expression"]), path if path in TYPES else None))
     by_type = {path: tuple(found) for path, found in by_path.items() if path in TYPES}
     by_element: dict[tuple[str, str], tuple[Invariant, ...]] = {}
     for path, found in by_path.items():

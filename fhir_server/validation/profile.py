@@ -29,7 +29,7 @@ from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
 from fhir_server.validation.extension_context import ExtensionUses, Host, allows, extension_sites
-from fhir_server.validation.primitives import REQUIRED_VALUE_SETS
+from fhir_server.validation.primitives import REQUIRED_VALUE_SETS, TYPES
 
 Resolver = Callable[[str], Json | None]
 # Types a binding applies to (elementdefinition.html#ElementDefinition.binding): a Quantity by its unit.
@@ -336,9 +336,12 @@ class ProfileValidator:
     def _check_constraint(self, value: Any, type_code: str | None, constraint: Constraint, node: ElementNode,
                           ctx: _Context, path: str) -> None:
         primitive = type_code if type_code in _PRIMITIVES else None
+        # compiled for the element's type when it has one of its own (a resource, a backbone element): the native
+        # subset then knows what the paths are, dates among them (ordered as dates, not strings)
+        focus_type = node.path if node.path in TYPES else None
         try:
-            result = expression(constraint.expression).evaluate(value, ctx.root, node.path.replace("[x]", ""),
-                                                                primitive)
+            result = expression(constraint.expression, focus_type).evaluate(
+                value, ctx.root, node.path.replace("[x]", ""), primitive)
         except Exception as e:  # a broken invariant must not take the write path down
             ctx.add("warning", "processing", f"invariant {constraint.key} could not be evaluated: {e}", path)
             return

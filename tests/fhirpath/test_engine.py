@@ -401,7 +401,7 @@ def test_per_1_orders_dates_and_datetimes_natively(start: str, end: str, holds: 
 
 
 @pytest.mark.parametrize(("start", "end"), [
-    ("2020-01", "2020-01-15"),  # the same month: empty in FHIRPath, left to fhirpathpy
+    ("2020-01", "2020-01-15"),  # the same month, of strings not known to be dates: left to fhirpathpy
     ("2020-01-01", "2020-01-01T10:00:00Z"),  # a date beside a time with its zone
     ("10:00:00", "11:00:00"),  # times
     ("2020-01-01T10:00:00.5Z", "2020-01-01T10:00:01Z"),  # fractional seconds
@@ -409,6 +409,17 @@ def test_per_1_orders_dates_and_datetimes_natively(start: str, end: str, holds: 
 def test_date_orderings_the_native_code_does_not_decide_are_unsupported(start: str, end: str) -> None:
     with pytest.raises(Unsupported):
         _date_order(start, end)
+
+
+@pytest.mark.parametrize(("start", "end"), [("2020-01-15", "2020-01"), ("2020-01", "2020-01-15"),
+                                            ("2020", "2020-06-01")])
+def test_per_1_compiled_for_period_leaves_dates_of_different_precision_unordered(start: str, end: str) -> None:
+    # N1 comparison: the same up to the coarser precision is empty; start and end are dateTimes (the model says
+    # so when the expression is compiled for Period), not strings to order as text ('2020-01-15' > '2020-01')
+    per_1 = expression("start.hasValue().not() or end.hasValue().not() or (start <= end)", "Period")
+    period = {"start": start, "end": end}
+    assert native(per_1, period, {"resourceType": "Encounter", "period": period}, "Period") == []
+    assert _date_order(start, end, dates=True) is None
 
 
 @pytest.mark.parametrize(("text", "expected"), [

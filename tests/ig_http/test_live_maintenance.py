@@ -29,6 +29,7 @@ from tests.ig_http.helpers import (
     B,
     center,
     created,
+    diagnosis,
     issues,
     lab,
     record,
@@ -165,6 +166,33 @@ async def test_a_published_invariant_comparing_quantities_in_other_units_judges_
     assert any("ifp-lab-4" in i["diagnostics"] for i in issues(r))
     plausible_count = {**lab(subject, LOINC, "777-3", 450, "10*9/L", "2004-05-06"), **claim}
     assert (await post(client, "Observation", plausible_count)).status_code == 201
+
+
+async def test_a_published_invariant_ordering_dates_of_different_precision_does_not_guess(
+        client: httpx.AsyncClient, registry_client: httpx.AsyncClient,
+        restore: list[tuple[str, str | None]]) -> None:
+    # ifp-cml-diagnosis 0.2.0: a diagnosis is not recorded before its onset. Recorded in March 2002, an onset on
+    # 14 March 2002 may be before or after (FHIRPath: the comparison is empty); the rule must not refuse it. The
+    # native subset used to compare the two as strings ('2002-03' < '2002-03-14') and refused it.
+    new = copy.deepcopy(published("StructureDefinition-ifp-cml-diagnosis"))
+    new["id"], new["version"] = "ifp-cml-diagnosis-0.2.0", "0.2.0"
+    rule = {"key": "ifp-dx-9", "severity": "error", "human": "Not recorded before the onset",
+            "expression": "recordedDate.empty() or recordedDate >= onset.ofType(dateTime)"}
+    for element in new["differential"]["element"] + new["snapshot"]["element"]:
+        if element["id"] == "Condition":
+            element["constraint"] = [*element.get("constraint", []), rule]
+    restore.append(("StructureDefinition/ifp-cml-diagnosis-0.2.0", None))
+    assert (await put(registry_client, "StructureDefinition/ifp-cml-diagnosis-0.2.0", new)).status_code == 201
+
+    subject = await registry_subject(client)
+    claim = {"meta": {"profile": [f"{SD}/ifp-cml-diagnosis"]}}
+    same_month = {**diagnosis(subject, "2002-03-14"), "recordedDate": "2002-03", **claim}
+    r = await post(client, "Condition", same_month)
+    assert r.status_code == 201, r.text
+    month_before = {**diagnosis(subject, "2002-03-14"), "recordedDate": "2002-02", **claim}
+    r = await post(client, "Condition", month_before)
+    assert r.status_code == 422, r.text
+    assert any("ifp-dx-9" in i["diagnostics"] for i in issues(r))
 
 
 async def test_new_profile_version_and_pinned_claims(
