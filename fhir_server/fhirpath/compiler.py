@@ -167,6 +167,40 @@ def _narrowed(left: Compiled, type_name: str) -> Compiled | None:
     return _walk(left.walk.replace_last(step), step_path)
 
 
+# R4 types with specialisations (Age is a Quantity, code a string, positiveInt an integer, url a uri; every type an
+# Element): ``is``/``as`` hold for those too, which the JSON name of a choice (valueAge) does not say.
+_SUPERTYPES = frozenset({"Quantity", "string", "integer", "uri", "Element", "BackboneElement", "Resource",
+                         "DomainResource"})
+
+
+def _type_expression(node: Node, path: str | None) -> Compiled:
+    """``X is T`` and ``X as T`` (https://hl7.org/fhirpath/N1/#types) where X is navigation to a choice element
+    (que-7's ``answer is boolean``, ras-2's ``probability as decimal``): the JSON name of the value says its type.
+    Several items are an error (fhirpathpy's to raise); a type with specialisations, or X of a type not known from
+    its JSON name, is fhirpathpy's."""
+    left_node, type_node = children(node)
+    type_name = identifier(type_node)
+    if type_name is None or type_name in _SUPERTYPES:
+        raise Unsupported(f"{operator(node)} of a qualified type or a type with specialisations")
+    left = compile_node(left_node, path)
+    narrowed = _narrowed(left, type_name)
+    if narrowed is None:
+        raise Unsupported(f"{operator(node)} on items whose type is not in their JSON name")
+    every, of_type = left.run, narrowed.run
+
+    def one_or_none(focus: Collection, env: Env) -> Collection:
+        items = every(focus, env)
+        if len(items) > 1:
+            raise Unsupported(f"{operator(node)} on several items")
+        return items
+
+    if operator(node) == "as":
+        return Compiled(lambda focus, env: of_type(focus, env) if one_or_none(focus, env) else [], narrowed.path,
+                        uses_env=left.uses_env)
+    return Compiled(lambda focus, env: [bool(of_type(focus, env))] if one_or_none(focus, env) else [],
+                    uses_env=left.uses_env)
+
+
 # --- literals, constants, parentheses ------------------------------------------------------------------------
 def _literal(node: Node, path: str | None) -> Compiled:
     lit = children(node)[0]
@@ -927,6 +961,7 @@ _HANDLERS: dict[str, Callable[[Node, str | None], Compiled]] = {
     "ImpliesExpression": _logic,
     "EqualityExpression": _equality,
     "InequalityExpression": _inequality,
+    "TypeExpression": _type_expression,
     "MembershipExpression": _membership,
     "UnionExpression": _union,
     "AdditiveExpression": _additive,

@@ -431,3 +431,40 @@ def test_per_1_compiled_for_period_leaves_dates_of_different_precision_unordered
 def test_div_and_mod_after_a_dot_are_member_names(text: str, expected: list[Any]) -> None:
     patient = {"resourceType": "Patient", "text": {"status": "generated", "div": "<div>x</div>"}}
     assert Expression(text).evaluate(patient, patient, "Patient") == expected
+
+
+@pytest.mark.parametrize(("text", "focus_type", "focus", "expected"), [
+    # que-7 (as R5 reads it) and ras-2: the JSON name of a choice value says its type
+    ("operator = 'exists' implies (answer is boolean)", "Questionnaire.item.enableWhen",
+     {"operator": "exists", "answerBoolean": True}, [True]),
+    ("operator = 'exists' implies (answer is boolean)", "Questionnaire.item.enableWhen",
+     {"operator": "exists", "answerString": "y"}, [False]),
+    ("probability is decimal implies (probability as decimal) <= 100", "RiskAssessment.prediction",
+     {"probabilityDecimal": 150}, [False]),
+    ("probability is decimal implies (probability as decimal) <= 100", "RiskAssessment.prediction",
+     {"probabilityRange": {"low": {"value": 1}}}, [True]),
+    ("probability is decimal", "RiskAssessment.prediction", {}, []),
+    # as: the value of that type, typed: a date beside a dateTime of the same day is unordered (empty)
+    ("recordedDate >= (onset as dateTime)", "Condition",
+     {"resourceType": "Condition", "recordedDate": "2020-01", "onsetDateTime": "2020-01-15"}, []),
+    ("recordedDate >= (onset as dateTime)", "Condition",
+     {"resourceType": "Condition", "recordedDate": "2020-02", "onsetDateTime": "2020-01-15"}, [True]),
+    ("(onset as dateTime)", "Condition", {"resourceType": "Condition", "onsetString": "spring"}, []),
+])
+def test_is_and_as_on_a_choice_element_are_native(text: str, focus_type: str, focus: dict[str, Any],
+                                                  expected: list[Any]) -> None:
+    assert native(expression(text, focus_type), focus, focus) == expected
+
+
+@pytest.mark.parametrize(("text", "focus"), [
+    ("value is Quantity", {"resourceType": "Observation", "valueAge": {"value": 1}}),  # Age is a Quantity too
+    ("value as string", {"resourceType": "Observation", "valueString": "x"}),  # a code is a string too
+    ("component.value is string", {"resourceType": "Observation",
+                                   "component": [{"valueString": "a"}, {"valueString": "b"}]}),  # several items
+    ("answer is System.Boolean", {"answerBoolean": True}),  # a qualified type
+])
+def test_is_and_as_the_native_subset_leaves_to_fhirpathpy(text: str, focus: dict[str, Any]) -> None:
+    expr = expression(text, "Observation" if "resourceType" in focus else "Questionnaire.item.enableWhen")
+    if expr.native:
+        with pytest.raises(Unsupported):
+            native(expr, focus, focus)
