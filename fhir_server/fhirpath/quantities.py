@@ -10,9 +10,10 @@ Why native: R4's rng-2 (``low <= high`` of every Range) compares two FHIR Quanti
 JSON (a TypeError), so a Range from 800 mg down to 400 mg was stored unchecked; and a profile invariant such as
 ``dose < 1000 'mg'`` raised in fhirpathpy and was reported as "could not be evaluated".
 
-Units convert through :mod:`fhir_server.terminology.ucum` (exact decimals). Left to fhirpathpy (:class:`Unsupported`):
-a unit with no canonical form (not UCUM, a FHIR Quantity in another system or with a ``comparator``), the calendar
-durations ``year`` and ``month`` (not definite durations), and a calendar duration beside a UCUM unit.
+Units convert through :mod:`fhir_server.terminology.ucum` (exact decimals); two FHIR Quantities coded in the same unit
+of one system (``TAB`` of v3-orderableDrugForm) compare as they are. Left to fhirpathpy (:class:`Unsupported`): other
+units with no canonical form (not UCUM, or with a ``comparator``), the calendar durations ``year`` and ``month`` (not
+definite durations), and a calendar duration beside a UCUM unit.
 """
 
 from __future__ import annotations
@@ -74,12 +75,22 @@ def is_quantity(item: Any) -> bool:
 def compare(a: Any, b: Any) -> int | None:
     """-1, 0 or 1 as quantity ``a`` is less than, equal to or greater than ``b``; None when their units are of
     different kinds (the comparison is empty). Unsupported where a unit has no canonical form here."""
+    if _in_one_unit(a, b):  # 1 TAB and 2 TAB (v3-orderableDrugForm): no conversion needed, none done
+        return (a["value"] > b["value"]) - (a["value"] < b["value"])
     (a_value, a_unit, a_calendar), (b_value, b_unit, b_calendar) = _measured(a), _measured(b)
     if a_calendar != b_calendar:
         raise Unsupported("a calendar duration beside a UCUM quantity")
     if a_unit != b_unit:
         return None
     return (a_value > b_value) - (a_value < b_value)
+
+
+def _in_one_unit(a: Any, b: Any) -> bool:
+    """Two exact FHIR Quantities coded with the same unit of the same system, whatever the system."""
+    return (isinstance(a, dict) and isinstance(b, dict) and "comparator" not in a and "comparator" not in b
+            and a.get("system") is not None and a.get("code") is not None
+            and (a.get("system"), a.get("code")) == (b.get("system"), b.get("code"))
+            and not isinstance(a["value"], float) and not isinstance(b["value"], float))
 
 
 def _measured(item: Any) -> tuple[Decimal, str, bool]:

@@ -47,6 +47,15 @@ def test_a_fhir_quantity_compares_with_a_literal(resource: dict[str, Any], expec
     assert native(expr, resource, resource) == expected
 
 
+def test_two_quantities_in_one_unit_of_another_system_compare_as_they_are() -> None:
+    tablets = "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm"
+    low, high = ({"value": n, "unit": "TAB", "system": tablets, "code": "TAB"} for n in (2, 1))
+    expr = Expression("low <= high")
+    assert native(expr, {"low": low, "high": high}, {}) == [False]
+    with pytest.raises(Unsupported):  # another unit of that system: no conversion known
+        native(expr, {"low": low, "high": {**high, "code": "CAP"}}, {})
+
+
 @pytest.mark.parametrize("resource", [
     dose(400, "tab", system="urn:example:units"),  # not UCUM
     dose(400, "mg", comparator="<"),  # not an exact value

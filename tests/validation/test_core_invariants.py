@@ -48,11 +48,15 @@ def broken(resource: dict[str, Any]) -> list[tuple[str, str]]:
      [("rng-2", "Observation.valueRange")]),
     ({**OBSERVATION, "valueRange": {"low": {"value": 400, "system": UCUM, "code": "mg"},
                                     "high": {"value": 0.8, "system": UCUM, "code": "g"}}}, []),
-    # units of different kinds, or outside UCUM: nothing to compare, nothing broken
+    # the same unit of another system compares as it is (HL7's MedicationStatement example: 1 to 2 TAB)
+    ({**OBSERVATION, "valueRange": {"low": {"value": 9, "system": "urn:x", "code": "tab"},
+                                    "high": {"value": 1, "system": "urn:x", "code": "tab"}}},
+     [("rng-2", "Observation.valueRange")]),
+    # units of different kinds, or different units outside UCUM: nothing to compare, nothing broken
     ({**OBSERVATION, "valueRange": {"low": {"value": 9, "system": UCUM, "code": "g"},
                                     "high": {"value": 1, "system": UCUM, "code": "m"}}}, []),
     ({**OBSERVATION, "valueRange": {"low": {"value": 9, "system": "urn:x", "code": "tab"},
-                                    "high": {"value": 1, "system": "urn:x", "code": "tab"}}}, []),
+                                    "high": {"value": 1, "system": "urn:x", "code": "cap"}}}, []),
     # ref-1: a local reference names a contained resource
     ({**OBSERVATION, "subject": {"reference": "#p1"}}, [("ref-1", "Observation.subject")]),
     ({**OBSERVATION, "subject": {"reference": "#p1"}, "contained": [{"resourceType": "Patient", "id": "p1"}]}, []),
