@@ -377,17 +377,25 @@ def _distinct(items: Collection) -> Collection:
     return out
 
 
+# FHIR types whose values FHIRPath compares as dates (a JSON string of another type compares as a string)
+_DATE_VALUED = frozenset({"date", "dateTime", "instant"})
+
+
 def _equality(node: Node, path: str | None) -> Compiled:
     left, right = _operands(node, path)
     op = operator(node)
     if op not in ("=", "!="):
         raise Unsupported(op)  # ~ and !~ (equivalence)
     first, second = left.run, right.run
+    both_dates = left.path in _DATE_VALUED and right.path in _DATE_VALUED
 
     def run(focus: Collection, env: Env) -> Collection:
         a, b = first(focus, env), second(focus, env)
         if not a or not b:
             return []
+        if both_dates and len(a) == len(b) == 1 and isinstance(a[0], str) and isinstance(b[0], str):
+            order = _date_order(a[0], b[0], dates=True)  # the same up to the coarser precision: empty (N1)
+            return [] if order is None else [(order == 0) == (op == "=")]
         equal = len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
         return [equal if op == "=" else not equal]
 
@@ -396,10 +404,6 @@ def _equality(node: Node, path: str | None) -> Compiled:
 
 _ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
-
-
-# FHIR types whose values FHIRPath orders as dates (a JSON string of another type orders as a string)
-_DATE_VALUED = frozenset({"date", "dateTime", "instant"})
 
 
 def _inequality(node: Node, path: str | None) -> Compiled:

@@ -468,3 +468,18 @@ def test_is_and_as_the_native_subset_leaves_to_fhirpathpy(text: str, focus: dict
     if expr.native:
         with pytest.raises(Unsupported):
             native(expr, focus, focus)
+
+
+@pytest.mark.parametrize(("recorded", "onset", "equal"), [
+    ("2020-01-15", "2020-01-15", [True]),
+    ("2020-01", "2020-01-15", []),  # the same up to the coarser precision: unknown (N1 equality)
+    ("2020-02", "2020-01-15", [False]),
+    ("2020-01-15T10:00:00Z", "2020-01-15T11:00:00+01:00", [True]),  # the same instant
+])
+def test_equality_of_two_dates_of_the_model_is_the_equality_of_dates(recorded: str, onset: str,
+                                                                     equal: list[Any]) -> None:
+    condition = {"resourceType": "Condition", "recordedDate": recorded, "onsetDateTime": onset}
+    expr = expression("recordedDate = (onset as dateTime)", "Condition")
+    assert native(expr, condition, condition) == equal
+    assert native(expression("recordedDate != (onset as dateTime)", "Condition"), condition, condition) == (
+        [not equal[0]] if equal else [])
