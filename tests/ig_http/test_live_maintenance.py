@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,56 +143,60 @@ async def test_new_code_system_version_judges_the_next_registration(
     assert [e["resource"]["version"] for e in found.get("entry", [])] == ["0.2.0"]
 
 
-async def test_a_published_invariant_comparing_quantities_in_other_units_judges_the_next_submission(
-        client: httpx.AsyncClient, registry_client: httpx.AsyncClient,
-        restore: list[tuple[str, str | None]]) -> None:
-    # the maintainer publishes ifp-baseline-lab 0.2.0: a platelet count of 5 x 10^12/L or more is a typing error
-    new = copy.deepcopy(published("StructureDefinition-ifp-baseline-lab"))
-    new["id"], new["version"] = "ifp-baseline-lab-0.2.0", "0.2.0"
-    plausible = {"key": "ifp-lab-4", "severity": "error", "human": "A platelet count is below 5 x 10^12/L",
-                 "expression": "code.coding.where(code = '777-3').exists() implies valueQuantity < 5 '10*12/L'"}
+async def publish_with_rule(maintainer: httpx.AsyncClient, restore: list[tuple[str, str | None]], profile: str,
+                            root: str, rule: dict[str, str]) -> None:
+    """Publish ``profile`` 0.2.0 (a new resource beside 0.1.0) with one more invariant on its root element."""
+    new = copy.deepcopy(published(f"StructureDefinition-{profile}"))
+    new["id"], new["version"] = f"{profile}-0.2.0", "0.2.0"
     for element in new["differential"]["element"] + new["snapshot"]["element"]:
-        if element["id"] == "Observation":
-            element["constraint"] = [*element.get("constraint", []), plausible]
-    restore.append(("StructureDefinition/ifp-baseline-lab-0.2.0", None))
-    assert (await put(registry_client, "StructureDefinition/ifp-baseline-lab-0.2.0", new)).status_code == 201
-
-    # the next submissions, on the other process, in 10*9/L: compared with the rule's 10*12/L through UCUM
-    subject = await registry_subject(client)
-    claim = {"meta": {"profile": [f"{SD}/ifp-baseline-lab"]}}
-    typo = {**lab(subject, LOINC, "777-3", 6000, "10*9/L", "2004-05-06"), **claim}
-    r = await post(client, "Observation", typo)
-    assert r.status_code == 422, r.text
-    assert any("ifp-lab-4" in i["diagnostics"] for i in issues(r))
-    plausible_count = {**lab(subject, LOINC, "777-3", 450, "10*9/L", "2004-05-06"), **claim}
-    assert (await post(client, "Observation", plausible_count)).status_code == 201
-
-
-async def test_a_published_invariant_ordering_dates_of_different_precision_does_not_guess(
-        client: httpx.AsyncClient, registry_client: httpx.AsyncClient,
-        restore: list[tuple[str, str | None]]) -> None:
-    # ifp-cml-diagnosis 0.2.0: a diagnosis is not recorded before its onset. Recorded in March 2002, an onset on
-    # 14 March 2002 may be before or after (FHIRPath: the comparison is empty); the rule must not refuse it. The
-    # native subset used to compare the two as strings ('2002-03' < '2002-03-14') and refused it.
-    new = copy.deepcopy(published("StructureDefinition-ifp-cml-diagnosis"))
-    new["id"], new["version"] = "ifp-cml-diagnosis-0.2.0", "0.2.0"
-    rule = {"key": "ifp-dx-9", "severity": "error", "human": "Not recorded before the onset",
-            "expression": "recordedDate.empty() or recordedDate >= onset.ofType(dateTime)"}
-    for element in new["differential"]["element"] + new["snapshot"]["element"]:
-        if element["id"] == "Condition":
+        if element["id"] == root:
             element["constraint"] = [*element.get("constraint", []), rule]
-    restore.append(("StructureDefinition/ifp-cml-diagnosis-0.2.0", None))
-    assert (await put(registry_client, "StructureDefinition/ifp-cml-diagnosis-0.2.0", new)).status_code == 201
+    restore.append((f"StructureDefinition/{profile}-0.2.0", None))
+    assert (await put(maintainer, f"StructureDefinition/{profile}-0.2.0", new)).status_code == 201
 
-    subject = await registry_subject(client)
-    claim = {"meta": {"profile": [f"{SD}/ifp-cml-diagnosis"]}}
-    same_month = {**diagnosis(subject, "2002-03-14"), "recordedDate": "2002-03", **claim}
-    r = await post(client, "Condition", same_month)
+
+async def judged(client: httpx.AsyncClient, profile: str, rule: str, *, accepted: dict[str, Any],
+                 refused: dict[str, Any]) -> None:
+    """Both resources claim ``profile``: ``accepted`` is stored, ``refused`` is a 422 naming ``rule``."""
+    claim = {"meta": {"profile": [f"{SD}/{profile}"]}}
+    r = await post(client, accepted["resourceType"], {**accepted, **claim})
     assert r.status_code == 201, r.text
-    month_before = {**diagnosis(subject, "2002-03-14"), "recordedDate": "2002-02", **claim}
-    r = await post(client, "Condition", month_before)
+    r = await post(client, refused["resourceType"], {**refused, **claim})
     assert r.status_code == 422, r.text
-    assert any("ifp-dx-9" in i["diagnostics"] for i in issues(r))
+    assert any(rule in i["diagnostics"] for i in issues(r))
+
+
+def _rule(key: str, human: str, expression: str) -> dict[str, str]:
+    return {"key": key, "severity": "error", "human": human, "expression": expression}
+
+
+Builder = Callable[[str], dict[str, Any]]  # a resource of the subject whose reference it is given
+
+
+@pytest.mark.parametrize(("profile", "root", "rule", "accepted", "refused"), [
+    # a platelet count of 5 x 10^12/L or more is a typing error; submitted in 10*9/L, compared through UCUM
+    pytest.param("ifp-baseline-lab", "Observation", _rule(
+        "ifp-lab-4", "A platelet count is below 5 x 10^12/L",
+        "code.coding.where(code = '777-3').exists() implies valueQuantity < 5 '10*12/L'"),
+        lambda s: lab(s, LOINC, "777-3", 450, "10*9/L", "2004-05-06"),
+        lambda s: lab(s, LOINC, "777-3", 6000, "10*9/L", "2004-05-06"), id="quantities-in-other-units"),
+    # not recorded before the onset: recorded in March 2002, an onset on 14 March may be before or after (FHIRPath:
+    # the comparison is empty), which the rule must not refuse; the native subset used to compare the two as
+    # strings ('2002-03' < '2002-03-14') and refused it
+    pytest.param("ifp-cml-diagnosis", "Condition", _rule(
+        "ifp-dx-9", "Not recorded before the onset",
+        "recordedDate.empty() or recordedDate >= onset.ofType(dateTime)"),
+        lambda s: {**diagnosis(s, "2002-03-14"), "recordedDate": "2002-03"},
+        lambda s: {**diagnosis(s, "2002-03-14"), "recordedDate": "2002-02"}, id="dates-of-different-precision"),
+])
+async def test_a_published_invariant_judges_the_next_submission_as_fhirpath_means_it(
+        client: httpx.AsyncClient, registry_client: httpx.AsyncClient, restore: list[tuple[str, str | None]],
+        profile: str, root: str, rule: dict[str, str], accepted: Builder, refused: Builder) -> None:
+    # the maintainer (registry process) publishes the profile's 0.2.0 with the rule; the next submissions, on the
+    # other process, claim the profile
+    await publish_with_rule(registry_client, restore, profile, root, rule)
+    subject = await registry_subject(client)
+    await judged(client, profile, rule["key"], accepted=accepted(subject), refused=refused(subject))
 
 
 async def test_new_profile_version_and_pinned_claims(
