@@ -33,17 +33,20 @@ def total(url: str, query: str) -> int:
         return int(http.get(f"{url}/fhir/{query}{joined}_total=accurate&_count=0").json()["total"])
 
 
+def patient_with_lab(full_url: str, pseudonym: str) -> dict[str, Any]:
+    """A transaction Bundle: a new Patient and a lab Observation referring to it by its ``urn:uuid:`` fullUrl."""
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": full_url, "resource": data.patient(pseudonym), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": data.lab("placeholder") | {"subject": {"reference": full_url}},
+         "request": {"method": "POST", "url": "Observation"}}]}
+
+
 def test_ndjson_and_bundle_files_of_a_directory_are_loaded(settings: Settings, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "Patient.ndjson").write_bytes(ndjson([{**data.patient(f"FR-POI-{i}"), "id": f"ld-{i}"}
                                                       for i in range(3)]))
     (tmp_path / "Organization.ndjson.gz").write_bytes(gzip.compress(ndjson([data.organization("DE-MUC")])))
-    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "resource": data.patient("FR-POI-T"),
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": data.lab("placeholder") | {"subject": {
-            "reference": "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"}},
-         "request": {"method": "POST", "url": "Observation"}}]}
+    transaction = patient_with_lab("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", "FR-POI-T")
     (tmp_path / "submission.json").write_bytes(fhirjson.dumps(transaction))
     collection = {"resourceType": "Bundle", "type": "collection",
                   "entry": [{"resource": {**data.patient("FR-POI-C"), "id": "ld-c"}}]}
@@ -64,12 +67,7 @@ def test_ndjson_and_bundle_files_of_a_directory_are_loaded(settings: Settings, t
 def test_fhir_xml_files_are_loaded_and_a_broken_one_is_reported(settings: Settings, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """xml.html: a Bundle or a resource in FHIR XML loads as its JSON does; a file that is not FHIR XML fails."""
-    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:0c3f2a7e-54f4-4b8e-9a5b-0a8f1d2e3c4b", "resource": data.patient("FR-POI-X1"),
-         "request": {"method": "POST", "url": "Patient"}},
-        {"resource": data.lab("placeholder") | {"subject": {
-            "reference": "urn:uuid:0c3f2a7e-54f4-4b8e-9a5b-0a8f1d2e3c4b"}},
-         "request": {"method": "POST", "url": "Observation"}}]}
+    transaction = patient_with_lab("urn:uuid:0c3f2a7e-54f4-4b8e-9a5b-0a8f1d2e3c4b", "FR-POI-X1")
     (tmp_path / "submission.xml").write_bytes(resource_to_xml(transaction))
     (tmp_path / "one.xml.gz").write_bytes(gzip.compress(resource_to_xml({**data.patient("FR-POI-X2"), "id": "ld-x"})))
     (tmp_path / "broken.xml").write_bytes(b"<Patient xmlns='http://hl7.org/fhir'><gender value='x'")
