@@ -32,10 +32,19 @@ from fhir_server.validation.core import core_definitions
 from fhir_server.validation.primitives import PRIMITIVE, RESOURCE, TYPES
 
 NOT_HERE = frozenset({"ele-1", "txt-1", "txt-2", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "dom-6"})
-# R4 expressions that say something else than their rule: que-7 tests ``answer is Boolean``, the System type, which
-# a FHIR ``answerBoolean`` is not, so it refused every valid enableWhen with operator 'exists' (HL7's own
-# Questionnaire-bb among them); R5 reads ``answer is boolean``.
-CORRECTED = {"que-7": "operator = 'exists' implies (answer is boolean)"}
+# R4 expressions that say something else than their rule, read as R4B/R5 (and HL7's reference validator) correct
+# them:
+# - que-7 tests ``answer is Boolean``, the System type, which a FHIR ``answerBoolean`` is not, so it refused every
+#   valid enableWhen with operator 'exists' (HL7's own Questionnaire-bb among them); R5 reads ``answer is boolean``.
+# - que-12's rule is "if there are more than one enableWhen, enableBehavior must be specified", its R4 expression
+#   counts from three (``> 2``): two conditions without enableBehavior leave the item's enabling undefined. R4B
+#   and R5 count from two.
+# - tim-9 tests ``when in (...)``, and ``in`` takes one item on its left: a Timing with two ``when`` and an offset
+#   could not be evaluated, so an offset beside ``C`` (at a meal, no offset possible) went unchecked. R5 tests each.
+CORRECTED = {"que-7": "operator = 'exists' implies (answer is boolean)",
+             "que-12": "enableWhen.count() > 1 implies enableBehavior.exists()",
+             "tim-9": "offset.empty() or (when.exists() and "
+                      "when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"}
 DOMAIN_RESOURCE = "http://hl7.org/fhir/StructureDefinition/DomainResource"
 EXTENSIONS = frozenset({"extension", "modifierExtension"})
 

@@ -128,6 +128,35 @@ def test_que_7_reads_a_boolean_answer_as_the_rule_means() -> None:
     assert broken(wrong) == [("que-7", "Questionnaire.item[1].enableWhen[0]")]
 
 
+def test_que_12_asks_for_enable_behavior_from_two_conditions_on_as_its_rule_says() -> None:
+    """R4 words que-12 "if there are more than one enableWhen"; its R4 expression counts from three."""
+    when = [{"question": "q", "operator": "=", "answerBoolean": True},
+            {"question": "q", "operator": "exists", "answerBoolean": True}]
+    questionnaire = {"resourceType": "Questionnaire", "status": "active",
+                     "item": [{"linkId": "q", "type": "boolean"},
+                              {"linkId": "r", "type": "string", "enableWhen": when}]}
+    assert broken(questionnaire) == [("que-12", "Questionnaire.item[1]")]
+    questionnaire["item"][1]["enableBehavior"] = "all"
+    assert broken(questionnaire) == []
+    questionnaire["item"][1] = {"linkId": "r", "type": "string", "enableWhen": when[:1]}
+    assert broken(questionnaire) == []
+
+
+@pytest.mark.parametrize(("when", "expected"), [
+    (["ACM", "ACV"], []),  # before breakfast and dinner, 30 minutes each
+    (["C", "ACV"], [("tim-9", "CarePlan.activity[0].detail.scheduledTiming.repeat")]),  # "at a meal" takes none
+    (None, [("tim-9", "CarePlan.activity[0].detail.scheduledTiming.repeat")]),
+])
+def test_tim_9_judges_every_when_of_a_timing_with_an_offset(when: list[str] | None,
+                                                            expected: list[tuple[str, str]]) -> None:
+    """R4's tim-9 tests ``when in (...)``, which takes one item: two ``when`` could not be evaluated."""
+    repeat: dict[str, Any] = {"offset": 30, **({"when": when} if when else {})}
+    care_plan = {"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                 "subject": {"reference": "Patient/1"},
+                 "activity": [{"detail": {"status": "scheduled", "scheduledTiming": {"repeat": repeat}}}]}
+    assert broken(care_plan) == expected
+
+
 def test_the_table_skips_what_other_checks_own() -> None:
     table = invariant_table()
     keys = {i.key for found in (*table.by_type.values(), *table.by_element.values()) for i in found}
