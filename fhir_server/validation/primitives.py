@@ -65,6 +65,10 @@ Checker = Callable[[Any], str | None]
 # feed (U+0009, U+000D, U+000A); every string-based primitive inherits the rule, and the regexes (\S) let NUL,
 # ESC and the like through.
 _CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# RFC 3986 section 3.1: an absolute URI starts with its scheme
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# the path of an extension directly inside another (a complex extension's part)
+_SUB_EXTENSION = re.compile(r"[xX]tension\[\d+\]\.extension\[\d+\]$")
 
 
 def _string_checker(name: str, regex: str | None) -> Checker:
@@ -254,11 +258,20 @@ def _check_extension_content(obj: dict[str, Any], chosen: dict[str, str] | None,
                              issues: list[Issue]) -> None:
     """ext-1 (extensibility.html): an extension has a value or nested extensions, not both and not neither. Here
     rather than with the other invariants (``core_invariants``): extensions are everywhere, and the wire walk
-    visits them all anyway."""
+    visits them all anyway.
+
+    And its url: an extension's url "SHALL be the canonical URL of a StructureDefinition that defines the
+    extension" (extensibility.html#extension), so an absolute URL; only the parts of a complex extension (the
+    extensions directly inside another) are named by a plain name relative to it (``species`` in
+    ``patient-animal``)."""
     has_value = bool(chosen and "value" in chosen) or any(k.startswith("_value") for k in obj)
     if ("extension" in obj) == has_value:
         issues.append(Issue("error", "invariant", f"{path}: ext-1: Must have either extensions or value[x], not "
                             "both", (path,)))
+    url = obj.get("url")
+    if type(url) is str and url and not _ABSOLUTE_URI.match(url) and not _SUB_EXTENSION.search(path):
+        issues.append(_issue("value", f"an extension's url must be an absolute URL (the canonical URL of its "
+                             f"definition), not '{url[:200]}'", f"{path}.url"))
 
 
 def _check_required(obj: dict[str, Any], info: TypeInfo, path: str, issues: list[Issue]) -> None:

@@ -354,3 +354,29 @@ def test_ext_1_an_extension_has_a_value_or_extensions_not_both(extension: dict[s
     issues = check_primitive_types(patient)
     expected = [] if ok else [("invariant", ("Patient.name[0].extension[0]",))]
     assert [(i.code, i.expression) for i in issues] == expected
+
+
+@pytest.mark.parametrize(("resource", "expected"), [
+    ({"extension": [{"url": "http://example.org/x", "valueString": "a"}]}, []),
+    ({"extension": [{"url": "urn:oid:1.2.3", "valueString": "a"}]}, []),
+    # the parts of a complex extension are named relative to it (patient-animal's species)
+    ({"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+                     "extension": [{"url": "species", "valueCodeableConcept": {"text": "dog"}}]}]}, []),
+    ({"modifierExtension": [{"url": "http://example.org/x", "extension": [{"url": "y", "valueBoolean": True}]}]},
+     []),
+    # HL7's validator suite, patient-extension-bad: a top-level extension named by a relative url
+    ({"extension": [{"url": "animal", "valueString": "a"}]}, ["Patient.extension[0].url"]),
+    ({"modifierExtension": [{"url": "x", "valueString": "a"}]}, ["Patient.modifierExtension[0].url"]),
+    # an extension of a primitive, or of an extension's value, is an extension of its own: not a part
+    ({"birthDate": "1956", "_birthDate": {"extension": [{"url": "age", "valueInteger": 3}]}},
+     ["Patient.birthDate.extension[0].url"]),
+    ({"extension": [{"url": "http://example.org/x", "valueString": "a",
+                     "_valueString": {"extension": [{"url": "y", "valueBoolean": True}]}}]},
+     ["Patient.extension[0].valueString.extension[0].url"]),
+])
+def test_an_extension_is_named_by_the_absolute_url_of_its_definition(resource: dict[str, Any],
+                                                                     expected: list[str]) -> None:
+    """extensibility.html#extension: the url SHALL be the canonical URL of the StructureDefinition defining it."""
+    issues = check_primitive_types({"resourceType": "Patient", **resource})
+    assert [i.expression[0] for i in issues] == expected
+    assert all(i.code == "value" and "absolute URL" in i.diagnostics for i in issues)
