@@ -15,13 +15,17 @@ Not here: ``ele-1`` (no empty element), ``ext-1`` (an extension has a value or e
 ("a resource should have narrative") is a best-practice guideline that every registry resource would fail; the
 DomainResource rules on contained resources (``dom-2`` to ``dom-5``) are plain Python below, as their FHIRPath
 (``descendants()`` of every element) would cost every resource with contained resources a walk through fhirpathpy.
+An Attachment's stated ``size`` and ``hash`` are compared with its ``data`` here too (datatypes.html#Attachment).
 An invariant that cannot be evaluated on a resource (a FHIRPath corner the engine does not know) is logged once and
 not held against the resource: the server's own limits must not refuse valid data.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +49,7 @@ CORRECTED = {"que-7": "operator = 'exists' implies (answer is boolean)",
              "que-12": "enableWhen.count() > 1 implies enableBehavior.exists()",
              "tim-9": "offset.empty() or (when.exists() and "
                       "when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"}
+SHA1_BYTES = 20
 DOMAIN_RESOURCE = "http://hl7.org/fhir/StructureDefinition/DomainResource"
 EXTENSIONS = frozenset({"extension", "modifierExtension"})
 
@@ -155,6 +160,8 @@ def _visit(obj: dict[str, Any], key: str, path: str, resource: dict[str, Any], r
     """Check ``obj`` (of type ``key``) and walk into its elements."""
     for invariant in table.by_type.get(key, ()):
         _check(invariant, obj, key, path, resource, root, issues)
+    if key == "Attachment" and "data" in obj:
+        issues.extend(_attachment_issues(obj, path))
     info = TYPES[key]
     for name, value in obj.items():
         row = info.rows.get(name)
@@ -231,6 +238,40 @@ def _contained_issues(resource: dict[str, Any], path: str) -> list[Issue]:
             issues.append(_error("dom-3", "a contained resource SHALL be referred to from elsewhere in the resource "
                                  "or SHALL refer to the containing resource", at))
     return issues
+
+
+def _attachment_issues(attachment: dict[str, Any], path: str) -> list[Issue]:
+    """An Attachment's ``size`` and ``hash`` describe its ``data`` (datatypes.html#Attachment: "the number of bytes
+    of data that make up this attachment (before base64 encoding)", "the calculated hash of the data using SHA-1,
+    represented using base64"): stated beside the data, they must be its own, or a receiver checking the content
+    against them would refuse it."""
+    data, size, digest = attachment.get("data"), attachment.get("size"), attachment.get("hash")
+    if not isinstance(data, str) or (size is None and digest is None):
+        return []
+    content = _base64(data)
+    if content is None:  # not base64: the wire-format check says so
+        return []
+    issues: list[Issue] = []
+    if type(size) is int and size != len(content):
+        issues.append(Issue("error", "value", f"{path}.size: the stated size {size} is not the size of the data "
+                            f"({len(content)} bytes)", (f"{path}.size",)))
+    stated = _base64(digest) if isinstance(digest, str) else None
+    if stated is None or len(stated) != SHA1_BYTES:
+        # HL7's own DiagnosticReport-example-pgx states its hash in hex: not a base64 SHA-1, so nothing to compare
+        if digest is not None:
+            issues.append(Issue("warning", "value", f"{path}.hash: not the base64 of a SHA-1 digest (20 bytes)",
+                                (f"{path}.hash",)))
+    elif stated != hashlib.sha1(content, usedforsecurity=False).digest():
+        issues.append(Issue("error", "value", f"{path}.hash: the stated hash is not the SHA-1 of the data",
+                            (f"{path}.hash",)))
+    return issues
+
+
+def _base64(text: str) -> bytes | None:
+    try:  # R4's base64Binary allows whitespace between the groups of four
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _strings(value: Any) -> Iterator[str]:

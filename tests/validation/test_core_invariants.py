@@ -3,6 +3,8 @@ broken once and kept once, as the base StructureDefinitions word it; HL7's own e
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,28 @@ def test_tim_9_judges_every_when_of_a_timing_with_an_offset(when: list[str] | No
                  "subject": {"reference": "Patient/1"},
                  "activity": [{"detail": {"status": "scheduled", "scheduledTiming": {"repeat": repeat}}}]}
     assert broken(care_plan) == expected
+
+
+HELLO = base64.b64encode(b"Hello, world!!").decode()  # 14 bytes
+HELLO_SHA1 = base64.b64encode(hashlib.sha1(b"Hello, world!!", usedforsecurity=False).digest()).decode()
+
+
+@pytest.mark.parametrize(("stated", "expected"), [
+    ({}, []),
+    ({"size": 14, "hash": HELLO_SHA1}, []),
+    # HL7's validator suite, attachment-with-wrong-size: "Stated Attachment Size 100 does not match ... 14"
+    ({"size": 100}, [("error", "Media.content.size")]),
+    ({"hash": base64.b64encode(hashlib.sha1(b"other", usedforsecurity=False).digest()).decode()},
+     [("error", "Media.content.hash")]),
+    # a hash in hex (HL7's DiagnosticReport-example-pgx) is no base64 SHA-1: said, not refused
+    ({"hash": "571ef9c5655840f324e679072ed62b1b95eef8a0"}, [("warning", "Media.content.hash")]),
+])
+def test_an_attachments_stated_size_and_hash_are_those_of_its_data(stated: dict[str, Any],
+                                                                   expected: list[tuple[str, str]]) -> None:
+    """datatypes.html#Attachment: size is the number of bytes of the data, hash its SHA-1 in base64."""
+    media = {"resourceType": "Media", "status": "completed",
+             "content": {"contentType": "text/plain", "data": HELLO, **stated}}
+    assert [(i.severity, i.expression[0]) for i in core_invariant_issues(media)] == expected
 
 
 def test_the_table_skips_what_other_checks_own() -> None:
