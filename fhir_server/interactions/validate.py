@@ -39,6 +39,7 @@ from fhir_server.operations import OperationRegistry, OperationRequest, Operatio
 from fhir_server.resources import check_structure
 from fhir_server.services import Services
 from fhir_server.validation.core_invariants import core_invariant_issues
+from fhir_server.validation.primitives import check_primitive_types
 
 MODES = ("create", "update", "delete", "profile")
 DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
@@ -51,15 +52,27 @@ async def read_only_unit(ctx: RequestContext, services: Services) -> AsyncIterat
         yield UnitOfWork(ctx, services, session)
 
 
+VALIDATE_PARAMETERS = frozenset({"resource", "mode", "profile"})
+
+
 def _submitted_resource(op: OperationRequest) -> dict[str, Any] | None:
     body = op.body
     if body is None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise InvalidRequest("$validate takes a resource or a Parameters resource as its body", code="structure")
-    if body["resourceType"] == "Parameters":
+    if body["resourceType"] == "Parameters" and not _is_the_resource(op, body):
         return op.resource_param("resource")
     return dict(body)
+
+
+def _is_the_resource(op: OperationRequest, parameters: dict[str, Any]) -> bool:
+    """A Parameters body of ``Parameters/$validate`` that holds none of the operation's parameters is the resource
+    to validate itself (operation-resource-validate.html: the resource is the body, or the ``resource``
+    parameter): read as the operation's parameters it would say nothing, and the request would be refused."""
+    parts = parameters.get("parameter")
+    names = {p.get("name") for p in parts if isinstance(p, dict)} if isinstance(parts, list) else set()
+    return op.resource_type == "Parameters" and not names & VALIDATE_PARAMETERS
 
 
 def _outcome(issues: list[Issue]) -> OperationResponse:
@@ -122,7 +135,8 @@ async def validate_resource(ctx: RequestContext, services: Services, op: Operati
             return _outcome(notes + exc.issues)
         issues = await validation_issues(uow, resource, extra_profiles=(profile,) if profile else (),
                                          only_extra=mode == "profile")
-        # a write drops them; the outcome shows the R4 invariants of severity warning (con-3...) too
+        # a write drops them; the outcome shows the warnings of the wire format and the R4 invariants (con-3...) too
+        notes += [i for i in check_primitive_types(resource) if i.severity == "warning"]
         notes += [i for i in core_invariant_issues(resource) if i.severity != "error"]
     return _outcome(notes + issues)
 

@@ -65,6 +65,22 @@ async def test_parameters_body_with_profile(client: httpx.AsyncClient) -> None:
     assert any(i["severity"] == "error" for i in issues(r))
 
 
+async def test_a_parameters_resource_is_validated_as_itself_when_it_holds_no_validate_parameter(
+        client: httpx.AsyncClient) -> None:
+    """operation-resource-validate.html: the resource is the body or the ``resource`` parameter. A Parameters body
+    of ``Parameters/$validate`` naming none of the operation's parameters is the resource to check."""
+    own = {"resourceType": "Parameters", "parameter": [{"name": "when", "valueDate": "2024-02-30"}]}
+    r = await post(client, "Parameters/$validate", own)
+    assert r.status_code == 200, r.text
+    assert [(i["severity"], i["expression"]) for i in issues(r)] == [("error", ["Parameters.parameter[0].valueDate"])]
+    empty = {"resourceType": "Parameters"}  # HL7's validator suite, params-empty: valid
+    assert [i["severity"] for i in issues(await post(client, "Parameters/$validate", empty))] == ["information"]
+    # holding $validate's own parameters, it is the operation's input, as for every other type
+    r = await post(client, "Parameters/$validate", parameters(own))
+    assert [(i["severity"], i["expression"]) for i in issues(r)] == [("error", ["Parameters.parameter[0].valueDate"])]
+    assert (await post(client, "Parameters/$validate", parameters(mode="create"))).status_code == 400
+
+
 async def test_structural_errors_are_the_outcome_not_a_failure(client: httpx.AsyncClient) -> None:
     r = await post(client, "Patient/$validate", {"resourceType": "Patient", "birthDate": "yesterday"})
     assert r.status_code == 200
