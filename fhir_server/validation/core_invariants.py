@@ -33,7 +33,7 @@ from typing import Any
 from fhir_server.errors import Issue
 from fhir_server.fhirpath import Expression, expression
 from fhir_server.validation.core import core_definitions
-from fhir_server.validation.primitives import PRIMITIVE, RESOURCE, TYPES
+from fhir_server.validation.primitives import ABSOLUTE_URI, PRIMITIVE, RESOURCE, TYPES
 
 NOT_HERE = frozenset({"ele-1", "txt-1", "txt-2", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "dom-6"})
 # R4 expressions that say something else than their rule, read as R4B/R5 (and HL7's reference validator) correct
@@ -75,6 +75,7 @@ class InvariantTable:
     by_element: dict[tuple[str, str], tuple[Invariant, ...]]  # (type key, element name) -> of its values
     visited: frozenset[str]  # the type keys whose objects hold an invariant, or hold objects that do
     domain_resources: frozenset[str]  # resource types under DomainResource (the dom-* rules)
+    canonical_resources: frozenset[str]  # resource types whose ``url`` is "an absolute URI" (ValueSet...)
 
 
 @functools.cache
@@ -82,10 +83,13 @@ def invariant_table() -> InvariantTable:
     """The table, built from the base StructureDefinitions on first use (once per process)."""
     by_path: dict[str, list[Invariant]] = {}
     domain: set[str] = set()
+    canonical: set[str] = set()
     for url, definition in core_definitions().items():
         if definition.get("baseDefinition") == DOMAIN_RESOURCE and definition.get("kind") == "resource":
             domain.add(str(definition["type"]))
         for element in definition.get("snapshot", {}).get("element", ()):
+            if element["path"] == f"{definition['type']}.url" and "absolute URI" in element.get("definition", ""):
+                canonical.add(str(definition["type"]))
             for constraint in element.get("constraint", ()):
                 own = (constraint.get("source") or url) == url  # an inherited one is its source's
                 if own and constraint["key"] not in NOT_HERE and constraint.get("expression"):
@@ -106,7 +110,8 @@ def invariant_table() -> InvariantTable:
         kept = tuple(i for i in found if i.key not in on_type)
         if kept:
             by_element[(owner, name)] = kept
-    return InvariantTable(by_type, by_element, _visited(by_type, by_element), frozenset(domain))
+    return InvariantTable(by_type, by_element, _visited(by_type, by_element), frozenset(domain),
+                          frozenset(canonical))
 
 
 def _target_of(owner: str, name: str) -> str | None:
@@ -162,6 +167,8 @@ def _visit(obj: dict[str, Any], key: str, path: str, resource: dict[str, Any], r
         _check(invariant, obj, key, path, resource, root, issues)
     if key == "Attachment" and "data" in obj:
         issues.extend(_attachment_issues(obj, path))
+    elif key in table.canonical_resources:
+        issues.extend(_canonical_url_issues(obj, key, path))
     info = TYPES[key]
     for name, value in obj.items():
         row = info.rows.get(name)
@@ -265,6 +272,16 @@ def _attachment_issues(attachment: dict[str, Any], path: str) -> list[Issue]:
         issues.append(Issue("error", "value", f"{path}.hash: the stated hash is not the SHA-1 of the data",
                             (f"{path}.hash",)))
     return issues
+
+
+def _canonical_url_issues(resource: dict[str, Any], rtype: str, path: str) -> list[Issue]:
+    """valueset.html#ValueSet.url, and every canonical resource's: "An absolute URI that is used to identify this
+    value set when it is referenced": a relative one ("ValueSet/x", a contained "c1") identifies nothing."""
+    url = resource.get("url")
+    if not isinstance(url, str) or not url or ABSOLUTE_URI.match(url):
+        return []
+    return [Issue("error", "value", f"{path}.url: the canonical URL of a {rtype} must be an absolute URI, not "
+                  f"'{url[:200]}'", (f"{path}.url",))]
 
 
 def _base64(text: str) -> bytes | None:

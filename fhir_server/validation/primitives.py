@@ -66,7 +66,7 @@ Checker = Callable[[Any], str | None]
 # ESC and the like through.
 _CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # RFC 3986 section 3.1: an absolute URI starts with its scheme
-_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 # the path of an extension directly inside another (a complex extension's part)
 _SUB_EXTENSION = re.compile(r"[xX]tension\[\d+\]\.extension\[\d+\]$")
 
@@ -76,6 +76,9 @@ def _string_checker(name: str, regex: str | None) -> Checker:
     pattern = re.compile(regex, re.ASCII) if regex else None
     full = pattern.fullmatch if pattern else None
     dated = name in ("date", "dateTime", "instant")
+    # a canonical is not judged: it names a resource by the url it declares, and an ill-formed one names none
+    # (HL7's Library-zika-virus-intervention-logic refers to the value set "urn:oid:X.Y.Z", a placeholder)
+    uri_like = name in ("uri", "url")
 
     def check(value: Any) -> str | None:
         if type(value) is not str:
@@ -89,9 +92,26 @@ def _string_checker(name: str, regex: str | None) -> Checker:
             return f"{value!r} is not a valid {name}"
         if dated and len(value) >= 10 and not _valid_day(value):
             return f"{value!r} is not a calendar date"
+        if uri_like and value.startswith("urn:"):
+            return _urn_problem(value)
         return None
 
     return check
+
+
+# datatypes.html#uri: "urn:uuid:" and "urn:oid:" URIs carry a UUID (RFC 4122: 8-4-4-4-12 hex digits; FHIR asks
+# for lower case, RFC 4122 reads either) and an OID (the R4 oid type's regex); any other URN is its scheme's own
+_UUID_URN = re.compile(r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_OID_URN = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+
+
+def _urn_problem(value: str) -> str | None:
+    urn = value.partition("#")[0]
+    if urn.startswith("urn:uuid:") and not _UUID_URN.fullmatch(urn):
+        return f"{urn!r} is not a valid UUID URN (urn:uuid: and 8-4-4-4-12 hexadecimal digits)"
+    if urn.startswith("urn:oid:") and not _OID_URN.fullmatch(urn):
+        return f"{urn!r} is not a valid OID URN (urn:oid: and numbers separated by dots, the first 0, 1 or 2)"
+    return None
 
 
 def _integer_checker(name: str) -> Checker:
@@ -205,7 +225,7 @@ def _load(path: Path) -> ElementTable:
 
 
 TYPES, CHECKERS, REQUIRED_VALUE_SETS, RESOURCE_TYPES, R4B_MODEL_TYPES = _load(DATA)
-_EXTENSION = TYPES["Extension"]
+_EXTENSION, _CODING, _IDENTIFIER = TYPES["Extension"], TYPES["Coding"], TYPES["Identifier"]
 
 
 def check_primitive_types(resource: dict[str, Any]) -> list[Issue]:
@@ -252,6 +272,31 @@ def _walk(obj: dict[str, Any], info: TypeInfo, path: str, issues: list[Issue]) -
         _check_required(obj, info, path, issues)
     if info is _EXTENSION:
         _check_extension_content(obj, chosen, path, issues)
+    elif info is _CODING or info is _IDENTIFIER:
+        _check_system(obj, info is _CODING, path, issues)
+
+
+def _check_system(obj: dict[str, Any], is_coding: bool, path: str, issues: list[Issue]) -> None:
+    """A Coding's system identifies its code system (datatypes.html#Coding: an http URL, "urn:oid:" or
+    "urn:uuid:"), so it is an absolute URI: a relative one ("#cs", "loinc") identifies nothing. An Identifier of the
+    system ``urn:ietf:rfc:3986`` (identifier-registry.html: "the identifier is a URI") has a URI for its value:
+    a warning only, as three of HL7's own examples break it (Organization-2.16.840.1.113883.19.5 states a bare
+    OID, Bundle-xds and StructureMap-example OIDs that are none), and the identifier is still matched exactly."""
+    system = obj.get("system")
+    if type(system) is not str or not system:
+        return
+    if is_coding:
+        if not ABSOLUTE_URI.match(system):
+            issues.append(_issue("value", f"a Coding's system must be an absolute URI, not '{system[:200]}'",
+                                 f"{path}.system"))
+        return
+    value = obj.get("value")
+    if system == "urn:ietf:rfc:3986" and type(value) is str and value and (
+            not ABSOLUTE_URI.match(value) or _urn_problem(value) is not None):
+        where = f"{path}.value"
+        issues.append(Issue("warning", "value", f"{where}: the system urn:ietf:rfc:3986 makes the value a URI: "
+                            f"'{value[:200]}' is not an absolute URI (such as urn:oid:2.16.840.1.113883.6.57)",
+                            (where,)))
 
 
 def _check_extension_content(obj: dict[str, Any], chosen: dict[str, str] | None, path: str,
@@ -269,7 +314,7 @@ def _check_extension_content(obj: dict[str, Any], chosen: dict[str, str] | None,
         issues.append(Issue("error", "invariant", f"{path}: ext-1: Must have either extensions or value[x], not "
                             "both", (path,)))
     url = obj.get("url")
-    if type(url) is str and url and not _ABSOLUTE_URI.match(url) and not _SUB_EXTENSION.search(path):
+    if type(url) is str and url and not ABSOLUTE_URI.match(url) and not _SUB_EXTENSION.search(path):
         issues.append(_issue("value", f"an extension's url must be an absolute URL (the canonical URL of its "
                              f"definition), not '{url[:200]}'", f"{path}.url"))
 

@@ -181,6 +181,22 @@ def test_an_attachments_stated_size_and_hash_are_those_of_its_data(stated: dict[
     assert [(i.severity, i.expression[0]) for i in core_invariant_issues(media)] == expected
 
 
+@pytest.mark.parametrize(("url", "contained_url", "expected"), [
+    ("http://example.org/fhir/ValueSet/x", "http://example.org/fhir/CodeSystem/c1", []),
+    ("urn:uuid:6a2ee390-978e-42c6-8f88-c17dff3bd8ab", "urn:oid:1.2.3", []),
+    # HL7's validator suite, vs-canonical-bad: a relative url on the value set and on its contained code system
+    ("ValueSet/vs-canonical-bad", "c1", ["ValueSet.url", "ValueSet.contained[0].url"]),
+])
+def test_a_canonical_resources_url_is_an_absolute_uri(url: str, contained_url: str, expected: list[str]) -> None:
+    """valueset.html#ValueSet.url (every canonical resource's): "An absolute URI that is used to identify this"."""
+    value_set = {"resourceType": "ValueSet", "status": "draft", "url": url,
+                 "contained": [{"resourceType": "CodeSystem", "id": "c1", "url": contained_url, "status": "draft",
+                                "content": "complete"}],
+                 "compose": {"include": [{"system": contained_url}]}}
+    issues = [i for i in core_invariant_issues(value_set) if i.expression[0].endswith(".url")]
+    assert sorted(i.expression[0] for i in issues) == sorted(expected)
+
+
 def test_the_table_skips_what_other_checks_own() -> None:
     table = invariant_table()
     keys = {i.key for found in (*table.by_type.values(), *table.by_element.values()) for i in found}
