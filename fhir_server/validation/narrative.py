@@ -11,6 +11,8 @@ A narrative is shown to people by the clients of every center, so what it may ca
   base/link/xlink, frames, iframes, objects or event related attributes (e.g. onClick)": none of those is allowed,
   and a link or image to a ``javascript:`` or ``vbscript:`` URL is a script too, as is a ``data:`` URL of anything
   but an image (an image SHOULD be embedded as a ``data:`` URL, narrative.html says);
+- a paragraph holds inline content only (HTML 4.01 section 9.3.1: no ``p``, ``div``, list or table inside a
+  ``p``), as HTML 4.0's DTD has it: a browser would close the paragraph and show another narrative;
 - invariant txt-2: "some non-whitespace content" (text, or an image). This one is a warning
   (:func:`narrative_warnings`, with the write's other warnings): four of HL7's own R4 examples have an empty
   ``div``, and every official example must load unchanged.
@@ -59,6 +61,10 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     "td": frozenset({"abbr", "axis", "headers", "scope", "rowspan", "colspan"}) | _CELLS,
     "th": frozenset({"abbr", "axis", "headers", "scope", "rowspan", "colspan"}) | _CELLS,
 }
+# HTML 4.01's %block; elements among ELEMENTS (section 7.5.3 and the DTD's %block;, %heading;, %list;)
+_BLOCKS = frozenset(f"{{{XHTML}}}{name}" for name in ("p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
+                                                     "dl", "pre", "hr", "blockquote", "address", "table"))
+_P = f"{{{XHTML}}}p"
 _URLS = frozenset({"href", "src", "longdesc", "cite", "usemap"})
 _IGNORED_IN_URL = re.compile(r"[\x00-\x20]+")  # browsers skip control characters and spaces in a scheme
 
@@ -74,9 +80,19 @@ def narrative_problem(div: str) -> str | None:
     if root.tag != f"{{{XHTML}}}div":
         return f"the narrative must be a div in the XHTML namespace ({XHTML}), not {_name(root.tag)}"
     for element in root.iter():
-        problem = _element_problem(element)
+        problem = _element_problem(element) or (_paragraph_problem(element) if element.tag == _P else None)
         if problem:
             return problem
+    return None
+
+
+def _paragraph_problem(paragraph: Element) -> str | None:
+    """HTML 4.01 section 9.3.1 (chapter 9, which txt-1 names): a P "cannot contain block-level elements (including P
+    itself)". A browser closes the paragraph at the inner block, so the narrative a center reads is not the one
+    that was written."""
+    for inner in paragraph.iter():
+        if inner is not paragraph and inner.tag in _BLOCKS:
+            return f"the narrative's <p> may not contain a <{_name(inner.tag)}> (a paragraph holds inline content only)"
     return None
 
 

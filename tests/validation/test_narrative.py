@@ -25,6 +25,8 @@ VALID = [
     ("links by name and by href", f'<div {NS}><a name="top"/><a href="https://hl7.org/fhir">FHIR</a></div>'),
     ("language attributes", f'<div {NS} lang="fr" xml:lang="fr"><p dir="ltr">Bonjour</p></div>'),
     ("a character reference for a non-breaking space", f"<div {NS}>a&#160;b &lt;c&gt; &amp;</div>"),
+    ("paragraphs inside a div, inline elements inside a paragraph",
+     f'<div {NS}><div><p>a <b>b</b><br/><span>c</span></p><p>d</p></div></div>'),
 ]
 
 INVALID = [
@@ -47,6 +49,10 @@ INVALID = [
     ("a data: URL of a page", f'<div {NS}><a href="data:text/html,&lt;script&gt;x&lt;/script&gt;">x</a></div>',
      "script URL"),
     ("an element of another namespace", f'<div {NS}><svg xmlns="http://www.w3.org/2000/svg"/>x</div>', "svg"),
+    # HTML 4.01 section 9.3.1; HL7's validator suite, list-xhtml-nested
+    ("a paragraph inside a paragraph", f"<div {NS}><p>a<p>b</p></p></div>", "may not contain a <p>"),
+    ("a table inside a span inside a paragraph",
+     f"<div {NS}><p><span><table><tr><td>x</td></tr></table></span></p></div>", "may not contain a <table>"),
     ("an xlink attribute", f'<div {NS}><a xmlns:xlink="http://www.w3.org/1999/xlink" xlink:href="#x">x</a></div>',
      "attribute"),
 ]
