@@ -23,8 +23,9 @@ elements appear there expanded (``valueQuantity``, ``valueString``...) next to e
 
 What it does not do. It judges no value beyond what converting needs (``boolean``, the integer types and
 ``decimal`` become Python values and must therefore be well-formed; everything else stays a string): the
-server's JSON validation judges the result. Element order is not enforced on input (elements of one name may
-even be interleaved with others); a single-valued element given twice is refused. It writes no XML comments,
+server's JSON validation judges the result. Element order is enforced on input as on output (xml.html: "Elements
+must always appear in the order documented"; an element out of order, or one name interleaved with others, is a 400
+naming it); a single-valued element given twice is refused. It writes no XML comments,
 and ignores comments and processing instructions on input. No DTD, no entity declaration is accepted
 (``defusedxml``). An ``xsi:schemaLocation`` attribute (HL7's own XML examples carry one) is ignored.
 
@@ -531,9 +532,18 @@ class _Reader:
         _no_text(element.text, where)
         counts: dict[str, int] = {}  # repeating elements: how many so far
         repeated: dict[str, list[tuple[Any, dict[str, Any] | None]]] = {}  # repeating primitives: (value, _value)
+        previous = ""  # the element before, and its place in the definition
+        reached = -1
         for child in element:
             _no_text(child.tail, where)
             name, row = _row(child, layout, where)
+            # xml.html: "Elements must always appear in the order documented"; a reader that took them in any
+            # order would accept documents no other FHIR XML reader (schema-based ones) can read
+            place = layout.position[name]
+            if place < reached:
+                raise _invalid(f"'{name}' must come before '{previous}' (xml.html: elements appear in the order "
+                               "of their definition)", f"{where}.{name}")
+            previous, reached = name, place
             index: int | None = None
             if row.is_array:
                 index = counts.get(name, 0)
