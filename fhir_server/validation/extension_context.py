@@ -56,6 +56,7 @@ class ExtensionUse:
 
     contexts: tuple[tuple[str, str], ...]
     modifier: bool
+    invariants: tuple[str, ...] = ()  # StructureDefinition.contextInvariant: FHIRPath, true of the element used on
 
     def describe(self) -> str:
         return ", ".join(f"{kind} {expr}" for kind, expr in self.contexts)
@@ -178,7 +179,8 @@ def use_of(sd: Json) -> ExtensionUse:
     """The use of an extension from its StructureDefinition."""
     elements = (sd.get("snapshot") or sd.get("differential") or {}).get("element") or [{}]
     contexts = tuple((c.get("type", ""), c.get("expression", "")) for c in sd.get("context") or ())
-    return ExtensionUse(contexts, bool(elements[0].get("isModifier")))
+    invariants = tuple(i for i in sd.get("contextInvariant") or () if isinstance(i, str))
+    return ExtensionUse(contexts, bool(elements[0].get("isModifier")), invariants)
 
 
 class ExtensionUses:
@@ -197,6 +199,26 @@ class ExtensionUses:
 def allows(use: ExtensionUse, host: Host) -> bool:
     """True when one of ``use``'s contexts admits ``host`` (no contexts: anywhere)."""
     return not use.contexts or any(_context_admits(kind, expr, host) for kind, expr in use.contexts)
+
+
+def broken_invariants(use: ExtensionUse, host: Host) -> list[str]:
+    """The context invariants of ``use`` that the element ``host`` breaks (StructureDefinition.contextInvariant:
+    "rules ... about when the extension can be used ... All the rules must be true"), each evaluated on that
+    element. One that cannot be compiled or evaluated is logged and admits the use, as a context does."""
+    broken = []
+    for text in use.invariants:
+        compiled = _context_expression(text)
+        if compiled is None:
+            continue
+        try:
+            result = compiled.evaluate(host.value, host.resource)
+        except Exception as exc:
+            compiled.log_failure(exc, f"a {_type_of(host.resource)} (extension context invariant)",
+                                 "the extension is admitted")
+            continue
+        if result and not all(item is True for item in result):
+            broken.append(text)
+    return broken
 
 
 def _context_admits(kind: str, expr: str, host: Host) -> bool:
@@ -264,6 +286,8 @@ def element_names(parts: tuple[str, ...]) -> frozenset[str] | None:
     if parts[0] not in TYPES:
         return None
     paths = {parts[0]}
+    if len(parts) > 1:  # an element a resource inherits is also its ancestor's: Patient.text is DomainResource.text
+        paths |= set(_defining_ancestors(parts[0], parts[1]))
     type_key = parts[0]
     for name in parts[1:]:
         info = TYPES.get(type_key)
@@ -275,6 +299,17 @@ def element_names(parts: tuple[str, ...]) -> frozenset[str] | None:
         type_key = row.target
         paths.add(type_key)  # paths rooted at its datatype or its backbone element's definition
     return frozenset({"Element", *paths, *_ancestors(type_key)})
+
+
+@functools.cache
+def _defining_ancestors(type_key: str, name: str) -> tuple[str, ...]:
+    """The base types of ``type_key`` that define its element ``name`` (``Patient``, ``text`` -> DomainResource)."""
+    found = []
+    for base in _ancestors(type_key):
+        sd = core_definitions().get(CORE_PREFIX + base, {})
+        if any(e.get("path") == f"{base}.{name}" for e in sd.get("snapshot", {}).get("element", ())):
+            found.append(base)
+    return tuple(found)
 
 
 @functools.cache

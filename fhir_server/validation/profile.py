@@ -28,7 +28,7 @@ from fhir_server.json_types import Json
 from fhir_server.terminology import ExpansionError
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.elements import CORE_PREFIX, Constraint, ElementNode, build_tree
-from fhir_server.validation.extension_context import ExtensionUses, Host, allows, extension_sites
+from fhir_server.validation.extension_context import ExtensionUses, Host, allows, broken_invariants, extension_sites
 from fhir_server.validation.primitives import REQUIRED_VALUE_SETS, TYPES
 
 Resolver = Callable[[str], Json | None]
@@ -379,6 +379,9 @@ class ProfileValidator:
             where = ".".join(host.parts)
             ctx.add("error", "structure", f"extension {url} is not allowed on {where} (context: "
                     f"{use.describe()})", path)
+        for rule in broken_invariants(use, host):
+            ctx.add("error", "invariant", f"extension {url} is not allowed here: its context invariant {rule!r} "
+                    f"is false of {'.'.join(host.parts)}", path)
 
 
 def _codings(value: Any, type_code: str) -> list[tuple[str | None, Any]]:

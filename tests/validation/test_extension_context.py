@@ -13,6 +13,7 @@ from fhir_server.validation.extension_context import (
     ExtensionUse,
     Host,
     allows,
+    broken_invariants,
     core_extension_uses,
     element_names,
     extension_sites,
@@ -44,6 +45,10 @@ def element(*expressions: str) -> ExtensionUse:
     (("Observation", "component", "referenceRange"), "Observation.referenceRange"),  # content reference
     (("Observation", "code", "coding"), "Coding"),
     (("Observation", "code", "coding"), "Element"),
+    # an element a resource inherits answers to its ancestor's path (HL7's validator suite, exta-ctxt-good-text)
+    (("Patient", "text"), "DomainResource.text"),
+    (("Patient", "text", "div"), "DomainResource.text.div"),
+    (("Patient", "meta"), "Resource.meta"),
 ])
 def test_element_answers_to(parts: tuple[str, ...], name: str) -> None:
     names = element_names(parts)
@@ -57,6 +62,7 @@ def test_element_answers_to(parts: tuple[str, ...], name: str) -> None:
     (("Patient", "birthDate"), "dateTime"),
     (("Patient", "name"), "HumanName.family"),
     (("Patient", "name", "family"), "Patient.name"),
+    (("Patient", "name"), "DomainResource.name"),  # Patient's own element: no ancestor defines it
 ])
 def test_element_does_not_answer_to(parts: tuple[str, ...], name: str) -> None:
     names = element_names(parts)
@@ -211,3 +217,12 @@ def test_modifier_extension_in_extension_is_an_error(validator: ProfileValidator
     issues = validator.validate_all({"resourceType": "Patient", "extension": [prohibited]}, [])
     assert [(i.code, i.expression) for i in issues] == [("structure", ("Patient.extension[0]",))]
     assert "is a modifier extension" in issues[0].diagnostics
+
+
+@pytest.mark.parametrize(("active", "broken"), [(None, []), (False, []), (True, ["Patient.active.not()"])])
+def test_a_context_invariant_must_be_true_of_the_element_the_extension_is_on(active: bool | None,
+                                                                            broken: list[str]) -> None:
+    """StructureDefinition.contextInvariant (HL7's validator suite, extb-ctxt-bad): "All the rules must be true"."""
+    use = ExtensionUse((("element", "Patient"),), modifier=False, invariants=("Patient.active.not()",))
+    patient: Json = {"resourceType": "Patient", **({} if active is None else {"active": active})}
+    assert broken_invariants(use, Host(("Patient",), (), patient, patient)) == broken
