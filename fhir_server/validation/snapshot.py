@@ -3,7 +3,7 @@
 https://hl7.org/fhir/R4/profiling.html#snapshot and elementdefinition.html#id: differential elements are
 matched to the base by element id; an id that the base does not list either names a slice
 (``Observation.component:phase``, created as a copy of the sliced element and its children, placed after the
-sliced element's existing slices) or a child of a complex datatype (``Patient.identifier.system``), created by
+sliced element's existing slices, with a minimum of 0 unless the differential gives one) or a child of a complex datatype (``Patient.identifier.system``), created by
 unfolding the datatype's own snapshot under its parent. Constraints are added to the base's; every other
 property replaces the base's.
 
@@ -101,7 +101,10 @@ def _add_slice(elements: list[Json], eid: str, resolve: SdResolver) -> int:
     children = [e for e in elements[index + 1:end] if e["id"].startswith(sliced_id + ".")]
     root = copy.deepcopy(elements[index])
     root.pop("slicing", None)
-    root["id"], root["sliceName"] = eid, slice_name
+    # A slice's minimum is its own, 0 unless its differential says more (profiling.html#slice-cardinality: the
+    # sliced element's minimum counts all its slices together): a profile making effective[x] 1..1 and slicing
+    # it by type does not require every type.
+    root["id"], root["sliceName"], root["min"] = eid, slice_name, 0
     copies = [root]
     for child in children:
         c = copy.deepcopy(child)

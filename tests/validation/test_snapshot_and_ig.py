@@ -53,6 +53,22 @@ def test_snapshot_places_slices_after_the_sliced_element() -> None:
         "Observation.component.code")
 
 
+@pytest.mark.parametrize(("slice_min", "expected"), [(None, 0), (1, 1)])
+def test_a_slice_is_optional_unless_its_differential_says_otherwise(slice_min: int | None, expected: int) -> None:
+    """profiling.html#slice-cardinality: the sliced element's minimum counts its slices together (HL7's validator
+    suite, sdoh-type-slice: effective[x] 1..1, sliced by type, a dateTime is valid without the Period slice)."""
+    diff: list[dict[str, Any]] = [
+        {"id": "Observation.effective[x]", "path": "Observation.effective[x]", "min": 1,
+         "slicing": {"discriminator": [{"type": "type", "path": "$this"}], "rules": "open"}},
+        {"id": "Observation.effective[x]:effectivePeriod", "path": "Observation.effective[x]",
+         "sliceName": "effectivePeriod", "type": [{"code": "Period"}],
+         **({} if slice_min is None else {"min": slice_min})}]
+    sd = generate_snapshot(profile(diff), core_definitions().get)
+    elements = sd["snapshot"]["element"]
+    assert elements[ids(sd).index("Observation.effective[x]")]["min"] == 1
+    assert elements[ids(sd).index("Observation.effective[x]:effectivePeriod")]["min"] == expected
+
+
 def test_snapshot_adds_constraints_to_the_base() -> None:
     diff = [{"id": "Observation", "path": "Observation",
              "constraint": [{"key": "x-1", "severity": "error", "human": "h", "expression": "true"}]}]
