@@ -3,8 +3,9 @@
 https://hl7.org/fhir/R4/profiling.html#snapshot and elementdefinition.html#id: differential elements are
 matched to the base by element id; an id that the base does not list either names a slice
 (``Observation.component:phase``, created as a copy of the sliced element and its children, placed after the
-sliced element's existing slices, with a minimum of 0 unless the differential gives one) or a child of a complex datatype (``Patient.identifier.system``), created by
-unfolding the datatype's own snapshot under its parent. Constraints are added to the base's; every other
+sliced element's existing slices, with a minimum of 0 unless the differential gives one) or a child of a
+complex datatype (``Patient.identifier.system``), created by unfolding the datatype's own snapshot under its
+parent. Constraints are added to the base's; every other
 property replaces the base's.
 
 Used by ``scripts/build_ig.py`` for the registry's profiles and by the server for StructureDefinitions that
