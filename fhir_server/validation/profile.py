@@ -5,7 +5,7 @@ Implements the checks of https://hl7.org/fhir/R4/validation.html#profile on a sn
 choice elements and target profiles of references, fixed[x] (exact) and pattern[x] (subset) values, required
 and extensible bindings of coded values and of a Quantity's unit (codes accepted through ConceptMap
 equivalence too, e.g. pre-2022 ATC codes), slicing with value/pattern/exists discriminators and type
-discriminators on ``$this`` (profiling.html#slicing), extensions (where they are used, see
+discriminators on ``$this``, on an element below it and through ``resolve()`` (profiling.html#slicing), extensions (where they are used, see
 :mod:`~fhir_server.validation.extension_context`, and their definition), and FHIRPath invariants (compiled
 once). Every issue carries the FHIRPath of the offending element, built from the
 JSON names (``Observation.component[1].valueQuantity.value``).
@@ -225,7 +225,7 @@ class ProfileValidator:
     def _check_slices(self, values: list[_Value], node: ElementNode, ctx: _Context, path: str) -> None:
         buckets: dict[str, list[_Value]] = {s.slice_name or s.id: [] for s in node.slices}
         for v in values:
-            chosen = next((s for s in node.slices if _in_slice(v, s, node)), None)
+            chosen = next((s for s in node.slices if _in_slice(v, s, node, self._referenced_types(ctx))), None)
             if chosen is None:
                 if node.slicing_rules == "closed":
                     ctx.add("error", "structure", "matches no slice and the slicing is closed", v.path)
@@ -328,6 +328,28 @@ class ProfileValidator:
         issues = self._validate(resource, profile, resolve, depth)
         return not any(i.severity in ("error", "fatal") for i in issues)
 
+    def _referenced_types(self, ctx: _Context) -> TypeReader:
+        """How a ``type`` discriminator reads types below a slice: a resource's own type, and through
+        ``resolve()`` the type of the resource a reference names (contained, resolved, or read off its URL);
+        a slice's admitted types are those of its element's types and profiles."""
+        def read(value: Any, through_reference: bool) -> str | None:
+            if not isinstance(value, dict):
+                return None
+            if not through_reference:
+                rtype = value.get("resourceType")
+                return rtype if isinstance(rtype, str) else None
+            reference = value.get("reference")
+            if not isinstance(reference, str):
+                return None
+            resolved = self._resolve(reference, ctx)
+            return resolved.get("resourceType") if resolved is not None else _reference_type(reference)
+
+        def admitted(node: ElementNode, through_reference: bool) -> set[str]:
+            profiles = [p for t in node.types for p in (t.target_profiles if through_reference else t.profiles)]
+            return {self._type_of_profile(p) for p in profiles} or {t.code for t in node.types}
+
+        return TypeReader(read, admitted)
+
     def _type_of_profile(self, profile: str) -> str:
         sd = self.conformance.structure_definition(profile)
         return sd["type"] if sd is not None else profile.rsplit("/", 1)[-1]
@@ -403,11 +425,25 @@ def _reference_type(reference: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode) -> bool:
+@dataclass(frozen=True)
+class TypeReader:
+    """A ``type`` discriminator below ``$this``: ``read(value, through_reference)`` gives the type of a value
+    (of the resource a Reference names, through ``resolve()``); ``admitted(node, through_reference)`` the types
+    a slice's element admits."""
+
+    read: Callable[[Any, bool], str | None]
+    admitted: Callable[[ElementNode, bool], set[str]]
+
+
+def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode, types: TypeReader | None = None) -> bool:
     """Whether a value belongs to a slice, by the sliced element's discriminators (profiling.html#discriminator)."""
     for d in sliced.discriminators:
         if d.type == "type":
-            if not _type_matches(v, slice_node, sliced, d.path):
+            if d.path == "$this" or types is None:
+                matched = _type_matches(v, slice_node, sliced, d.path)
+            else:
+                matched = _type_below_matches(v, slice_node, d.path, types)
+            if not matched:
                 return False
             continue
         target = _descend(slice_node, d.path.split("."))
@@ -429,7 +465,7 @@ def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode) -> bool:
 
 def _type_matches(v: _Value, slice_node: ElementNode, sliced: ElementNode, path: str) -> bool:
     """``type`` discriminator on ``$this``: the value's type (from its JSON name for a choice, e.g.
-    ``valueQuantity``) is one of the slice's types. Other paths are not supported (no match)."""
+    ``valueQuantity``) is one of the slice's types. Paths below it: :func:`_type_below_matches`."""
     if path != "$this":
         return False
     if sliced.is_choice:
@@ -439,6 +475,19 @@ def _type_matches(v: _Value, slice_node: ElementNode, sliced: ElementNode, path:
     else:
         actual = sliced.types[0].code if len(sliced.types) == 1 else None
     return actual in {t.code for t in slice_node.types}
+
+
+def _type_below_matches(v: _Value, slice_node: ElementNode, path: str, types: TypeReader) -> bool:
+    """``type`` discriminator on a path below the slice (profiling.html#discriminator): ``resource`` (a Bundle
+    entry's), or ``item.resolve()`` (the type of the resource a reference names, against the slice's target
+    profiles)."""
+    through_reference = path == "resolve()" or path.endswith(".resolve()")
+    element_path = path.removesuffix("resolve()").removesuffix(".") or "$this"
+    target = _descend(slice_node, element_path.split("."))
+    if target is None:
+        return False
+    allowed = types.admitted(target, through_reference)
+    return any(types.read(item, through_reference) in allowed for item in _select(v.value, element_path))
 
 
 def _descend(node: ElementNode, parts: list[str]) -> ElementNode | None:

@@ -479,3 +479,41 @@ def test_the_walk_skips_only_elements_whose_absence_breaks_nothing(validator: Pr
     assert not by_name["identifier"].silent_when_absent  # its slice 'pseudonym' has min 1
     assert by_name["deceased[x]"].silent_when_absent  # optional, no slices
     assert by_name["birthDate"].shadow_key == "_birthDate"
+
+
+def _list_sliced_by_referenced_type() -> ProfileValidator:
+    """HL7's validator suite, profile-slicing-type-resolve: List.entry sliced by ``item.resolve()``'s type."""
+    entry = "List.entry"
+
+    def slice_of(name: str, target: str, low: int, high: str) -> list[Json]:
+        return [{"id": f"{entry}:{name}", "path": entry, "sliceName": name, "min": low, "max": high},
+                {"id": f"{entry}:{name}.item", "path": f"{entry}.item",
+                 "type": [{"code": "Reference", "targetProfile": [f"http://hl7.org/fhir/StructureDefinition/{target}"]}]}]
+
+    sd: Json = {"resourceType": "StructureDefinition", "url": "https://example.org/sd/list-by-type", "name": "X",
+                "status": "draft", "kind": "resource", "abstract": False, "type": "List",
+                "baseDefinition": "http://hl7.org/fhir/StructureDefinition/List", "derivation": "constraint",
+                "differential": {"element": [
+                    {"id": entry, "path": entry, "slicing": {"discriminator": [{"type": "type",
+                                                                                "path": "item.resolve()"}],
+                                                             "rules": "closed"}},
+                    *slice_of("conditions", "Condition", 1, "1"), *slice_of("observations", "Observation", 1, "3")]}}
+    return ProfileValidator(ConformanceSnapshot([sd]))
+
+
+@pytest.mark.parametrize(("items", "expected"), [
+    (["#c", "#o"], []),
+    (["Condition/1", "Observation/2", "Observation/3"], []),  # a literal reference names its type
+    (["#o", "#o"], ["List.entry"]),  # no Condition: the conditions slice has none of its one
+    # closed slicing: a Patient matches no slice, and the observations slice has none of its one
+    (["#c", "Patient/1"], ["List.entry", "List.entry[1]"]),
+])
+def test_a_type_discriminator_through_resolve_reads_the_type_of_the_referenced_resource(
+        items: list[str], expected: list[str]) -> None:
+    """profiling.html#discriminator: ``type`` on ``item.resolve()`` slices by the type of what the item names."""
+    contained = [{"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/1"}},
+                 {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}}]
+    resource: Json = {"resourceType": "List", "status": "current", "mode": "working", "contained": contained,
+                      "entry": [{"item": {"reference": r}} for r in items]}
+    issues = _list_sliced_by_referenced_type().validate(resource, "https://example.org/sd/list-by-type")
+    assert sorted({i.expression[0] for i in issues if i.severity == "error"}) == expected
