@@ -5,9 +5,9 @@ Implements the checks of https://hl7.org/fhir/R4/validation.html#profile on a sn
 choice elements and target profiles of references, fixed[x] (exact) and pattern[x] (subset) values, required
 and extensible bindings of coded values and of a Quantity's unit (codes accepted through ConceptMap
 equivalence too, e.g. pre-2022 ATC codes), slicing with value/pattern/exists discriminators and type
-discriminators on ``$this``, on an element below it and through ``resolve()`` (profiling.html#slicing), extensions (where they are used, see
-:mod:`~fhir_server.validation.extension_context`, and their definition), and FHIRPath invariants (compiled
-once). Every issue carries the FHIRPath of the offending element, built from the
+discriminators on ``$this``, on an element below it and through ``resolve()`` (profiling.html#slicing),
+extensions (where they are used, see :mod:`~fhir_server.validation.extension_context`, and their definition),
+and FHIRPath invariants (compiled once). Every issue carries the FHIRPath of the offending element, built from the
 JSON names (``Observation.component[1].valueQuantity.value``).
 
 The wire format (JSON types, arrays, required core bindings) is checked by
