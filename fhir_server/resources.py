@@ -21,6 +21,7 @@ from typing import Any
 from fhir_server.errors import InvalidRequest, Issue, NotFound
 from fhir_server.permissions import CONFORMANCE_TYPES
 from fhir_server.validation.core_invariants import core_invariant_issues
+from fhir_server.validation.element_ids import duplicate_element_ids
 from fhir_server.validation.primitives import RESOURCE_TYPES, check_primitive_types
 
 # The registry's own clinical types (its profiles and rule table are about these).
@@ -67,6 +68,7 @@ def check_structure(resource: dict[str, Any], expected_type: str | None = None,
     errors = [i for i in issues if i.severity in ("error", "fatal")]
     if not errors:  # the invariants read a well-formed resource only
         errors = [i for i in core_invariant_issues(resource) if i.severity == "error"]
+        errors += duplicate_element_ids(resource)
     if errors:
         raise InvalidRequest(issues=_dedupe(errors))
 

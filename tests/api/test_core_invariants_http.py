@@ -77,3 +77,10 @@ async def test_a_range_whose_low_is_above_its_high_in_other_units_is_400(client:
     assert "rng-2" in issue["diagnostics"] and issue["expression"] == ["Observation.valueRange"]
     observation["valueRange"]["high"] = {"value": 1500, "unit": "mg", "system": ucum, "code": "mg"}
     assert (await post(client, "Observation", observation)).status_code == 201
+
+
+async def test_a_create_repeating_an_element_id_is_400_at_the_second_element(client: httpx.AsyncClient) -> None:
+    """element-definitions.html#Element.id: "Unique id for the element within a resource"."""
+    patient = {"resourceType": "Patient", "name": [{"id": "n1", "family": "A"}, {"id": "n1", "family": "B"}]}
+    issue = _issue(await post(client, "Patient", patient))
+    assert issue["expression"] == ["Patient.name[1]"] and "n1" in issue["diagnostics"]
