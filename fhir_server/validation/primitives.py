@@ -21,6 +21,7 @@ The rules come from ``data/r4-elements.json``, generated from the R4 StructureDe
 from __future__ import annotations
 
 import calendar
+import functools
 import json
 import math
 import re
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from fhir_server.errors import Issue
+from fhir_server.terminology.core import core_terminology
 from fhir_server.validation.narrative import narrative_problem
 
 DATA = Path(__file__).resolve().parent / "data" / "r4-elements.json"
@@ -276,9 +278,18 @@ def _walk(obj: dict[str, Any], info: TypeInfo, path: str, issues: list[Issue]) -
         _check_system(obj, info is _CODING, path, issues)
 
 
+@functools.cache
+def core_value_set_urls() -> frozenset[str]:
+    """The canonical urls of R4's own value sets (none is also a code system's): a frequent slip in a Coding's
+    system (``http://hl7.org/fhir/ValueSet/...`` for the code system of its codes)."""
+    terminology = core_terminology()
+    return frozenset(terminology.urls("ValueSet")) - frozenset(terminology.urls("CodeSystem"))
+
+
 def _check_system(obj: dict[str, Any], is_coding: bool, path: str, issues: list[Issue]) -> None:
     """A Coding's system identifies its code system (datatypes.html#Coding: an http URL, "urn:oid:" or
-    "urn:uuid:"), so it is an absolute URI: a relative one ("#cs", "loinc") identifies nothing. An Identifier of the
+    "urn:uuid:"), so it is an absolute URI: a relative one ("#cs", "loinc") identifies nothing, and one of R4's value
+    sets is no code system (HL7's validator suite, code-wrong-system-vs). An Identifier of the
     system ``urn:ietf:rfc:3986`` (identifier-registry.html: "the identifier is a URI") has a URI for its value:
     a warning only, as three of HL7's own examples break it (Organization-2.16.840.1.113883.19.5 states a bare
     OID, Bundle-xds and StructureMap-example OIDs that are none), and the identifier is still matched exactly."""
@@ -289,6 +300,9 @@ def _check_system(obj: dict[str, Any], is_coding: bool, path: str, issues: list[
         if not ABSOLUTE_URI.match(system):
             issues.append(_issue("value", f"a Coding's system must be an absolute URI, not '{system[:200]}'",
                                  f"{path}.system"))
+        elif system in core_value_set_urls():
+            issues.append(_issue("value", f"a Coding's system must name a code system: {system[:200]} is one of "
+                                 "R4's value sets (the system of its codes is named in its compose)", f"{path}.system"))
         return
     value = obj.get("value")
     if system == "urn:ietf:rfc:3986" and type(value) is str and value and (

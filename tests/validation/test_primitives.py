@@ -402,9 +402,12 @@ def test_uuid_and_oid_urns_carry_a_uuid_and_an_oid(url: str, ok: bool) -> None:
 @pytest.mark.parametrize(("system", "ok"), [
     ("http://loinc.org", True), ("urn:oid:2.16.840.1.113883.6.1", True),
     ("#local", False), ("loinc", False),
+    # HL7's validator suite, code-wrong-system-vs: a value set's url is no code system's
+    ("http://hl7.org/fhir/ValueSet/account-type", False), ("http://hl7.org/fhir/account-status", True),
 ])
-def test_a_codings_system_is_an_absolute_uri(system: str, ok: bool) -> None:
-    """datatypes.html#Coding: the system identifies the code system; a relative URI identifies none."""
+def test_a_codings_system_is_an_absolute_uri_naming_no_value_set(system: str, ok: bool) -> None:
+    """datatypes.html#Coding: the system identifies the code system; a relative URI identifies none, and neither
+    does the url of one of R4's value sets."""
     observation = {**OBSERVATION, "code": {"coding": [{"system": system, "code": "777-3"}]}}
     issues = check_primitive_types(observation)
     expected = [] if ok else [("error", "Observation.code.coding[0].system")]
