@@ -224,8 +224,9 @@ class ProfileValidator:
     # --- slicing ------------------------------------------------------------------------------------------
     def _check_slices(self, values: list[_Value], node: ElementNode, ctx: _Context, path: str) -> None:
         buckets: dict[str, list[_Value]] = {s.slice_name or s.id: [] for s in node.slices}
+        types = self._referenced_types(ctx)
         for v in values:
-            chosen = next((s for s in node.slices if _in_slice(v, s, node, self._referenced_types(ctx))), None)
+            chosen = next((s for s in node.slices if _in_slice(v, s, node, types)), None)
             if chosen is None:
                 if node.slicing_rules == "closed":
                     ctx.add("error", "structure", "matches no slice and the slicing is closed", v.path)
