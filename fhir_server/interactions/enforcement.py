@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from fhir_server.errors import Issue, NotFound, UnprocessableEntity
 from fhir_server.interactions.references import RELATIVE, collect_references
 from fhir_server.resources import SUPPORTED_TYPES
+from fhir_server.validation.canonical_targets import canonical_target_issues
 from fhir_server.validation.conformance import ConformanceSnapshot
 from fhir_server.validation.core import vital_signs
 from fhir_server.validation.narrative import narrative_warnings
@@ -107,8 +108,10 @@ async def validation_issues(uow: UnitOfWork, resource: dict[str, Any], *, extra_
     Raises nothing, stores nothing."""
     validator = await validator_for(uow)
     profiles: list[str] = []
-    # warnings: validation/reference_targets.py, and narrative.py's txt-2
-    issues: list[Issue] = [*reference_target_issues(resource), *narrative_warnings(resource)]
+    # warnings: validation/reference_targets.py, and narrative.py's txt-2; errors: a canonical naming a definition
+    # of another type (validation/canonical_targets.py)
+    issues: list[Issue] = [*reference_target_issues(resource), *narrative_warnings(resource),
+                           *canonical_target_issues(resource, validator.conformance.kind_of)]
     if not only_extra:
         profiles, notes = profiles_to_check(uow, resource, validator)
         issues += notes

@@ -82,6 +82,13 @@ class ConformanceSnapshot:
                 self._versioned[key] = done
         return done
 
+    def kind_of(self, url: str) -> str | None:
+        """The type of the definition held under the canonical ``url`` (R4's own included), or None: what a
+        canonical naming it names (``validation/canonical_targets.py``)."""
+        if url in self._sds:
+            return "StructureDefinition"
+        return next((kind for kind in TERMINOLOGY_TYPES if self.terminology.resource(kind, url) is not None), None)
+
     def structure_definitions(self) -> list[Json]:
         """The current version of every StructureDefinition held."""
         return list(self._sds.values())
