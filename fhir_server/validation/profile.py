@@ -436,12 +436,12 @@ class TypeReader:
     admitted: Callable[[ElementNode, bool], set[str]]
 
 
-def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode, types: TypeReader | None = None) -> bool:
+def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode, types: TypeReader) -> bool:
     """Whether a value belongs to a slice, by the sliced element's discriminators (profiling.html#discriminator)."""
     for d in sliced.discriminators:
         if d.type == "type":
-            if d.path == "$this" or types is None:
-                matched = _type_matches(v, slice_node, sliced, d.path)
+            if d.path == "$this":
+                matched = _type_matches(v, slice_node, sliced)
             else:
                 matched = _type_below_matches(v, slice_node, d.path, types)
             if not matched:
@@ -464,11 +464,9 @@ def _in_slice(v: _Value, slice_node: ElementNode, sliced: ElementNode, types: Ty
     return bool(sliced.discriminators)
 
 
-def _type_matches(v: _Value, slice_node: ElementNode, sliced: ElementNode, path: str) -> bool:
+def _type_matches(v: _Value, slice_node: ElementNode, sliced: ElementNode) -> bool:
     """``type`` discriminator on ``$this``: the value's type (from its JSON name for a choice, e.g.
     ``valueQuantity``) is one of the slice's types. Paths below it: :func:`_type_below_matches`."""
-    if path != "$this":
-        return False
     if sliced.is_choice:
         actual: str | None = _json_type_of_key(v.key, sliced.name[:-3])
     elif isinstance(v.value, dict) and "resourceType" in v.value:
